@@ -1,0 +1,1 @@
+"""metatts benchmarks: ``python -m eval`` (adaptation tables) and ``python -m eval score``."""

