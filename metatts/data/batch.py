@@ -1,0 +1,110 @@
+"""Padding examples into a batch for the acoustic model.
+
+Masks are True at real positions. Token padding is id :data:`TOKEN_PAD` (the symbol table's pad);
+mel padding is log(LOG_CLAMP), the log-mel value of silence, so a padded frame is quiet even
+where a consumer forgets the mask.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+
+import torch
+
+from metatts.audio import LOG_CLAMP
+from metatts.data.features import FeatureCache
+from metatts.data.readout import DatasetError
+from metatts.data.utterance import Utterance
+from metatts.text.symbols import SYMBOLS
+
+TOKEN_PAD = SYMBOLS.pad_id
+MEL_PAD = math.log(LOG_CLAMP)
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str
+    speaker: int  # index into the model's speaker table
+    tokens: torch.Tensor  # (L,) int64
+    mel: torch.Tensor  # (N_MELS, T) float32
+
+
+@dataclass(frozen=True)
+class Batch:
+    ids: tuple[str, ...]
+    tokens: torch.Tensor  # (B, L) int64, padded with TOKEN_PAD
+    token_lengths: torch.Tensor  # (B,) int64
+    token_mask: torch.Tensor  # (B, L) bool, True at real tokens
+    mels: torch.Tensor  # (B, N_MELS, T) float32, padded with MEL_PAD
+    mel_lengths: torch.Tensor  # (B,) int64
+    mel_mask: torch.Tensor  # (B, T) bool, True at real frames
+    speakers: torch.Tensor  # (B,) int64
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def to(self, device: str | torch.device) -> Batch:
+        moved = {f.name: getattr(self, f.name) for f in fields(self)}
+        return Batch(**{k: v.to(device) if isinstance(v, torch.Tensor) else v
+                        for k, v in moved.items()})
+
+
+def speaker_index(utterances: Sequence[Utterance]) -> dict[str, int]:
+    """Speaker name -> index, in sorted order: the table a multi-speaker model is built with."""
+    return {s: i for i, s in enumerate(sorted({u.speaker for u in utterances}))}
+
+
+def collate(items: Sequence[Example]) -> Batch:
+    """Pad a list of examples (e.g. as a DataLoader ``collate_fn``)."""
+    if not items:
+        raise ValueError("cannot collate an empty list of examples.")
+    token_lengths = torch.tensor([len(x.tokens) for x in items], dtype=torch.long)
+    mel_lengths = torch.tensor([x.mel.shape[-1] for x in items], dtype=torch.long)
+    n_mels = items[0].mel.shape[0]
+    tokens = torch.full((len(items), int(token_lengths.max())), TOKEN_PAD, dtype=torch.long)
+    mels = torch.full((len(items), n_mels, int(mel_lengths.max())), MEL_PAD)  # (B, N_MELS, T)
+    for i, x in enumerate(items):
+        if x.mel.shape[0] != n_mels:
+            raise ValueError(f"example {x.id} has {x.mel.shape[0]} mel bins, others {n_mels}.")
+        tokens[i, : len(x.tokens)] = x.tokens
+        mels[i, :, : x.mel.shape[-1]] = x.mel
+    return Batch(
+        ids=tuple(x.id for x in items),
+        tokens=tokens,
+        token_lengths=token_lengths,
+        token_mask=torch.arange(tokens.shape[1]) < token_lengths[:, None],
+        mels=mels,
+        mel_lengths=mel_lengths,
+        mel_mask=torch.arange(mels.shape[2]) < mel_lengths[:, None],
+        speakers=torch.tensor([x.speaker for x in items], dtype=torch.long),
+    )
+
+
+def example(utt: Utterance, cache: FeatureCache, speakers: Mapping[str, int]) -> Example:
+    if utt.speaker not in speakers:
+        raise DatasetError(f"speaker {utt.speaker!r} of {utt.id} is not in the speaker table "
+                           f"({len(speakers)} speakers); map it to an index first.")
+    features = cache.get(utt)
+    return Example(utt.id, speakers[utt.speaker], features.tokens, features.mel)
+
+
+def load_batch(utterances: Sequence[Utterance], cache: FeatureCache,
+               speakers: Mapping[str, int]) -> Batch:
+    """Features for ``utterances`` (e.g. an episode's support or query set), padded into a batch."""
+    return collate([example(u, cache, speakers) for u in utterances])
+
+
+class ExampleDataset(torch.utils.data.Dataset):
+    """Map-style dataset of :class:`Example` for a DataLoader with ``collate_fn=collate``."""
+
+    def __init__(self, utterances: Sequence[Utterance], cache: FeatureCache,
+                 speakers: Mapping[str, int]):
+        self.utterances, self.cache, self.speakers = list(utterances), cache, speakers
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    def __getitem__(self, i: int) -> Example:
+        return example(self.utterances[i], self.cache, self.speakers)

@@ -1,0 +1,154 @@
+"""Model inputs for an utterance (log-mel frames and token ids), cached on disk.
+
+A cache entry is keyed by a sha256 over everything the features depend on: the audio file (path,
+size and mtime_ns, or its content hash), the transcript, :class:`FeatureSettings`, the fixed mel
+constants of :mod:`metatts.audio`, the symbol table (and phonemizer release) and
+:data:`FEATURES_VERSION`.
+Change any of them and the key changes, so stale features are never read back. Entries are
+safetensors files (no pickle) written atomically; an unreadable entry is recomputed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import importlib.metadata
+import json
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from metatts import assets, audio
+from metatts.data.readout import DatasetError
+from metatts.data.utterance import Utterance
+
+log = logging.getLogger(__name__)
+
+FEATURES_VERSION = 1  # bump when the way features are computed changes
+TOKEN_MODES = ("phonemes", "characters")
+
+
+@dataclass(frozen=True)
+class FeatureSettings:
+    """The choices that shape the features. (The mel settings are fixed by the vocoder and come
+    from :mod:`metatts.audio`; they enter the cache key too.)"""
+
+    tokens: str = "phonemes"  # "phonemes" or "characters", as in metatts.text.text_to_ids
+
+    def __post_init__(self):
+        if self.tokens not in TOKEN_MODES:
+            raise ValueError(
+                f"tokens must be one of {', '.join(TOKEN_MODES)}, got {self.tokens!r}.")
+
+
+@dataclass(frozen=True)
+class Features:
+    mel: torch.Tensor  # (N_MELS, T) float32, natural-log mel, HOP_LENGTH samples per frame
+    tokens: torch.Tensor  # (L,) int64 symbol ids
+
+
+def mel_constants() -> dict:
+    """The metatts.audio constants that determine a mel spectrogram."""
+    names = ("SAMPLE_RATE", "N_FFT", "WIN_LENGTH", "HOP_LENGTH", "N_MELS", "F_MIN", "F_MAX",
+             "LOG_CLAMP", "TARGET_DBFS")
+    return {name: getattr(audio, name) for name in names}
+
+
+def compute_features(utt: Utterance, settings: FeatureSettings) -> Features:
+    """Uncached: prepare the clip (trim, loudness), take its log-mel, and tokenize its text."""
+    wav = audio.prepare_clip(utt.audio)  # (T,) at SAMPLE_RATE
+    try:
+        ids = tokenize(utt.text, settings.tokens)
+    except ValueError as err:  # TextError: nothing speakable in the text
+        raise DatasetError(f"{utt.audio}: {err}") from None
+    return Features(audio.mel_spectrogram(wav).contiguous(), torch.as_tensor(ids, dtype=torch.long))
+
+
+def tokenize(text: str, mode: str) -> list[int]:
+    from metatts.text import text_to_ids  # imported on use
+
+    return text_to_ids(text, mode=mode)
+
+
+@functools.cache
+def tokenizer_fingerprint(mode: str) -> dict:
+    """What token ids depend on besides the text: the symbol table, and for phonemes the
+    phonemizer and espeak-ng releases."""
+    from metatts.text import SYMBOLS
+
+    table = hashlib.sha256(json.dumps(SYMBOLS.to_dict()).encode()).hexdigest()
+    if mode != "phonemes":
+        return {"symbols": table}
+    return {"symbols": table, "phonemizer": _version("phonemizer"),
+            "espeakng-loader": _version("espeakng-loader")}
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+class FeatureCache:
+    """``get(utt)`` returns cached features, computing and storing them on a miss.
+
+    ``content_hash=True`` keys on the audio's sha256 instead of its size and mtime (slower; use it
+    when files are copied around with their times changed).
+    """
+
+    def __init__(self, root: str | Path, settings: FeatureSettings = FeatureSettings(), *,
+                 content_hash: bool = False):
+        self.root, self.settings, self.content_hash = Path(root), settings, content_hash
+        self.hits = self.misses = 0
+
+    def key(self, utt: Utterance) -> str:
+        try:
+            stat = os.stat(utt.audio)
+        except OSError as err:
+            raise DatasetError(f"{utt.audio}: cannot read the audio ({err.strerror}).") from None
+        source = ({"sha256": assets.sha256_file(utt.audio)} if self.content_hash else
+                  {"path": str(Path(utt.audio).resolve()), "size": stat.st_size,
+                   "mtime_ns": stat.st_mtime_ns})
+        inputs = {"audio": source, "text": utt.text, "settings": dataclasses.asdict(self.settings),
+                  "mel": mel_constants(), "tokenizer": tokenizer_fingerprint(self.settings.tokens),
+                  "version": FEATURES_VERSION}
+        return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+    def path(self, utt: Utterance) -> Path:
+        key = self.key(utt)
+        return self.root / key[:2] / f"{key}.safetensors"
+
+    def get(self, utt: Utterance) -> Features:
+        path = self.path(utt)
+        if path.is_file():
+            try:
+                tensors = load_file(path)
+                features = Features(tensors["mel"], tensors["tokens"])
+                self.hits += 1
+                return features
+            except (SafetensorError, OSError, KeyError) as err:
+                log.warning("%s: unreadable cache entry (%s); recomputing", path, err)
+        features = compute_features(utt, self.settings)
+        with assets.atomic_path(path) as tmp:
+            save_file({"mel": features.mel, "tokens": features.tokens}, str(tmp),
+                      metadata={"id": utt.id, "audio": str(utt.audio)})
+        self.misses += 1
+        return features
+
+    def warm(self, utterances: Iterable[Utterance]) -> dict[str, str]:
+        """Compute every missing entry; returns {utterance id: error} for clips that failed."""
+        failed = {}
+        for utt in utterances:
+            try:
+                self.get(utt)
+            except ValueError as err:  # AudioError, DatasetError, TextError
+                failed[utt.id] = str(err)
+        return failed
