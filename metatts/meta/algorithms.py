@@ -1,0 +1,162 @@
+"""Outer updates of meta-learning: MAML, first-order MAML and Reptile as meta-gradients.
+
+A task is one training speaker's few-shot episode: a support set to adapt on and a query set to
+judge the adapted model by. :func:`task_gradient` runs the shared inner loop on one task and returns
+the meta-gradient with respect to the model's parameters (and Meta-SGD's rates); :func:`meta_gradient`
+averages it over a meta-batch. Tasks are independent, so data-parallel training gives each process
+a share of the meta-batch and all-reduces the task-weighted mean. Apply a meta-gradient with
+:func:`write_grads` and any torch optimizer:
+
+    mg = meta_gradient(model, tasks, collate, cfg, "maml")
+    optimizer.zero_grad()
+    write_grads(dict(model.named_parameters()), mg.grads)
+    optimizer.step()
+
+- ``maml``: second-order; differentiates the query loss through every inner step.
+- ``fomaml``: the query gradient at the adapted parameters, the inner gradients taken as constants.
+- ``reptile``: ``theta - phi`` for the adapted parameters; SGD with rate eps on it moves the start
+  to ``theta + eps * (phi - theta)``. Parameters that do not adapt get no Reptile gradient.
+
+MAML and FOMAML give a gradient to every model parameter that requires grad (the shared network
+learns to be adapted, too); freeze parameters with ``requires_grad_(False)`` to keep them out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from metatts.meta.inner_loop import InnerConfig, inner_loop, loss_fn
+from metatts.meta.params import initial_params
+
+Algorithm = Literal["maml", "fomaml", "reptile"]
+ALGORITHMS: tuple[str, ...] = ("maml", "fomaml", "reptile")
+
+
+@dataclass(frozen=True)
+class Task:
+    support: Sequence[Any]  # items that collate into inner-loop batches
+    query: Sequence[Any]  # items collated into one batch for the outer loss
+
+
+@dataclass(frozen=True)
+class TaskGradient:
+    grads: dict[str, Tensor]  # model parameter name -> meta-gradient (detached)
+    lr_grads: dict[str, Tensor]  # adapted parameter name -> gradient of its Meta-SGD rates
+    support_losses: list[float]  # inner-loop support loss per step
+    query_loss: float  # query loss at the adapted parameters
+
+
+@dataclass(frozen=True)
+class MetaGradient:
+    grads: dict[str, Tensor]  # mean over the tasks
+    lr_grads: dict[str, Tensor]  # mean over the tasks
+    tasks: int  # how many tasks the mean is over (weights for a cross-process mean)
+    support_losses: list[list[float]]  # per task, per step
+    query_losses: list[float]  # per task
+
+
+def task_gradient(
+    model: nn.Module,
+    task: Task,
+    collate: Callable[[list[Any]], Any],
+    cfg: InnerConfig,
+    algorithm: Algorithm,
+    *,
+    lrs: Mapping[str, Tensor] | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+) -> TaskGradient:
+    """The meta-gradient of one task, starting the inner loop from the model's current values.
+
+    Clip order and dropout come from the global RNG (seed it once in the trainer): ``cfg.seed``
+    is for reproducible adaptation and would give every task of every meta-batch the same draws.
+    """
+    cfg = dataclasses.replace(cfg, seed=None)
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"unknown meta-learning algorithm {algorithm!r}; choose one of {ALGORITHMS}")
+    if len(task.query) == 0:
+        raise ValueError("the task's query set is empty; a meta-learning task needs query clips")
+    if algorithm == "reptile":
+        return _reptile(model, task, collate, cfg, lrs, on_step)
+    weights = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    rates = {name: r for name, r in (lrs or {}).items() if r.requires_grad}
+    if not weights and not rates:
+        raise ValueError("no model parameter (or learning rate) requires grad: nothing to meta-learn")
+    with torch.enable_grad():
+        start = initial_params(model, cfg.groups, detach=False)
+        result = inner_loop(model, start, task.support, collate, cfg, lrs=lrs,
+                            create_graph=algorithm == "maml", on_step=on_step)
+        query = loss_fn(model)(result.params, collate(list(task.query)))
+    found = torch.autograd.grad(query, [*weights.values(), *rates.values()], allow_unused=True)
+    grads = [torch.zeros_like(t) if g is None else g
+             for t, g in zip([*weights.values(), *rates.values()], found)]
+    return TaskGradient(
+        grads=dict(zip(weights, grads[:len(weights)])),
+        lr_grads=dict(zip(rates, grads[len(weights):])),
+        support_losses=result.losses,
+        query_loss=query.item(),
+    )
+
+
+def _reptile(model, task, collate, cfg, lrs, on_step) -> TaskGradient:
+    if lrs is not None:
+        raise ValueError("Reptile gives no gradient for learned learning rates; "
+                         "use 'maml' or 'fomaml' with Meta-SGD")
+    theta = initial_params(model, cfg.groups, detach=True)
+    result = inner_loop(model, theta, task.support, collate, cfg, on_step=on_step)
+    with torch.no_grad():
+        query = loss_fn(model)(result.params, collate(list(task.query)))
+    return TaskGradient(
+        grads={name: theta[name] - phi for name, phi in result.params.items()},
+        lr_grads={},
+        support_losses=result.losses,
+        query_loss=query.item(),
+    )
+
+
+def meta_gradient(
+    model: nn.Module,
+    tasks: Sequence[Task],
+    collate: Callable[[list[Any]], Any],
+    cfg: InnerConfig,
+    algorithm: Algorithm,
+    *,
+    lrs: Mapping[str, Tensor] | None = None,
+) -> MetaGradient:
+    """The mean of :func:`task_gradient` over a meta-batch of ``tasks``."""
+    if not tasks:
+        raise ValueError("the meta-batch holds no tasks")
+    grads: dict[str, Tensor] = {}
+    lr_grads: dict[str, Tensor] = {}
+    support_losses, query_losses = [], []
+    for task in tasks:  # one task's graph at a time
+        t = task_gradient(model, task, collate, cfg, algorithm, lrs=lrs)
+        _accumulate(grads, t.grads, len(tasks))
+        _accumulate(lr_grads, t.lr_grads, len(tasks))
+        support_losses.append(t.support_losses)
+        query_losses.append(t.query_loss)
+    return MetaGradient(grads=grads, lr_grads=lr_grads, tasks=len(tasks),
+                        support_losses=support_losses, query_losses=query_losses)
+
+
+def _accumulate(total: dict[str, Tensor], grads: Mapping[str, Tensor], n: int) -> None:
+    for name, g in grads.items():
+        total[name] = total[name] + g / n if name in total else g / n
+
+
+@torch.no_grad()
+def write_grads(params: Mapping[str, Tensor], grads: Mapping[str, Tensor]) -> None:
+    """Set ``params[name].grad`` to ``grads[name]`` for every named gradient, for ``optimizer.step()``.
+
+    Parameters without a gradient in ``grads`` keep theirs (``optimizer.zero_grad()`` first).
+    """
+    unknown = [name for name in grads if name not in params]
+    if unknown:
+        raise ValueError(f"gradients for unknown parameters: {unknown}")
+    for name, g in grads.items():
+        params[name].grad = g.detach().to(params[name].dtype).clone()

@@ -1,0 +1,162 @@
+"""The one inner loop: adapt a dict of parameters on a support set by gradient steps.
+
+Meta-training (MAML, FOMAML, Reptile), test-time adaptation and the fine-tuning baseline all call
+:func:`inner_loop`; they differ only in where the parameters start and how that start was learned.
+
+The model is any ``nn.Module`` with ``loss(batch)`` returning an object with a scalar ``.total``;
+a batch is whatever ``collate`` makes of a list of support items. The loss is a pure function of
+``(params, batch)`` through ``torch.func.functional_call``: the adapted parameters replace the
+model's of the same names for that call and the model itself is never modified.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, grad_and_value
+
+from metatts.meta.inner_optim import adam_init, adam_step, sgd_step
+from metatts.meta.params import check_names
+from metatts.meta.support import BATCHINGS, Batching, support_batches
+
+OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
+
+
+@dataclass(frozen=True)
+class InnerConfig:
+    groups: tuple[str, ...] = ("embedding",)  # parameter groups that adapt (model.parameter_groups())
+    steps: int = 10
+    lr: float = 1e-2
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    batching: Batching = "full"  # full support set, one clip, or batch_size clips per step
+    batch_size: int = 4  # clips per step when batching == "minibatch"
+    betas: tuple[float, float] = (0.9, 0.999)  # Adam only
+    eps: float = 1e-8  # Adam only
+    seed: int | None = 0  # clip order and the model's randomness; None: from the global RNG
+
+    def __post_init__(self) -> None:
+        if isinstance(self.groups, str) or not all(isinstance(g, str) for g in self.groups):
+            raise TypeError(f"groups must be a tuple of group names, got {self.groups!r}")
+        if not self.groups:
+            raise ValueError("groups is empty: name at least one parameter group to adapt")
+        if self.steps < 0:
+            raise ValueError(f"steps must be >= 0, got {self.steps}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {OPTIMIZERS}")
+        if self.batching not in BATCHINGS:
+            raise ValueError(f"unknown batching {self.batching!r}; choose one of {BATCHINGS}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        if not all(0 <= b < 1 for b in self.betas) or len(self.betas) != 2:
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
+
+
+@dataclass(frozen=True)
+class InnerResult:
+    params: dict[str, Tensor]  # the adapted parameters, same names and shapes as the start
+    losses: list[float]  # support loss before each step, len == steps
+
+
+class _Loss(nn.Module):
+    """``model.loss(batch).total`` as a module call, so that ``functional_call`` can swap params."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: Any) -> Tensor:
+        return self.model.loss(batch).total
+
+
+def loss_fn(model: nn.Module) -> Callable[[Mapping[str, Tensor], Any], Tensor]:
+    """``f(params, batch) -> scalar loss`` of ``model`` with ``params`` in place of its own."""
+    module = _Loss(model)
+
+    def f(params: Mapping[str, Tensor], batch: Any) -> Tensor:
+        total = functional_call(module, {f"model.{k}": v for k, v in params.items()}, (batch,))
+        if total.ndim != 0:
+            raise ValueError(f"model.loss(batch).total must be a scalar, got shape "
+                             f"{tuple(total.shape)}")
+        return total
+
+    return f
+
+
+def inner_loop(
+    model: nn.Module,
+    params: Mapping[str, Tensor],
+    support: Sequence[Any],
+    collate: Callable[[list[Any]], Any],
+    cfg: InnerConfig,
+    *,
+    lrs: Mapping[str, Tensor] | None = None,
+    create_graph: bool = False,
+    on_step: Callable[[int, float], None] | None = None,
+) -> InnerResult:
+    """Take ``cfg.steps`` optimizer steps on the support loss, starting from ``params``.
+
+    ``params`` maps some of the model's parameter names to their starting values (see
+    :func:`metatts.meta.initial_params`); only those move. ``lrs`` are Meta-SGD's learned
+    per-parameter learning rates (same names and shapes, SGD only), used instead of ``cfg.lr``.
+
+    ``create_graph=True`` keeps each inner gradient in the autograd graph so that the result can be
+    differentiated through the whole loop (second-order MAML); otherwise gradients are constants,
+    and the result depends on ``params`` and ``lrs`` only through the update sums (first-order),
+    and not at all when neither requires grad. ``on_step(step, loss)`` is called after each step
+    with the support loss that step saw.
+    """
+    check_names(model, params)
+    if lrs is not None:
+        if cfg.optimizer != "sgd":
+            raise ValueError("learned per-parameter learning rates (Meta-SGD) need optimizer='sgd'")
+        if set(lrs) != set(params):
+            raise ValueError(f"lrs must name exactly the adapted parameters; "
+                             f"missing {sorted(set(params) - set(lrs))}, "
+                             f"extra {sorted(set(lrs) - set(params))}")
+    if create_graph and cfg.optimizer == "adam":
+        raise ValueError("second-order differentiation through Adam is not supported; "
+                         "use optimizer='sgd' for MAML, or a first-order method with Adam")
+
+    grad_fn = grad_and_value(loss_fn(model))
+    params = dict(params)
+    state = adam_init(params) if cfg.optimizer == "adam" else None
+    losses: list[float] = []
+    with _seeded(cfg.seed, params.values()) as generator:
+        batches = support_batches(support, collate, cfg.batching, cfg.batch_size, generator)
+        for step in range(cfg.steps):
+            with torch.set_grad_enabled(create_graph):  # no outer graph of the inner backward
+                grads, loss = grad_fn(params, next(batches))
+            if state is None:
+                updates = sgd_step(grads, cfg.lr, lrs)
+            else:
+                updates, state = adam_step(grads, state, cfg.lr, cfg.betas, cfg.eps)
+            params = {name: p - updates[name] for name, p in params.items()}
+            losses.append(loss.item())
+            if on_step is not None:
+                on_step(step, losses[-1])
+    return InnerResult(params=params, losses=losses)
+
+
+@contextlib.contextmanager
+def _seeded(seed: int | None, tensors: Iterable[Tensor]) -> Iterator[torch.Generator]:
+    """A generator for clip order; with a seed, the model's own randomness (dropout) is seeded
+    too and the global RNG state is restored afterwards."""
+    generator = torch.Generator()
+    if seed is None:
+        generator.manual_seed(int(torch.randint(2 ** 62, ())))
+        yield generator
+        return
+    generator.manual_seed(seed)
+    cuda = sorted({t.device.index or 0 for t in tensors if t.device.type == "cuda"})
+    with torch.random.fork_rng(devices=cuda):
+        torch.random.default_generator.manual_seed(seed)
+        for index in cuda:
+            torch.cuda.default_generators[index].manual_seed(seed)
+        yield generator
