@@ -1,0 +1,320 @@
+"""Test-time adaptation: a few clips of a new voice in, a :class:`~metatts.voice.Voice` out.
+
+The clips' features are computed once; then the shared inner loop
+(:func:`metatts.meta.inner_loop`) takes ``steps`` gradient steps on their loss, moving only the
+parameters of the chosen groups and starting from
+
+- ``init="meta"``: a meta-learned checkpoint's values, its new-speaker embedding included, with
+  the inner-loop settings it was meta-trained with as defaults;
+- ``init="pretrained"``: the pretrained checkpoint's values, the new-speaker embedding set to the
+  mean of the training speakers' (the fine-tuning baseline; SGD or Adam).
+
+The model runs in eval mode (no dropout) and is never modified: the voice is the adapted values.
+
+    selection = load_clips(["a.wav", "b.wav"])          # transcripts from a.txt, or Whisper
+    base = load_base("pretrained")
+    result = adapt(selection.clips, base, default_settings("pretrained", base))
+    result.voice.save("voice.safetensors")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from metatts import audio
+from metatts.data.batch import Batch, Example, collate
+from metatts.meta import InnerConfig, inner_loop, initial_params, loss_fn
+from metatts.model.checkpoint import Checkpoint, CheckpointError, find_checkpoint, load_checkpoint
+from metatts.model.fastspeech2 import NEW_SPEAKER
+from metatts.text import TextError, text_to_ids
+from metatts.voice import Voice, base_model, make_voice
+
+INITS = ("meta", "pretrained")
+CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"  # shipped: <init>/ inside
+MAX_CLIP_SECONDS = 30.0  # longer clips are left out (and Whisper reads at most 30 s)
+ASR_MODEL = "tiny.en"
+# Whisper tiny.en confidences measured on the speech fixtures: 0.69-0.98; on 3 s of white
+# noise 0.20 ("You"), on a 220 Hz tone 0.44 ("you").
+MIN_CONFIDENCE = 0.5
+
+
+class AdaptError(ValueError):
+    """Adaptation cannot run: no usable clips, a transcript that does not fit its clip, no
+    meta-learned checkpoint, or a loss that diverged."""
+
+
+@dataclass(frozen=True)
+class Clip:
+    name: str  # for messages (a file name)
+    wav: np.ndarray  # (T,) float32 at audio.SAMPLE_RATE, trimmed and loudness-normalized
+    text: str  # what is said
+
+    @property
+    def seconds(self) -> float:
+        return len(self.wav) / audio.SAMPLE_RATE
+
+
+def make_clip(wav: np.ndarray, sample_rate: int, text: str, name: str = "clip") -> Clip:
+    """A clip from a waveform (T,) at any rate: checked, resampled, trimmed and normalized."""
+    wav = audio.resample(audio.check_audio(wav, sample_rate, name=name), sample_rate,
+                         audio.SAMPLE_RATE)
+    return Clip(name, audio.normalize_loudness(audio.trim_silence(wav, audio.SAMPLE_RATE)), text)
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    name: str
+    reason: str  # a sentence saying why and what to do
+
+
+@dataclass(frozen=True)
+class ClipSelection:
+    clips: tuple[Clip, ...]  # usable, in the order given
+    left_out: tuple[LeftOut, ...]
+
+
+def load_clips(paths: Sequence[str | Path], *, asr_model: str = ASR_MODEL,
+               min_confidence: float = MIN_CONFIDENCE) -> ClipSelection:
+    """Prepare audio files for adaptation. A clip's transcript is the same-name ``.txt`` beside
+    it; without one, Whisper (``asr_model``) transcribes it, and a clip whose transcript is empty
+    or below ``min_confidence`` is left out, as is audio that cannot be read or is too long."""
+    clips: dict[int, Clip] = {}
+    left: dict[int, LeftOut] = {}
+    unheard: list[tuple[int, Path, np.ndarray]] = []
+    for i, path in enumerate(map(Path, paths)):
+        try:
+            wav = audio.prepare_clip(path)
+        except audio.AudioError as err:
+            left[i] = LeftOut(path.name, str(err))
+            continue
+        if len(wav) > MAX_CLIP_SECONDS * audio.SAMPLE_RATE:
+            seconds = len(wav) / audio.SAMPLE_RATE
+            left[i] = LeftOut(path.name, f"{seconds:.0f} s of speech; clips must be at most "
+                                         f"{MAX_CLIP_SECONDS:.0f} s. Cut it into sentences.")
+            continue
+        transcript = path.with_suffix(".txt")
+        if not transcript.is_file():
+            unheard.append((i, path, wav))
+            continue
+        text = transcript.read_text(encoding="utf-8").strip()
+        if text:
+            clips[i] = Clip(path.name, wav, text)
+        else:
+            left[i] = LeftOut(path.name, f"its transcript {transcript.name} is empty. Write what "
+                                         "is said in it, or delete it to let Whisper transcribe.")
+    if unheard:
+        from metatts.asr import transcribe_with_confidence  # loads transformers: only when needed
+
+        heard = transcribe_with_confidence([w for _, _, w in unheard], audio.SAMPLE_RATE,
+                                           model=asr_model)
+        for (i, path, wav), t in zip(unheard, heard):
+            reason = transcript_problem(t.text, t.confidence, min_confidence)
+            if reason is None:
+                clips[i] = Clip(path.name, wav, t.text)
+            else:
+                left[i] = LeftOut(path.name, f"{reason} Put the transcript in "
+                                             f"{path.with_suffix('.txt').name} beside it.")
+    return ClipSelection(tuple(clips[i] for i in sorted(clips)),
+                         tuple(left[i] for i in sorted(left)))
+
+
+def transcript_problem(text: str, confidence: float, min_confidence: float) -> str | None:
+    """Why a Whisper transcript cannot be trusted for adaptation, or None if it can."""
+    if not any(c.isalpha() for c in text):
+        return f"Whisper heard no words in it ({text!r})."
+    if confidence < min_confidence:
+        return (f"Whisper is unsure of its transcript {text!r} (confidence {confidence:.2f} < "
+                f"{min_confidence:.2f}).")
+    return None
+
+
+@dataclass(frozen=True)
+class AdaptSettings:
+    """How to adapt. See :func:`default_settings` for the defaults of each ``init``."""
+
+    init: str = "pretrained"  # "meta" or "pretrained" (see the module docstring)
+    groups: tuple[str, ...] = ("embedding",)  # parameter groups that adapt (model.parameter_groups)
+    steps: int = 20
+    lr: float = 1e-2
+    optimizer: str = "adam"  # "sgd" or "adam"
+    batching: str = "full"  # "full" (every clip every step), "stochastic", "minibatch"
+    batch_size: int = 4  # clips per step with "minibatch"
+    seed: int = 0  # clip order for stochastic batching: the same seed gives the same voice
+
+    def __post_init__(self) -> None:
+        if self.init not in INITS:
+            raise ValueError(f"unknown init {self.init!r}; choose one of {INITS}")
+        self.inner()  # validates the rest
+
+    def inner(self) -> InnerConfig:
+        return InnerConfig(groups=tuple(self.groups), steps=self.steps, lr=self.lr,
+                           optimizer=self.optimizer, batching=self.batching,
+                           batch_size=self.batch_size, seed=self.seed)
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "groups": list(self.groups)}
+
+
+def meta_inner_config(base: Checkpoint) -> InnerConfig | None:
+    """The inner-loop settings a meta-learned checkpoint was meta-trained with
+    (``config.meta.inner``), or None for a checkpoint that was not meta-learned."""
+    inner = getattr(getattr(base.config, "meta", None), "inner", None)
+    if inner is None or isinstance(inner, InnerConfig):
+        return inner
+    values = {f.name: getattr(inner, f.name) for f in dataclasses.fields(InnerConfig)
+              if hasattr(inner, f.name)}  # e.g. a meta-training config with more fields
+    return InnerConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def default_settings(init: str, base: Checkpoint) -> AdaptSettings:
+    """``meta``: the inner loop the checkpoint was meta-trained with; ``pretrained``: Adam on the
+    speaker embedding, 20 steps at lr 0.01 (:class:`AdaptSettings`' defaults)."""
+    if init == "pretrained":
+        return AdaptSettings()
+    if init != "meta":
+        raise ValueError(f"unknown init {init!r}; choose one of {INITS}")
+    inner = meta_inner_config(base)
+    if inner is None:
+        raise AdaptError(_not_meta_learned(base.path))
+    return AdaptSettings(init="meta", groups=inner.groups, steps=inner.steps, lr=inner.lr,
+                         optimizer=inner.optimizer, batching=inner.batching,
+                         batch_size=inner.batch_size)
+
+
+def _not_meta_learned(path: str | Path | None) -> str:
+    where = f"{path} is not" if path else "this checkpoint is not"
+    return (f"init 'meta' needs a meta-learned checkpoint, and {where} one (its config has no "
+            "meta.inner settings). Meta-train one with `python -m metatts train` and a "
+            "meta-learning config, then pass it with --checkpoint; or use --init pretrained "
+            "for the fine-tuning baseline.")
+
+
+def default_checkpoint(init: str) -> Path:
+    """Where the shipped checkpoint for ``init`` lives: checkpoints/<init>/ in the repository."""
+    if init not in INITS:
+        raise ValueError(f"unknown init {init!r}; choose one of {INITS}")
+    return CHECKPOINTS / init
+
+
+def load_base(init: str, checkpoint: str | Path | None = None,
+              device: str | torch.device = "cpu") -> Checkpoint:
+    """Load the checkpoint to adapt from: ``checkpoint`` if given, else the shipped one for
+    ``init``. For ``meta`` it must be meta-learned (:class:`AdaptError` says how to get one)."""
+    path = Path(checkpoint) if checkpoint is not None else default_checkpoint(init)
+    if init == "meta" and checkpoint is None:
+        try:
+            find_checkpoint(path)
+        except CheckpointError:
+            raise AdaptError(f"no meta-learned checkpoint is available (looked in {path}). "
+                             "Meta-train one with `python -m metatts train` and a meta-learning "
+                             "config and pass it with --checkpoint, or use --init pretrained for "
+                             "the fine-tuning baseline.") from None
+    base = load_checkpoint(path, device)
+    if init == "meta" and meta_inner_config(base) is None:
+        raise AdaptError(_not_meta_learned(base.path))
+    return base
+
+
+def support_examples(clips: Sequence[Clip], base: Checkpoint) -> list[Example]:
+    """Model inputs of the clips, with the checkpoint's text mode and symbol table: (80, T)
+    log-mels and token ids, speaker NEW_SPEAKER."""
+    examples = []
+    for clip in clips:
+        try:
+            ids = text_to_ids(clip.text, mode=base.config.data.tokens, table=base.symbols)
+        except TextError as err:
+            raise AdaptError(f"{clip.name}: {err}") from None
+        mel = audio.mel_spectrogram(clip.wav)  # (N_MELS, T)
+        if mel.shape[-1] < len(ids):
+            raise AdaptError(f"{clip.name}: its transcript has {len(ids)} symbols but the clip "
+                             f"only {mel.shape[-1]} frames ({clip.seconds:.2f} s of speech); "
+                             "the transcript does not belong to this clip.")
+        examples.append(Example(clip.name, NEW_SPEAKER, torch.as_tensor(ids, dtype=torch.long),
+                                mel))
+    return examples
+
+
+def start_params(base: Checkpoint, settings: AdaptSettings) -> dict[str, torch.Tensor]:
+    """Detached copies of the parameters that adapt, where adaptation starts."""
+    params = initial_params(base.model, settings.groups, detach=True)
+    if settings.init == "pretrained":  # the baseline: the mean of the training speakers
+        params["speaker.new"] = base.model.speaker.table.weight.detach().mean(0).clone()
+    return params
+
+
+@dataclass(frozen=True)
+class Progress:
+    step: int  # steps done, 1..steps
+    steps: int
+    loss: float  # the support loss that step saw
+
+
+@dataclass(frozen=True)
+class Adaptation:
+    voice: Voice
+    losses: list[float]  # support loss before each step
+    final_loss: float  # support loss (all clips) at the adapted parameters
+    seconds: float  # wall time of adapt(), features included
+
+
+def adapt(clips: Sequence[Clip], base: Checkpoint, settings: AdaptSettings,
+          on_step: Callable[[Progress], None] | None = None) -> Adaptation:
+    """Adapt ``base`` to the voice of ``clips`` and return the voice with its loss curve.
+
+    ``on_step`` is called after every step (for a progress bar). Raises :class:`AdaptError` for
+    no clips, a transcript that does not fit its clip, ``init="meta"`` on a checkpoint that was
+    not meta-learned, or a loss that stops being finite (lower the learning rate).
+    """
+    started = time.perf_counter()
+    if not clips:
+        raise AdaptError("no clips to adapt on; give at least one clip of speech with its "
+                         "transcript.")
+    if settings.init == "meta" and meta_inner_config(base) is None:
+        raise AdaptError(_not_meta_learned(base.path))
+    model = base.model
+    device = next(model.parameters()).device
+    support = support_examples(clips, base)
+
+    def batch(items: list[Example]) -> Batch:
+        return collate(items).to(device)
+
+    def step_done(step: int, loss: float) -> None:
+        if not math.isfinite(loss):
+            raise AdaptError(_diverged(loss, f"at step {step + 1}", settings.lr))
+        if on_step is not None:
+            on_step(Progress(step + 1, settings.steps, loss))
+
+    start = {k: v.to(device) for k, v in start_params(base, settings).items()}
+    with _eval_mode(model):
+        result = inner_loop(model, start, support, batch, settings.inner(), on_step=step_done)
+        with torch.no_grad():
+            final = float(loss_fn(model)(result.params, batch(support)))
+    if not math.isfinite(final):
+        raise AdaptError(_diverged(final, "after the last step", settings.lr))
+    voice = make_voice(result.params, base_model(base), settings.to_dict(),
+                       [c.seconds for c in clips], result.losses, final)
+    return Adaptation(voice, list(result.losses), final, time.perf_counter() - started)
+
+
+def _diverged(loss: float, when: str, lr: float) -> str:
+    return (f"the support loss became {loss} {when}: adaptation diverged. Lower the learning "
+            f"rate (it was {lr:g}).")
+
+
+@contextlib.contextmanager
+def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(training)

@@ -1,0 +1,94 @@
+"""``python -m metatts adapt CLIP [CLIP ...] --init meta|pretrained --out VOICE.safetensors``:
+adapt the acoustic model to a new voice from a few clips and save the voice file.
+
+A clip's transcript is the same-name .txt beside it; without one, Whisper transcribes it, and a
+clip whose transcript is empty or unreliable is left out with a message. Progress goes to stderr,
+a JSON summary to stdout."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+
+from metatts.adapt import (INITS, MIN_CONFIDENCE, AdaptError, Progress, adapt, default_settings,
+                           load_base, load_clips)
+from metatts.assets import AssetError
+from metatts.audio import AudioError
+from metatts.meta.inner_loop import OPTIMIZERS
+from metatts.meta.support import BATCHINGS
+from metatts.model.checkpoint import CheckpointError
+from metatts.model.fastspeech2 import GROUPS
+from metatts.voice import VoiceError
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m metatts adapt", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("clips", nargs="+", metavar="CLIP", help="audio files of the new voice "
+                   "(wav, flac, mp3, ogg), each with a same-name .txt transcript if possible")
+    p.add_argument("--init", required=True, choices=INITS,
+                   help="start from the meta-learned initialization, or from the pretrained "
+                        "model with the mean speaker embedding (fine-tuning baseline)")
+    p.add_argument("--out", required=True, metavar="VOICE.safetensors", help="voice file to write")
+    p.add_argument("--checkpoint", metavar="DIR",
+                   help="base checkpoint (default: the shipped one for --init, checkpoints/INIT)")
+    p.add_argument("--steps", type=int, help="gradient steps (default: per --init)")
+    p.add_argument("--lr", type=float, help="learning rate (default: per --init)")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, help="default: per --init")
+    p.add_argument("--groups", nargs="+", choices=GROUPS, metavar="GROUP",
+                   help=f"parameter groups to adapt, of {', '.join(GROUPS)} (default: per --init)")
+    p.add_argument("--batching", choices=BATCHINGS, help="clips per step (default: per --init)")
+    p.add_argument("--batch-size", type=int, help="clips per step with --batching minibatch")
+    p.add_argument("--seed", type=int, help="seed for clip order (default 0)")
+    p.add_argument("--asr", default="tiny.en", metavar="MODEL",
+                   help="Whisper model for clips without a .txt (default tiny.en)")
+    p.add_argument("--min-confidence", type=float, default=MIN_CONFIDENCE,
+                   help=f"leave out Whisper transcripts below this confidence "
+                        f"(default {MIN_CONFIDENCE})")
+    p.add_argument("--quiet", action="store_true", help="no per-step progress")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+
+    def progress(p: Progress) -> None:
+        print(f"step {p.step}/{p.steps}  loss {p.loss:.4f}", file=sys.stderr, flush=True)
+
+    if not args.out.endswith(".safetensors"):
+        return _fail(f"--out {args.out}: a voice file must end in .safetensors.")
+    try:
+        base = load_base(args.init, args.checkpoint)
+        overrides = {"steps": args.steps, "lr": args.lr, "optimizer": args.optimizer,
+                     "groups": tuple(args.groups) if args.groups else None,
+                     "batching": args.batching, "batch_size": args.batch_size, "seed": args.seed}
+        try:
+            settings = dataclasses.replace(default_settings(args.init, base),
+                                           **{k: v for k, v in overrides.items() if v is not None})
+        except (TypeError, ValueError) as err:  # a value out of range, e.g. --steps -1
+            return _fail(str(err))
+        selection = load_clips(args.clips, asr_model=args.asr, min_confidence=args.min_confidence)
+        for left in selection.left_out:
+            print(f"left out {left.name}: {left.reason}", file=sys.stderr)
+        if not selection.clips:
+            return _fail(f"none of the {len(args.clips)} clips can be used (see above). Give "
+                         "clips of clear speech, each with its transcript in a .txt beside it.")
+        result = adapt(selection.clips, base, settings, on_step=None if args.quiet else progress)
+        path = result.voice.save(args.out)
+    except (AdaptError, AudioError, AssetError, CheckpointError, VoiceError) as err:
+        return _fail(str(err))
+    print(json.dumps({
+        "voice": str(path), "init": settings.init, "base": result.voice.base.describe(),
+        "clips": len(selection.clips), "left_out": len(selection.left_out),
+        "steps": settings.steps, "groups": list(settings.groups),
+        "loss_start": result.losses[0] if result.losses else result.final_loss,
+        "loss_final": result.final_loss, "seconds": round(result.seconds, 2),
+    }))
+    return 0
+
+
+def _fail(message: str) -> int:
+    print(f"metatts adapt: {message}", file=sys.stderr)
+    return 1

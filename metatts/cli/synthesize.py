@@ -1,0 +1,68 @@
+"""``python -m metatts synthesize --text TEXT (--speaker NAME | --voice VOICE.safetensors)
+--out OUT.wav [--checkpoint PATH]``, or ``--list-speakers``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+DEFAULT_CHECKPOINT = "runs/base"  # the base config's run directory; $METATTS_CHECKPOINT wins
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m metatts synthesize", description=__doc__)
+    parser.add_argument("--text", help="what to say (long text is split into sentences)")
+    who = parser.add_mutually_exclusive_group()
+    who.add_argument("--speaker", help="a speaker name of the checkpoint (see --list-speakers)")
+    who.add_argument("--voice", help="an adapted voice file (.safetensors from `metatts adapt`)")
+    parser.add_argument("--out", help="output .wav (22,050 Hz, 16-bit)")
+    parser.add_argument("--checkpoint",
+                        default=os.environ.get("METATTS_CHECKPOINT", DEFAULT_CHECKPOINT),
+                        help="run directory, checkpoint directory or model.safetensors "
+                             "(default: $METATTS_CHECKPOINT or %(default)s)")
+    parser.add_argument("--list-speakers", action="store_true",
+                        help="print the checkpoint's speaker names, one per line, and exit")
+    parser.add_argument("--pace", type=float, default=1.0, help="speaking rate (> 1 is faster)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
+    parser.add_argument("--verbose", action="store_true",
+                        help="report sentences, duration and real-time factor on stderr")
+    args = parser.parse_args(argv)
+
+    from metatts.audio import save_audio
+    from metatts.model.checkpoint import CheckpointError, load_checkpoint
+    from metatts.synthesis import synthesize
+    from metatts.text import TextError
+    from metatts.voice import Voice
+
+    try:
+        if args.list_speakers:
+            from metatts.model.checkpoint import read_metadata
+
+            print("\n".join(read_metadata(args.checkpoint)["speakers"]))
+            return 0
+        if not args.text or not args.out:
+            parser.error("--text and --out are required (or use --list-speakers).")
+        if not (args.speaker or args.voice):
+            parser.error("choose a voice: --speaker NAME (see --list-speakers) or --voice FILE.")
+        import torch
+
+        device = "cuda" if args.device == "auto" and torch.cuda.is_available() else (
+            "cpu" if args.device == "auto" else args.device)
+        checkpoint = load_checkpoint(args.checkpoint, device=device)
+        params = None
+        if args.voice:
+            voice = Voice.load(args.voice)
+            voice.check_base(checkpoint)  # a voice only fits the model it was adapted from
+            params = voice.params
+        result = synthesize(checkpoint, args.text, params, args.speaker, pace=args.pace)
+        save_audio(args.out, result.wav, result.sample_rate)
+    except (CheckpointError, TextError, ValueError) as err:  # VoiceError is a ValueError
+        print(f"metatts synthesize: {err}", file=sys.stderr)
+        return 2
+    if args.verbose:
+        print(f"{len(result.sentences)} sentence(s), {result.seconds:.2f} s of audio; "
+              f"real-time factor {result.rtf:.3f} (acoustic model {result.acoustic_rtf:.3f}, "
+              f"vocoder {result.vocoder_seconds / result.seconds:.3f}); wrote {args.out}",
+              file=sys.stderr)
+    return 0

@@ -1,0 +1,60 @@
+"""``python -m metatts train --config CONFIG [--resume] [--set KEY=VALUE ...]``: pretrain the
+multi-speaker acoustic model. Data-parallel: ``torchrun --nproc_per_node N -m metatts train``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from metatts.data import DatasetError
+from metatts.model.checkpoint import CheckpointError
+from metatts.model.config import ConfigError, load_config
+from metatts.text import TextError
+
+
+def parse_set(items: list[str]) -> dict:
+    """["train.steps=10", "model.hidden=64"] -> {"train": {"steps": 10}, "model": {"hidden": 64}}.
+    Values are JSON (strings may be written bare)."""
+    out: dict = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or "." not in key:
+            raise ConfigError(f"--set {item!r}: write SECTION.KEY=VALUE, e.g. train.steps=100.")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        node = out
+        *path, last = key.split(".")
+        for part in path:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m metatts train", description=__doc__)
+    parser.add_argument("--config", required=True, help="JSON file of overrides (configs/*.json)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the latest checkpoint in train.run_dir")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one setting, e.g. --set train.steps=200 (repeatable)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    from metatts.train.pretrain import pretrain  # imported on use: it loads torch
+
+    try:
+        config = load_config(args.config, parse_set(args.set))
+        result = pretrain(config, resume=args.resume, progress=not args.quiet)
+    except (ConfigError, DatasetError, CheckpointError, TextError) as err:
+        print(f"metatts train: {err}", file=sys.stderr)
+        return 2
+    summary = {"run_dir": str(result.run_dir), "checkpoint": str(result.checkpoint),
+               "step": result.loop.step, "parameters": result.parameters,
+               "steps_per_second": round(result.loop.steps_per_second, 3),
+               "train": result.loop.train, "val": result.loop.val}
+    print(json.dumps(summary, indent=1))
+    return 0

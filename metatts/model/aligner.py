@@ -1,0 +1,179 @@
+"""Unsupervised text-to-mel alignment (Badlani et al. 2022, "One TTS Alignment to Rule Them All").
+
+A conv text encoder and a conv mel encoder meet in an L2-distance soft attention with a
+beta-binomial log-prior (SpeechBrain's :class:`AlignmentNetwork`). It is trained by the forward-sum
+loss, as in RAD-TTS: CTC of the targets 1..N over per-frame distributions of [blank, tokens], the
+blank (a fixed logit of -1) taking frames no token explains; without it a few tokens (spaces) learn
+to soak up every such frame and the alignment collapses. Monotonic alignment search (MAS) over the
+soft attention picks the most likely path that gives each token at least one frame: the hard
+alignment that sets the durations; a binarization loss pulls the soft attention toward it.
+
+Both dynamic programs are written in torch (a loop over frames, vectorized over batch and tokens):
+the forward sum must be differentiable twice for second-order MAML, which PyTorch's CTC loss is
+not ("derivative for aten::_ctc_loss_backward is not implemented"), and MAS must run on tensors
+that ``torch.func`` transforms wrap, which numpy (SpeechBrain's ``maximum_path_numpy``) cannot read.
+Attention tensors are (B, T_mel, N_tokens).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from metatts._torchaudio import import_speechbrain
+
+NEG = -1e9  # log of "impossible"; finite so that gradients stay finite
+
+
+@dataclass(frozen=True)
+class Alignment:
+    logits: Tensor  # (B, T, N) log attention before normalization (L2 score + log prior)
+    soft: Tensor  # (B, T, N) attention, each real frame's row sums to 1 over real tokens
+    log_soft: Tensor  # (B, T, N) its log, 0 outside the real (frame, token) rectangle
+    hard: Tensor  # (B, T, N) 0/1 monotonic path, exactly one token per real frame (no gradient)
+    durations: Tensor  # (B, N) int64 frames per token; sums to the mel length, >= 1 per real token
+
+
+def _alignment_network():
+    import_speechbrain()
+    from speechbrain.lobes.models.FastSpeech2 import AlignmentNetwork
+
+    return AlignmentNetwork
+
+
+class Aligner(nn.Module):
+    """Soft attention between token embeddings and mel frames, plus its MAS hard path."""
+
+    def __init__(self, n_mels: int, token_dim: int, channels: int, temperature: float,
+                 prior_scale: float):
+        super().__init__()
+        self.prior_scale = prior_scale
+        self.network = _alignment_network()(
+            in_query_channels=n_mels, in_key_channels=token_dim, attn_channels=channels,
+            temperature=temperature)
+
+    def forward(self, tokens: Tensor, mels: Tensor, token_lengths: Tensor,
+                mel_lengths: Tensor) -> Alignment:
+        """tokens (B, N, token_dim) embeddings, mels (B, n_mels, T) -> :class:`Alignment`"""
+        B, N, _ = tokens.shape
+        T = mels.shape[-1]
+        valid = _rectangle(token_lengths, mel_lengths, N, T)  # (B, T, N)
+        with torch.no_grad():
+            prior = beta_binomial_prior(token_lengths, mel_lengths, N, T, self.prior_scale)
+        token_mask = torch.arange(N, device=tokens.device) < token_lengths[:, None]  # (B, N)
+        frame_mask = torch.arange(T, device=mels.device) < mel_lengths[:, None]  # (B, T)
+        # zero padding, as the convolutions' own padding: a clip aligns alike alone or in a batch
+        mels = mels * frame_mask[:, None, :]
+        keys = (tokens * token_mask[..., None]).transpose(1, 2)  # (B, token_dim, N)
+        _, logits = self.network(mels, keys, token_mask[:, None, :], prior)
+        logits = torch.where(valid, logits[:, 0], NEG)  # (B, T, N)
+        log_soft = torch.where(valid, torch.log_softmax(logits, dim=-1), 0.0)
+        soft = torch.where(valid, log_soft.exp(), 0.0)
+        hard = monotonic_alignment_search(log_soft, token_lengths, mel_lengths)
+        return Alignment(logits, soft, log_soft, hard, hard.sum(1).long())
+
+
+def _rectangle(token_lengths: Tensor, mel_lengths: Tensor, N: int, T: int) -> Tensor:
+    """(B, T, N) bool, True at real (frame, token) pairs."""
+    frames = torch.arange(T, device=mel_lengths.device)[None, :, None] < mel_lengths[:, None, None]
+    tokens = (torch.arange(N, device=token_lengths.device)[None, None, :]
+              < token_lengths[:, None, None])
+    return frames & tokens
+
+
+def beta_binomial_prior(token_lengths: Tensor, mel_lengths: Tensor, max_tokens: int,
+                        max_frames: int, scale: float = 1.0) -> Tensor:
+    """Badlani et al.'s alignment prior: frame t of M favours token k of N by
+    BetaBinomial(k; N - 1, scale * t, scale * (M - t + 1)). (B, T, N), zero outside real pairs."""
+    dev = token_lengths.device
+    n = (token_lengths - 1).float()[:, None, None]  # (B, 1, 1)
+    m = mel_lengths.float()[:, None, None]
+    k = torch.arange(max_tokens, device=dev, dtype=torch.float32)[None, None, :]  # (1, 1, N)
+    t = torch.arange(1, max_frames + 1, device=dev, dtype=torch.float32)[None, :, None]  # (1, T, 1)
+    valid = (k <= n) & (t <= m)
+    k = torch.minimum(k, n)
+    a, b = scale * t, (scale * (m - t + 1)).clamp(min=1e-3)  # clamp keeps lgamma finite off-grid
+    lg = torch.lgamma
+    log_pmf = (lg(n + 1) - lg(k + 1) - lg(n - k + 1)
+               + lg(k + a) + lg(n - k + b) - lg(n + a + b)
+               - lg(a) - lg(b) + lg(a + b))
+    return torch.where(valid, log_pmf.exp(), 0.0)
+
+
+def forward_sum_loss(logits: Tensor, token_lengths: Tensor, mel_lengths: Tensor,
+                     blank_logit: float = -1.0) -> Tensor:
+    """RAD-TTS's forward-sum loss: the CTC loss of targets 1..N when frame t emits from
+    log_softmax([blank_logit, logits[t]]), divided by N, mean over the batch (as
+    ``torch.nn.CTCLoss``'s "mean"). logits (B, T, N). Differentiable to any order. Scalar."""
+    B, T, N = logits.shape
+    real = torch.arange(N, device=logits.device) < token_lengths[:, None]  # (B, N)
+    logits = torch.where(real[:, None, :], logits, NEG)
+    scores = torch.cat([torch.full_like(logits[..., :1], blank_logit), logits], -1)
+    log_probs = scores.log_softmax(-1)  # (B, T, 1 + N)
+    blank, tokens = log_probs[..., :1], log_probs[..., 1:]
+    # states: blank, token 0, blank, token 1, ..., token N-1, blank
+    emit = torch.cat([torch.stack([blank.expand(B, T, N), tokens], -1).flatten(2), blank], -1)
+    state = torch.arange(2 * N + 1, device=logits.device)
+    skip = (state % 2 == 1) & (state >= 3)  # a token may follow the previous token directly
+    rows = emit.unbind(1)  # T x (B, 2N + 1)
+    alpha = torch.where(state < 2, rows[0], NEG)
+    alphas = [alpha]
+    for t in range(1, T):
+        stay, step = alpha, F.pad(alpha[:, :-1], (1, 0), value=NEG)
+        jump = torch.where(skip, F.pad(alpha[:, :-2], (2, 0), value=NEG), NEG)
+        # logsumexp, not logaddexp: the latter's double backward is NaN for far-apart inputs
+        alpha = torch.logsumexp(torch.stack([stay, step, jump]), dim=0) + rows[t]
+        alphas.append(alpha)
+    final = torch.stack(alphas, 1)[torch.arange(B), mel_lengths - 1]  # (B, 2N + 1)
+    ends = torch.stack([2 * token_lengths, 2 * token_lengths - 1], 1)  # last blank, last token
+    log_likelihood = torch.logsumexp(final.gather(1, ends), dim=1)  # (B,)
+    return (-log_likelihood / token_lengths.to(final.dtype)).mean()
+
+
+@torch.no_grad()
+def monotonic_alignment_search(log_soft: Tensor, token_lengths: Tensor,
+                               mel_lengths: Tensor) -> Tensor:
+    """The most likely monotonic path (Viterbi over the same paths as the forward sum).
+    log_soft (B, T, N) -> (B, T, N) 0/1, with one token per real frame and >= 1 frame per token.
+    Needs mel_length >= token_length for every item."""
+    B, T, N = log_soft.shape
+    if bool((mel_lengths < token_lengths).any()):
+        raise ValueError("monotonic alignment needs at least as many mel frames as tokens; "
+                         f"got mel lengths {mel_lengths.tolist()} for token lengths "
+                         f"{token_lengths.tolist()}.")
+    rows = torch.where(_rectangle(token_lengths, mel_lengths, N, T), log_soft.detach(),
+                       NEG).unbind(1)
+    first = torch.arange(N, device=log_soft.device) == 0
+    value = torch.where(first, rows[0], NEG)  # (B, N) best score of a path ending at token
+    moved_from = []  # per frame t >= 1: (B, N) True where the best path came from token - 1
+    for t in range(1, T):
+        moved = F.pad(value[:, :-1], (1, 0), value=NEG)
+        moved_from.append(moved > value)
+        value = torch.maximum(value, moved) + rows[t]
+    index = token_lengths - 1  # (B,) token on the path at frame t, walking back from the end
+    path = []
+    for t in range(T - 1, -1, -1):
+        active = t < mel_lengths
+        path.append(F.one_hot(index, N) * active[:, None])
+        if t > 0:
+            came = moved_from[t - 1].gather(1, index[:, None])[:, 0]
+            index = index - (active & came).long()
+    return torch.stack(path[::-1], dim=1).to(log_soft.dtype)  # (B, T, N)
+
+
+def binarization_loss(hard: Tensor, log_soft: Tensor) -> Tensor:
+    """-mean log soft attention on the hard path's cells. Scalar."""
+    return -(hard * log_soft).sum() / hard.sum()
+
+
+def durations_to_alignment(durations: Tensor, max_frames: int | None = None) -> Tensor:
+    """(B, N) integer frames per token -> (B, T, N) 0/1 path (length regulation as a matrix).
+    Frames past an item's total are all-zero rows."""
+    ends = durations.cumsum(dim=1)  # (B, N)
+    T = int(ends[:, -1].max()) if max_frames is None else max_frames
+    frames = torch.arange(T, device=durations.device)[None, :, None]  # (1, T, 1)
+    starts = ends - durations
+    return ((frames >= starts[:, None, :]) & (frames < ends[:, None, :])).float()

@@ -1,0 +1,205 @@
+"""Typed, frozen configuration: the single source of truth for a run, saved in every checkpoint.
+
+Config files (JSON) hold overrides only: ``{"model": {"hidden": 64}, "train": {"steps": 50}}``.
+Every key must name a field; an unknown key or a value of the wrong type is a :class:`ConfigError`
+that says which key and what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from metatts import audio
+
+
+class ConfigError(ValueError):
+    """A config file or dict that does not fit the dataclasses: unknown key, wrong type."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Sizes of the acoustic model; ``n_symbols``/``n_speakers`` are set from the data."""
+
+    n_symbols: int = 0  # size of the symbol table
+    n_speakers: int = 0  # rows of the speaker table
+    hidden: int = 256
+    heads: int = 2
+    encoder_layers: int = 4
+    decoder_layers: int = 4
+    ffn_hidden: int = 1024
+    ffn_kernel: int = 3  # first conv of each FFT block's feed-forward; the second is 1x1
+    dropout: float = 0.1
+    speaker_dim: int = 256
+    variance_hidden: int = 256
+    variance_kernel: int = 3
+    variance_dropout: float = 0.5
+    energy: bool = True  # predict phoneme-level energy (taken from the mel) and condition on it
+    postnet_layers: int = 5  # 0 for none
+    postnet_channels: int = 256
+    postnet_kernel: int = 5
+    aligner_channels: int = 80
+    aligner_temperature: float = 0.0005
+    prior_scale: float = 1.0  # omega of the beta-binomial alignment prior
+    n_mels: int = audio.N_MELS
+
+    def __post_init__(self):
+        if self.n_mels != audio.N_MELS:
+            raise ConfigError(f"model.n_mels must be {audio.N_MELS}, the vocoder's mel count.")
+        if self.hidden % self.heads:
+            raise ConfigError(f"model.hidden ({self.hidden}) must be divisible by model.heads "
+                              f"({self.heads}).")
+        for name in ("hidden", "heads", "ffn_hidden", "speaker_dim", "variance_hidden"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"model.{name} must be positive.")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Weights of the loss terms (the binarization weight is ramped by the trainer)."""
+
+    mel: float = 1.0  # L1 on the decoder's mel
+    postnet: float = 1.0  # L1 on the postnet's mel
+    duration: float = 1.0  # MSE on log(1 + frames)
+    energy: float = 0.1  # MSE on phoneme-level energy
+    align: float = 1.0  # forward-sum (CTC over [blank, tokens]) negative log-likelihood
+    binarization: float = 1.0  # pulls soft attention toward the hard MAS path
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """What to train on. ``datasets`` are anything :func:`metatts.data.read_dataset` reads."""
+
+    datasets: tuple[str, ...] = ("data/corpus",)
+    tokens: str = "phonemes"  # or "characters"
+    cache_dir: str = ""  # feature cache; "" means <run dir>/features
+    max_seconds: float = 12.0  # longer clips are left out of training
+    val_speakers: float = 0.1  # speakers held out entirely (for adaptation experiments)
+    test_speakers: float = 0.1
+    split_seed: int = 0
+    val_utterances: int = 2  # utterances per training speaker held out for validation loss
+
+    def __post_init__(self):
+        if self.tokens not in ("phonemes", "characters"):
+            raise ConfigError(f"data.tokens must be phonemes or characters, got {self.tokens!r}.")
+        if not self.datasets:
+            raise ConfigError("data.datasets is empty: name at least one dataset.")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimization and bookkeeping. Steps count optimizer updates over all processes."""
+
+    run_dir: str = "runs/base"
+    steps: int = 100_000
+    batch_size: int = 16  # per process
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.98)
+    weight_decay: float = 0.01
+    warmup_steps: int = 4000  # linear warm-up, then inverse square root decay
+    grad_clip: float = 1.0
+    binarization_start: int = 5000  # step at which the binarization loss starts
+    binarization_ramp: int = 5000  # steps to ramp its weight from 0 to 1
+    seed: int = 0
+    log_every: int = 50
+    validate_every: int = 2000
+    checkpoint_every: int = 2000
+    keep_checkpoints: int = 3
+    num_workers: int = 0
+    device: str = "auto"  # "auto" (cuda when present), "cpu", "cuda"
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "log_every", "validate_every", "checkpoint_every",
+                     "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} must be at least 1, got {getattr(self, name)}.")
+        if not self.lr > 0:
+            raise ConfigError(f"train.lr must be positive, got {self.lr}.")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"train.device must be auto, cpu or cuda, got {self.device!r}.")
+
+
+@dataclass(frozen=True)
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def to_dict(config) -> dict:
+    """A JSON-ready dict of a config dataclass (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def from_dict(cls, values: dict, *, where: str = ""):
+    """Build dataclass ``cls`` from ``values`` (a subset of its fields; missing ones default)."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where or 'config'}: expected a JSON object, got {values!r}.")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        section = where.rstrip(".") or "the top level"
+        raise ConfigError(f"unknown config key(s) {', '.join(where + k for k in unknown)}; "
+                          f"{section} accepts {', '.join(sorted(names))}.")
+    kwargs = {k: _convert(hints[k], v, where + k) for k, v in values.items()}
+    return cls(**kwargs)
+
+
+def _convert(hint, value, key: str):
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, where=key + ".")
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}.")
+        items = args if args[-1] is not Ellipsis else (args[0],) * len(value)
+        if len(items) != len(value):
+            raise ConfigError(f"{key}: expected {len(items)} values, got {len(value)}.")
+        return tuple(_convert(h, v, f"{key}[{i}]") for i, (h, v) in enumerate(zip(items, value)))
+    if origin in (typing.Union, types.UnionType):  # only "X | None" (an optional section)
+        options = [a for a in args if a is not type(None)]
+        if len(options) != 1 or len(args) != 2:
+            raise ConfigError(f"{key}: only optional (X | None) unions are supported in configs.")
+        return None if value is None else _convert(options[0], value, key)
+    ok = (isinstance(value, bool) if hint is bool else
+          isinstance(value, int) and not isinstance(value, bool) if hint is int else
+          isinstance(value, (int, float)) and not isinstance(value, bool) if hint is float else
+          isinstance(value, hint))
+    if not ok:
+        raise ConfigError(f"{key}: expected {hint.__name__}, got {value!r}.")
+    return float(value) if hint is float else value
+
+
+def load_config(path: str | Path | None = None, overrides: dict | None = None) -> Config:
+    """Defaults, then the JSON file at ``path``, then ``overrides`` (nested dicts)."""
+    values: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such config file.")
+        try:
+            values = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{path}: not valid JSON ({err}).") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: expected a JSON object at the top level.")
+    return from_dict(Config, _merge(values, overrides or {}))
+
+
+def replace(config, **changes):
+    """``dataclasses.replace`` that also takes nested dicts: replace(cfg, model={"hidden": 8})."""
+    values = to_dict(config)
+    return from_dict(type(config), _merge(values, changes))
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out

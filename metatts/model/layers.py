@@ -1,0 +1,153 @@
+"""Transformer building blocks: masks, positions, (speaker-conditional) layer norm, FFT blocks.
+
+Everything here is functional-transform friendly (``torch.func.grad``/``functional_call``): no
+in-place writes to parameters or activations, no numpy, no buffers updated during the forward.
+Sequences are (B, T, C) with a mask (B, T) that is True at real positions.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def sequence_mask(lengths: Tensor, max_len: int | None = None) -> Tensor:
+    """(B,) lengths -> (B, max_len) bool, True at positions < length."""
+    max_len = int(lengths.max()) if max_len is None else max_len
+    return torch.arange(max_len, device=lengths.device) < lengths[:, None]
+
+
+def sinusoid_positions(length: int, dim: int, device: torch.device | str = "cpu") -> Tensor:
+    """Transformer sinusoidal position encodings. (length, dim)"""
+    pos = torch.arange(length, device=device, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32)
+                     * (-math.log(10000.0) / dim))
+    angles = pos * freq  # (T, dim/2)
+    return torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(1)[:, :dim]
+
+
+class ConditionalLayerNorm(nn.Module):
+    """LayerNorm whose scale and bias are predicted from a speaker vector (AdaSpeech).
+
+    At initialization scale = 1 and bias = 0 for every speaker; adapting a voice then only needs
+    the two small projections (2 * (speaker_dim + 1) * dim numbers per norm).
+    """
+
+    def __init__(self, dim: int, speaker_dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.dim, self.eps = dim, eps
+        self.scale = nn.Linear(speaker_dim, dim)
+        self.shift = nn.Linear(speaker_dim, dim)
+        nn.init.zeros_(self.scale.weight)
+        nn.init.ones_(self.scale.bias)
+        nn.init.zeros_(self.shift.weight)
+        nn.init.zeros_(self.shift.bias)
+
+    def forward(self, x: Tensor, speaker: Tensor) -> Tensor:
+        """x (B, T, dim), speaker (B, speaker_dim) -> (B, T, dim)"""
+        x = F.layer_norm(x, (self.dim,), eps=self.eps)
+        return x * self.scale(speaker)[:, None] + self.shift(speaker)[:, None]
+
+
+class LayerNorm(nn.LayerNorm):
+    """Plain LayerNorm with the conditional norm's call signature (the speaker is ignored)."""
+
+    def forward(self, x: Tensor, speaker: Tensor | None = None) -> Tensor:
+        return super().forward(x)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, dim: int, heads: int, dropout: float):
+        super().__init__()
+        self.heads, self.dropout = heads, dropout
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        """x (B, T, C), mask (B, T) -> (B, T, C); padded keys are never attended to."""
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
+        # written out rather than F.scaled_dot_product_attention: its CPU flash kernel has no
+        # double backward, which second-order MAML needs
+        scores = (q @ k.transpose(-2, -1)) * (C // self.heads) ** -0.5  # (B, heads, T, T)
+        scores = scores.masked_fill(~mask[:, None, None, :], float("-inf"))
+        weights = F.dropout(scores.softmax(-1), self.dropout, self.training)
+        y = weights @ v  # (B, heads, T, C/heads)
+        return self.out(y.transpose(1, 2).reshape(B, T, C))
+
+
+class ConvFeedForward(nn.Module):
+    """FastSpeech's position-wise feed-forward: conv(kernel) -> ReLU -> conv(1)."""
+
+    def __init__(self, dim: int, hidden: int, kernel: int, dropout: float):
+        super().__init__()
+        self.conv1 = nn.Conv1d(dim, hidden, kernel, padding=kernel // 2)
+        self.conv2 = nn.Conv1d(hidden, dim, 1)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        """x (B, T, C) -> (B, T, C)"""
+        h = F.relu(self.conv1((x * mask[..., None]).transpose(1, 2)))  # (B, hidden, T)
+        return self.conv2(self.dropout(h)).transpose(1, 2)
+
+
+class FFTBlock(nn.Module):
+    """Feed-forward Transformer block (post-norm, as in FastSpeech 2)."""
+
+    def __init__(self, dim: int, heads: int, ffn_hidden: int, kernel: int, dropout: float,
+                 speaker_dim: int | None):
+        super().__init__()
+        self.attention = SelfAttention(dim, heads, dropout)
+        self.ffn = ConvFeedForward(dim, ffn_hidden, kernel, dropout)
+        norm = (lambda: ConditionalLayerNorm(dim, speaker_dim)) if speaker_dim else (
+            lambda: LayerNorm(dim))
+        self.norm1, self.norm2 = norm(), norm()
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, mask: Tensor, speaker: Tensor | None = None) -> Tensor:
+        keep = mask[..., None].to(x.dtype)
+        x = self.norm1(x + self.dropout(self.attention(x, mask)), speaker) * keep
+        return self.norm2(x + self.dropout(self.ffn(x, mask)), speaker) * keep
+
+
+class FFTStack(nn.Module):
+    """Positions + a stack of FFT blocks; speaker-conditional norms when ``speaker_dim`` is set."""
+
+    def __init__(self, layers: int, dim: int, heads: int, ffn_hidden: int, kernel: int,
+                 dropout: float, speaker_dim: int | None = None):
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            FFTBlock(dim, heads, ffn_hidden, kernel, dropout, speaker_dim) for _ in range(layers))
+
+    def forward(self, x: Tensor, mask: Tensor, speaker: Tensor | None = None) -> Tensor:
+        """x (B, T, C), mask (B, T), speaker (B, speaker_dim) or None -> (B, T, C)"""
+        x = (x + sinusoid_positions(x.shape[1], x.shape[2], x.device)) * mask[..., None]
+        for block in self.blocks:
+            x = block(x, mask, speaker)
+        return x
+
+
+class PostNet(nn.Module):
+    """Residual conv refinement of the mel (Tacotron 2 style, LayerNorm instead of BatchNorm so
+    nothing updates running statistics inside a functional call)."""
+
+    def __init__(self, n_mels: int, channels: int, kernel: int, layers: int, dropout: float):
+        super().__init__()
+        sizes = [n_mels] + [channels] * (layers - 1) + [n_mels]
+        self.convs = nn.ModuleList(
+            nn.Conv1d(a, b, kernel, padding=kernel // 2) for a, b in zip(sizes, sizes[1:]))
+        self.norms = nn.ModuleList(LayerNorm(channels) for _ in range(layers - 1))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, mel: Tensor, mask: Tensor) -> Tensor:
+        """mel (B, T, n_mels) -> residual (B, T, n_mels)"""
+        keep = mask[..., None].to(mel.dtype)
+        x = mel * keep
+        for i, conv in enumerate(self.convs):
+            x = conv(x.transpose(1, 2)).transpose(1, 2)
+            if i < len(self.norms):
+                x = self.dropout(torch.tanh(self.norms[i](x))) * keep
+        return x * keep

@@ -1,0 +1,82 @@
+"""The variance adaptor: duration and energy predictors, and length regulation.
+
+Targets come from the hard alignment: a token's duration is its number of frames, its energy
+the mean over those frames of the frame energy, 0.5 * log sum_k exp(2 * mel_k) (the log L2 norm
+of the frame's mel magnitudes; no extra feature is needed). Energy conditions the decoder as in
+FastPitch: the phoneme-level value goes through a small conv and is added to the hidden states.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from metatts.model.layers import LayerNorm
+
+
+class VariancePredictor(nn.Module):
+    """conv -> ReLU -> LayerNorm -> dropout, twice, then a linear to one value per token."""
+
+    def __init__(self, dim: int, hidden: int, kernel: int, dropout: float):
+        super().__init__()
+        self.conv1 = nn.Conv1d(dim, hidden, kernel, padding=kernel // 2)
+        self.conv2 = nn.Conv1d(hidden, hidden, kernel, padding=kernel // 2)
+        self.norm1, self.norm2 = LayerNorm(hidden), LayerNorm(hidden)
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(hidden, 1)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        """x (B, N, dim), mask (B, N) -> (B, N), zero at padding"""
+        keep = mask[..., None].to(x.dtype)
+        h = torch.relu(self.conv1((x * keep).transpose(1, 2))).transpose(1, 2)
+        h = self.dropout(self.norm1(h)) * keep
+        h = torch.relu(self.conv2(h.transpose(1, 2))).transpose(1, 2)
+        h = self.dropout(self.norm2(h)) * keep
+        return self.out(h)[..., 0] * mask
+
+
+@dataclass(frozen=True)
+class VarianceOutput:
+    hidden: Tensor  # (B, N, dim) token states with the energy embedding added
+    log_duration: Tensor  # (B, N) predicted log(1 + frames)
+    energy: Tensor | None  # (B, N) predicted energy, None when the model has no energy
+
+
+class VarianceAdaptor(nn.Module):
+    def __init__(self, dim: int, hidden: int, kernel: int, dropout: float, energy: bool):
+        super().__init__()
+        self.duration = VariancePredictor(dim, hidden, kernel, dropout)
+        self.energy = VariancePredictor(dim, hidden, kernel, dropout) if energy else None
+        self.energy_embedding = nn.Conv1d(1, dim, 3, padding=1) if energy else None
+
+    def forward(self, x: Tensor, mask: Tensor, energy_target: Tensor | None = None
+                ) -> VarianceOutput:
+        """x (B, N, dim); energy_target (B, N) during training (teacher forcing), else None."""
+        log_duration = self.duration(x, mask)
+        energy = None
+        if self.energy is not None:
+            energy = self.energy(x, mask)
+            value = energy if energy_target is None else energy_target
+            embedded = self.energy_embedding((value * mask)[:, None]).transpose(1, 2)  # (B, N, dim)
+            x = x + embedded * mask[..., None]
+        return VarianceOutput(x, log_duration, energy)
+
+
+def frame_energy(mels: Tensor) -> Tensor:
+    """(B, n_mels, T) log-mel -> (B, T) log L2 norm of each frame's mel magnitudes."""
+    return 0.5 * torch.logsumexp(2 * mels, dim=1)
+
+
+def token_average(values: Tensor, hard: Tensor) -> Tensor:
+    """Mean of frame values over each token's frames. values (B, T), hard (B, T, N) -> (B, N)"""
+    counts = hard.sum(1)
+    return (hard * values[..., None]).sum(1) / counts.clamp(min=1)
+
+
+def predicted_durations(log_duration: Tensor, mask: Tensor, pace: float = 1.0) -> Tensor:
+    """(B, N) predicted log(1 + frames) -> int64 frames, at least 1 per real token, 0 at padding.
+    ``pace`` > 1 speaks faster."""
+    frames = torch.round((torch.exp(log_duration) - 1) / pace).clamp(min=1)
+    return (frames * mask).long()

@@ -1,0 +1,138 @@
+"""Training data for pretraining: which clips, which speakers, and the order batches come in.
+
+Speakers are split with :func:`metatts.data.split_speakers` (the validation and test speakers are
+left out of pretraining, for adaptation experiments); of each training speaker a few utterances
+are held out to measure validation loss. Batch order is a pure function of (seed, step), so a
+resumed run sees exactly the batches the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from metatts.data import DatasetError, FeatureCache, FeatureSettings, Utterance, read_dataset
+from metatts.data import split_speakers
+from metatts.model.config import DataConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    train: tuple[Utterance, ...]
+    val: tuple[Utterance, ...]
+    speakers: tuple[str, ...]  # index -> name, the model's speaker table
+    frames: tuple[int, ...]  # mel frames of each training clip (for length bucketing)
+    skipped: dict[str, str]  # utterance id -> why it was left out
+
+
+def read_utterances(config: DataConfig) -> list[Utterance]:
+    """Every dataset's usable clips not longer than ``max_seconds``."""
+    utterances = []
+    for source in config.datasets:
+        readout = read_dataset(source)
+        utterances += [u for u in readout.utterances if u.duration <= config.max_seconds]
+    if not utterances:
+        raise DatasetError(f"no clips of at most {config.max_seconds} s in {config.datasets}.")
+    return utterances
+
+
+def hold_out(utterances: Sequence[Utterance], per_speaker: int, seed: int
+             ) -> tuple[list[Utterance], list[Utterance]]:
+    """(train, val): ``per_speaker`` random clips of each speaker go to val; a speaker keeps at
+    least one clip for training."""
+    by_speaker: dict[str, list[Utterance]] = defaultdict(list)
+    for u in utterances:
+        by_speaker[u.speaker].append(u)
+    val_ids = set()
+    for speaker, clips in sorted(by_speaker.items()):
+        ids = sorted(u.id for u in clips)
+        random.Random(f"{seed}:{speaker}").shuffle(ids)
+        val_ids.update(ids[: min(per_speaker, len(ids) - 1)])
+    return ([u for u in utterances if u.id not in val_ids],
+            [u for u in utterances if u.id in val_ids])
+
+
+def feature_cache(config: DataConfig, run_dir: Path) -> FeatureCache:
+    root = Path(config.cache_dir) if config.cache_dir else run_dir / "features"
+    return FeatureCache(root, FeatureSettings(tokens=config.tokens))
+
+
+def prepare(config: DataConfig, cache: FeatureCache) -> TrainingData:
+    """Read, split, compute missing features and drop clips the model cannot use."""
+    utterances = read_utterances(config)
+    splits = split_speakers(utterances, config.val_speakers, config.test_speakers,
+                            config.split_seed)
+    if not splits.train:
+        raise DatasetError("no training speakers left after the speaker split; lower "
+                           "data.val_speakers / data.test_speakers.")
+    failed = cache.warm(splits.train)
+    kept, frames, skipped = [], [], dict(failed)
+    for u in splits.train:
+        if u.id in failed:
+            continue
+        f = cache.get(u)
+        if f.mel.shape[-1] < len(f.tokens):
+            skipped[u.id] = (f"{f.mel.shape[-1]} mel frames for {len(f.tokens)} tokens: too short "
+                             "to give each token a frame")
+            continue
+        kept.append(u)
+        frames.append(int(f.mel.shape[-1]))
+    if skipped:
+        log.warning("left out %d of %d training clips (e.g. %s: %s)", len(skipped),
+                    len(splits.train), *next(iter(skipped.items())))
+    train, val = hold_out(kept, config.val_utterances, config.split_seed)
+    length = dict(zip((u.id for u in kept), frames))
+    return TrainingData(tuple(train), tuple(val), tuple(sorted({u.speaker for u in kept})),
+                        tuple(length[u.id] for u in train), skipped)
+
+
+class StepBatches:
+    """Batch sampler over steps ``start+1 .. steps``: this process's indices for each step.
+
+    Each epoch is a seeded permutation; within windows of 8 global batches, clips are sorted by
+    length (less padding), cut into global batches of ``batch_size * world_size``, and the batch
+    order shuffled; process ``rank`` takes its slice of each global batch.
+    """
+
+    def __init__(self, frames: Sequence[int], batch_size: int, seed: int, start: int, steps: int,
+                 rank: int = 0, world_size: int = 1):
+        self.frames, self.batch_size, self.seed = list(frames), batch_size, seed
+        self.start, self.steps, self.rank, self.world = start, steps, rank, world_size
+        self.global_batch = batch_size * world_size
+        if len(self.frames) < self.global_batch:
+            raise DatasetError(f"{len(self.frames)} training clips cannot fill one batch of "
+                               f"{batch_size} x {world_size} processes; lower train.batch_size.")
+        self.per_epoch = len(self.frames) // self.global_batch
+
+    def __len__(self) -> int:
+        return max(0, self.steps - self.start)
+
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        g = torch.Generator().manual_seed(self.seed * 7919 + epoch)
+        order = torch.randperm(len(self.frames), generator=g).tolist()
+        window = self.global_batch * 8
+        batches = []
+        for w in range(0, self.per_epoch * self.global_batch, window):
+            chunk = sorted(order[w: min(w + window, self.per_epoch * self.global_batch)],
+                           key=lambda i: self.frames[i])
+            batches += [chunk[b: b + self.global_batch]
+                        for b in range(0, len(chunk), self.global_batch)]
+        shuffle = torch.randperm(len(batches), generator=g).tolist()
+        return [batches[i] for i in shuffle]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        epoch, cached = None, []
+        for step in range(self.start, self.steps):  # step index 0-based: batch for step + 1
+            e, i = divmod(step, self.per_epoch)
+            if e != epoch:
+                epoch, cached = e, self.epoch_batches(e)
+            batch = cached[i]
+            yield batch[self.rank * self.batch_size: (self.rank + 1) * self.batch_size]

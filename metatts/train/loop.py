@@ -1,0 +1,136 @@
+"""The optimization loop shared by single-process and data-parallel pretraining."""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from metatts.data import Batch
+from metatts.model.checkpoint import latest_checkpoint, save_checkpoint
+from metatts.model.config import Config
+from metatts.model.fastspeech2 import FastSpeech2
+from metatts.text import SymbolTable
+from metatts.train.distributed import Distributed, barrier, mean_over_processes
+from metatts.train.logging import JsonlLog, plot_losses, read_log
+from metatts.train.schedule import binarization_weight, step_seed
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Run:
+    """Everything the loop works with."""
+
+    config: Config
+    model: FastSpeech2  # the bare model (checkpoints, validation)
+    step_model: nn.Module  # what a training step calls: the model, or DDP around it
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    batches: torch.utils.data.DataLoader  # yields the Batch of each step from start + 1 on
+    val_batches: tuple[Batch, ...]
+    symbols: SymbolTable
+    speakers: tuple[str, ...]
+    dist: Distributed
+    run_dir: Path
+    log: JsonlLog | None  # main process only
+
+
+@dataclass(frozen=True)
+class LoopResult:
+    step: int
+    checkpoint: Path | None
+    train: dict[str, float]  # last logged training losses
+    val: dict[str, float]  # last validation losses
+    steps_per_second: float
+
+
+def train(run: Run, start_step: int, progress: bool = False) -> LoopResult:
+    """Steps ``start_step + 1 .. config.train.steps``; logs, validates and checkpoints."""
+    cfg, d = run.config.train, run.dist
+    params = [p for p in run.model.parameters() if p.requires_grad]
+    run.model.train()
+    step, sums, count, last_train, last_val = start_step, {}, 0, {}, {}
+    bar = tqdm(total=cfg.steps, initial=start_step, disable=not (progress and d.is_main),
+               unit="step", dynamic_ncols=True)
+    started, timed_from = time.perf_counter(), start_step
+    for batch in run.batches:
+        step += 1
+        torch.manual_seed(step_seed(cfg.seed, step, d.rank))
+        weight = binarization_weight(step, cfg.binarization_start, cfg.binarization_ramp)
+        out = run.step_model(batch.to(d.device), weight)
+        run.optimizer.zero_grad(set_to_none=True)
+        out.total.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        if not torch.isfinite(grad_norm):  # gradients are all-reduced: every process agrees
+            raise FloatingPointError(
+                f"non-finite gradient at step {step} (loss {out.items()}); lower train.lr or "
+                f"raise train.warmup_steps, then resume from the last checkpoint.")
+        run.optimizer.step()
+        run.scheduler.step()
+        for k, v in out.items().items():
+            sums[k] = sums.get(k, 0.0) + v
+        count += 1
+        bar.update(1)
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            losses = mean_over_processes({k: v / count for k, v in sums.items()}, d)
+            rate = (step - timed_from) / (time.perf_counter() - started)
+            last_train = losses
+            if run.log is not None:
+                run.log.write({"split": "train", "step": step, **losses,
+                               "lr": run.scheduler.get_last_lr()[0],
+                               "binarization_weight": weight, "grad_norm": float(grad_norm),
+                               "steps_per_second": rate})
+            bar.set_postfix(loss=f"{losses['total']:.3f}", mel=f"{losses['mel']:.3f}")
+            sums, count = {}, 0
+        if d.is_main and (step % cfg.validate_every == 0 or step == cfg.steps):
+            last_val = validate(run.model, run.val_batches, d.device, weight)
+            if last_val and run.log is not None:
+                run.log.write({"split": "val", "step": step, **last_val})
+            plot_losses(read_log(run.log.path), run.run_dir / "losses.png")
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            if d.is_main:
+                save(run, step)
+            barrier(d)
+    bar.close()
+    elapsed = time.perf_counter() - started
+    return LoopResult(step, latest_checkpoint(run.run_dir), last_train, last_val,
+                      (step - timed_from) / elapsed if elapsed > 0 else math.nan)
+
+
+@torch.no_grad()
+def validate(model: FastSpeech2, batches: tuple[Batch, ...], device: torch.device,
+             binarization_weight: float) -> dict[str, float]:
+    """Loss on held-out utterances (eval mode: no dropout), averaged over clips."""
+    if not batches:
+        return {}
+    was_training = model.training
+    model.eval()
+    sums, n = {}, 0
+    for batch in batches:
+        items = model.loss(batch.to(device), binarization_weight).items()
+        for k, v in items.items():
+            sums[k] = sums.get(k, 0.0) + v * len(batch)
+        n += len(batch)
+    model.train(was_training)
+    return {k: v / n for k, v in sums.items()}
+
+
+def save(run: Run, step: int) -> Path:
+    """Write checkpoints/step_XXXXXXXX and keep the newest ``keep_checkpoints``."""
+    run.model.speaker.reset_new()  # unused in pretraining: the adaptation start is the mean voice
+    directory = run.run_dir / "checkpoints" / f"step_{step:08d}"
+    save_checkpoint(directory, run.model, run.config, run.symbols, run.speakers, step,
+                    run.optimizer, run.scheduler)
+    old = sorted((run.run_dir / "checkpoints").glob("step_*"))[: -run.config.train.keep_checkpoints]
+    for path in old:
+        shutil.rmtree(path, ignore_errors=True)
+    log.info("saved %s", directory)
+    return directory

@@ -1,0 +1,130 @@
+"""Multi-speaker pretraining of the acoustic model: data, model, optimizer, resume, then the loop.
+
+Run it as ``python -m metatts train --config CONFIG [--resume]``, or data-parallel with
+``torchrun --nproc_per_node N -m metatts train --config CONFIG``. ``train.batch_size`` is per
+process; the main process (rank 0) computes missing features first, logs, validates and writes
+checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from metatts.data import ExampleDataset, collate, load_batch
+from metatts.model.checkpoint import (CheckpointError, latest_checkpoint, load_training_state,
+                                      load_weights, read_metadata, MODEL_TENSORS)
+from metatts.model.config import Config, ConfigError, replace, to_dict
+from metatts.model.fastspeech2 import FastSpeech2, count_parameters
+from metatts.text import SYMBOLS
+from metatts.train import distributed
+from metatts.train.data import StepBatches, TrainingData, feature_cache, prepare
+from metatts.train.logging import JsonlLog
+from metatts.train.loop import LoopResult, Run, train
+from metatts.train.schedule import lr_factor
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PretrainResult:
+    run_dir: Path
+    checkpoint: Path | None  # the latest checkpoint after training
+    parameters: int
+    loop: LoopResult
+
+
+def pretrain(config: Config, *, resume: bool = False, progress: bool = False) -> PretrainResult:
+    """Train to ``config.train.steps``, continuing the latest checkpoint if ``resume``."""
+    d = distributed.setup(config.train.device)
+    try:
+        return _pretrain(config, d, resume, progress)
+    finally:
+        distributed.teardown()
+
+
+def _pretrain(config: Config, d: distributed.Distributed, resume: bool,
+              progress: bool) -> PretrainResult:
+    t = config.train
+    run_dir = Path(t.run_dir)
+    resume_from = latest_checkpoint(run_dir)
+    if resume and resume_from is None:
+        raise CheckpointError(f"--resume: no checkpoint under {run_dir}/checkpoints to resume.")
+    if not resume and resume_from is not None:
+        raise CheckpointError(f"{run_dir} already holds checkpoints; pass --resume to continue "
+                              "that run, or set train.run_dir to a new directory.")
+    cache = feature_cache(config.data, run_dir)
+    if d.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        data = prepare(config.data, cache)  # computes missing features once
+    distributed.barrier(d)
+    if not d.is_main:
+        data = prepare(config.data, cache)
+    config = replace(config, model={"n_symbols": len(SYMBOLS), "n_speakers": len(data.speakers)})
+
+    torch.manual_seed(t.seed)
+    model = FastSpeech2(config.model, config.loss).to(d.device)
+    model.speaker.new.requires_grad_(False)  # only adaptation uses the new-voice vector
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=t.lr, betas=t.betas, weight_decay=t.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer,
+                                                  partial(lr_factor, warmup=t.warmup_steps))
+    start = 0
+    if resume_from is not None:
+        _check_resumable(config, data, read_metadata(resume_from), resume_from)
+        load_weights(model, resume_from / MODEL_TENSORS)
+        start = load_training_state(resume_from, optimizer, scheduler)
+        log.info("resuming %s at step %d", resume_from, start)
+    if d.is_main:
+        (run_dir / "config.json").write_text(json.dumps(to_dict(config), indent=1))
+        log.info("%d speakers, %d training and %d validation clips, %d parameters on %s x %d",
+                 len(data.speakers), len(data.train), len(data.val), count_parameters(model),
+                 d.device, d.world_size)
+
+    step_model = model
+    if d.world_size > 1:
+        step_model = DistributedDataParallel(
+            model, device_ids=[d.local_rank] if d.device.type == "cuda" else None)
+    log_file = (JsonlLog(run_dir / "log.jsonl", start if resume_from else None)
+                if d.is_main else None)
+    run = Run(config, model, step_model, optimizer, scheduler,
+              _loader(data, cache, t, start, d), _val_batches(data, cache, t.batch_size),
+              SYMBOLS, data.speakers, d, run_dir, log_file)
+    result = train(run, start, progress)
+    return PretrainResult(run_dir, result.checkpoint, count_parameters(model), result)
+
+
+def _loader(data: TrainingData, cache, t, start: int, d: distributed.Distributed):
+    index = {name: i for i, name in enumerate(data.speakers)}
+    sampler = StepBatches(data.frames, t.batch_size, t.seed, start, t.steps, d.rank, d.world_size)
+    return torch.utils.data.DataLoader(ExampleDataset(data.train, cache, index),
+                                       batch_sampler=sampler, collate_fn=collate,
+                                       num_workers=t.num_workers)
+
+
+def _val_batches(data: TrainingData, cache, batch_size: int) -> tuple:
+    index = {name: i for i, name in enumerate(data.speakers)}
+    val = list(data.val)
+    return tuple(load_batch(val[i: i + batch_size], cache, index)
+                 for i in range(0, len(val), batch_size))
+
+
+def _check_resumable(config: Config, data: TrainingData, meta: dict, path: Path) -> None:
+    """A resumed run must train the same model on the same speakers (steps etc. may change)."""
+    saved = meta["config"]
+    now = to_dict(config)
+    for section in ("model", "loss", "data"):
+        if saved[section] != now[section]:
+            changed = sorted(k for k in now[section] if saved[section].get(k) != now[section][k])
+            raise ConfigError(f"cannot resume {path}: config section {section!r} changed "
+                              f"({', '.join(changed)}). Resume with the config it was "
+                              "trained with.")
+    if tuple(meta["speakers"]) != data.speakers:
+        raise CheckpointError(f"cannot resume {path}: the training speakers differ from the "
+                              "checkpoint's (did the dataset change?).")

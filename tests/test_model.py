@@ -1,0 +1,245 @@
+import dataclasses
+import itertools
+import math
+
+import pytest
+import torch
+from torch.func import functional_call, grad
+
+from metatts.data import Example, collate
+from metatts.model.aligner import (beta_binomial_prior, durations_to_alignment,
+                                   forward_sum_loss, monotonic_alignment_search)
+from metatts.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from metatts.model.config import (Config, ConfigError, ModelConfig, TrainConfig, from_dict,
+                                  load_config, replace)
+from metatts.model.fastspeech2 import NEW_SPEAKER, FastSpeech2, count_parameters
+from metatts.text import SYMBOLS
+
+TINY = ModelConfig(n_symbols=len(SYMBOLS), n_speakers=3, hidden=32, heads=2, encoder_layers=1,
+                   decoder_layers=1, ffn_hidden=64, speaker_dim=16, variance_hidden=32,
+                   postnet_layers=2, postnet_channels=32, aligner_channels=16, dropout=0.0,
+                   variance_dropout=0.0)
+
+
+def tiny_model(seed=0):
+    torch.manual_seed(seed)
+    return FastSpeech2(TINY)
+
+
+def batch(sizes=((5, 30), (9, 45), (7, 38)), speakers=(0, 1, 2), seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return collate([Example(f"u{i}", s, torch.randint(1, TINY.n_symbols, (n,), generator=g),
+                            torch.randn(80, t, generator=g) - 5)
+                    for i, ((n, t), s) in enumerate(zip(sizes, speakers))])
+
+
+def all_paths(T, N):
+    """Every monotonic alignment of T frames to N tokens as a token index per frame."""
+    for cuts in itertools.combinations(range(1, T), N - 1):
+        bounds = (0, *cuts, T)
+        yield [k for k in range(N) for _ in range(bounds[k + 1] - bounds[k])]
+
+
+def test_parameter_counts_and_nested_groups():
+    model = tiny_model()
+    groups = model.parameter_groups()
+    assert list(groups) == ["embedding", "conditional_norms", "decoder", "all"]
+    for small, big in zip(groups.values(), list(groups.values())[1:]):
+        assert set(small) < set(big)
+    assert groups["embedding"] == ["speaker.new"]
+    assert 50_000 < count_parameters(model) < 200_000
+    base = FastSpeech2(ModelConfig(n_symbols=len(SYMBOLS), n_speakers=100))
+    assert 10e6 < count_parameters(base) < 20e6
+
+
+def test_shapes_and_padding_do_not_leak():
+    model = tiny_model().eval()
+    b = batch()
+    out = model.outputs(b)
+    B, T = b.mels.shape[0], b.mels.shape[2]
+    assert out.mel.shape == out.mel_postnet.shape == (B, 80, T)
+    assert out.log_duration.shape == b.tokens.shape
+    assert torch.equal(out.alignment.durations.sum(1), b.mel_lengths)
+    # an utterance gives the same outputs alone as padded in a batch
+    alone = model.outputs(batch(sizes=((5, 30),), speakers=(0,)))
+    n, t = 5, 30
+    assert torch.allclose(alone.mel_postnet[0], out.mel_postnet[0, :, :t], atol=1e-4)
+    assert torch.allclose(alone.log_duration[0], out.log_duration[0, :n], atol=1e-5)
+    assert torch.equal(alone.alignment.hard[0], out.alignment.hard[0, :t, :n])
+
+
+def test_inference_shapes_pace_and_silence_padding():
+    model = tiny_model().eval()
+    b = batch()
+    with torch.inference_mode():
+        pred = model.infer(b.tokens, b.token_lengths, b.speakers)
+        fast = model.infer(b.tokens, b.token_lengths, b.speakers, pace=2.0)
+    assert pred.mel.shape == (3, 80, int(pred.mel_lengths.max()))
+    assert torch.equal(pred.durations.sum(1), pred.mel_lengths)
+    assert (pred.durations[b.token_mask] >= 1).all() and (pred.durations[~b.token_mask] == 0).all()
+    assert fast.mel_lengths.sum() <= pred.mel_lengths.sum()
+    short = int(pred.mel_lengths.argmin())
+    assert (pred.mel[short, :, int(pred.mel_lengths[short]):] == math.log(1e-5)).all()
+
+
+def test_mas_is_monotonic_sums_to_length_and_is_optimal():
+    torch.manual_seed(0)
+    log_soft = torch.randn(2, 7, 4).log_softmax(-1)
+    path = monotonic_alignment_search(log_soft, torch.tensor([4, 3]), torch.tensor([7, 6]))
+    for b, (n, t) in enumerate([(4, 7), (3, 6)]):
+        tokens = path[b, :t, :n].argmax(-1)
+        assert torch.equal(path[b].sum(), torch.tensor(float(t)))
+        assert (path[b, :t].sum(-1) == 1).all() and path[b, t:].sum() == 0
+        assert tokens[0] == 0 and tokens[-1] == n - 1
+        assert ((tokens[1:] - tokens[:-1]) >= 0).all() and ((tokens[1:] - tokens[:-1]) <= 1).all()
+        best = max(sum(float(log_soft[b, i, k]) for i, k in enumerate(p)) for p in all_paths(t, n))
+        assert float((path[b, :t, :n] * log_soft[b, :t, :n]).sum()) == pytest.approx(best, abs=1e-5)
+
+
+def test_mas_matches_speechbrain():
+    from metatts._torchaudio import import_speechbrain
+
+    import_speechbrain()
+    from speechbrain.lobes.models.FastSpeech2 import maximum_path_numpy
+
+    torch.manual_seed(1)
+    attn = torch.rand(3, 40, 9).softmax(-1)
+    lengths, frames = torch.tensor([9, 6, 4]), torch.tensor([40, 31, 12])
+    ours = monotonic_alignment_search(attn.log(), lengths, frames)
+    mask = (torch.arange(9)[None, :, None] < lengths[:, None, None]) & (
+        torch.arange(40)[None, None, :] < frames[:, None, None])
+    theirs = maximum_path_numpy(attn.log().transpose(1, 2) * mask, mask.float())  # (B, N, T)
+    assert torch.equal(ours, theirs.transpose(1, 2))
+
+
+def test_forward_sum_equals_torch_ctc_with_a_blank():
+    torch.manual_seed(0)
+    logits = torch.randn(3, 20, 6)
+    tokens, frames = torch.tensor([6, 4, 2]), torch.tensor([20, 13, 9])
+    ours = forward_sum_loss(logits, tokens, frames)
+    padded = torch.where(torch.arange(6) < tokens[:, None, None], logits, -1e9)
+    log_probs = torch.cat([torch.full((3, 20, 1), -1.0), padded], -1).log_softmax(-1)
+    targets = torch.arange(1, 7).expand(3, 6)
+    theirs = torch.nn.functional.ctc_loss(log_probs.transpose(0, 1), targets, frames, tokens)
+    assert float(ours) == pytest.approx(float(theirs), abs=1e-5)
+
+
+def test_prior_rows_are_distributions_over_real_tokens():
+    prior = beta_binomial_prior(torch.tensor([5, 3]), torch.tensor([20, 11]), 5, 20)
+    assert torch.allclose(prior[0].sum(-1), torch.ones(20), atol=1e-4)
+    assert torch.allclose(prior[1, :11].sum(-1), torch.ones(11), atol=1e-4)
+    assert prior[1, 11:].sum() == 0 and prior[1, :, 3:].sum() == 0
+    assert prior[0, 0].argmax() == 0 and prior[0, -1].argmax() == 4
+
+
+def test_length_regulation_matrix():
+    path = durations_to_alignment(torch.tensor([[2, 1, 3], [1, 1, 0]]))
+    assert path.shape == (2, 6, 3)
+    assert path[0].argmax(-1).tolist() == [0, 0, 1, 2, 2, 2]
+    assert path[1].sum(-1).tolist() == [1, 1, 0, 0, 0, 0]
+
+
+def test_second_order_gradient_through_functional_loss():
+    model = tiny_model()
+    b = batch(sizes=((3, 12), (5, 16)), speakers=(NEW_SPEAKER,) * 2)
+    names = model.parameter_groups()["all"]
+    params = {n: p for n, p in model.named_parameters() if n in names}
+
+    def loss(p):
+        return functional_call(model, p, (b,)).total
+
+    g = grad(loss)(params)
+    fast = {k: params[k] - 0.01 * g[k] for k in params}
+    loss(fast).backward()
+    grads = [p.grad for p in model.parameters()]
+    assert all(x is not None and torch.isfinite(x).all() for x in grads)
+    assert model.speaker.new.grad.abs().sum() > 0  # the new-voice vector is what index -1 uses
+
+
+def test_new_speaker_vector_replaces_the_table_row():
+    model = tiny_model().eval()
+    b = batch()
+    new = batch(speakers=(NEW_SPEAKER,) * 3)
+    with torch.no_grad():
+        as_row = model.loss(b).total
+        as_new = functional_call(model, {"speaker.new": model.speaker.table.weight[b.speakers[0]]},
+                                 (new,)).total
+    assert not torch.equal(model(new).total, as_row)
+    b1 = batch(speakers=(0, 0, 0))
+    with torch.no_grad():
+        assert torch.allclose(model.loss(b1).total, as_new, atol=1e-6)
+
+
+def test_tiny_model_overfits_a_few_utterances():
+    model = tiny_model()
+    b = batch(sizes=((6, 40), (8, 48)), speakers=(0, 1))
+    # a mel with structure to learn: each token's frames carry that token's pattern
+    b = type(b)(**{**b.__dict__, "mels": b.mels * 0.1 + torch.linspace(-8, 0, 80)[None, :, None]})
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = None
+    for _ in range(30):
+        out = model.loss(b)
+        first = first or out.items()
+        opt.zero_grad()
+        out.total.backward()
+        opt.step()
+    last = model.loss(b).items()
+    assert last["total"] < first["total"] / 2
+    assert last["mel"] < first["mel"] / 2
+
+
+def test_checkpoint_round_trip_is_exact(tmp_path):
+    model = tiny_model()
+    config = replace(Config(), model=TINY.__dict__)
+    speakers = ("a", "b", "c")
+    save_checkpoint(tmp_path / "ck", model, config, SYMBOLS, speakers, step=7)
+    loaded = load_checkpoint(tmp_path / "ck")
+    assert loaded.step == 7 and loaded.speakers == speakers and loaded.config == config
+    b = batch()
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model.loss(b).total, loaded.model.loss(b).total)
+        a = model.infer(b.tokens, b.token_lengths, b.speakers).mel
+        assert torch.equal(a, loaded.model.infer(b.tokens, b.token_lengths, b.speakers).mel)
+    assert not list(tmp_path.glob("**/*.pt")) and not list(tmp_path.glob("**/*.pkl"))
+
+
+def test_checkpoint_with_unknown_config_key_is_refused(tmp_path):
+    import json
+
+    save_checkpoint(tmp_path / "ck", tiny_model(), replace(Config(), model=TINY.__dict__),
+                    SYMBOLS, ("a", "b", "c"))
+    meta = json.loads((tmp_path / "ck" / "model.json").read_text())
+    meta["config"]["model"]["hiden"] = 3
+    (tmp_path / "ck" / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="hiden"):
+        load_checkpoint(tmp_path / "ck")
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        load_checkpoint(tmp_path / "nothing")
+
+
+def test_config_overrides_are_typed_and_strict(tmp_path):
+    assert from_dict(Config, {"model": {"hidden": 64}}).model.hidden == 64
+    assert from_dict(Config, {"train": {"lr": 1}}).train.lr == 1.0
+    assert from_dict(Config, {"train": {"betas": [0.8, 0.9]}}).train.betas == (0.8, 0.9)
+    with pytest.raises(ConfigError, match="model.hiden"):
+        from_dict(Config, {"model": {"hiden": 64}})
+    with pytest.raises(ConfigError, match="train.steps: expected int"):
+        from_dict(Config, {"train": {"steps": "10"}})
+    with pytest.raises(ConfigError, match="divisible"):
+        from_dict(Config, {"model": {"hidden": 30, "heads": 4}})
+    for name in ("tiny", "base"):
+        assert isinstance(load_config(f"configs/{name}.json"), Config)
+
+
+@dataclasses.dataclass(frozen=True)
+class WithOptionalSection:  # how a later section (e.g. meta-learning) can be optional
+    train: TrainConfig | None = None
+
+
+def test_optional_config_sections():
+    assert from_dict(WithOptionalSection, {}).train is None
+    assert from_dict(WithOptionalSection, {"train": None}).train is None
+    assert from_dict(WithOptionalSection, {"train": {"steps": 5}}).train.steps == 5
+    with pytest.raises(ConfigError, match="train.stepz"):
+        from_dict(WithOptionalSection, {"train": {"stepz": 5}})

@@ -1,0 +1,91 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from metatts.cli.train import main
+from metatts.model.checkpoint import load_checkpoint
+from metatts.train.data import StepBatches
+from metatts.train.logging import read_log
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEECH = ROOT / "tests" / "fixtures" / "speech"
+
+
+@pytest.fixture(scope="module")
+def features(tmp_path_factory):
+    return tmp_path_factory.mktemp("features")
+
+
+def args(run_dir, features, steps, *extra):
+    return ["--config", str(ROOT / "configs" / "tiny.json"), "--quiet",
+            "--set", f"train.run_dir={run_dir}", "--set", f"train.steps={steps}",
+            "--set", f'data.datasets=["{SPEECH}"]', "--set", f"data.cache_dir={features}",
+            "--set", "train.checkpoint_every=2", "--set", "train.validate_every=2",
+            "--set", "train.log_every=1", *extra]
+
+
+def test_train_writes_checkpoint_log_and_plot(tmp_path, features, capsys):
+    assert main(args(tmp_path / "run", features, 3)) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["step"] == 3 and summary["val"]["total"] > 0
+    ckpt = load_checkpoint(tmp_path / "run")
+    assert ckpt.step == 3 and ckpt.speakers == ("awb", "joe", "kokoro_jf_alpha", "slt")
+    assert {p.name for p in ckpt.path.iterdir()} == {
+        "model.safetensors", "model.json", "training.safetensors", "training.json"}
+    records = read_log(tmp_path / "run" / "log.jsonl")
+    assert [r["step"] for r in records if r["split"] == "train"] == [1, 2, 3]
+    assert {r["step"] for r in records if r["split"] == "val"} == {2, 3}
+    assert (tmp_path / "run" / "losses.png").stat().st_size > 1000
+    # an existing run is not overwritten without --resume
+    assert main(args(tmp_path / "run", features, 3)) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path, features):
+    assert main(args(tmp_path / "straight", features, 4)) == 0
+    assert main(args(tmp_path / "resumed", features, 2)) == 0
+    assert main(args(tmp_path / "resumed", features, 4, "--resume")) == 0
+    for name in ("model.safetensors", "training.safetensors"):
+        a = load_file(tmp_path / "straight/checkpoints/step_00000004" / name)
+        b = load_file(tmp_path / "resumed/checkpoints/step_00000004" / name)
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    logs = [[(r["split"], r["step"], r["total"]) for r in read_log(tmp_path / d / "log.jsonl")]
+            for d in ("straight", "resumed")]
+    assert logs[0] == logs[1]
+
+
+def test_bad_config_and_missing_resume_are_clear_errors(tmp_path, features, capsys):
+    assert main(args(tmp_path / "r", features, 2, "--set", "train.stepz=3")) == 2
+    assert "train.stepz" in capsys.readouterr().err
+    assert main(args(tmp_path / "r", features, 2, "--resume")) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_batch_order_depends_only_on_seed_and_step():
+    frames = list(range(100, 130))
+    full = list(StepBatches(frames, 4, seed=3, start=0, steps=20))
+    assert list(StepBatches(frames, 4, seed=3, start=12, steps=20)) == full[12:]
+    ranks = [list(StepBatches(frames, 2, 3, 0, 20, rank=r, world_size=2)) for r in (0, 1)]
+    assert [a + b for a, b in zip(*ranks)] == full
+    epoch = [i for batch in full[:7] for i in batch]
+    assert len(set(epoch)) == 28  # 7 batches of 4 per epoch, no clip twice
+
+
+def test_data_parallel_with_two_gloo_processes(tmp_path, features):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "metatts", "train",
+           *args(tmp_path / "ddp", features, 2, "--set", "train.batch_size=2")]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = load_checkpoint(tmp_path / "ddp")
+    assert ckpt.step == 2 and ckpt.config.train.batch_size == 2
+    assert [r["step"] for r in read_log(tmp_path / "ddp" / "log.jsonl")
+            if r["split"] == "train"] == [1, 2]
