@@ -33,13 +33,14 @@ import torch
 from metatts import audio
 from metatts.data.batch import Batch, Example, collate
 from metatts.meta import InnerConfig, inner_loop, initial_params, loss_fn
-from metatts.model.checkpoint import Checkpoint, CheckpointError, find_checkpoint, load_checkpoint
+from metatts.model.checkpoint import (SHIPPED, Checkpoint, CheckpointError, find_checkpoint,
+                                      load_checkpoint, shipped_checkpoint)
 from metatts.model.fastspeech2 import NEW_SPEAKER
 from metatts.text import TextError, text_to_ids
 from metatts.voice import Voice, base_model, make_voice
 
 INITS = ("meta", "pretrained")
-CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"  # shipped: <init>/ inside
+CHECKPOINTS = SHIPPED  # shipped checkpoints: <init>/ inside
 MAX_CLIP_SECONDS = 30.0  # longer clips are left out (and Whisper reads at most 30 s)
 ASR_MODEL = "tiny.en"
 # Whisper tiny.en confidences measured on the speech fixtures: 0.69-0.98; on 3 s of white
@@ -199,10 +200,9 @@ def _not_meta_learned(path: str | Path | None) -> str:
 
 
 def default_checkpoint(init: str) -> Path:
-    """Where the shipped checkpoint for ``init`` lives: checkpoints/<init>/ in the repository."""
-    if init not in INITS:
-        raise ValueError(f"unknown init {init!r}; choose one of {INITS}")
-    return CHECKPOINTS / init
+    """Where the shipped checkpoint for ``init`` lives (see
+    :func:`metatts.model.checkpoint.shipped_checkpoint`)."""
+    return shipped_checkpoint(init, CHECKPOINTS)
 
 
 def load_base(init: str, checkpoint: str | Path | None = None,

@@ -4,10 +4,7 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-
-DEFAULT_CHECKPOINT = "runs/base"  # the base config's run directory; $METATTS_CHECKPOINT wins
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,9 +15,8 @@ def main(argv: list[str] | None = None) -> int:
     who.add_argument("--voice", help="an adapted voice file (.safetensors from `metatts adapt`)")
     parser.add_argument("--out", help="output .wav (22,050 Hz, 16-bit)")
     parser.add_argument("--checkpoint",
-                        default=os.environ.get("METATTS_CHECKPOINT", DEFAULT_CHECKPOINT),
                         help="run directory, checkpoint directory or model.safetensors "
-                             "(default: $METATTS_CHECKPOINT or %(default)s)")
+                             "(default: $METATTS_CHECKPOINT, else checkpoints/pretrained)")
     parser.add_argument("--list-speakers", action="store_true",
                         help="print the checkpoint's speaker names, one per line, and exit")
     parser.add_argument("--pace", type=float, default=1.0, help="speaking rate (> 1 is faster)")
@@ -30,11 +26,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from metatts.audio import save_audio
-    from metatts.model.checkpoint import CheckpointError, load_checkpoint
+    from metatts.model.checkpoint import CheckpointError, load_checkpoint, shipped_checkpoint
     from metatts.synthesis import synthesize
     from metatts.text import TextError
     from metatts.voice import Voice
 
+    if args.checkpoint is None:
+        args.checkpoint = shipped_checkpoint("pretrained")
     try:
         if args.list_speakers:
             from metatts.model.checkpoint import read_metadata

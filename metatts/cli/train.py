@@ -1,5 +1,7 @@
-"""``python -m metatts train --config CONFIG [--resume] [--set KEY=VALUE ...]``: pretrain the
-multi-speaker acoustic model. Data-parallel: ``torchrun --nproc_per_node N -m metatts train``."""
+"""``python -m metatts train --config CONFIG [--algo maml|fomaml|reptile] [--resume]
+[--set KEY=VALUE ...]``: pretrain the multi-speaker acoustic model, or meta-train it from a
+pretrained checkpoint (with --algo, or a config with a meta section, e.g. configs/meta_tiny.json).
+Data-parallel: ``torchrun --nproc_per_node N -m metatts train ...``."""
 
 from __future__ import annotations
 
@@ -41,14 +43,21 @@ def main(argv: list[str] | None = None) -> int:
                         help="continue from the latest checkpoint in train.run_dir")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override one setting, e.g. --set train.steps=200 (repeatable)")
+    parser.add_argument("--algo", choices=("maml", "fomaml", "reptile"),
+                        help="meta-train with this algorithm (sets meta.algo) from meta.init")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    from metatts.train.pretrain import pretrain  # imported on use: it loads torch
+    from metatts.train.meta import meta_train  # imported on use: they load torch
+    from metatts.train.pretrain import pretrain
 
     try:
-        config = load_config(args.config, parse_set(args.set))
-        result = pretrain(config, resume=args.resume, progress=not args.quiet)
+        overrides = parse_set(args.set)
+        if args.algo:
+            overrides.setdefault("meta", {})["algo"] = args.algo
+        config = load_config(args.config, overrides)
+        run = pretrain if config.meta is None else meta_train
+        result = run(config, resume=args.resume, progress=not args.quiet)
     except (ConfigError, DatasetError, CheckpointError, TextError) as err:
         print(f"metatts train: {err}", file=sys.stderr)
         return 2

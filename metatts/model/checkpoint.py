@@ -14,6 +14,7 @@ directory (its latest checkpoint), a checkpoint directory, or the ``model.safete
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,8 @@ VERSION = 1
 MODEL_TENSORS, MODEL_JSON = "model.safetensors", "model.json"
 TRAINING_TENSORS, TRAINING_JSON = "training.safetensors", "training.json"
 _STEP_DIR = re.compile(r"step_(\d+)$")
+SHIPPED = Path(__file__).resolve().parents[2] / "checkpoints"  # the repository's checkpoints/
+SHIPPED_INITS = ("meta", "pretrained")
 
 
 class CheckpointError(ValueError):
@@ -84,6 +87,16 @@ def save_checkpoint(directory: str | Path, model: FastSpeech2, config: Config,
                     "scheduler": None if scheduler is None else scheduler.state_dict()}
             (tmp / TRAINING_JSON).write_text(json.dumps(info, indent=1))
     return directory
+
+
+def shipped_checkpoint(init: str, root: Path = SHIPPED) -> Path:
+    """Where the shipped checkpoint for ``init`` lives: ``root/<init>`` (checkpoints/pretrained,
+    checkpoints/meta in the repository); for "pretrained", $METATTS_CHECKPOINT wins when set."""
+    if init not in SHIPPED_INITS:
+        raise ValueError(f"unknown init {init!r}; choose one of {SHIPPED_INITS}")
+    if init == "pretrained" and os.environ.get("METATTS_CHECKPOINT"):
+        return Path(os.environ["METATTS_CHECKPOINT"])
+    return Path(root) / init
 
 
 def find_checkpoint(path: str | Path) -> Path:

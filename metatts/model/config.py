@@ -123,12 +123,72 @@ class TrainConfig:
             raise ConfigError(f"train.device must be auto, cpu or cuda, got {self.device!r}.")
 
 
+ALGOS = ("maml", "fomaml", "reptile")
+
+
+@dataclass(frozen=True)
+class MetaInnerConfig:
+    """The inner loop of meta-training, and adaptation's defaults for a meta-learned checkpoint.
+    Field names match :class:`metatts.meta.InnerConfig` (which validates them)."""
+
+    groups: tuple[str, ...] = ("embedding",)  # parameter groups that adapt
+    steps: int = 5
+    lr: float = 0.1
+    optimizer: str = "sgd"  # "sgd" or "adam" (adam: first-order algorithms only)
+    batching: str = "full"  # "full", "stochastic" or "minibatch"
+    batch_size: int = 4  # clips per inner step with "minibatch"
+    betas: tuple[float, float] = (0.9, 0.999)  # inner Adam only
+    eps: float = 1e-8  # inner Adam only
+
+
+@dataclass(frozen=True)
+class MetaConfig:
+    """Meta-training from a pretrained checkpoint (``python -m metatts train --algo ...``).
+
+    Each outer step draws ``meta_batch`` training speakers, an episode of ``k`` support and ``q``
+    query clips for each, adapts on the support (speaker ``speaker.new``) and updates the start
+    by the query loss. Bookkeeping (run_dir, seed, log/validate/checkpoint intervals, device)
+    comes from the ``train`` section; the model and loss sections from the init checkpoint.
+    """
+
+    algo: str = "fomaml"  # "maml" (second order), "fomaml" or "reptile"
+    init: str = ""  # pretrained checkpoint to start from; "" means the shipped one
+    k: int = 4  # support clips per episode
+    q: int = 4  # query clips per episode
+    meta_batch: int = 4  # episodes (speakers) per outer step, over all processes
+    inner: MetaInnerConfig = field(default_factory=MetaInnerConfig)
+    steps: int = 2000  # outer steps
+    outer_lr: float = 1e-4
+    outer_optimizer: str = "adam"  # "adam" or "sgd" (sgd at lr 1 on Reptile moves to phi)
+    learn_new_speaker: bool = True  # meta-learn speaker.new (the new voice's start)
+    val_steps: tuple[int, ...] = (0, 5)  # inner steps at which validation query loss is measured
+    val_episodes: int = 8  # episodes of validation speakers per validation
+
+    def __post_init__(self):
+        if self.algo not in ALGOS:
+            raise ConfigError(f"meta.algo must be one of {', '.join(ALGOS)}, got {self.algo!r}.")
+        for name in ("k", "q", "meta_batch", "steps", "val_episodes"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"meta.{name} must be at least 1, got {getattr(self, name)}.")
+        if not self.outer_lr > 0:
+            raise ConfigError(f"meta.outer_lr must be positive, got {self.outer_lr}.")
+        if self.outer_optimizer not in ("adam", "sgd"):
+            raise ConfigError(f"meta.outer_optimizer must be adam or sgd, got "
+                              f"{self.outer_optimizer!r}.")
+        if not self.val_steps or min(self.val_steps) < 0:
+            raise ConfigError(f"meta.val_steps must be step counts >= 0, got {self.val_steps}.")
+        if self.algo == "maml" and self.inner.optimizer != "sgd":
+            raise ConfigError("meta.algo 'maml' differentiates through the inner loop, which "
+                              "needs meta.inner.optimizer 'sgd'; or use 'fomaml' / 'reptile'.")
+
+
 @dataclass(frozen=True)
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    meta: MetaConfig | None = None  # present in meta-training runs and meta-learned checkpoints
 
 
 def to_dict(config) -> dict:

@@ -126,10 +126,18 @@ def validate(model: FastSpeech2, batches: tuple[Batch, ...], device: torch.devic
 def save(run: Run, step: int) -> Path:
     """Write checkpoints/step_XXXXXXXX and keep the newest ``keep_checkpoints``."""
     run.model.speaker.reset_new()  # unused in pretraining: the adaptation start is the mean voice
-    directory = run.run_dir / "checkpoints" / f"step_{step:08d}"
-    save_checkpoint(directory, run.model, run.config, run.symbols, run.speakers, step,
-                    run.optimizer, run.scheduler)
-    old = sorted((run.run_dir / "checkpoints").glob("step_*"))[: -run.config.train.keep_checkpoints]
+    return save_step(run.run_dir, step, run.model, run.config, run.symbols, run.speakers,
+                     run.optimizer, run.scheduler)
+
+
+def save_step(run_dir: Path, step: int, model: FastSpeech2, config: Config, symbols: SymbolTable,
+              speakers: tuple[str, ...], optimizer: torch.optim.Optimizer,
+              scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> Path:
+    """Write run_dir/checkpoints/step_XXXXXXXX (with training state), keep the newest
+    ``config.train.keep_checkpoints``."""
+    directory = run_dir / "checkpoints" / f"step_{step:08d}"
+    save_checkpoint(directory, model, config, symbols, speakers, step, optimizer, scheduler)
+    old = sorted((run_dir / "checkpoints").glob("step_*"))[: -config.train.keep_checkpoints]
     for path in old:
         shutil.rmtree(path, ignore_errors=True)
     log.info("saved %s", directory)

@@ -1,0 +1,309 @@
+"""Meta-training: learn where adaptation starts, by MAML, first-order MAML or Reptile.
+
+Run it as ``python -m metatts train --config configs/meta_tiny.json [--algo maml] [--resume]``,
+or data-parallel with ``torchrun --nproc_per_node N -m metatts train ...``. It starts from a
+pretrained checkpoint (``meta.init``), whose model and loss sections it keeps.
+
+Each outer step draws ``meta.meta_batch`` episodes of the training speakers (one speaker each: k
+support clips, q query clips, no sentence in common). A task's clips all use speaker
+``NEW_SPEAKER``, so adaptation starts from ``speaker.new``, which MAML and FOMAML meta-learn with
+the rest of the network (and Reptile when "embedding" is among the adapted groups). Data-parallel:
+the meta-batch's tasks are dealt out over the processes and the task-weighted mean of their
+meta-gradients is all-reduced. Validation adapts to episodes of the validation speakers (eval mode,
+seeded) and logs the mean query loss after each of ``meta.val_steps`` inner steps.
+Checkpoints, resume, log.jsonl and losses.png work as in pretraining (:mod:`metatts.train.loop`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from metatts.data import (DatasetError, EpisodeSampler, FeatureCache, Utterance, collate,
+                          split_speakers)
+from metatts.data.batch import Batch, Example
+from metatts.data.episodes import Episode
+from metatts.meta import (InnerConfig, MetaGradient, Task, initial_params, inner_loop, loss_fn,
+                          meta_gradient, write_grads)
+from metatts.model.checkpoint import (MODEL_TENSORS, Checkpoint, CheckpointError,
+                                      latest_checkpoint, load_checkpoint, load_training_state,
+                                      load_weights, read_metadata, shipped_checkpoint)
+from metatts.model.config import Config, ConfigError, MetaConfig, replace, to_dict
+from metatts.model.fastspeech2 import NEW_SPEAKER, count_parameters
+from metatts.train import distributed
+from metatts.train.data import feature_cache, read_utterances
+from metatts.train.logging import JsonlLog, plot_losses, read_log
+from metatts.train.loop import LoopResult, save_step
+from metatts.train.schedule import step_seed
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MetaTrainResult:
+    run_dir: Path
+    checkpoint: Path | None  # the latest checkpoint after training
+    parameters: int
+    loop: LoopResult
+
+
+def inner_config(meta: MetaConfig, steps: int | None = None, seed: int | None = None
+                 ) -> InnerConfig:
+    """The shared inner loop's settings from ``meta.inner`` (``steps`` overrides its count)."""
+    i = meta.inner
+    return InnerConfig(groups=i.groups, steps=i.steps if steps is None else steps, lr=i.lr,
+                       optimizer=i.optimizer, batching=i.batching, batch_size=i.batch_size,
+                       betas=i.betas, eps=i.eps, seed=seed)
+
+
+def init_path(meta: MetaConfig) -> Path:
+    """The pretrained checkpoint meta-training starts from."""
+    return Path(meta.init) if meta.init else shipped_checkpoint("pretrained")
+
+
+def run_config(config: Config, base: Checkpoint, init: Path) -> Config:
+    """The run's config: model and loss of the init checkpoint, the rest from ``config``."""
+    if config.data.tokens != base.config.data.tokens:
+        raise ConfigError(f"data.tokens is {config.data.tokens!r} but {init} was trained on "
+                          f"{base.config.data.tokens!r}; set data.tokens to match it.")
+    return replace(config, model=to_dict(base.config.model), loss=to_dict(base.config.loss),
+                   meta={"init": str(init)})
+
+
+def usable(utterances: Sequence[Utterance], cache: FeatureCache) -> list[Utterance]:
+    """Clips whose features could be computed and that have a mel frame for every token."""
+    failed = cache.warm(utterances)
+    kept = []
+    for u in utterances:
+        if u.id in failed:
+            continue
+        f = cache.get(u)
+        if f.mel.shape[-1] >= len(f.tokens):
+            kept.append(u)
+    if len(kept) < len(utterances):
+        log.warning("left out %d of %d clips (feature errors or too short)",
+                    len(utterances) - len(kept), len(utterances))
+    return kept
+
+
+def samplers(config: Config, cache: FeatureCache) -> tuple[EpisodeSampler, EpisodeSampler | None]:
+    """Episode samplers of the training speakers and of the validation speakers (None if the
+    speaker split has none)."""
+    m, d = config.meta, config.data
+    splits = split_speakers(read_utterances(d), d.val_speakers, d.test_speakers, d.split_seed)
+    train_clips = usable(splits.train, cache)
+    if not train_clips:
+        raise DatasetError("no training speakers left after the speaker split; lower "
+                           "data.val_speakers / data.test_speakers.")
+    train = EpisodeSampler(train_clips, m.k, m.q, config.train.seed, skip_small_speakers=True)
+    if train.excluded:
+        log.warning("%d training speaker(s) have fewer than k + q = %d distinct texts and are "
+                    "left out: %s", len(train.excluded), m.k + m.q, ", ".join(train.excluded))
+    if not splits.val:
+        log.warning("no validation speakers (data.val_speakers is 0): no validation")
+        return train, None
+    return train, EpisodeSampler(usable(splits.val, cache), m.k, m.q, config.train.seed,
+                                 skip_small_speakers=True)
+
+
+def episode_task(episode: Episode, cache: FeatureCache) -> Task:
+    """An episode as a task of examples for speaker NEW_SPEAKER (the voice being adapted)."""
+    def examples(utterances: Sequence[Utterance]) -> list[Example]:
+        return [Example(u.id, NEW_SPEAKER, (f := cache.get(u)).tokens, f.mel) for u in utterances]
+
+    return Task(support=examples(episode.support), query=examples(episode.query))
+
+
+def combine(mg: MetaGradient, d: distributed.Distributed) -> dict[str, torch.Tensor]:
+    """The mean meta-gradient over every process's tasks (each process's mean weighted by its
+    number of tasks)."""
+    if d.world_size == 1:
+        return mg.grads
+    names = sorted(mg.grads)
+    flat = torch.cat([mg.grads[n].reshape(-1) * mg.tasks for n in names]
+                     + [torch.tensor([float(mg.tasks)], device=d.device)])
+    dist.all_reduce(flat)
+    flat = flat[:-1] / flat[-1]
+    out, offset = {}, 0
+    for n in names:
+        size = mg.grads[n].numel()
+        out[n] = flat[offset: offset + size].view_as(mg.grads[n])
+        offset += size
+    return out
+
+
+def step_losses(mg: MetaGradient, d: distributed.Distributed) -> dict[str, float]:
+    """Query loss at the adapted parameters and support loss before the first and the last inner
+    step, each averaged over all tasks of all processes."""
+    sums = [sum(mg.query_losses), sum(s[0] for s in mg.support_losses if s),
+            sum(s[-1] for s in mg.support_losses if s), float(mg.tasks)]
+    if d.world_size > 1:
+        t = torch.tensor(sums, dtype=torch.float64, device=d.device)
+        dist.all_reduce(t)
+        sums = t.tolist()
+    out = {"query": sums[0] / sums[3]}
+    if any(mg.support_losses):
+        out.update(support_first=sums[1] / sums[3], support_last=sums[2] / sums[3])
+    return out
+
+
+def validate(model: torch.nn.Module, tasks: Sequence[Task], meta: MetaConfig,
+             device: torch.device) -> dict[str, float]:
+    """Mean query loss of ``tasks`` after each of ``meta.val_steps`` inner steps from the
+    model's current start (eval mode, seeded: the same model gives the same numbers)."""
+    if not tasks:
+        return {}
+    was_training = model.training
+    model.eval()
+
+    def batch(items: list[Example]) -> Batch:
+        return collate(items).to(device)
+
+    out = {}
+    for steps in sorted(set(meta.val_steps)):
+        cfg = inner_config(meta, steps=steps, seed=0)
+        losses = []
+        for task in tasks:
+            start = initial_params(model, cfg.groups, detach=True)
+            params = inner_loop(model, start, task.support, batch, cfg).params
+            with torch.no_grad():
+                losses.append(float(loss_fn(model)(params, batch(list(task.query)))))
+        out[f"query_after_{steps}"] = sum(losses) / len(losses)
+    model.train(was_training)
+    return out
+
+
+def meta_train(config: Config, *, resume: bool = False, progress: bool = False
+               ) -> MetaTrainResult:
+    """Meta-train to ``config.meta.steps`` outer steps, continuing the latest checkpoint if
+    ``resume``. The checkpoints carry ``config.meta``, which adaptation reads (init "meta")."""
+    if config.meta is None:
+        raise ConfigError("meta-training needs a meta section in the config (e.g. "
+                          "configs/meta_tiny.json), or --algo.")
+    d = distributed.setup(config.train.device)
+    try:
+        return _meta_train(config, d, resume, progress)
+    finally:
+        distributed.teardown()
+
+
+def _meta_train(config: Config, d: distributed.Distributed, resume: bool,
+                progress: bool) -> MetaTrainResult:
+    t, run_dir = config.train, Path(config.train.run_dir)
+    resume_from = latest_checkpoint(run_dir)
+    if resume and resume_from is None:
+        raise CheckpointError(f"--resume: no checkpoint under {run_dir}/checkpoints to resume.")
+    if not resume and resume_from is not None:
+        raise CheckpointError(f"{run_dir} already holds checkpoints; pass --resume to continue "
+                              "that run, or set train.run_dir to a new directory.")
+    if config.meta.meta_batch < d.world_size:
+        raise ConfigError(f"meta.meta_batch ({config.meta.meta_batch}) must be at least the "
+                          f"number of processes ({d.world_size}).")
+    init = init_path(config.meta)
+    base = load_checkpoint(init, d.device)
+    config = run_config(config, base, init)
+    m = config.meta
+    cache = feature_cache(config.data, run_dir)
+    if d.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        train_episodes, val_episodes = samplers(config, cache)  # computes missing features once
+    distributed.barrier(d)
+    if not d.is_main:
+        train_episodes, val_episodes = samplers(config, cache)
+
+    model = base.model.train()
+    model.speaker.table.weight.requires_grad_(False)  # tasks only use the new-voice vector
+    model.speaker.new.requires_grad_(m.learn_new_speaker)
+    named = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    optimizer = (torch.optim.Adam(named.values(), lr=m.outer_lr) if m.outer_optimizer == "adam"
+                 else torch.optim.SGD(named.values(), lr=m.outer_lr))
+    start = 0
+    if resume_from is not None:
+        _check_resumable(config, read_metadata(resume_from), resume_from)
+        load_weights(model, resume_from / MODEL_TENSORS)
+        start = load_training_state(resume_from, optimizer)
+        log.info("resuming %s at step %d", resume_from, start)
+    if d.is_main:
+        (run_dir / "config.json").write_text(json.dumps(to_dict(config), indent=1))
+        log.info("%s from %s: %d training speakers, %d parameters meta-learned, on %s x %d",
+                 m.algo, init, len(train_episodes.speakers), count_parameters(model, list(named)),
+                 d.device, d.world_size)
+    val_tasks = ([episode_task(val_episodes.sample(i), cache) for i in range(m.val_episodes)]
+                 if val_episodes is not None else [])
+    log_file = (JsonlLog(run_dir / "log.jsonl", start if resume_from else None)
+                if d.is_main else None)
+
+    def batch(items: list[Example]) -> Batch:
+        return collate(items).to(d.device)
+
+    if d.is_main and start == 0 and val_tasks:  # where adaptation starts before meta-training
+        log_file.write({"split": "val", "step": 0, **validate(model, val_tasks, m, d.device)})
+    cfg = inner_config(m)
+    step, sums, count, last_train, last_val = start, {}, 0, {}, {}
+    bar = tqdm(total=m.steps, initial=start, disable=not (progress and d.is_main), unit="step",
+               dynamic_ncols=True)
+    started = time.perf_counter()
+    for step in range(start + 1, m.steps + 1):
+        torch.manual_seed(step_seed(t.seed, step, d.rank))
+        episodes = train_episodes.meta_batch(step, m.meta_batch)[d.rank:: d.world_size]
+        tasks = [episode_task(e, cache) for e in episodes]
+        mg = meta_gradient(model, tasks, batch, cfg, m.algo)
+        grads = {n: g for n, g in combine(mg, d).items() if n in named}
+        grad_norm = float(torch.linalg.vector_norm(
+            torch.stack([torch.linalg.vector_norm(g.double()) for g in grads.values()])))
+        if not math.isfinite(grad_norm):  # all-reduced: every process agrees
+            raise FloatingPointError(
+                f"non-finite meta-gradient at step {step}; lower meta.outer_lr or "
+                "meta.inner.lr, then resume from the last checkpoint.")
+        optimizer.zero_grad(set_to_none=True)
+        write_grads(named, grads)
+        optimizer.step()
+        for k, v in step_losses(mg, d).items():
+            sums[k] = sums.get(k, 0.0) + v
+        count += 1
+        bar.update(1)
+        if step % t.log_every == 0 or step == m.steps:
+            last_train = {k: v / count for k, v in sums.items()}
+            if log_file is not None:
+                rate = (step - start) / (time.perf_counter() - started)
+                log_file.write({"split": "train", "step": step, **last_train,
+                                "grad_norm": grad_norm, "steps_per_second": rate})
+            bar.set_postfix(query=f"{last_train['query']:.3f}")
+            sums, count = {}, 0
+        if d.is_main and (step % t.validate_every == 0 or step == m.steps):
+            last_val = validate(model, val_tasks, m, d.device)
+            if last_val:
+                log_file.write({"split": "val", "step": step, **last_val})
+            plot_losses(read_log(log_file.path), run_dir / "losses.png")
+        if step % t.checkpoint_every == 0 or step == m.steps:
+            if d.is_main:
+                save_step(run_dir, step, model, config, base.symbols, base.speakers, optimizer)
+            distributed.barrier(d)
+    bar.close()
+    elapsed = time.perf_counter() - started
+    loop = LoopResult(step, latest_checkpoint(run_dir), last_train, last_val,
+                      (step - start) / elapsed if elapsed > 0 and step > start else math.nan)
+    return MetaTrainResult(run_dir, loop.checkpoint, count_parameters(model), loop)
+
+
+def _check_resumable(config: Config, meta: dict, path: Path) -> None:
+    """A resumed run must meta-train the same model the same way (meta.steps may change)."""
+    saved, now = meta["config"], to_dict(config)
+    if saved.get("meta") is None:
+        raise CheckpointError(f"cannot resume {path}: it is not a meta-training checkpoint.")
+    saved["meta"]["steps"] = now["meta"]["steps"]
+    for section in ("model", "loss", "data", "meta"):
+        if saved[section] != now[section]:
+            changed = sorted(k for k in now[section] if saved[section].get(k) != now[section][k])
+            raise ConfigError(f"cannot resume {path}: config section {section!r} changed "
+                              f"({', '.join(changed)}). Resume with the config it was "
+                              "trained with.")

@@ -1,0 +1,150 @@
+"""Meta-training: each algorithm writes a meta-learned checkpoint that adaptation accepts, resume
+is exact, validation logs post-adaptation query losses, two gloo processes share a meta-batch."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import SPEECH
+from metatts.adapt import adapt, default_settings, load_base, load_clips
+from metatts.cli.train import main
+from metatts.model.checkpoint import SHIPPED, load_checkpoint, shipped_checkpoint
+from metatts.model.config import ConfigError, load_config
+from metatts.train.logging import read_log
+
+ROOT = Path(__file__).resolve().parents[1]
+META_TINY = ROOT / "configs" / "meta_tiny.json"
+
+
+@pytest.fixture(scope="module")
+def features(tmp_path_factory):
+    return tmp_path_factory.mktemp("features")
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory, features):
+    """The tiny model pretrained for 2 steps, without dropout (meta-training is deterministic)."""
+    run = tmp_path_factory.mktemp("pretrained") / "run"
+    assert main(["--config", str(ROOT / "configs" / "tiny.json"), "--quiet",
+                 "--set", f"train.run_dir={run}", "--set", "train.steps=2",
+                 "--set", f'data.datasets=["{SPEECH}"]', "--set", f"data.cache_dir={features}",
+                 "--set", "model.variance_dropout=0.0"]) == 0
+    return run
+
+
+def args(run_dir, pretrained, features, steps, *extra):
+    return ["--config", str(META_TINY), "--quiet",
+            "--set", f"train.run_dir={run_dir}", "--set", f"meta.steps={steps}",
+            "--set", f"meta.init={pretrained}", "--set", f'data.datasets=["{SPEECH}"]',
+            "--set", f"data.cache_dir={features}", "--set", "train.checkpoint_every=2",
+            "--set", "train.validate_every=2", *extra]
+
+
+@pytest.mark.parametrize("algo", ["maml", "fomaml", "reptile"])
+def test_each_algorithm_writes_a_checkpoint_adaptation_starts_from(
+        algo, tmp_path, pretrained, features, capsys):
+    assert main(args(tmp_path / "run", pretrained, features, 2, "--algo", algo)) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["step"] == 2 and summary["train"]["query"] > 0
+    base = load_base("meta", tmp_path / "run")
+    assert base.step == 2 and base.config.meta.algo == algo
+    assert base.config.meta.init == str(pretrained)
+    start = load_checkpoint(pretrained)
+    moved = {n for n, p in base.model.named_parameters()
+             if not torch.equal(p, dict(start.model.named_parameters())[n])}
+    assert "speaker.new" in moved  # the new-voice start is meta-learned by every algorithm here
+    adapted = set(base.model.parameter_groups()["conditional_norms"])
+    if algo == "reptile":  # Reptile moves only what adapts
+        assert moved <= adapted
+    else:  # (FO)MAML also meta-learns the shared network
+        assert moved - adapted
+    assert "speaker.table.weight" not in moved
+    settings = default_settings("meta", base)
+    assert (settings.groups, settings.steps, settings.lr) == (("embedding", "conditional_norms"),
+                                                             2, 0.1)
+    clips = load_clips(sorted((SPEECH / "slt").glob("*.wav"))).clips
+    assert len(adapt(clips, base, settings).losses) == 2
+
+
+def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path, pretrained, features):
+    assert main(args(tmp_path / "straight", pretrained, features, 4)) == 0
+    assert main(args(tmp_path / "resumed", pretrained, features, 2)) == 0
+    assert main(args(tmp_path / "resumed", pretrained, features, 4, "--resume")) == 0
+    for name in ("model.safetensors", "training.safetensors"):
+        a = load_file(tmp_path / "straight/checkpoints/step_00000004" / name)
+        b = load_file(tmp_path / "resumed/checkpoints/step_00000004" / name)
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    logs = [[{k: v for k, v in r.items() if k != "steps_per_second"}
+             for r in read_log(tmp_path / d / "log.jsonl")] for d in ("straight", "resumed")]
+    assert logs[0] == logs[1]
+
+
+def test_validation_logs_query_loss_after_adapting(tmp_path, pretrained, features):
+    assert main(args(tmp_path / "run", pretrained, features, 2)) == 0
+    val = [r for r in read_log(tmp_path / "run" / "log.jsonl") if r["split"] == "val"]
+    assert [r["step"] for r in val] == [0, 2]  # before meta-training, and at validate_every
+    for r in val:
+        assert r["query_after_0"] > 0 and r["query_after_2"] > 0
+    train = [r for r in read_log(tmp_path / "run" / "log.jsonl") if r["split"] == "train"]
+    assert [r["step"] for r in train] == [1, 2]
+    assert all(r["query"] > 0 and r["support_first"] > 0 and r["support_last"] > 0
+               for r in train)
+    assert (tmp_path / "run" / "losses.png").stat().st_size > 1000
+
+
+def test_clear_errors(tmp_path, pretrained, features, capsys):
+    assert main(args(tmp_path / "r", pretrained, features, 2, "--set", "meta.kk=3")) == 2
+    assert "meta.kk" in capsys.readouterr().err
+    assert main(args(tmp_path / "r", pretrained, features, 2, "--set", "meta.algo=maml",
+                     "--set", "meta.inner.optimizer=adam")) == 2
+    assert "sgd" in capsys.readouterr().err
+    assert main(args(tmp_path / "r", pretrained, features, 2, "--resume")) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+    assert main(args(tmp_path / "r", tmp_path / "nothing", features, 2)) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="meta.k"):
+        load_config(META_TINY, {"meta": {"k": 0}})
+
+
+def test_shipped_checkpoint_locations(monkeypatch):
+    monkeypatch.delenv("METATTS_CHECKPOINT", raising=False)
+    assert shipped_checkpoint("meta") == SHIPPED / "meta" == ROOT / "checkpoints" / "meta"
+    assert shipped_checkpoint("pretrained") == ROOT / "checkpoints" / "pretrained"
+    monkeypatch.setenv("METATTS_CHECKPOINT", "/x/run")
+    assert shipped_checkpoint("pretrained") == Path("/x/run")
+    assert shipped_checkpoint("meta") == SHIPPED / "meta"
+    with pytest.raises(ValueError, match="unknown init"):
+        shipped_checkpoint("best")
+
+
+def test_meta_configs_parse():
+    for name in ("meta_tiny.json", "meta_base.json"):
+        assert load_config(ROOT / "configs" / name).meta is not None
+
+
+@pytest.mark.slow
+def test_data_parallel_meta_step_averages_the_tasks_of_two_gloo_processes(
+        tmp_path, pretrained, features):
+    """Two processes with one task each take the step one process takes with both tasks."""
+    sgd = ("--set", "meta.outer_optimizer=sgd", "--set", "meta.outer_lr=0.01")
+    assert main(args(tmp_path / "single", pretrained, features, 2, *sgd)) == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "metatts", "train", *args(tmp_path / "ddp", pretrained, features, 2, *sgd)]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = load_checkpoint(tmp_path / "ddp")
+    assert ckpt.step == 2 and ckpt.config.meta.meta_batch == 2
+    assert [r["step"] for r in read_log(tmp_path / "ddp" / "log.jsonl")
+            if r["split"] == "train"] == [1, 2]
+    single, start = load_checkpoint(tmp_path / "single"), load_checkpoint(pretrained)
+    a, b = dict(ckpt.model.named_parameters()), dict(single.model.named_parameters())
+    assert not torch.equal(b["speaker.new"], start.model.speaker.new)
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
