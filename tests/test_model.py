@@ -243,3 +243,10 @@ def test_optional_config_sections():
     assert from_dict(WithOptionalSection, {"train": {"steps": 5}}).train.steps == 5
     with pytest.raises(ConfigError, match="train.stepz"):
         from_dict(WithOptionalSection, {"train": {"stepz": 5}})
+
+
+def test_speaker_split_fractions_are_checked():
+    from metatts.model.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="fraction of the speakers"):
+        load_config("configs/tiny.json", {"data": {"val_speakers": 1}})

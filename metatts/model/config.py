@@ -78,8 +78,8 @@ class DataConfig:
     tokens: str = "phonemes"  # or "characters"
     cache_dir: str = ""  # feature cache; "" means <run dir>/features
     max_seconds: float = 12.0  # longer clips are left out of training
-    val_speakers: float = 0.1  # speakers held out entirely (for adaptation experiments)
-    test_speakers: float = 0.1
+    val_speakers: float = 0.1  # fraction of speakers held out entirely (for adaptation experiments)
+    test_speakers: float = 0.1  # fraction, in [0, 1); a manifest's own split column wins
     split_seed: int = 0
     val_utterances: int = 2  # utterances per training speaker held out for validation loss
 
@@ -88,6 +88,10 @@ class DataConfig:
             raise ConfigError(f"data.tokens must be phonemes or characters, got {self.tokens!r}.")
         if not self.datasets:
             raise ConfigError("data.datasets is empty: name at least one dataset.")
+        for name in ("val_speakers", "test_speakers"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"data.{name} is a fraction of the speakers in [0, 1), got "
+                                  f"{getattr(self, name)}; 0.1 holds out a tenth of them.")
 
 
 @dataclass(frozen=True)
