@@ -1,0 +1,253 @@
+"""``python -m eval``: the few-shot adaptation benchmark (grid, references, tables, plots).
+
+See eval/README.md for the output format; :func:`run` is the same thing for Python callers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from eval import grid, references, report, runner
+from eval.scorer import Scorer
+
+PRESETS = {
+    # 2 CPU cores, 10 minutes: one draw, two sentences, two step counts
+    "quick": {"shots": (1,), "steps": (0, 10), "tasks": 1, "test_sentences": 2, "speakers": 4,
+              "asr": "tiny.en", "bootstrap": 1000, "optimizer_study": False},
+    # the published table
+    "full": {"shots": (1, 5), "steps": (0, 5, 10, 20, 50, 100), "tasks": 5,
+             "test_sentences": 5, "speakers": 0, "asr": "base", "bootstrap": 2000,
+             "optimizer_study": True},
+}
+STUDY_LRS = (0.001, 0.01, 0.1, 1.0)
+BASELINE = "finetune-adam"
+
+
+@dataclass(frozen=True)
+class Options:
+    data: str
+    out: Path
+    checkpoint_dir: Path
+    methods: tuple[str, ...]  # empty: every method whose checkpoint exists
+    shots: tuple[int, ...]
+    steps: tuple[int, ...]
+    tasks: int
+    test_sentences: int
+    speakers: int  # at most this many speakers (the first by name); 0 = all
+    seed: int
+    asr: str
+    bootstrap: int
+    optimizer_study: bool
+    baseline: str = BASELINE
+    progress: bool = True
+
+
+class BenchmarkError(ValueError):
+    """The benchmark cannot start: no data, no checkpoints, a bad argument."""
+
+
+def available_methods(checkpoint_dir: Path) -> list[str]:
+    """Methods whose checkpoint folder exists under ``checkpoint_dir``."""
+    names = [m for m in grid.META_METHODS if (checkpoint_dir / m).exists()]
+    if (checkpoint_dir / "pretrained").exists():
+        names += list(grid.FINETUNE)
+    return names
+
+
+def load_bases(methods: list[grid.Method], checkpoint_dir: Path) -> dict:
+    from metatts.adapt import AdaptError, load_base
+    from metatts.model.checkpoint import CheckpointError
+
+    bases = {}
+    for m in methods:
+        if m.checkpoint in bases:
+            continue
+        path = checkpoint_dir / m.checkpoint
+        if not path.exists():
+            raise BenchmarkError(f"method {m.name}: no checkpoint at {path}. Put one there "
+                                 "(or point --checkpoint-dir at the folder holding pretrained/, "
+                                 "maml/, fomaml/, reptile/), or leave the method out.")
+        try:
+            bases[m.checkpoint] = load_base(m.init, path)
+        except (AdaptError, CheckpointError) as err:
+            raise BenchmarkError(f"method {m.name}: {err}") from None
+    return bases
+
+
+def read_tasks(options: Options) -> tuple[list[grid.Task], list[str]]:
+    from metatts.data import DatasetError, read_dataset
+
+    data = Path(options.data)
+    if not data.exists():
+        hint = (" (the default: the shipped held-out speakers, which this checkout does not "
+                "have yet; build them with `python -m metatts corpus`)"
+                if data == grid.DEFAULT_DATA else "")
+        raise BenchmarkError(f"{data}: no such data{hint}. Pass --data with a folder of "
+                             "<speaker>/<utt>.wav + <utt>.txt or a manifest.")
+    try:
+        readout = read_dataset(data)
+    except DatasetError as err:
+        raise BenchmarkError(str(err)) from None
+    problems = [f"{len(paths)} file(s) left out of the data: {reason} (e.g. {paths[0]})"
+                for reason, paths in sorted(readout.skipped.items())]
+    utts = readout.utterances
+    if options.speakers:
+        keep = set(readout.speakers[: options.speakers])
+        utts = tuple(u for u in utts if u.speaker in keep)
+    tasks, skipped = grid.draw_tasks(utts, options.shots, options.test_sentences,
+                                     options.tasks, options.seed)
+    problems += [f"speaker {s}: {why}" for s, why in skipped.items()]
+    if not tasks:
+        raise BenchmarkError(f"{data}: no speaker has enough clips for the grid "
+                             f"({'; '.join(problems) or 'no speakers'}).")
+    return tasks, problems
+
+
+def run(options: Options, scorer: Scorer | None = None, vocoder=None) -> dict:
+    """Run (or resume) the benchmark into ``options.out``; returns the summary."""
+    scorer = scorer or Scorer(asr_model=options.asr)
+    tasks, problems = read_tasks(options)
+    names = list(options.methods) or available_methods(options.checkpoint_dir)
+    if options.optimizer_study:
+        names += [n for n in grid.optimizer_study(STUDY_LRS) if n not in names]
+    if not names:
+        raise BenchmarkError(f"{options.checkpoint_dir}: no checkpoints found (expected "
+                             "sub-folders pretrained/, maml/, fomaml/, reptile/). Pass "
+                             "--checkpoint-dir.")
+    try:
+        methods = [grid.parse_method(n) for n in dict.fromkeys(names)]
+    except ValueError as err:
+        raise BenchmarkError(str(err)) from None
+    bases = load_bases(methods, options.checkpoint_dir)
+    if vocoder is None:
+        from metatts.vocoder import load_vocoder
+
+        vocoder = load_vocoder()
+    options.out.mkdir(parents=True, exist_ok=True)
+    units = grid.units(methods, tasks, options.steps)
+    problems += runner.run_units(units, bases, scorer, options.out, vocoder=vocoder,
+                                 progress=options.progress)
+    wanted = {(u.method.name, u.task.speaker, u.shots, u.task.seed, u.steps):
+              {t.text for t in u.task.test} for u in units}
+    records = [r for r in runner.read_results(options.out / runner.RESULTS)
+               if r["text"] in wanted.get(runner.record_key(r), ())]
+    refs = reference_records_cached(options.out, tasks, scorer, vocoder, problems)
+    summary = {
+        "rows": report.summary_rows(records, options.baseline, seed=options.seed,
+                                    resamples=options.bootstrap),
+        "reference": report.reference_summary(refs, seed=options.seed,
+                                              resamples=options.bootstrap),
+        "config": config_dict(options, [m.name for m in methods], bases),
+        "problems": problems,
+    }
+    report.write_report(options.out, summary)
+    return summary
+
+
+def reference_records_cached(out: Path, tasks, scorer: Scorer, vocoder,
+                             problems: list[str]) -> list[dict]:
+    """references.jsonl, recomputed only when the set of test clips changed."""
+    path = out / "references.jsonl"
+    ids = {u.id for t in tasks for u in t.test}
+    cached = runner.read_results(path)
+    if cached and {r["id"] for r in cached} == ids:
+        return cached
+    records = references.reference_records(tasks, scorer, runner.Loader(), vocoder, problems)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return records
+
+
+def config_dict(options: Options, methods: list[str], bases: dict) -> dict:
+    from eval import metrics
+    from eval.naturalness import NAME
+
+    config = {k: (str(v) if isinstance(v, Path) else v)
+              for k, v in dataclasses.asdict(options).items()}
+    return {**config, "methods": methods, "asr_model": options.asr,
+            "normalizer": metrics.NORMALIZER, "speaker_model": "ECAPA spkrec-ecapa-voxceleb",
+            "mos_model": NAME, "paired_test": "Wilcoxon signed-rank, two-sided",
+            "checkpoints": {k: {"path": str(b.path), "step": b.step} for k, b in bases.items()}}
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"expected non-negative integers, got {text!r}")
+    return values
+
+
+def parse_args(argv: list[str]) -> Options:
+    from metatts.adapt import CHECKPOINTS
+
+    p = argparse.ArgumentParser(
+        prog="python -m eval",
+        description="Few-shot voice adaptation benchmark: for every held-out speaker, method, "
+        "k and step count, adapt on k seeded support clips, synthesize test sentences disjoint "
+        "from the support texts, and score WER (Whisper), speaker similarity (ECAPA) and "
+        "DNSMOS. Resumable: rerun with the same settings to finish. Also: `python -m eval "
+        "score AUDIO --text TEXT`.")
+    p.add_argument("--data", default=str(grid.DEFAULT_DATA),
+                   help="held-out speakers: speaker folders or a manifest (default: the "
+                   "shipped metatts/eval_speakers)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="quick",
+                   help="quick: minutes on 2 CPU cores; full: the published table")
+    p.add_argument("--methods", nargs="+", default=[],
+                   help=f"any of {', '.join((*grid.META_METHODS, *grid.FINETUNE))}, optionally "
+                   "with :lr=X, :batching=full|stochastic|minibatch, :batch_size=N (default: "
+                   "every method whose checkpoint exists)")
+    p.add_argument("--shots", type=_ints, help="support clip counts k, e.g. 1,5")
+    p.add_argument("--steps", type=_ints, help="adaptation step counts, e.g. 0,5,10,20,50,100")
+    p.add_argument("--tasks", type=int, help="support draws per speaker and k")
+    p.add_argument("--test-sentences", type=int, help="test sentences per speaker")
+    p.add_argument("--speakers", type=int, help="use at most this many speakers (0: all)")
+    p.add_argument("--asr", help="Whisper model for WER: base or tiny.en (default by preset)")
+    p.add_argument("--optimizer-study", action=argparse.BooleanOptionalAction, default=None,
+                   help="also run the inner-optimizer experiment (on in the full preset)")
+    p.add_argument("--baseline", default=BASELINE, help="method the paired test compares with")
+    p.add_argument("--checkpoint-dir", type=Path, default=CHECKPOINTS,
+                   help="folder with pretrained/ and maml/, fomaml/, reptile/ checkpoints "
+                   "(default: the shipped checkpoints/)")
+    p.add_argument("--out", type=Path, help="output folder (default runs/eval/<preset>)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    a = p.parse_args(argv)
+    preset = PRESETS[a.preset]
+
+    def pick(value, key):
+        return preset[key] if value is None else value
+
+    for name in ("tasks", "test_sentences"):
+        if getattr(a, name) is not None and getattr(a, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
+    return Options(
+        data=a.data, out=a.out or Path("runs/eval") / a.preset, checkpoint_dir=a.checkpoint_dir,
+        methods=tuple(m for arg in a.methods for m in arg.split(",") if m),
+        shots=pick(a.shots, "shots"), steps=pick(a.steps, "steps"), tasks=pick(a.tasks, "tasks"),
+        test_sentences=pick(a.test_sentences, "test_sentences"),
+        speakers=pick(a.speakers, "speakers"), seed=a.seed, asr=pick(a.asr, "asr"),
+        bootstrap=preset["bootstrap"], optimizer_study=pick(a.optimizer_study, "optimizer_study"),
+        baseline=a.baseline, progress=not a.no_progress)
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse_args(list(sys.argv[1:] if argv is None else argv))
+    from metatts.assets import AssetError
+
+    try:
+        summary = run(options)
+    except (BenchmarkError, AssetError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for problem in summary["problems"]:
+        print(f"warning: {problem}", file=sys.stderr)
+    print(f"{sum(r['n'] for r in summary['rows'])} clips scored; wrote results.jsonl, "
+          f"summary.json, report.md, CSV and plots to {options.out}")
+    return 0

@@ -1,0 +1,65 @@
+"""Statistics of the benchmark tables: cluster-bootstrap confidence intervals and a paired test.
+
+- Interval: 95 % percentile bootstrap of the mean, resampling whole *clusters* (one cluster = one
+  speaker's task: its adaptation and all its test sentences) with replacement, so that clips
+  sharing a speaker and a support draw are not counted as independent.
+- Paired test: Wilcoxon signed-rank test (two-sided, scipy, zero differences dropped: "wilcox")
+  on pairs matched by (speaker, task, text) between a method and the fine-tuning baseline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+CONFIDENCE = 0.95
+BOOTSTRAP = 2000
+
+
+@dataclass(frozen=True)
+class Interval:
+    mean: float
+    low: float
+    high: float
+    n: int  # values
+    clusters: int
+
+
+def cluster_bootstrap(values: Sequence[float], clusters: Sequence[Hashable],
+                      resamples: int = BOOTSTRAP, seed: int = 0) -> Interval:
+    """Mean of ``values`` with its percentile bootstrap interval over ``clusters``."""
+    x = np.asarray(values, dtype=float)
+    if len(x) != len(clusters):
+        raise ValueError(f"{len(x)} values but {len(clusters)} cluster labels")
+    if len(x) == 0:
+        raise ValueError("no values to summarize")
+    _, label = np.unique(np.asarray([str(c) for c in clusters]), return_inverse=True)
+    sums = np.bincount(label, weights=x)  # (C,)
+    counts = np.bincount(label).astype(float)  # (C,)
+    draws = np.random.default_rng(seed).integers(len(sums), size=(resamples, len(sums)))
+    means = sums[draws].sum(1) / counts[draws].sum(1)  # (resamples,)
+    alpha = (1 - CONFIDENCE) / 2
+    low, high = np.quantile(means, [alpha, 1 - alpha])
+    return Interval(float(x.mean()), float(low), float(high), len(x), len(sums))
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    p: float | None  # None when every difference is zero or there are no pairs
+    pairs: int
+    mean_difference: float | None  # method - baseline
+
+
+def paired_test(method: dict[Hashable, float], baseline: dict[Hashable, float]) -> PairedTest:
+    """Wilcoxon signed-rank test on the keys both have (matched samples)."""
+    from scipy.stats import wilcoxon
+
+    keys = sorted(set(method) & set(baseline), key=str)
+    d = np.array([method[k] - baseline[k] for k in keys], dtype=float)
+    if len(d) == 0:
+        return PairedTest(None, 0, None)
+    if not np.any(d):
+        return PairedTest(None, len(d), 0.0)
+    return PairedTest(float(wilcoxon(d, zero_method="wilcox").pvalue), len(d), float(d.mean()))

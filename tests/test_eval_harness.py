@@ -1,0 +1,207 @@
+"""The benchmark harness: a complete grid, disjoint support/test texts, references that are never
+support clips, resuming, bad data skipped, and statistics checked by hand."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import SPEECH
+
+from eval import benchmark, grid, report, stats
+from eval.score import ClipScore
+from eval.scorer import Scorer
+from metatts.data import read_dataset
+from metatts.data.episodes import text_key
+from metatts.model.checkpoint import save_checkpoint
+from metatts.model.config import load_config
+from metatts.model.fastspeech2 import FastSpeech2
+from metatts.text import SYMBOLS
+
+TINY = Path(__file__).parent.parent / "configs" / "tiny.json"
+
+
+class FakeScorer(Scorer):
+    """Cheap and deterministic: a perfect transcript, similarity from the clip length."""
+
+    calls = 0
+
+    def clips(self, wavs, sample_rate, texts, references, reference_rate):
+        FakeScorer.calls += 1
+        secs = [None if references is None else (len(w) % 97) / 97 for w in wavs]
+        return [ClipScore(t, 0.0, s) for t, s in zip(texts, secs)]
+
+    def embed(self, wavs, sample_rate):
+        return np.stack([np.eye(4)[len(w) % 4] for w in wavs])
+
+    def mos(self, wavs, sample_rate):
+        return [3.0] * len(wavs)
+
+
+def fake_vocoder(mel):
+    return torch.full((mel.shape[-1] * 256,), 0.01)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    root = tmp_path_factory.mktemp("checkpoints")
+    torch.manual_seed(0)
+    config = load_config(TINY, {"model": {"n_symbols": len(SYMBOLS), "n_speakers": 2},
+                                "data": {"tokens": "phonemes"}})
+    save_checkpoint(root / "pretrained", FastSpeech2(config.model, config.loss), config,
+                    SYMBOLS, ("a", "b"))
+    return root
+
+
+def options(out, checkpoints, data=SPEECH, **changes):
+    values = {"data": str(data), "out": out, "checkpoint_dir": checkpoints, "methods": (),
+              "shots": (1,), "steps": (0, 1), "tasks": 2, "test_sentences": 2, "speakers": 0,
+              "seed": 0, "asr": "tiny.en", "bootstrap": 200, "optimizer_study": False,
+              "progress": False}
+    return benchmark.Options(**{**values, **changes})
+
+
+def test_the_grid_is_complete():
+    utts = read_dataset(SPEECH).utterances
+    tasks, skipped = grid.draw_tasks(utts, (1, 2), n_test=1, tasks=3, seed=0)
+    methods = [grid.parse_method(m) for m in ("finetune-adam", "finetune-sgd:lr=0.1")]
+    units = grid.units(methods, tasks, (0, 5, 10))
+    assert not skipped and len(tasks) == 4 * 2 * 3 and len(units) == 2 * 24 * 3
+    keys = {(u.method.name, u.task.speaker, u.shots, u.task.index, u.steps) for u in units}
+    assert len(keys) == len(units)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_support_and_test_never_share_text_and_references_are_never_support(seed):
+    tasks, _ = grid.draw_tasks(read_dataset(SPEECH).utterances, (1, 2), 1, 3, seed)
+    for t in tasks:
+        assert not {text_key(u.text) for u in t.support} & {text_key(u.text) for u in t.test}
+        assert not {u.audio for u in t.support} & {u.audio for u in t.test}
+        assert all(u.speaker == t.speaker for u in (*t.support, *t.test))
+    by_speaker = {}
+    for t in tasks:  # every method and k of a speaker synthesizes the same sentences
+        assert by_speaker.setdefault(t.speaker, t.test) == t.test
+
+
+def test_small_speakers_are_reported_and_skipped():
+    tasks, skipped = grid.draw_tasks(read_dataset(SPEECH).utterances, (1, 5), 2, 1, 0)
+    assert {len(t.support) for t in tasks} == {1}
+    assert set(skipped) == {"awb", "joe", "kokoro_jf_alpha", "slt"}
+    assert "k = 5" in skipped["slt"]
+
+
+def test_method_names_parse_and_refuse_typos():
+    m = grid.parse_method("finetune-sgd:batching=minibatch:batch_size=2")
+    assert (m.init, m.checkpoint, m.overrides) == \
+        ("pretrained", "pretrained", (("batching", "minibatch"), ("batch_size", "2")))
+    assert grid.parse_method("reptile").checkpoint == "reptile"
+    for bad in ("mamll", "finetune-sgd:lr", "finetune-sgd:momentum=1"):
+        with pytest.raises(ValueError):
+            grid.parse_method(bad)
+
+
+def test_run_writes_every_record_and_resume_skips_finished_work(tmp_path, checkpoints):
+    out = tmp_path / "out"
+    summary = benchmark.run(options(out, checkpoints), FakeScorer(), fake_vocoder)
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    # 2 methods x 4 speakers x 1 k x 2 tasks x 2 steps x 2 sentences
+    assert len(records) == 2 * 4 * 2 * 2 * 2
+    for r in records:
+        assert not set(r["support"]) & set(r["references"])
+    assert {(r["method"], r["steps"]) for r in summary["rows"]} == \
+        {(m, n) for m in ("finetune-adam", "finetune-sgd") for n in (0, 1)}
+    assert all(r["n"] == 16 for r in summary["rows"])
+    for name in ("summary.json", "summary.csv", "report.md", "secs_vs_steps.png",
+                 "wer_vs_steps.png", "references.csv"):
+        assert (out / name).stat().st_size > 0
+    assert set(json.loads((out / "summary.json").read_text())["reference"]) == {"real", "vocoded"}
+
+    FakeScorer.calls = 0
+    benchmark.run(options(out, checkpoints), FakeScorer(), fake_vocoder)
+    assert FakeScorer.calls == 0  # nothing left to do, references cached
+    lines = (out / "results.jsonl").read_text().splitlines()
+    (out / "results.jsonl").write_text("\n".join(lines[:-3]) + "\n{\"cut off")  # interrupted
+    benchmark.run(options(out, checkpoints), FakeScorer(), fake_vocoder)
+    assert FakeScorer.calls == 2  # the two units whose records were lost
+    again = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()
+             if x.startswith("{\"speaker")]
+    assert len({(r["method"], r["speaker"], r["seed"], r["steps"], r["text"]) for r in again}) \
+        == len(records)
+
+
+def test_bad_data_is_reported_not_fatal(tmp_path, checkpoints):
+    data = tmp_path / "data"
+    shutil.copytree(SPEECH, data)
+    (data / "slt" / "slt_03.wav").write_bytes(b"not audio")  # unreadable: left out when read
+    (data / "joe" / "joe_02.txt").write_text("")  # empty transcript
+    summary = benchmark.run(options(tmp_path / "out", checkpoints, data, tasks=1),
+                            FakeScorer(), fake_vocoder)
+    problems = " ".join(summary["problems"])
+    assert "unreadable_audio" in problems and "speaker slt" in problems
+    assert {r["speakers"] for r in summary["rows"]} == {2}  # awb and kokoro
+
+
+def test_missing_data_is_a_clear_error(tmp_path, checkpoints, capsys):
+    rc = benchmark.main(["--data", str(tmp_path / "nowhere"), "--checkpoint-dir",
+                         str(checkpoints), "--out", str(tmp_path / "out")])
+    assert rc == 2 and "no such data" in capsys.readouterr().err
+    with pytest.raises(benchmark.BenchmarkError, match="no checkpoint"):
+        benchmark.run(options(tmp_path / "o", checkpoints, methods=("reptile",)), FakeScorer(),
+                      fake_vocoder)
+
+
+def test_bootstrap_matches_hand_computed_values():
+    iv = stats.cluster_bootstrap([1.0, 1.0, 3.0, 3.0], ["a", "a", "b", "b"], 500, 0)
+    assert (iv.mean, iv.n, iv.clusters) == (2.0, 4, 2)
+    assert (iv.low, iv.high) == (1.0, 3.0)  # resamples of two clusters: means 1, 2 or 3
+    same = stats.cluster_bootstrap([0.5] * 6, [1, 1, 2, 2, 3, 3], 100, 0)
+    assert (same.low, same.high) == (0.5, 0.5)
+
+
+def test_paired_test_matches_hand_computed_values():
+    # all five differences positive with ranks 1..5: exact two-sided p = 2 / 2**5
+    test = stats.paired_test({i: i + i + 1.0 for i in range(5)}, {i: float(i) for i in range(5)})
+    assert test.pairs == 5 and test.p == pytest.approx(0.0625) and test.mean_difference == 3.0
+    assert stats.paired_test({1: 1.0}, {2: 1.0}).pairs == 0
+    assert stats.paired_test({1: 1.0}, {1: 1.0}).p is None
+
+
+def test_summary_rows_on_a_small_table():
+    def rec(method, speaker, text, wer, errors, words, secs):
+        return {"method": method, "shots": 1, "steps": 5, "speaker": speaker, "seed": 0,
+                "text": text, "wer": wer, "errors": errors, "words": words, "secs": secs,
+                "mos": 3.0, "adapt_seconds": 1.0}
+
+    table = [rec("finetune-adam", "a", "x", 0.5, 1, 2, 0.2),
+             rec("finetune-adam", "b", "y", 0.0, 0, 8, 0.4),
+             rec("maml", "a", "x", 0.0, 0, 2, 0.5),
+             rec("maml", "b", "y", 0.25, 2, 8, 0.6)]
+    rows = {r["method"]: r for r in report.summary_rows(table, "finetune-adam", resamples=100)}
+    maml = rows["maml"]
+    assert maml["n"] == 2 and maml["wer"] == pytest.approx(0.125)
+    assert maml["wer_pooled"] == pytest.approx(2 / 10)
+    assert maml["secs"] == pytest.approx(0.55) and maml["mos"] == 3.0
+    assert maml["secs_ci"] == [pytest.approx(0.5), pytest.approx(0.6)]
+    assert maml["p_vs_finetune"]["pairs"] == 2 and maml["p_vs_finetune"]["secs"] == \
+        pytest.approx(0.5)  # two positive differences: exact p = 2 / 2**2
+    assert rows["finetune-adam"]["p_vs_finetune"] is None
+
+
+@pytest.mark.slow
+def test_end_to_end_with_real_models(tmp_path, checkpoints):
+    """One speaker, one shot, steps 0 and 1, the tiny model, real HiFi-GAN, Whisper tiny.en,
+    ECAPA and DNSMOS."""
+    data = tmp_path / "data"
+    shutil.copytree(SPEECH / "slt", data / "slt")
+    out = tmp_path / "out"
+    rc = benchmark.main(["--data", str(data), "--checkpoint-dir", str(checkpoints), "--out",
+                         str(out), "--methods", "finetune-adam", "--shots", "1", "--steps",
+                         "0,1", "--tasks", "1", "--test-sentences", "2", "--no-progress"])
+    assert rc == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["steps"] for r in summary["rows"]] == [0, 1] and summary["rows"][0]["n"] == 2
+    real = summary["reference"]["real"]
+    assert real["wer"] < 0.3 and real["secs"] > 0.5 and 1 <= real["mos"] <= 5
+    assert summary["config"]["asr_model"] == "tiny.en"
