@@ -1,0 +1,265 @@
+"""metatts in the browser: give a few clips of a voice, adapt, and hear it speak.
+
+    python app.py [--share] [--host 0.0.0.0] [--port 7860]
+
+A thin Gradio view over :mod:`metatts.app_logic`; models load on first use and are shared by
+every user, while each user's clips and voices stay in their own session state. Named API
+endpoints (check_clips, adapt, load_voice, synthesize, score) let ``gradio_client`` drive it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from metatts import app_logic as logic
+from metatts.app_logic import LABELS, AppError, Session
+
+CONCURRENCY = 1  # one heavy job at a time: a CPU Space has 2 cores
+CHOICES = {"meta-learned": ("meta",), "fine-tuning": ("pretrained",),
+           "both side by side": ("meta", "pretrained")}
+DATATYPES = ["bool", "str", "number", "number", "number", "number", "number", "str", "str"]
+COLUMNS = ["use", "clip", "seconds", "clipped %", "SNR dB", "silence %", "confidence",
+           "transcript", "problem"]
+ABOUT = """
+**Meta-learned initialization.** Fine-tuning starts a new voice from the average of the voices the
+model was trained on and nudges it towards your clips. A *meta-learned* starting point was trained
+for exactly this: during training the model practised adapting to thousands of new voices from a
+few clips each (MAML/Reptile), so its starting point is one from which a few gradient steps go a
+long way. Choose *both* to see the two side by side on the same clips.
+
+**Consent and responsible use.** Only use voices you have the right to use: your own, or a
+person's who has agreed to it. Do not use cloned voices to deceive, impersonate or harass. Clips
+and voices stay in your session and are not kept after it ends.
+"""
+
+
+@contextlib.contextmanager
+def friendly():
+    """Problems a person can fix become a message in the page, not a traceback."""
+    try:
+        yield
+    except AppError as err:
+        raise gr.Error(str(err), print_exception=False) from None
+
+
+def status_markdown() -> str:
+    status = logic.available_inits()
+    if all(status.values()):
+        return f"⚠️ {logic.NO_MODEL}"
+    notes = [f"The {LABELS[i]} option is off: {why}." for i, why in status.items() if why]
+    return " ".join(notes)
+
+
+def init_choices() -> list[str]:
+    usable = {i for i, why in logic.available_inits().items() if why is None}
+    return [c for c, inits in CHOICES.items() if set(inits) <= usable]
+
+
+def report_table(reports: list[logic.ClipReport]) -> pd.DataFrame:
+    return pd.DataFrame([[r.use, r.name, r.seconds, round(100 * r.clipped, 2), r.snr_db,
+                          round(100 * r.silence), r.confidence, r.transcript, r.problem or ""]
+                         for r in reports], columns=COLUMNS)
+
+
+# --- handlers -------------------------------------------------------------------------------
+
+def use_example(name: str | None, session: Session):
+    """Pick a shipped example voice: its clips, checked with their own transcripts."""
+    paths = logic.example_voices().get(name or "")
+    if not paths:
+        raise gr.Error(f"There is no example voice {name!r}; choose one from the list.",
+                       print_exception=False)
+    with friendly():
+        reports, wavs = logic.check_clips(paths)
+    return ([str(p) for p in paths], report_table(reports),
+            Session(wavs, session.voices, session.seconds))
+
+
+def check_clips(files, recording, session: Session,
+                progress=gr.Progress()):  # noqa: B008 (Gradio's pattern)
+    paths = [str(f) for f in (files or [])] + ([recording] if recording else [])
+    progress(0, desc="Reading clips and transcribing them with Whisper")
+    with friendly():
+        reports, wavs = logic.check_clips(paths)
+    bad = [r for r in reports if not r.use]
+    if bad:
+        gr.Warning(f"{len(bad)} of {len(reports)} clips would hurt adaptation and are unticked; "
+                   "see the 'problem' column.")
+    return report_table(reports), Session(wavs, session.voices, session.seconds)  # new clips
+
+
+def adapt(table, choice: str, steps: float, lr: float, session: Session,
+          progress=gr.Progress()):  # noqa: B008 (Gradio's pattern)
+    if choice not in CHOICES:
+        raise gr.Error(f"Choose how to start adapting: one of {', '.join(init_choices())}. "
+                       if init_choices() else logic.NO_MODEL, print_exception=False)
+    rows = [] if table is None else list(pd.DataFrame(table)[["use", "clip", "transcript"]]
+                                         .itertuples(index=False, name=None))
+    rows = [(str(u).lower() in ("true", "1"), n, t) for u, n, t in rows]
+    curve: list[dict] = []
+    voices, seconds = dict(session.voices), dict(session.seconds)
+    with friendly():
+        clips = logic.chosen_clips(session, rows)
+        for event in logic.adapt_voices(clips, CHOICES[choice], int(steps), lr or None):
+            if isinstance(event, logic.Step):
+                curve.append({"step": event.step, "loss": event.loss,
+                              "method": LABELS[event.init]})
+                progress((event.step, event.steps), desc=f"Adapting ({LABELS[event.init]})")
+                yield session, pd.DataFrame(curve), "Adapting…", None
+            else:
+                voices[event.init] = event.result.voice
+                seconds[event.init] = event.result.seconds
+    files = []
+    folder = Path(tempfile.mkdtemp(prefix="metatts-voice-"))
+    for init in CHOICES[choice]:
+        files.append(str(voices[init].save(folder / f"voice-{init}.safetensors")))
+    done = ", ".join(f"{LABELS[i]} in {seconds[i]:.1f} s (loss {voices[i].losses[0]:.3f} → "
+                     f"{voices[i].final_loss:.3f})" for i in CHOICES[choice])
+    session = Session(session.wavs, voices, seconds)
+    plural = "s" * (len(clips) != 1)
+    yield session, pd.DataFrame(curve), f"Adapted {len(clips)} clip{plural}: {done}.", files
+
+
+def load_voice(file, session: Session):
+    if not file:
+        raise gr.Error("Upload a voice file (.safetensors) made by this app or "
+                       "`python -m metatts adapt`.", print_exception=False)
+    with friendly():
+        init, voice = logic.load_voice(str(file))
+    return (Session(session.wavs, {**session.voices, init: voice}, session.seconds),
+            f"Loaded a {LABELS[init]} voice adapted on {voice.clips} clips.")
+
+
+def synthesize(text: str, session: Session,
+               progress=gr.Progress()):  # noqa: B008 (Gradio's pattern)
+    if not session.voices:
+        raise gr.Error("There is no voice yet: adapt one (step 2) or upload a voice file.",
+                       print_exception=False)
+    outputs, audio, mels, notes = {}, {}, {}, []
+    with friendly():
+        text = logic.check_text(text)
+        for n, (init, voice) in enumerate(session.voices.items()):
+            progress((n, len(session.voices)), desc=f"Speaking ({LABELS[init]})")
+            out = logic.speak(init, voice, text)
+            outputs[init] = out.wav
+            audio[init] = (out.sample_rate, (out.wav * 32767).astype("int16"))  # 16-bit PCM
+            mels[init] = logic.mel_image(logic.concat_mels(out.mels))
+            took = session.seconds.get(init)
+            notes.append(f"{LABELS[init]}: {out.seconds:.1f} s of audio"
+                         + (f", adapted in {took:.1f} s" if took is not None else ""))
+    session = Session(session.wavs, session.voices, session.seconds, outputs, text)
+    return (session, audio.get("meta"), audio.get("pretrained"), mels.get("meta"),
+            mels.get("pretrained"), "; ".join(notes) + ".")
+
+
+def score(session: Session, progress=gr.Progress()):  # noqa: B008 (Gradio's pattern)
+    progress(0, desc="Scoring with ECAPA and Whisper")
+    with friendly():
+        scores = logic.score_outputs(session)
+    return pd.DataFrame([[LABELS[s.init], s.similarity, s.wer, s.transcript] for s in scores],
+                        columns=["method", "speaker similarity", "WER", "Whisper heard"])
+
+
+# --- layout ---------------------------------------------------------------------------------
+
+def build_demo() -> gr.Blocks:
+    """The app. Builds the page only: no model is loaded until someone uses it."""
+    choices = init_choices()
+    has_meta = any("meta" in CHOICES[c] for c in choices)
+    with gr.Blocks(title="metatts: few-shot voice adaptation") as demo:
+        session = gr.State(Session())
+        gr.Markdown("# metatts: a new voice from a few clips")
+        gr.Markdown(status_markdown())
+        with gr.Accordion("What is a meta-learned initialization? And please use voices "
+                          "responsibly.", open=False):
+            gr.Markdown(ABOUT)
+
+        gr.Markdown("## 1. Give a voice (1 to 10 clips of a few seconds of speech)")
+        with gr.Row():
+            example = gr.Dropdown(list(logic.example_voices()), label="Example voice",
+                                  value=None)
+            files = gr.File(file_count="multiple", file_types=["audio"], type="filepath",
+                            label="Audio clips", elem_id="clips")
+            recording = gr.Audio(sources=["microphone", "upload"], type="filepath",
+                                 label="Or record a clip")
+        check = gr.Button("Check clips", elem_id="check")
+        report = gr.Dataframe(headers=COLUMNS, datatype=DATATYPES, interactive=True, wrap=True,
+                              label="Clip report (edit transcripts; untick clips to leave out)",
+                              elem_id="report")
+
+        gr.Markdown("## 2. Adapt")
+        with gr.Row():
+            init = gr.Radio(choices, value=choices[-1] if choices else None,
+                            label="Start from", interactive=bool(choices))
+            steps = gr.Slider(1, logic.MAX_STEPS, value=20, step=1, label="Steps")
+        with gr.Accordion("Advanced", open=False):
+            lr = gr.Number(0, label="Learning rate (0: the method's default)")
+        adapt_btn = gr.Button("Adapt", variant="primary", interactive=bool(choices),
+                              elem_id="adapt")
+        curve = gr.LinePlot(x="step", y="loss", color="method", label="Support loss")
+        adapt_note = gr.Markdown(elem_id="adapt-note")
+        voice_files = gr.File(label="Download the adapted voice", file_count="multiple")
+        with gr.Accordion("Use a voice file instead", open=False):
+            voice_upload = gr.File(file_types=[".safetensors"], type="filepath",
+                                   label="Voice file")
+            load_btn = gr.Button("Use this voice")
+
+        gr.Markdown("## 3. Speak")
+        text = gr.Textbox("The quick brown fox jumps over the lazy dog.", label="Text",
+                          max_length=logic.MAX_TEXT_CHARS)
+        speak_btn = gr.Button("Speak", variant="primary", elem_id="speak")
+        with gr.Row():
+            audio_meta = gr.Audio(label="Meta-learned", type="numpy", elem_id="audio-meta",
+                                  visible=has_meta)
+            audio_ft = gr.Audio(label="Fine-tuning", type="numpy", elem_id="audio-ft")
+        with gr.Row():
+            mel_meta = gr.Image(label="Mel spectrogram (meta-learned)", type="numpy",
+                                visible=has_meta)
+            mel_ft = gr.Image(label="Mel spectrogram (fine-tuning)", type="numpy")
+        speak_note = gr.Markdown(elem_id="speak-note")
+        scores = gr.Dataframe(label="Scores: ECAPA similarity to your clips, Whisper WER",
+                              elem_id="scores")
+
+        example.input(use_example, [example, session], [files, report, session],
+                      api_name="example")
+        check.click(check_clips, [files, recording, session], [report, session],
+                    api_name="check_clips")
+        adapt_btn.click(adapt, [report, init, steps, lr, session],
+                        [session, curve, adapt_note, voice_files], api_name="adapt")
+        load_btn.click(load_voice, [voice_upload, session], [session, adapt_note],
+                       api_name="load_voice")
+        speak_btn.click(synthesize, [text, session],
+                        [session, audio_meta, audio_ft, mel_meta, mel_ft, speak_note],
+                        api_name="synthesize").success(score, session, scores, api_name="score")
+    demo.queue(default_concurrency_limit=CONCURRENCY, max_size=32)
+    return demo
+
+
+def launch_options() -> dict:
+    """Files the page may serve besides its own uploads: the example voices."""
+    return {"allowed_paths": [str(p) for p in logic.EXAMPLE_DIRS if p.is_dir()]}
+
+
+demo = build_demo()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--share", action="store_true", help="also make a public gradio.live link")
+    parser.add_argument("--host", help="address to listen on (default: $GRADIO_SERVER_NAME or "
+                                       "127.0.0.1; 0.0.0.0 for every interface)")
+    parser.add_argument("--port", type=int, help="port (default: $GRADIO_SERVER_PORT or 7860)")
+    args = parser.parse_args(argv)
+    demo.launch(share=args.share or None, server_name=args.host, server_port=args.port,
+                **launch_options())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

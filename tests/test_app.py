@@ -1,0 +1,228 @@
+"""The app's handlers on a tiny model: clip reports flag bad clips, adaptation yields every step and
+a voice file, sessions stay apart, bad input becomes a sentence, a missing model a clear note."""
+
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from conftest import SPEECH
+
+import app  # builds the page: must load no model
+from metatts import app_logic as logic
+from metatts.model.checkpoint import save_checkpoint
+from metatts.model.config import load_config
+from metatts.model.fastspeech2 import FastSpeech2
+from metatts.text import SYMBOLS
+
+MODELS_LOADED_BY_IMPORT = logic._load.cache_info().currsize
+
+TINY = Path(__file__).parent.parent / "configs" / "tiny.json"
+SR = 22050
+
+
+def quiet(*args, **kwargs):  # a stand-in for gr.Progress
+    pass
+
+
+def tiny_checkpoint(directory, seed=0):
+    torch.manual_seed(seed)
+    config = load_config(TINY, {"model": {"n_symbols": len(SYMBOLS), "n_speakers": 3},
+                                "data": {"tokens": "phonemes"}})
+    return save_checkpoint(directory, FastSpeech2(config.model, config.loss), config, SYMBOLS,
+                           ("a", "b", "c"))
+
+
+@pytest.fixture(scope="module")
+def base_dir(tmp_path_factory):
+    return tiny_checkpoint(tmp_path_factory.mktemp("base") / "ckpt")
+
+
+@pytest.fixture
+def tiny(base_dir, monkeypatch, tmp_path):
+    monkeypatch.setenv("METATTS_CHECKPOINT", str(base_dir))
+    monkeypatch.setenv("METATTS_META_CHECKPOINT", str(tmp_path / "no-meta"))
+    return base_dir
+
+
+@pytest.fixture
+def no_models(monkeypatch, tmp_path):
+    monkeypatch.setenv("METATTS_CHECKPOINT", str(tmp_path / "none"))
+    monkeypatch.setenv("METATTS_META_CHECKPOINT", str(tmp_path / "none"))
+
+
+def slt():
+    return sorted((SPEECH / "slt").glob("*.wav"))
+
+
+def write(path, wav, text="hello there"):
+    sf.write(str(path), wav, SR)
+    path.with_suffix(".txt").write_text(text)
+    return path
+
+
+def adapt_all(table, session, choice="fine-tuning", steps=6):
+    *_, last = app.adapt(table, choice, steps, 0, session, progress=quiet)
+    return last
+
+
+def test_importing_the_app_loads_no_model():
+    assert MODELS_LOADED_BY_IMPORT == 0 and isinstance(app.demo, gr.Blocks)
+
+
+def test_without_a_model_the_page_builds_and_says_how_to_get_one(no_models):
+    assert app.status_markdown().endswith(logic.NO_MODEL) and "python -m metatts train" in \
+        logic.NO_MODEL
+    assert app.init_choices() == []
+    assert isinstance(app.build_demo(), gr.Blocks)
+    with pytest.raises(gr.Error, match="No trained model is installed"):
+        next(app.adapt(None, None, 10, 0, logic.Session(), progress=quiet))
+
+
+def test_a_missing_or_plain_meta_checkpoint_turns_the_meta_option_off(tiny, monkeypatch):
+    assert app.init_choices() == ["fine-tuning"]
+    assert "meta-learned option is off" in app.status_markdown()
+    monkeypatch.setenv("METATTS_META_CHECKPOINT", str(tiny))  # a checkpoint, not meta-learned
+    assert "not a meta-learned checkpoint" in logic.available_inits()["meta"]
+    with pytest.raises(logic.AppError, match="not available"):
+        logic.load_model("meta")
+
+
+def test_clip_report_measures_and_flags(tmp_path):
+    t = np.arange(2 * SR) / SR
+    speechy = (0.3 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 2 * t) > 0)).astype("f4")
+    clipped = np.clip(5 * speechy, -1, 1)
+    noise = np.random.default_rng(0).normal(0, 0.1, 2 * SR).astype("f4")
+    files = [write(tmp_path / "ok.wav", speechy), write(tmp_path / "loud.wav", clipped),
+             write(tmp_path / "noise.wav", noise), write(tmp_path / "quiet.wav", 0 * noise),
+             write(tmp_path / "long.wav", np.tile(speechy, 40)),
+             tmp_path / "broken.wav"]
+    files[-1].write_bytes(b"not audio at all")
+    reports, wavs = logic.check_clips(files)
+    by = {r.name: r for r in reports}
+    assert [r.name for r in reports] == [f.name for f in files]
+    assert by["ok.wav"].use and by["ok.wav"].seconds == pytest.approx(1.8, abs=0.3)
+    assert "clipped" in by["loud.wav"].problem
+    assert "noisy" in by["noise.wav"].problem
+    assert "silent" in by["quiet.wav"].problem and "quiet.wav" not in wavs
+    assert "at most 60 s" in by["long.wav"].problem
+    assert "cannot read it as audio" in by["broken.wav"].problem
+    assert str(tmp_path) not in by["broken.wav"].problem  # no server paths shown to users
+    table = app.report_table(reports)
+    assert list(table["use"]) == [True] + [False] * 5
+
+
+def test_no_clips_or_too_many_is_a_sentence():
+    with pytest.raises(logic.AppError, match="at least one clip"):
+        logic.check_clips([])
+    with pytest.raises(gr.Error, match="at most 10"):
+        app.check_clips(slt() * 4, None, logic.Session(), progress=quiet)
+
+
+def test_adapt_yields_every_step_then_a_voice_file(tiny):
+    table, session = app.check_clips(slt(), None, logic.Session(), progress=quiet)
+    events = list(app.adapt(table, "fine-tuning", 5, 0, session, progress=quiet))
+    assert [len(e[1]) for e in events[:-1]] == [1, 2, 3, 4, 5]  # the loss curve grows live
+    session, curve, note, files = events[-1]
+    assert "Adapted 3 clips" in note and list(session.voices) == ["pretrained"]
+    assert Path(files[0]).name == "voice-pretrained.safetensors"
+    assert set(curve["method"]) == {"fine-tuning"}
+
+
+def test_unticked_clips_and_empty_transcripts(tiny):
+    table, session = app.check_clips(slt(), None, logic.Session(), progress=quiet)
+    table["use"] = False
+    with pytest.raises(gr.Error, match="No clip is selected"):
+        adapt_all(table, session)
+    table["use"], table.loc[0, "transcript"] = True, " "
+    with pytest.raises(gr.Error, match="transcript is empty"):
+        adapt_all(table, session)
+
+
+def test_sessions_do_not_share_voices_and_synthesis_speaks(tiny):
+    table, mine = app.check_clips(slt(), None, logic.Session(), progress=quiet)
+    theirs = logic.Session()
+    mine = adapt_all(table, mine)[0]
+    assert theirs.voices == {} and "pretrained" in mine.voices
+    with pytest.raises(gr.Error, match="no voice yet"):
+        app.synthesize("Hello.", theirs, progress=quiet)
+    session, meta, ft, _, mel_ft, note = app.synthesize("Hello there.", mine,
+                                                               progress=quiet)
+    rate, wav = ft
+    assert meta is None and rate == SR and wav.ndim == 1 and len(wav) > 0
+    assert mel_ft.ndim == 3 and mel_ft.shape[2] == 3 and "adapted in" in note
+    assert session.text == "Hello there." and set(session.outputs) == {"pretrained"}
+
+
+@pytest.mark.parametrize("text, match", [("  ", "Type some text"),
+                                         ("word " * 100, "the limit here is")])
+def test_bad_text_is_refused(tiny, text, match):
+    table, session = app.check_clips(slt()[:1], None, logic.Session(), progress=quiet)
+    session = adapt_all(table, session, steps=1)[0]
+    with pytest.raises(gr.Error, match=match):
+        app.synthesize(text, session, progress=quiet)
+
+
+def test_voice_files_load_and_refuse_another_model(tiny, tmp_path, monkeypatch):
+    table, session = app.check_clips(slt()[:2], None, logic.Session(), progress=quiet)
+    voice_file = adapt_all(table, session, steps=2)[3][0]
+    fresh, note = app.load_voice(voice_file, logic.Session())
+    assert "pretrained" in fresh.voices and "adapted on 2 clips" in note
+    with pytest.raises(gr.Error, match="not a metatts voice"):
+        app.load_voice(str(tiny / "model.safetensors"), logic.Session())
+    other = tiny_checkpoint(tmp_path / "other", seed=1)
+    monkeypatch.setenv("METATTS_CHECKPOINT", str(other))
+    with pytest.raises(gr.Error, match="made for another model"):
+        app.load_voice(voice_file, logic.Session())
+
+
+def test_score_needs_outputs_and_clips():
+    with pytest.raises(gr.Error, match="Synthesize something first"):
+        app.score(logic.Session(), progress=quiet)
+    with pytest.raises(logic.AppError, match="no clips to compare"):
+        logic.score_outputs(logic.Session(outputs={"pretrained": np.zeros(10, "f4")}))
+
+
+def test_example_voices_and_options(monkeypatch, tmp_path):
+    examples = logic.example_voices()
+    assert "slt" in examples and all(p.suffix == ".wav" for p in examples["slt"])
+    files, table, session = app.use_example("slt", logic.Session())
+    assert files == [str(p) for p in examples["slt"]] and list(table["use"]) == [True] * 3
+    assert list(session.wavs) == [p.name for p in examples["slt"]]
+    with pytest.raises(gr.Error, match="no example voice"):
+        app.use_example(None, logic.Session())
+    seen = {}
+    monkeypatch.setattr(app.demo, "launch", lambda **kw: seen.update(kw))
+    assert app.main(["--host", "0.0.0.0", "--port", "7999"]) == 0
+    assert seen["server_name"] == "0.0.0.0" and seen["server_port"] == 7999
+    assert seen["share"] is None  # Gradio's own default and environment variables apply
+
+
+def test_settings_are_checked(tiny):
+    base = logic.load_model("pretrained")
+    assert logic.settings_for("pretrained", base, 7, 0.1).steps == 7
+    with pytest.raises(logic.AppError, match="between 1 and"):
+        logic.settings_for("pretrained", base, 5000, None)
+    with pytest.raises(logic.AppError, match="learning rate"):
+        logic.settings_for("pretrained", base, None, 5.0)
+
+
+def test_both_methods_adapt_side_by_side(tiny, tmp_path, monkeypatch):
+    """With a meta-learned checkpoint (faked: none can be trained in a test), 'both' adapts from
+    each init in turn, draws both loss curves and speaks with both voices."""
+    from metatts import adapt as adapting
+    from metatts.meta import InnerConfig
+
+    monkeypatch.setenv("METATTS_META_CHECKPOINT", str(tiny_checkpoint(tmp_path / "meta", 2)))
+    monkeypatch.setattr(logic, "model_status", lambda init: None)
+    monkeypatch.setattr(adapting, "meta_inner_config", lambda base: InnerConfig(steps=3, lr=0.1))
+    assert app.init_choices() == list(app.CHOICES)
+    table, session = app.check_clips(slt()[:2], None, logic.Session(), progress=quiet)
+    session, curve, note, files = adapt_all(table, session, "both side by side", steps=4)
+    assert list(curve["method"]) == ["meta-learned"] * 4 + ["fine-tuning"] * 4
+    assert "meta-learned in" in note and "fine-tuning in" in note and len(files) == 2
+    assert set(session.voices) == {"meta", "pretrained"}
+    _, meta, ft, mel_meta, mel_ft, _ = app.synthesize("Good morning.", session, progress=quiet)
+    assert meta[1].size and ft[1].size and mel_meta.shape[2] == mel_ft.shape[2] == 3
