@@ -68,12 +68,27 @@ class Aligner(nn.Module):
         # zero padding, as the convolutions' own padding: a clip aligns alike alone or in a batch
         mels = mels * frame_mask[:, None, :]
         keys = (tokens * token_mask[..., None]).transpose(1, 2)  # (B, token_dim, N)
-        _, logits = self.network(mels, keys, token_mask[:, None, :], prior)
-        logits = torch.where(valid, logits[:, 0], NEG)  # (B, T, N)
+        logits = self._scores(mels, keys, token_mask, prior)  # (B, T, N)
+        logits = torch.where(valid, logits, NEG)
         log_soft = torch.where(valid, torch.log_softmax(logits, dim=-1), 0.0)
         soft = torch.where(valid, log_soft.exp(), 0.0)
         hard = monotonic_alignment_search(log_soft, token_lengths, mel_lengths)
         return Alignment(logits, soft, log_soft, hard, hard.sum(1).long())
+
+
+    def _scores(self, mels: Tensor, keys: Tensor, token_mask: Tensor, prior: Tensor) -> Tensor:
+        """SpeechBrain's AlignmentNetwork scores with its own layers: -temperature * squared L2
+        distance between projected frames and tokens, log-softmax over the real tokens, plus the
+        log prior. The distance is expanded as |q|^2 + |k|^2 - 2 q.k (one batched matrix product)
+        instead of materializing the (B, C, T, N) difference tensor: same values, a fraction of
+        the time and memory. -> (B, T, N)"""
+        net = self.network
+        queries = net.query_layer(mels)  # (B, C, T)
+        keys = net.key_layer(keys)  # (B, C, N)
+        distance = ((queries ** 2).sum(1)[:, :, None] + (keys ** 2).sum(1)[:, None, :]
+                    - 2 * queries.transpose(1, 2) @ keys)  # (B, T, N)
+        scores = torch.where(token_mask[:, None, :], -net.temperature * distance, NEG)
+        return torch.log_softmax(scores, dim=-1) + torch.log(prior + 1e-8)
 
 
 def _rectangle(token_lengths: Tensor, mel_lengths: Tensor, N: int, T: int) -> Tensor:
