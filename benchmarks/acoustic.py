@@ -1,0 +1,221 @@
+"""Does the pretrained acoustic model speak, and how fast is it? (issue #4's bar and figures)
+
+Quality: for ``--speakers`` training speakers of the checkpoint (spread over the corpus'
+engines), synthesize ``--sentences`` sentences each whose text no training clip says (the
+corpus' validation/test speakers' sentences), and score them with the project's scorer: Whisper
+WER (EnglishTextNormalizer, pooled over clips) and ECAPA cosine to ``--real`` real clips of the
+same speaker. The same speaker's real clips give the reference: their WER, and the ECAPA cosine
+between different real clips (the ceiling). The bar: synthesized WER within 5 points of the real
+audio's, mean ECAPA >= 0.75.
+
+Speed: training steps per second (forward, backward, AdamW; batch ``--batch-size`` of corpus
+clips), synthesis real-time factor of the acoustic model and of the vocoder separately,
+parameter count, and peak resident memory after synthesis and after training steps.
+
+    python benchmarks/acoustic.py --checkpoint checkpoints/pretrained --data data/corpus
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from metatts import audio  # noqa: E402
+from metatts.data import read_dataset  # noqa: E402
+from metatts.model.checkpoint import load_checkpoint  # noqa: E402
+from metatts.model.fastspeech2 import count_parameters  # noqa: E402
+
+WER_MARGIN = 0.05  # synthesized WER may exceed the real audio's by at most 5 points
+MIN_SECS = 0.75
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def engines(data: Path) -> dict[str, str]:
+    """speaker -> engine from the corpus manifest, when it has one."""
+    manifest = data / "manifest.jsonl"
+    if not manifest.is_file():
+        return {}
+    rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+    return {r["speaker"]: r.get("engine", "") for r in rows}
+
+
+def pick_speakers(trained: tuple[str, ...], engine: dict[str, str], n: int, seed: int) -> list:
+    """n training speakers, round-robin over engines (seeded within an engine)."""
+    rng = random.Random(seed)
+    by_engine: dict[str, list[str]] = defaultdict(list)
+    for s in sorted(trained):
+        by_engine[engine.get(s, "")].append(s)
+    for names in by_engine.values():
+        rng.shuffle(names)
+    picked, groups = [], [by_engine[e] for e in sorted(by_engine)]
+    while len(picked) < min(n, len(trained)):
+        for names in groups:
+            if names and len(picked) < n:
+                picked.append(names.pop())
+    return picked
+
+
+def quality(args, ckpt, utterances, vocoder) -> dict:
+    from metatts.synthesis import synthesize
+
+    trained = set(ckpt.speakers)
+    train_texts = {u.text for u in utterances if u.speaker in trained}
+    unseen = sorted({u.text for u in utterances if u.text not in train_texts})
+    speakers = pick_speakers(ckpt.speakers, engines(Path(args.data)), args.speakers, args.seed)
+    need = args.speakers * args.sentences
+    if len(unseen) < need:
+        raise SystemExit(f"only {len(unseen)} sentences outside training; lower --sentences.")
+    rng = random.Random(args.seed)
+    texts = rng.sample(unseen, need)
+    synth, real = [], []
+    acoustic_s = vocoder_s = audio_s = 0.0
+    for i, name in enumerate(speakers):
+        own = sorted((u for u in utterances if u.speaker == name), key=lambda u: u.id)
+        for u in random.Random(f"{args.seed}:{name}").sample(own, min(args.real, len(own))):
+            wav = audio.load_audio(u.audio)
+            real.append({"speaker": name, "text": u.text, "wav": wav})
+        for text in texts[i * args.sentences: (i + 1) * args.sentences]:
+            out = synthesize(ckpt, text, speaker=name, vocoder=vocoder)
+            acoustic_s += out.acoustic_seconds
+            vocoder_s += out.vocoder_seconds
+            audio_s += out.seconds
+            synth.append({"speaker": name, "text": text, "wav": out.wav})
+        print(f"synthesized {name}", file=sys.stderr, flush=True)
+    memory_synthesis = peak_mb()
+
+    from metatts import speaker as ecapa
+    from metatts.asr import transcribe
+    from eval.metrics import pooled_wer, wer
+
+    for rows in (synth, real):
+        heard = transcribe([r["wav"] for r in rows], audio.SAMPLE_RATE, model=args.asr)
+        embeddings = ecapa.embed([r["wav"] for r in rows], audio.SAMPLE_RATE)
+        for r, t, e in zip(rows, heard, embeddings):
+            r.update(transcript=t, wer=wer(r["text"], t), emb=e)
+    table = []
+    for name in speakers:
+        s = [r for r in synth if r["speaker"] == name]
+        g = [r for r in real if r["speaker"] == name]
+        refs = torch.stack([r["emb"] for r in g])
+        s_secs = [float(ecapa.similarity(r["emb"][None], refs).mean()) for r in s]
+        g_secs = [float(torch.cat([ecapa.similarity(r["emb"][None], refs)[0, :j],
+                                   ecapa.similarity(r["emb"][None], refs)[0, j + 1:]]).mean())
+                  for j, r in enumerate(g)]
+        table.append({
+            "speaker": name,
+            "synth_wer": pooled_wer([r["text"] for r in s], [r["transcript"] for r in s]),
+            "real_wer": pooled_wer([r["text"] for r in g], [r["transcript"] for r in g]),
+            "synth_secs": float(np.mean(s_secs)), "real_secs": float(np.mean(g_secs)),
+            "n_synth": len(s), "n_real": len(g)})
+    overall = {
+        "synth_wer": pooled_wer([r["text"] for r in synth], [r["transcript"] for r in synth]),
+        "real_wer": pooled_wer([r["text"] for r in real], [r["transcript"] for r in real]),
+        "synth_secs": float(np.mean([t["synth_secs"] for t in table])),
+        "real_secs": float(np.mean([t["real_secs"] for t in table])),
+        "sentences": len(synth), "speakers": len(speakers)}
+    overall["wer_ok"] = overall["synth_wer"] <= overall["real_wer"] + WER_MARGIN
+    overall["secs_ok"] = overall["synth_secs"] >= MIN_SECS
+    examples = [{k: r[k] for k in ("speaker", "text", "transcript", "wer")} for r in synth[:: max(
+        1, len(synth) // 12)]]
+    speed = {"acoustic_rtf": acoustic_s / audio_s, "vocoder_rtf": vocoder_s / audio_s,
+             "peak_mb_synthesis": memory_synthesis}
+    return {"speakers": table, "overall": overall, "examples": examples, "synthesis": speed}
+
+
+def training_speed(args, ckpt, utterances) -> dict:
+    from metatts.data.batch import Example, collate
+    from metatts.text import text_to_ids
+
+    index = {s: i for i, s in enumerate(ckpt.speakers)}
+    pool = [u for u in utterances if u.speaker in index]
+    rng = random.Random(args.seed)
+    model = ckpt.model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+    times = []
+    for step in range(args.train_steps + 1):
+        examples = []
+        for u in rng.sample(pool, args.batch_size):
+            wav = audio.load_audio(u.audio)
+            ids = text_to_ids(u.text, mode=ckpt.config.data.tokens, table=ckpt.symbols)
+            examples.append(Example(u.id, index[u.speaker], torch.tensor(ids),
+                                    audio.mel_spectrogram(wav)))
+        batch = collate(examples)
+        started = time.perf_counter()
+        loss = model(batch).total
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if step:  # the first step warms up
+            times.append(time.perf_counter() - started)
+    model.eval()
+    return {"steps_per_second": 1 / float(np.mean(times)), "batch_size": args.batch_size,
+            "threads": torch.get_num_threads(), "peak_mb_training": peak_mb()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", default="checkpoints/pretrained")
+    parser.add_argument("--data", default="data/corpus", help="the corpus it was trained on")
+    parser.add_argument("--speakers", type=int, default=6)
+    parser.add_argument("--sentences", type=int, default=10, help="per speaker")
+    parser.add_argument("--real", type=int, default=10, help="real clips per speaker")
+    parser.add_argument("--asr", default="base")
+    parser.add_argument("--train-steps", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--out", default="runs/bench/acoustic.json")
+    args = parser.parse_args(argv)
+
+    ckpt = load_checkpoint(args.checkpoint)
+    utterances = list(read_dataset(args.data).utterances)
+    from metatts.vocoder import load_vocoder
+
+    vocoder = load_vocoder()
+    result = {"checkpoint": str(ckpt.path), "step": ckpt.step,
+              "parameters": count_parameters(ckpt.model), "torch_threads": torch.get_num_threads()}
+    if not args.skip_quality:
+        result |= quality(args, ckpt, utterances, vocoder)
+    result["training"] = training_speed(args, ckpt, utterances)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    print(f"checkpoint {result['checkpoint']} (step {result['step']}), "
+          f"{result['parameters']:,} parameters")
+    if "overall" in result:
+        print("| speaker | synth WER | real WER | synth ECAPA | real-real ECAPA |\n|---|---|---|---|---|")
+        for t in result["speakers"]:
+            print(f"| {t['speaker']} | {t['synth_wer']:.1%} | {t['real_wer']:.1%} | "
+                  f"{t['synth_secs']:.3f} | {t['real_secs']:.3f} |")
+        o = result["overall"]
+        print(f"| all ({o['sentences']} sentences, {o['speakers']} speakers) | "
+              f"{o['synth_wer']:.1%} | {o['real_wer']:.1%} | {o['synth_secs']:.3f} | "
+              f"{o['real_secs']:.3f} |")
+        print(f"bar: WER within 5 points of real: {'met' if o['wer_ok'] else 'NOT met'}; "
+              f"ECAPA >= {MIN_SECS}: {'met' if o['secs_ok'] else 'NOT met'}")
+        s = result["synthesis"]
+        print(f"synthesis RTF: acoustic {s['acoustic_rtf']:.3f}, vocoder {s['vocoder_rtf']:.3f}; "
+              f"peak RSS after synthesis {s['peak_mb_synthesis']:.0f} MB")
+    t = result["training"]
+    print(f"training: {t['steps_per_second']:.2f} steps/s at batch {t['batch_size']} on "
+          f"{t['threads']} threads; peak RSS {t['peak_mb_training']:.0f} MB")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
