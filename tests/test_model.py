@@ -250,3 +250,25 @@ def test_speaker_split_fractions_are_checked():
 
     with pytest.raises(ConfigError, match="fraction of the speakers"):
         load_config("configs/tiny.json", {"data": {"val_speakers": 1}})
+
+
+def test_fixed_durations_skip_the_aligner_exactly():
+    """A batch carrying durations from model.align() gives the same mel, duration and energy
+    losses, and the same gradient for every parameter downstream of the alignment, as the
+    aligner's own pass; the align and binarization terms are left out."""
+    model = tiny_model().eval()
+    b = batch(speakers=(0, NEW_SPEAKER, 1))
+    fixed = dataclasses.replace(b, durations=model.align(b))
+    full, skipped = model.loss(b), model.loss(fixed)
+    assert set(full.parts) - set(skipped.parts) == {"align", "binarization"}
+    for name, value in skipped.parts.items():
+        torch.testing.assert_close(value, full.parts[name])
+    names = model.parameter_groups()["decoder"]
+    params = {n: p.detach() for n, p in model.named_parameters() if n in names}
+
+    def mel_loss(p, data):
+        return functional_call(model, p, (data,)).parts["mel"]
+
+    g_full, g_fixed = grad(mel_loss)(params, b), grad(mel_loss)(params, fixed)
+    for name in names:
+        torch.testing.assert_close(g_fixed[name], g_full[name])

@@ -41,6 +41,10 @@ class Batch:
     mel_lengths: torch.Tensor  # (B,) int64
     mel_mask: torch.Tensor  # (B, T) bool, True at real frames
     speakers: torch.Tensor  # (B,) int64
+    # (B, L) int64 frames per token from an alignment computed beforehand, or None. When given,
+    # the model uses it instead of running its aligner (adaptation of parameters the alignment
+    # does not depend on: see metatts.adapt).
+    durations: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.ids)

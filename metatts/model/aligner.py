@@ -30,9 +30,12 @@ NEG = -1e9  # log of "impossible"; finite so that gradients stay finite
 
 @dataclass(frozen=True)
 class Alignment:
-    logits: Tensor  # (B, T, N) log attention before normalization (L2 score + log prior)
-    soft: Tensor  # (B, T, N) attention, each real frame's row sums to 1 over real tokens
-    log_soft: Tensor  # (B, T, N) its log, 0 outside the real (frame, token) rectangle
+    """The aligner's output; ``logits``/``soft``/``log_soft`` are None for an alignment given as
+    fixed durations (then there is nothing to train the aligner with)."""
+
+    logits: Tensor | None  # (B, T, N) log attention before normalization (L2 score + log prior)
+    soft: Tensor | None  # (B, T, N) attention, each real frame's row sums to 1 over real tokens
+    log_soft: Tensor | None  # (B, T, N) its log, 0 outside the real (frame, token) rectangle
     hard: Tensor  # (B, T, N) 0/1 monotonic path, exactly one token per real frame (no gradient)
     durations: Tensor  # (B, N) int64 frames per token; sums to the mel length, >= 1 per real token
 

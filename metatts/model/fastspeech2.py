@@ -125,7 +125,11 @@ class FastSpeech2(nn.Module):
             raise ValueError(f"expected mels (B, {self.config.n_mels}, T), got "
                              f"{tuple(batch.mels.shape)}.")
         x, mask, spk, embedded = self._encode(batch.tokens, batch.token_lengths, batch.speakers)
-        alignment = self.aligner(embedded, batch.mels, batch.token_lengths, batch.mel_lengths)
+        if getattr(batch, "durations", None) is None:
+            alignment = self.aligner(embedded, batch.mels, batch.token_lengths, batch.mel_lengths)
+        else:  # fixed beforehand (see align()): the aligner is skipped
+            hard = durations_to_alignment(batch.durations, batch.mels.shape[-1])
+            alignment = Alignment(None, None, None, hard, batch.durations)
         energy_target = None
         if self.variance.energy is not None:
             energy_target = token_average(frame_energy(batch.mels), alignment.hard)  # (B, N)
@@ -133,6 +137,15 @@ class FastSpeech2(nn.Module):
         frames = alignment.hard @ var.hidden  # (B, T, N) @ (B, N, H) -> (B, T, H)
         mel, post = self._decode(frames, batch.mel_mask, spk)
         return ModelOutput(mel, post, var.log_duration, var.energy, energy_target, alignment)
+
+    @torch.no_grad()
+    def align(self, batch) -> Tensor:
+        """Hard durations (B, N) int64 of a batch by the aligner (MAS), without gradient. A batch
+        carrying them (``dataclasses.replace(batch, durations=...)``) skips the aligner: exact
+        for any loss whose parameters the alignment does not depend on (everything but the token
+        embedding and the aligner), and the align and binarization terms are left out."""
+        _, _, _, embedded = self._encode(batch.tokens, batch.token_lengths, batch.speakers)
+        return self.aligner(embedded, batch.mels, batch.token_lengths, batch.mel_lengths).durations
 
     def forward(self, batch, binarization_weight: float = 1.0) -> LossOutput:
         """The training loss for ``batch``; see :func:`metatts.model.losses.acoustic_loss`."""

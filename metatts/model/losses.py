@@ -42,9 +42,10 @@ def acoustic_loss(out, batch, weights: LossConfig, binarization_weight: float = 
         "mel": masked_l1(out.mel, batch.mels, batch.mel_mask),
         "duration": masked_mse(out.log_duration, torch.log1p(align.durations.to(out.mel.dtype)),
                                batch.token_mask),
-        "align": forward_sum_loss(align.logits, batch.token_lengths, batch.mel_lengths),
-        "binarization": binarization_loss(align.hard, align.log_soft),
     }
+    if align.logits is not None:  # not for fixed durations: no aligner ran
+        parts["align"] = forward_sum_loss(align.logits, batch.token_lengths, batch.mel_lengths)
+        parts["binarization"] = binarization_loss(align.hard, align.log_soft)
     if out.mel_postnet is not None:
         parts["postnet"] = masked_l1(out.mel_postnet, batch.mels, batch.mel_mask)
     if out.energy is not None:
