@@ -33,6 +33,7 @@ import torch
 from metatts import audio
 from metatts.data.batch import Batch, Example, collate
 from metatts.meta import InnerConfig, inner_loop, initial_params, loss_fn
+from metatts.meta.support import fixed_alignment
 from metatts.model.checkpoint import (SHIPPED, Checkpoint, CheckpointError, find_checkpoint,
                                       load_checkpoint, shipped_checkpoint)
 from metatts.model.fastspeech2 import NEW_SPEAKER
@@ -285,15 +286,10 @@ def adapt(clips: Sequence[Clip], base: Checkpoint, settings: AdaptSettings,
     support = support_examples(clips, base)
 
     start = {k: v.to(device) for k, v in start_params(base, settings).items()}
-    durations = _fixed_durations(model, support, start, device)
+    support = fixed_alignment(model, support, list(start), device)
 
     def batch(items: list[Example]) -> Batch:
-        out = collate(items).to(device)
-        if durations is None:
-            return out
-        fixed = torch.nn.utils.rnn.pad_sequence([durations[id(x)] for x in items],
-                                                batch_first=True)
-        return dataclasses.replace(out, durations=fixed.to(device))
+        return collate(items).to(device)
 
     def step_done(step: int, loss: float) -> None:
         if not math.isfinite(loss):
@@ -310,18 +306,6 @@ def adapt(clips: Sequence[Clip], base: Checkpoint, settings: AdaptSettings,
     voice = make_voice(result.params, base_model(base), settings.to_dict(),
                        [c.seconds for c in clips], result.losses, final)
     return Adaptation(voice, list(result.losses), final, time.perf_counter() - started)
-
-
-def _fixed_durations(model, support: list[Example], start: dict,
-                     device: torch.device) -> dict[int, torch.Tensor] | None:
-    """The support clips' alignment, computed once when no adapted parameter can change it (the
-    aligner reads only the token embedding and the mel): every step then skips the aligner and
-    its two dynamic programs. Keyed by ``id(example)``; None when the aligner itself adapts."""
-    if any(name.startswith(("aligner.", "token_embedding.")) for name in start):
-        return None
-    with _eval_mode(model):
-        durations = model.align(collate(support).to(device))
-    return {id(x): durations[i, : len(x.tokens)].cpu() for i, x in enumerate(support)}
 
 
 def _diverged(loss: float, when: str, lr: float) -> str:

@@ -272,3 +272,26 @@ def test_fixed_durations_skip_the_aligner_exactly():
     g_full, g_fixed = grad(mel_loss)(params, b), grad(mel_loss)(params, fixed)
     for name in names:
         torch.testing.assert_close(g_fixed[name], g_full[name])
+
+
+@pytest.mark.parametrize("groups", [("embedding",), ("decoder",), ("all",)])
+def test_inner_loop_on_pre_aligned_support_gives_the_same_voice(groups):
+    """fixed_alignment attaches durations unless the aligner itself adapts; the inner loop then
+    takes the same steps as with the aligner running at every step."""
+    from metatts.meta import InnerConfig, initial_params, inner_loop
+    from metatts.meta.support import fixed_alignment
+
+    model = tiny_model().eval()
+    g = torch.Generator().manual_seed(1)
+    items = [Example(f"c{i}", NEW_SPEAKER, torch.randint(1, TINY.n_symbols, (n,), generator=g),
+                     torch.randn(80, t, generator=g) - 5) for i, (n, t) in enumerate(
+                         [(6, 30), (8, 41), (5, 33)])]
+    start = initial_params(model, groups, detach=True)
+    aligned = fixed_alignment(model, items, list(start))
+    assert all((x.durations is None) == (groups == ("all",)) for x in aligned)
+    cfg = InnerConfig(groups=groups, steps=3, lr=0.05, optimizer="adam", batching="minibatch",
+                      batch_size=2)
+    plain = inner_loop(model, start, items, collate, cfg).params
+    fast = inner_loop(model, start, aligned, collate, cfg).params
+    for name in start:
+        torch.testing.assert_close(fast[name], plain[name])

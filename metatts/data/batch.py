@@ -29,6 +29,7 @@ class Example:
     speaker: int  # index into the model's speaker table
     tokens: torch.Tensor  # (L,) int64
     mel: torch.Tensor  # (N_MELS, T) float32
+    durations: torch.Tensor | None = None  # (L,) int64 frames per token, when aligned beforehand
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,8 @@ def collate(items: Sequence[Example]) -> Batch:
         mel_lengths=mel_lengths,
         mel_mask=torch.arange(mels.shape[2]) < mel_lengths[:, None],
         speakers=torch.tensor([x.speaker for x in items], dtype=torch.long),
+        durations=(torch.nn.utils.rnn.pad_sequence([x.durations for x in items], batch_first=True)
+                   if all(x.durations is not None for x in items) else None),
     )
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
+import dataclasses
+
 import torch
 
 Batching = Literal["full", "stochastic", "minibatch"]
@@ -40,3 +42,25 @@ def support_batches(
         order = torch.randperm(len(items), generator=generator).tolist()
         for start in range(0, len(order), size):
             yield collate([items[i] for i in order[start:start + size]])
+
+
+def fixed_alignment(model: torch.nn.Module, items: Sequence[Any], adapted: Sequence[str],
+                    device: torch.device | str = "cpu") -> list[Any]:
+    """The support items with their alignment attached (``durations``, from ``model.align`` on
+    all of them at once, without gradient), when no adapted parameter can change it: the aligner
+    reads only the token embedding and the mel. Every inner step then skips the aligner and its
+    dynamic programs, with the same gradients. Returns ``items`` unchanged when ``adapted``
+    names a parameter of the aligner or the token embedding, or the model has no ``align``."""
+    if not hasattr(model, "align") or any(
+            name.startswith(("aligner.", "token_embedding.")) for name in adapted):
+        return list(items)
+    from metatts.data.batch import collate
+
+    training = model.training
+    model.eval()
+    try:
+        durations = model.align(collate(list(items)).to(device)).cpu()
+    finally:
+        model.train(training)
+    return [dataclasses.replace(x, durations=durations[i, : len(x.tokens)])
+            for i, x in enumerate(items)]

@@ -32,6 +32,8 @@ from metatts.data import (DatasetError, EpisodeSampler, FeatureCache, Utterance,
                           split_speakers)
 from metatts.data.batch import Batch, Example
 from metatts.data.episodes import Episode
+from metatts.meta.params import adapted_names
+from metatts.meta.support import fixed_alignment
 from metatts.meta import (InnerConfig, MetaGradient, Task, initial_params, inner_loop, loss_fn,
                           meta_gradient, write_grads)
 from metatts.model.checkpoint import (MODEL_TENSORS, Checkpoint, CheckpointError,
@@ -174,7 +176,8 @@ def validate(model: torch.nn.Module, tasks: Sequence[Task], meta: MetaConfig,
         losses = []
         for task in tasks:
             start = initial_params(model, cfg.groups, detach=True)
-            params = inner_loop(model, start, task.support, batch, cfg).params
+            support = fixed_alignment(model, task.support, list(start), device)
+            params = inner_loop(model, start, support, batch, cfg).params
             with torch.no_grad():
                 losses.append(float(loss_fn(model)(params, batch(list(task.query)))))
         out[f"query_after_{steps}"] = sum(losses) / len(losses)
@@ -248,6 +251,7 @@ def _meta_train(config: Config, d: distributed.Distributed, resume: bool,
     if d.is_main and start == 0 and val_tasks:  # where adaptation starts before meta-training
         log_file.write({"split": "val", "step": 0, **validate(model, val_tasks, m, d.device)})
     cfg = inner_config(m)
+    adapted = adapted_names(model, cfg.groups)
     step, sums, count, last_train, last_val = start, {}, 0, {}, {}
     bar = tqdm(total=m.steps, initial=start, disable=not (progress and d.is_main), unit="step",
                dynamic_ncols=True)
@@ -256,6 +260,8 @@ def _meta_train(config: Config, d: distributed.Distributed, resume: bool,
         torch.manual_seed(step_seed(t.seed, step, d.rank))
         episodes = train_episodes.meta_batch(step, m.meta_batch)[d.rank:: d.world_size]
         tasks = [episode_task(e, cache) for e in episodes]
+        tasks = [Task(fixed_alignment(model, t.support, adapted, d.device), t.query)
+                 for t in tasks]  # support aligned once per step by the current aligner
         mg = meta_gradient(model, tasks, batch, cfg, m.algo)
         grads = {n: g for n, g in combine(mg, d).items() if n in named}
         grad_norm = float(torch.linalg.vector_norm(
