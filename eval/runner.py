@@ -1,5 +1,9 @@
 """Run the grid's units: adapt, synthesize the test sentences, score, append to results.jsonl.
 
+Units of one method and task that differ only in their step count share one adaptation to the
+largest count, which keeps the parameters at every smaller count (``adapt(..., keep=...)``):
+the same parameters as separate adaptations, for the price of the longest one.
+
 Each unit's records are appended (and flushed) as soon as they are scored, so an interrupted run
 loses at most the unit in progress; a rerun skips every unit whose records are all present.
 A unit that fails on bad data (unreadable audio, a transcript that does not fit, a diverged loss)
@@ -11,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +26,7 @@ from eval import metrics
 from eval.grid import FINETUNE, Method, Task, Unit
 from eval.scorer import Scorer
 from metatts import audio
-from metatts.adapt import AdaptError, AdaptSettings, Clip, adapt, default_settings
+from metatts.adapt import AdaptError, AdaptSettings, Clip, Kept, adapt, default_settings
 from metatts.data.utterance import Utterance
 from metatts.model.checkpoint import Checkpoint, CheckpointError
 from metatts.synthesis import synthesize
@@ -91,15 +95,28 @@ class Loader:
         return [Clip(u.id, self.wav(u), u.text) for u in utterances]
 
 
-def run_unit(unit: Unit, base: Checkpoint, scorer: Scorer, loader: Loader,
-             vocoder: Vocoder | None) -> list[dict]:
-    """Adapt on the unit's support clips, synthesize its test sentences, score them."""
+def run_group(units: list[Unit], base: Checkpoint, scorer: Scorer, loader: Loader,
+              vocoder: Vocoder | None) -> Iterator[list[dict]]:
+    """Units of one method and task that differ only in their step count: one adaptation of the
+    largest count, keeping the parameters at every count (the same as adapting each separately,
+    since shorter runs take the same first steps), then synthesize and score each unit's test
+    sentences. ``adapt_seconds`` of a unit is the time to reach its step count. Yields the
+    records of each unit in turn, as soon as they are scored."""
+    task: Task = units[0].task
+    counts = sorted({u.steps for u in units})
+    settings = settings_for(units[0].method, base, counts[-1], task.seed)
+    result = adapt(loader.clips(task.support), base, settings, keep=counts)
+    for u in units:
+        yield score_unit(u, base, result.kept[u.steps], scorer, loader, vocoder)
+
+
+def score_unit(unit: Unit, base: Checkpoint, kept: Kept, scorer: Scorer, loader: Loader,
+               vocoder: Vocoder | None) -> list[dict]:
+    """Synthesize the unit's test sentences with the adapted parameters and score them."""
     task: Task = unit.task
-    settings = settings_for(unit.method, base, unit.steps, task.seed)
-    result = adapt(loader.clips(task.support), base, settings)
     texts = [u.text for u in task.test]
     started = time.perf_counter()
-    wavs = [synthesize(base, t, result.voice.params, vocoder=vocoder).wav for t in texts]
+    wavs = [synthesize(base, t, kept.params, vocoder=vocoder).wav for t in texts]
     synthesis_seconds = time.perf_counter() - started
     references = [loader.wav(u) for u in task.test]  # real held-out clips, never support
     scores = scorer.clips(wavs, audio.SAMPLE_RATE, texts, references, audio.SAMPLE_RATE)
@@ -111,8 +128,8 @@ def run_unit(unit: Unit, base: Checkpoint, scorer: Scorer, loader: Loader,
             "speaker": task.speaker, "method": unit.method.name, "shots": unit.shots,
             "steps": unit.steps, "task": task.index, "seed": task.seed, "text": text,
             "transcript": score.transcript, "wer": score.wer, "errors": errors, "words": words,
-            "secs": score.secs, "mos": m, "adapt_seconds": result.seconds,
-            "final_loss": result.final_loss, "n_test": len(texts),
+            "secs": score.secs, "mos": m, "adapt_seconds": kept.seconds,
+            "final_loss": kept.loss, "n_test": len(texts),
             "audio_seconds": len(wav) / audio.SAMPLE_RATE,
             "synthesis_seconds": synthesis_seconds / len(texts),
             "support": [u.id for u in task.support], "references": [u.id for u in task.test],
@@ -130,18 +147,25 @@ def run_units(units: list[Unit], bases: dict[str, Checkpoint], scorer: Scorer, o
     done = finished(read_results(path))
     todo = [u for u in units if unit_key(u.method.name, u.task.speaker, u.shots, u.task.seed,
                                          u.steps) not in done]
+    groups: dict[tuple, list[Unit]] = {}  # one adaptation per method and task
+    for u in todo:
+        groups.setdefault((u.method.name, u.task.speaker, u.shots, u.task.seed), []).append(u)
     loader, problems = Loader(), []
     with path.open("a", encoding="utf-8") as f, \
             tqdm(total=len(units), initial=len(units) - len(todo), disable=not progress,
                  unit="adapt", desc="benchmark") as bar:
-        for unit in todo:
+        for group in groups.values():
+            unit, done = group[0], 0
             try:
-                records = run_unit(unit, bases[unit.method.checkpoint], scorer, loader, vocoder)
+                for records in run_group(group, bases[unit.method.checkpoint], scorer, loader,
+                                         vocoder):
+                    f.writelines(json.dumps(r) + "\n" for r in records)
+                    f.flush()
+                    done += 1
+                    bar.update(1)
             except BAD_DATA as err:
+                steps = ",".join(str(u.steps) for u in group[done:])
                 problems.append(f"{unit.method.name}, speaker {unit.task.speaker}, k={unit.shots}"
-                                f", task {unit.task.index}, {unit.steps} steps: skipped ({err})")
-            else:
-                f.writelines(json.dumps(r) + "\n" for r in records)
-                f.flush()
-            bar.update(1)
+                                f", task {unit.task.index}, {steps} steps: skipped ({err})")
+                bar.update(len(group) - done)
     return problems

@@ -260,20 +260,35 @@ class Progress:
 
 
 @dataclass(frozen=True)
+class Kept:
+    """The parameters after ``steps`` steps of a longer adaptation (``adapt(..., keep=...)``)."""
+
+    steps: int
+    params: dict[str, torch.Tensor]
+    loss: float  # support loss at these parameters, on the batch the next step used (all clips
+    # with full batching, and after the last step)
+    seconds: float  # wall time from the start of adapt() to this step, features included
+
+
+@dataclass(frozen=True)
 class Adaptation:
     voice: Voice
     losses: list[float]  # support loss before each step
     final_loss: float  # support loss (all clips) at the adapted parameters
     seconds: float  # wall time of adapt(), features included
+    kept: dict[int, Kept] = dataclasses.field(default_factory=dict)  # see adapt(keep=...)
 
 
 def adapt(clips: Sequence[Clip], base: Checkpoint, settings: AdaptSettings,
-          on_step: Callable[[Progress], None] | None = None) -> Adaptation:
+          on_step: Callable[[Progress], None] | None = None,
+          keep: Sequence[int] = ()) -> Adaptation:
     """Adapt ``base`` to the voice of ``clips`` and return the voice with its loss curve.
 
     ``on_step`` is called after every step (for a progress bar). Raises :class:`AdaptError` for
     no clips, a transcript that does not fit its clip, ``init="meta"`` on a checkpoint that was
     not meta-learned, or a loss that stops being finite (lower the learning rate).
+    ``keep`` lists step counts (0..steps) whose parameters, support loss and elapsed time come
+    back in ``kept``: the same as separate adaptations of that many steps, for the price of one.
     """
     started = time.perf_counter()
     if not clips:
@@ -291,21 +306,27 @@ def adapt(clips: Sequence[Clip], base: Checkpoint, settings: AdaptSettings,
     def batch(items: list[Example]) -> Batch:
         return collate(items).to(device)
 
+    elapsed = {0: time.perf_counter() - started}
+
     def step_done(step: int, loss: float) -> None:
         if not math.isfinite(loss):
             raise AdaptError(_diverged(loss, f"at step {step + 1}", settings.lr))
+        elapsed[step + 1] = time.perf_counter() - started
         if on_step is not None:
             on_step(Progress(step + 1, settings.steps, loss))
 
     with _eval_mode(model):
-        result = inner_loop(model, start, support, batch, settings.inner(), on_step=step_done)
+        result = inner_loop(model, start, support, batch, settings.inner(), on_step=step_done,
+                            keep=keep)
         with torch.no_grad():
             final = float(loss_fn(model)(result.params, batch(support)))
     if not math.isfinite(final):
         raise AdaptError(_diverged(final, "after the last step", settings.lr))
     voice = make_voice(result.params, base_model(base), settings.to_dict(),
                        [c.seconds for c in clips], result.losses, final)
-    return Adaptation(voice, list(result.losses), final, time.perf_counter() - started)
+    losses = list(result.losses) + [final]  # support loss at 0, 1, ..., steps steps
+    kept = {n: Kept(n, p, losses[n], elapsed[n]) for n, p in result.kept.items()}
+    return Adaptation(voice, list(result.losses), final, time.perf_counter() - started, kept)
 
 
 def _diverged(loss: float, when: str, lr: float) -> str:

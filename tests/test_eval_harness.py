@@ -205,3 +205,29 @@ def test_end_to_end_with_real_models(tmp_path, checkpoints):
     real = summary["reference"]["real"]
     assert real["wer"] < 0.3 and real["secs"] > 0.5 and 1 <= real["mos"] <= 5
     assert summary["config"]["asr_model"] == "tiny.en"
+
+
+def test_one_adaptation_per_task_gives_what_separate_step_counts_give(tmp_path, checkpoints,
+                                                                       monkeypatch):
+    """Units differing only in steps share one adaptation to the largest count; their records
+    equal those of runs with each step count alone."""
+    from eval import runner
+
+    calls = []
+    real_adapt = runner.adapt
+    monkeypatch.setattr(runner, "adapt", lambda *a, **k: calls.append(a[2].steps) or
+                        real_adapt(*a, **k))
+    together = tmp_path / "together"
+    benchmark.run(options(together, checkpoints, steps=(0, 1, 3), tasks=1, speakers=1),
+                  FakeScorer(), fake_vocoder)
+    assert calls == [3, 3]  # one per method (finetune-adam, finetune-sgd), not per step count
+    got = {(r["method"], r["steps"], r["text"]): r for r in runner.read_results(
+        together / "results.jsonl")}
+    for steps in (1, 3):
+        alone = tmp_path / f"alone{steps}"
+        benchmark.run(options(alone, checkpoints, steps=(steps,), tasks=1, speakers=1),
+                      FakeScorer(), fake_vocoder)
+        for r in runner.read_results(alone / "results.jsonl"):
+            mine = got[(r["method"], r["steps"], r["text"])]
+            assert mine["final_loss"] == pytest.approx(r["final_loss"], rel=1e-5)
+            assert mine["audio_seconds"] == r["audio_seconds"]

@@ -263,3 +263,18 @@ def test_bad_input_is_refused_with_a_reason(model):
         task_gradient(model, task(1), collate, InnerConfig(optimizer="adam"), "maml")
     with pytest.raises(ValueError, match="unknown meta-learning algorithm"):
         task_gradient(model, task(1), collate, InnerConfig(), "mamll")
+
+
+def test_kept_steps_equal_separate_shorter_runs(model):
+    support = speaker_items(11)
+    start = initial_params(model, ("all",), detach=True)
+    cfg = lambda n: InnerConfig(groups=("all",), steps=n, lr=0.05, optimizer="adam",
+                                batching="stochastic", seed=3)
+    long = inner_loop(model, start, support, collate, cfg(6), keep=(0, 2, 6))
+    assert sorted(long.kept) == [0, 2, 6]
+    for n in (0, 2, 6):
+        alone = inner_loop(model, start, support, collate, cfg(n)).params
+        for name in start:
+            torch.testing.assert_close(long.kept[n][name], alone[name])
+    with pytest.raises(ValueError, match="outside 0..6"):
+        inner_loop(model, start, support, collate, cfg(6), keep=(7,))

@@ -12,8 +12,8 @@ model's of the same names for that call and the model itself is never modified.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
@@ -62,6 +62,7 @@ class InnerConfig:
 class InnerResult:
     params: dict[str, Tensor]  # the adapted parameters, same names and shapes as the start
     losses: list[float]  # support loss before each step, len == steps
+    kept: dict[int, dict[str, Tensor]] = field(default_factory=dict)  # step -> params then
 
 
 class _Loss(nn.Module):
@@ -99,6 +100,7 @@ def inner_loop(
     lrs: Mapping[str, Tensor] | None = None,
     create_graph: bool = False,
     on_step: Callable[[int, float], None] | None = None,
+    keep: Collection[int] = (),
 ) -> InnerResult:
     """Take ``cfg.steps`` optimizer steps on the support loss, starting from ``params``.
 
@@ -110,7 +112,9 @@ def inner_loop(
     differentiated through the whole loop (second-order MAML); otherwise gradients are constants,
     and the result depends on ``params`` and ``lrs`` only through the update sums (first-order),
     and not at all when neither requires grad. ``on_step(step, loss)`` is called after each step
-    with the support loss that step saw.
+    with the support loss that step saw. ``keep`` lists step counts (0..steps) whose parameters
+    are returned in ``kept``: one run of n steps gives every shorter run of the same settings
+    and seed, which takes the same first steps.
     """
     check_names(model, params)
     if lrs is not None:
@@ -124,8 +128,12 @@ def inner_loop(
         raise ValueError("second-order differentiation through Adam is not supported; "
                          "use optimizer='sgd' for MAML, or a first-order method with Adam")
 
+    bad = sorted(n for n in keep if not 0 <= n <= cfg.steps)
+    if bad:
+        raise ValueError(f"keep: step counts {bad} are outside 0..{cfg.steps}")
     grad_fn = grad_and_value(loss_fn(model))
     params = dict(params)
+    kept = {0: params} if 0 in keep else {}
     state = adam_init(params) if cfg.optimizer == "adam" else None
     losses: list[float] = []
     with _seeded(cfg.seed, params.values()) as generator:
@@ -139,9 +147,11 @@ def inner_loop(
                 updates, state = adam_step(grads, state, cfg.lr, cfg.betas, cfg.eps)
             params = {name: p - updates[name] for name, p in params.items()}
             losses.append(loss.item())
+            if step + 1 in keep:
+                kept[step + 1] = params
             if on_step is not None:
                 on_step(step, losses[-1])
-    return InnerResult(params=params, losses=losses)
+    return InnerResult(params=params, losses=losses, kept=kept)
 
 
 @contextlib.contextmanager
