@@ -144,7 +144,9 @@ class AdaptSettings:
     """How to adapt. See :func:`default_settings` for the defaults of each ``init``."""
 
     init: str = "pretrained"  # "meta" or "pretrained" (see the module docstring)
-    groups: tuple[str, ...] = ("embedding",)  # parameter groups that adapt (model.parameter_groups)
+    # parameter groups that adapt (model.parameter_groups): the speaker vector and the
+    # conditional norms (AdaSpeech), the same groups meta-learning adapts by default
+    groups: tuple[str, ...] = ("embedding", "conditional_norms")
     steps: int = 20
     lr: float = 1e-2
     optimizer: str = "adam"  # "sgd" or "adam"
@@ -179,7 +181,8 @@ def meta_inner_config(base: Checkpoint) -> InnerConfig | None:
 
 def default_settings(init: str, base: Checkpoint) -> AdaptSettings:
     """``meta``: the inner loop the checkpoint was meta-trained with; ``pretrained``: Adam on the
-    speaker embedding, 20 steps at lr 0.01 (:class:`AdaptSettings`' defaults)."""
+    speaker embedding and the conditional norms, 20 steps at lr 0.01 (:class:`AdaptSettings`'
+    defaults)."""
     if init == "pretrained":
         return AdaptSettings()
     if init != "meta":

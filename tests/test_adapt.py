@@ -98,7 +98,7 @@ def test_voice_file_round_trip(base, clips, tmp_path):
     loaded = Voice.load(voice.save(tmp_path / "v.safetensors"))
     assert loaded.metadata() == voice.metadata()
     assert all(torch.equal(loaded.params[k], voice.params[k]) for k in voice.params)
-    assert loaded.settings["groups"] == ["embedding"] and loaded.settings["init"] == "pretrained"
+    assert loaded.settings["groups"] == ["embedding", "conditional_norms"] and loaded.settings["init"] == "pretrained"
     loaded.check_base(base)  # the model it was made for
 
 

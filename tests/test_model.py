@@ -116,12 +116,30 @@ def test_forward_sum_equals_torch_ctc_with_a_blank():
     torch.manual_seed(0)
     logits = torch.randn(3, 20, 6)
     tokens, frames = torch.tensor([6, 4, 2]), torch.tensor([20, 13, 9])
-    ours = forward_sum_loss(logits, tokens, frames)
+    ours = forward_sum_loss(logits, tokens, frames, higher_order=True)
     padded = torch.where(torch.arange(6) < tokens[:, None, None], logits, -1e9)
     log_probs = torch.cat([torch.full((3, 20, 1), -1.0), padded], -1).log_softmax(-1)
     targets = torch.arange(1, 7).expand(3, 6)
     theirs = torch.nn.functional.ctc_loss(log_probs.transpose(0, 1), targets, frames, tokens)
     assert float(ours) == pytest.approx(float(theirs), abs=1e-5)
+
+
+def test_forward_sum_kernel_and_loop_agree_in_value_and_gradient():
+    """The fast path (PyTorch's CTC kernel, used in pretraining) and the twice-differentiable loop
+    (used inside torch.func transforms) are the same function."""
+    torch.manual_seed(0)
+    logits = torch.randn(3, 25, 7, dtype=torch.float64, requires_grad=True)
+    tokens, frames = torch.tensor([7, 5, 2]), torch.tensor([25, 14, 6])
+    fast = forward_sum_loss(logits, tokens, frames)  # plain tensor: the kernel
+    (g_fast,) = torch.autograd.grad(fast, logits)
+    loop = forward_sum_loss(logits, tokens, frames, higher_order=True)
+    (g_loop,) = torch.autograd.grad(loop, logits)
+    assert float(fast.detach()) == pytest.approx(float(loop.detach()), abs=1e-9)
+    assert torch.allclose(g_fast, g_loop, atol=1e-9)
+    # under torch.func.grad the loop is chosen, so a gradient of a gradient exists
+    hess_diag = torch.func.grad(lambda x: torch.func.grad(
+        lambda y: forward_sum_loss(y, tokens, frames))(x).sum())(logits.detach())
+    assert torch.isfinite(hess_diag).all() and hess_diag.abs().sum() > 0
 
 
 def test_prior_rows_are_distributions_over_real_tokens():
@@ -295,3 +313,14 @@ def test_inner_loop_on_pre_aligned_support_gives_the_same_voice(groups):
     fast = inner_loop(model, start, aligned, collate, cfg).params
     for name in start:
         torch.testing.assert_close(fast[name], plain[name])
+
+
+@pytest.mark.parametrize("kernel", [1, 3, 5])
+def test_time_major_convolution_equals_conv1d(kernel):
+    from metatts.model.layers import conv1d_time_major
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv1d(6, 4, kernel, padding=kernel // 2).double()
+    x = torch.randn(2, 11, 6, dtype=torch.float64)
+    expected = conv(x.transpose(1, 2)).transpose(1, 2)
+    assert torch.allclose(conv1d_time_major(x, conv), expected, atol=1e-12)

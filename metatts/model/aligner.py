@@ -122,15 +122,27 @@ def beta_binomial_prior(token_lengths: Tensor, mel_lengths: Tensor, max_tokens: 
 
 
 def forward_sum_loss(logits: Tensor, token_lengths: Tensor, mel_lengths: Tensor,
-                     blank_logit: float = -1.0) -> Tensor:
+                     blank_logit: float = -1.0, higher_order: bool | None = None) -> Tensor:
     """RAD-TTS's forward-sum loss: the CTC loss of targets 1..N when frame t emits from
     log_softmax([blank_logit, logits[t]]), divided by N, mean over the batch (as
-    ``torch.nn.CTCLoss``'s "mean"). logits (B, T, N). Differentiable to any order. Scalar."""
+    ``torch.nn.CTCLoss``'s "mean"). logits (B, T, N). Scalar.
+
+    ``higher_order``: True runs the forward sum as a torch loop over frames, differentiable to any
+    order (second-order MAML); False uses PyTorch's CTC kernel, the same value and gradient many
+    times faster but differentiable once only. None (default) picks the loop exactly when
+    ``logits`` is inside a ``torch.func`` transform (``grad`` of ``grad``) and the kernel
+    otherwise (pretraining, first-order use)."""
     B, T, N = logits.shape
     real = torch.arange(N, device=logits.device) < token_lengths[:, None]  # (B, N)
     logits = torch.where(real[:, None, :], logits, NEG)
     scores = torch.cat([torch.full_like(logits[..., :1], blank_logit), logits], -1)
     log_probs = scores.log_softmax(-1)  # (B, T, 1 + N)
+    if higher_order is None:
+        higher_order = torch._C._functorch.is_functorch_wrapped_tensor(logits)
+    if not higher_order:
+        targets = torch.arange(1, N + 1, device=logits.device).expand(B, N)
+        return F.ctc_loss(log_probs.transpose(0, 1), targets, mel_lengths, token_lengths,
+                          blank=0, reduction="mean", zero_infinity=False)
     blank, tokens = log_probs[..., :1], log_probs[..., 1:]
     # states: blank, token 0, blank, token 1, ..., token N-1, blank
     emit = torch.cat([torch.stack([blank.expand(B, T, N), tokens], -1).flatten(2), blank], -1)

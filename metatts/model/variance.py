@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from metatts.model.layers import LayerNorm
+from metatts.model.layers import LayerNorm, conv1d_time_major
 
 
 class VariancePredictor(nn.Module):
@@ -30,9 +30,9 @@ class VariancePredictor(nn.Module):
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         """x (B, N, dim), mask (B, N) -> (B, N), zero at padding"""
         keep = mask[..., None].to(x.dtype)
-        h = torch.relu(self.conv1((x * keep).transpose(1, 2))).transpose(1, 2)
+        h = torch.relu(conv1d_time_major(x * keep, self.conv1))
         h = self.dropout(self.norm1(h)) * keep
-        h = torch.relu(self.conv2(h.transpose(1, 2))).transpose(1, 2)
+        h = torch.relu(conv1d_time_major(h, self.conv2))
         h = self.dropout(self.norm2(h)) * keep
         return self.out(h)[..., 0] * mask
 
