@@ -87,3 +87,19 @@ def test_meta_checkpoint_adapts_to_a_held_out_voice(vocoder):
     result.voice.check_base(meta)
     with pytest.raises(VoiceError, match="made for base model"):
         result.voice.check_base(load_base("pretrained"))
+
+
+def test_cli_adapts_from_meta_and_speaks_with_the_voice_alone(tmp_path):
+    import soundfile as sf
+
+    from metatts.cli.adapt import main as adapt_main
+    from metatts.cli.synthesize import main as synthesize_main
+
+    speaker = sorted(read_dataset(EVAL_SPEAKERS).speakers)[-1]
+    clips = [str(p) for p in sorted((EVAL_SPEAKERS / speaker).glob("*.flac"))[:2]]
+    voice = tmp_path / "voice.safetensors"
+    assert adapt_main([*clips, "--init", "meta", "--steps", "3", "--out", str(voice)]) == 0
+    out = tmp_path / "out.wav"  # no --checkpoint: the voice says it was adapted from meta
+    assert synthesize_main(["--voice", str(voice), "--text", SENTENCES[0], "--out", str(out)]) == 0
+    wav, rate = sf.read(out)
+    assert rate == 22050 and len(wav) > rate

@@ -16,7 +16,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="output .wav (22,050 Hz, 16-bit)")
     parser.add_argument("--checkpoint",
                         help="run directory, checkpoint directory or model.safetensors "
-                             "(default: $METATTS_CHECKPOINT, else checkpoints/pretrained)")
+                             "(default: the shipped one: checkpoints/meta for a voice adapted "
+                             "from it, else $METATTS_CHECKPOINT or checkpoints/pretrained)")
     parser.add_argument("--list-speakers", action="store_true",
                         help="print the checkpoint's speaker names, one per line, and exit")
     parser.add_argument("--pace", type=float, default=1.0, help="speaking rate (> 1 is faster)")
@@ -31,9 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     from metatts.text import TextError
     from metatts.voice import Voice
 
-    if args.checkpoint is None:
-        args.checkpoint = shipped_checkpoint("pretrained")
     try:
+        if args.checkpoint is None:  # the shipped model the voice was adapted from
+            init = Voice.load(args.voice).settings.get("init") if args.voice else "pretrained"
+            args.checkpoint = shipped_checkpoint(init if init == "meta" else "pretrained")
         if args.list_speakers:
             from metatts.model.checkpoint import read_metadata
 

@@ -170,19 +170,19 @@ def validate(model: torch.nn.Module, tasks: Sequence[Task], meta: MetaConfig,
     def batch(items: list[Example]) -> Batch:
         return collate(items).to(device)
 
-    out = {}
-    for steps in sorted(set(meta.val_steps)):
-        cfg = inner_config(meta, steps=steps, seed=0)
-        losses = []
-        for task in tasks:
-            start = initial_params(model, cfg.groups, detach=True)
-            support = fixed_alignment(model, task.support, list(start), device)
-            params = inner_loop(model, start, support, batch, cfg).params
-            with torch.no_grad():
-                losses.append(float(loss_fn(model)(params, batch(list(task.query)))))
-        out[f"query_after_{steps}"] = sum(losses) / len(losses)
+    counts = sorted(set(meta.val_steps))
+    cfg = inner_config(meta, steps=counts[-1], seed=0)
+    sums = dict.fromkeys(counts, 0.0)
+    for task in tasks:  # one run of the longest budget keeps the parameters at every count
+        start = initial_params(model, cfg.groups, detach=True)
+        support = fixed_alignment(model, task.support, list(start), device)
+        kept = inner_loop(model, start, support, batch, cfg, keep=counts).kept
+        query = batch(list(task.query))
+        with torch.no_grad():
+            for steps in counts:
+                sums[steps] += float(loss_fn(model)(kept[steps], query))
     model.train(was_training)
-    return out
+    return {f"query_after_{steps}": total / len(tasks) for steps, total in sums.items()}
 
 
 def meta_train(config: Config, *, resume: bool = False, progress: bool = False
