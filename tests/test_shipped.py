@@ -42,7 +42,9 @@ def vocoder():
 def test_shipped_files_are_small_safetensors_with_their_config():
     for init in ("pretrained", "meta"):
         directory = SHIPPED / init
-        assert sorted(p.name for p in directory.iterdir()) == ["model.json", "model.safetensors"]
+        names = {p.name for p in directory.iterdir()}
+        assert {"model.json", "model.safetensors"} <= names
+        assert not {n for n in names if n.endswith((".pt", ".pth", ".bin", ".ckpt", ".pkl"))}
         assert (directory / "model.safetensors").stat().st_size < 100e6
         meta = json.loads((directory / "model.json").read_text())
         assert meta["config"]["model"]["n_speakers"] == len(meta["speakers"]) > 5
