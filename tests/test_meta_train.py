@@ -72,6 +72,18 @@ def test_each_algorithm_writes_a_checkpoint_adaptation_starts_from(
     assert len(adapt(clips, base, settings).losses) == 2
 
 
+def test_outer_groups_keep_the_rest_of_the_pretrained_model(tmp_path, pretrained, features):
+    groups = '["embedding", "conditional_norms"]'
+    assert main(args(tmp_path / "run", pretrained, features, 2,
+                     "--set", f"meta.outer_groups={groups}")) == 0
+    base, start = load_checkpoint(tmp_path / "run"), load_checkpoint(pretrained)
+    before = dict(start.model.named_parameters())
+    moved = {n for n, p in base.model.named_parameters() if not torch.equal(p, before[n])}
+    assert "speaker.new" in moved and moved <= set(base.model.parameter_groups()["conditional_norms"])
+    with pytest.raises(ConfigError, match="outer_groups"):
+        load_config(META_TINY, {"meta": {"outer_groups": ["encoder"]}})
+
+
 def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path, pretrained, features):
     assert main(args(tmp_path / "straight", pretrained, features, 4)) == 0
     assert main(args(tmp_path / "resumed", pretrained, features, 2)) == 0

@@ -165,6 +165,10 @@ class MetaConfig:
     outer_lr: float = 1e-4
     outer_optimizer: str = "adam"  # "adam" or "sgd" (sgd at lr 1 on Reptile moves to phi)
     learn_new_speaker: bool = True  # meta-learn speaker.new (the new voice's start)
+    # parameter groups whose start the outer loop learns (model.parameter_groups(); the speaker
+    # table never): ("all",) is the whole network; the adapted groups alone keep the rest of the
+    # pretrained model exactly as it was
+    outer_groups: tuple[str, ...] = ("all",)
     val_steps: tuple[int, ...] = (0, 5)  # inner steps at which validation query loss is measured
     val_episodes: int = 8  # episodes of validation speakers per validation
 
@@ -181,6 +185,10 @@ class MetaConfig:
                               f"{self.outer_optimizer!r}.")
         if not self.val_steps or min(self.val_steps) < 0:
             raise ConfigError(f"meta.val_steps must be step counts >= 0, got {self.val_steps}.")
+        groups = ("embedding", "conditional_norms", "decoder", "all")  # FastSpeech2's
+        if not self.outer_groups or set(self.outer_groups) - set(groups):
+            raise ConfigError(f"meta.outer_groups must name some of {', '.join(groups)}, got "
+                              f"{list(self.outer_groups)}.")
         if self.algo == "maml" and self.inner.optimizer != "sgd":
             raise ConfigError("meta.algo 'maml' differentiates through the inner loop, which "
                               "needs meta.inner.optimizer 'sgd'; or use 'fomaml' / 'reptile'.")

@@ -224,8 +224,11 @@ def _meta_train(config: Config, d: distributed.Distributed, resume: bool,
         train_episodes, val_episodes = samplers(config, cache)
 
     model = base.model.train()
+    learned = {n for g in m.outer_groups for n in model.parameter_groups()[g]}
+    for name, p in model.named_parameters():  # the rest keeps its pretrained values
+        p.requires_grad_(name in learned)
     model.speaker.table.weight.requires_grad_(False)  # tasks only use the new-voice vector
-    model.speaker.new.requires_grad_(m.learn_new_speaker)
+    model.speaker.new.requires_grad_(m.learn_new_speaker and "speaker.new" in learned)
     named = {n: p for n, p in model.named_parameters() if p.requires_grad}
     optimizer = (torch.optim.Adam(named.values(), lr=m.outer_lr) if m.outer_optimizer == "adam"
                  else torch.optim.SGD(named.values(), lr=m.outer_lr))
