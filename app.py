@@ -108,8 +108,12 @@ def adapt(table, choice: str, steps: float, lr: float, session: Session,
         clips = logic.chosen_clips(session, rows)
         for event in logic.adapt_voices(clips, CHOICES[choice], int(steps), lr or None):
             if isinstance(event, logic.Step):
-                curve.append({"step": event.step, "loss": event.loss,
-                              "method": LABELS[event.init]})
+                method = LABELS[event.init]
+                if curve and curve[-1]["method"] != method:
+                    # the plot keeps the methods of its first data while it streams: clear it
+                    # once so that it is drawn anew with the second method's line as well
+                    yield session, None, "Adapting…", None
+                curve.append({"step": event.step, "loss": event.loss, "method": method})
                 progress((event.step, event.steps), desc=f"Adapting ({LABELS[event.init]})")
                 yield session, pd.DataFrame(curve), "Adapting…", None
             else:

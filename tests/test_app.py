@@ -220,8 +220,12 @@ def test_both_methods_adapt_side_by_side(tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(adapting, "meta_inner_config", lambda base: InnerConfig(steps=3, lr=0.1))
     assert app.init_choices() == list(app.CHOICES)
     table, session = app.check_clips(slt()[:2], None, logic.Session(), progress=quiet)
-    session, curve, note, files = adapt_all(table, session, "both side by side", steps=4)
+    updates = list(app.adapt(table, "both side by side", 4, 0, session, progress=quiet))
+    session, curve, note, files = updates[-1]
     assert list(curve["method"]) == ["meta-learned"] * 4 + ["fine-tuning"] * 4
+    # the streamed plot is cleared once, where the second method starts, so that the browser
+    # draws it anew with both methods (it keeps the first data's methods otherwise)
+    assert [i for i, u in enumerate(updates) if u[1] is None] == [4]
     assert "meta-learned in" in note and "fine-tuning in" in note and len(files) == 2
     assert set(session.voices) == {"meta", "pretrained"}
     _, meta, ft, mel_meta, mel_ft, _ = app.synthesize("Good morning.", session, progress=quiet)
