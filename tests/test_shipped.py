@@ -75,7 +75,7 @@ def test_pretrained_speakers_stay_apart(pretrained, vocoder):
     assert same > other + 0.2, (same, other)
 
 
-def test_meta_checkpoint_adapts_to_a_held_out_voice(vocoder):
+def test_meta_checkpoint_adapts_to_a_held_out_voice(pretrained, vocoder):
     speaker = sorted(read_dataset(EVAL_SPEAKERS).speakers)[0]
     paths = sorted((EVAL_SPEAKERS / speaker).glob("*.flac"))[:3]
     clips = load_clips(paths).clips
@@ -88,7 +88,7 @@ def test_meta_checkpoint_adapts_to_a_held_out_voice(vocoder):
     assert np.isfinite(wav).all() and np.abs(wav).max() > 0.05
     result.voice.check_base(meta)
     with pytest.raises(VoiceError, match="made for base model"):
-        result.voice.check_base(load_base("pretrained"))
+        result.voice.check_base(pretrained)
 
 
 def test_cli_adapts_from_meta_and_speaks_with_the_voice_alone(tmp_path):

@@ -33,8 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     from metatts.voice import Voice
 
     try:
+        voice = Voice.load(args.voice) if args.voice else None
         if args.checkpoint is None:  # the shipped model the voice was adapted from
-            init = Voice.load(args.voice).settings.get("init") if args.voice else "pretrained"
+            init = voice.settings.get("init") if voice else "pretrained"
             args.checkpoint = shipped_checkpoint(init if init == "meta" else "pretrained")
         if args.list_speakers:
             from metatts.model.checkpoint import read_metadata
@@ -51,8 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             "cpu" if args.device == "auto" else args.device)
         checkpoint = load_checkpoint(args.checkpoint, device=device)
         params = None
-        if args.voice:
-            voice = Voice.load(args.voice)
+        if voice is not None:
             voice.check_base(checkpoint)  # a voice only fits the model it was adapted from
             params = voice.params
         result = synthesize(checkpoint, args.text, params, args.speaker, pace=args.pace)

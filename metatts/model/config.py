@@ -128,6 +128,7 @@ class TrainConfig:
 
 
 ALGOS = ("maml", "fomaml", "reptile")
+GROUPS = ("embedding", "conditional_norms", "decoder", "all")  # FastSpeech2.parameter_groups()
 
 
 @dataclass(frozen=True)
@@ -185,9 +186,8 @@ class MetaConfig:
                               f"{self.outer_optimizer!r}.")
         if not self.val_steps or min(self.val_steps) < 0:
             raise ConfigError(f"meta.val_steps must be step counts >= 0, got {self.val_steps}.")
-        groups = ("embedding", "conditional_norms", "decoder", "all")  # FastSpeech2's
-        if not self.outer_groups or set(self.outer_groups) - set(groups):
-            raise ConfigError(f"meta.outer_groups must name some of {', '.join(groups)}, got "
+        if not self.outer_groups or set(self.outer_groups) - set(GROUPS):
+            raise ConfigError(f"meta.outer_groups must name some of {', '.join(GROUPS)}, got "
                               f"{list(self.outer_groups)}.")
         if self.algo == "maml" and self.inner.optimizer != "sgd":
             raise ConfigError("meta.algo 'maml' differentiates through the inner loop, which "

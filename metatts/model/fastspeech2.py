@@ -22,14 +22,14 @@ from torch import Tensor, nn
 
 from metatts.audio import LOG_CLAMP
 from metatts.model.aligner import Aligner, Alignment, durations_to_alignment
-from metatts.model.config import LossConfig, ModelConfig
+# GROUPS (re-exported here): the names parameter_groups() returns, each containing the one before
+from metatts.model.config import GROUPS, LossConfig, ModelConfig  # noqa: F401
 from metatts.model.layers import ConditionalLayerNorm, FFTStack, PostNet, sequence_mask
 from metatts.model.losses import LossOutput, acoustic_loss
 from metatts.model.variance import (VarianceAdaptor, frame_energy, predicted_durations,
                                     token_average)
 
 NEW_SPEAKER = -1  # speaker index that selects the adaptable vector ``speaker.new``
-GROUPS = ("embedding", "conditional_norms", "decoder", "all")  # each contains the one before
 
 
 class SpeakerTable(nn.Module):
