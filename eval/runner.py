@@ -12,7 +12,6 @@ is reported in ``problems`` and skipped.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -26,7 +25,8 @@ from eval import metrics
 from eval.grid import FINETUNE, Method, Task, Unit
 from eval.scorer import Scorer
 from metatts import audio
-from metatts.adapt import AdaptError, AdaptSettings, Clip, Kept, adapt, default_settings
+from metatts.adapt import (AdaptError, AdaptSettings, Clip, Kept, adapt, default_settings,
+                           with_changes)
 from metatts.data.utterance import Utterance
 from metatts.model.checkpoint import Checkpoint, CheckpointError
 from metatts.synthesis import synthesize
@@ -74,10 +74,10 @@ def settings_for(method: Method, base: Checkpoint, steps: int, seed: int) -> Ada
     then the method's overrides."""
     settings = default_settings(method.init, base)
     if method.base in FINETUNE:
-        settings = dataclasses.replace(settings, optimizer=FINETUNE[method.base])
+        settings = with_changes(settings, optimizer=FINETUNE[method.base])
     types = {"lr": float, "batching": str, "batch_size": int}
     changes = {k: types[k](v) for k, v in method.overrides}
-    return dataclasses.replace(settings, steps=steps, seed=seed, **changes)
+    return with_changes(settings, steps=steps, seed=seed, **changes)
 
 
 @dataclass

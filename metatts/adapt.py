@@ -153,10 +153,15 @@ class AdaptSettings:
     batching: str = "full"  # "full" (every clip every step), "stochastic", "minibatch"
     batch_size: int = 4  # clips per step with "minibatch"
     seed: int = 0  # clip order for stochastic batching: the same seed gives the same voice
+    # step with the checkpoint's Meta-SGD rates (one per parameter element) instead of ``lr``
+    learned_lrs: bool = False
 
     def __post_init__(self) -> None:
         if self.init not in INITS:
             raise ValueError(f"unknown init {self.init!r}; choose one of {INITS}")
+        if self.learned_lrs and (self.init != "meta" or self.optimizer != "sgd"):
+            raise ValueError("learned_lrs (Meta-SGD's rates) needs init 'meta' and optimizer "
+                             "'sgd'; give a learning rate instead to adapt another way.")
         self.inner()  # validates the rest
 
     def inner(self) -> InnerConfig:
@@ -192,7 +197,16 @@ def default_settings(init: str, base: Checkpoint) -> AdaptSettings:
         raise AdaptError(_not_meta_learned(base.path))
     return AdaptSettings(init="meta", groups=inner.groups, steps=inner.steps, lr=inner.lr,
                          optimizer=inner.optimizer, batching=inner.batching,
-                         batch_size=inner.batch_size)
+                         batch_size=inner.batch_size, learned_lrs=base.inner_lrs is not None)
+
+
+def with_changes(settings: AdaptSettings, **changes) -> AdaptSettings:
+    """``settings`` with ``changes`` (None values ignored). A new learning rate or optimizer
+    replaces Meta-SGD's learned rates: the user's rate is the one used."""
+    changes = {k: v for k, v in changes.items() if v is not None}
+    if "lr" in changes or changes.get("optimizer", settings.optimizer) != settings.optimizer:
+        changes.setdefault("learned_lrs", False)
+    return dataclasses.replace(settings, **changes)
 
 
 def _not_meta_learned(path: str | Path | None) -> str:
@@ -318,9 +332,10 @@ def adapt(clips: Sequence[Clip], base: Checkpoint, settings: AdaptSettings,
         if on_step is not None:
             on_step(Progress(step + 1, settings.steps, loss))
 
+    lrs = learned_rates(base, settings, start)
     with _eval_mode(model):
         result = inner_loop(model, start, support, batch, settings.inner(), on_step=step_done,
-                            keep=keep)
+                            keep=keep, lrs=lrs)
         with torch.no_grad():
             final = float(loss_fn(model)(result.params, batch(support)))
     if not math.isfinite(final):
@@ -330,6 +345,23 @@ def adapt(clips: Sequence[Clip], base: Checkpoint, settings: AdaptSettings,
     losses = list(result.losses) + [final]  # support loss at 0, 1, ..., steps steps
     kept = {n: Kept(n, p, losses[n], elapsed[n]) for n, p in result.kept.items()}
     return Adaptation(voice, list(result.losses), final, time.perf_counter() - started, kept)
+
+
+def learned_rates(base: Checkpoint, settings: AdaptSettings,
+                  start: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+    """Meta-SGD's rates for the adapted parameters when ``settings.learned_lrs``, else None."""
+    if not settings.learned_lrs:
+        return None
+    if base.inner_lrs is None:
+        raise AdaptError(f"{base.path or 'this checkpoint'} has no learned learning rates "
+                         "(it was not meta-trained with meta.learn_inner_lrs); give a learning "
+                         "rate instead.")
+    if set(base.inner_lrs) != set(start):
+        raise AdaptError(f"the checkpoint's learned learning rates are for the groups it was "
+                         f"meta-trained on, not for {', '.join(settings.groups)}; adapt those "
+                         "groups, or give a learning rate instead.")
+    device = next(iter(start.values())).device
+    return {name: r.to(device) for name, r in base.inner_lrs.items()}
 
 
 def _diverged(loss: float, when: str, lr: float) -> str:

@@ -8,7 +8,6 @@ Everything a user gives or makes lives in their own :class:`Session`.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 import queue
@@ -248,7 +247,7 @@ def settings_for(init: str, base: Checkpoint, steps: int | None, lr: float | Non
         if not 0 < float(lr) <= 1:
             raise AppError(f"The learning rate must be above 0 and at most 1, not {lr}.")
         changes["lr"] = float(lr)
-    return dataclasses.replace(settings, **changes)
+    return adapting.with_changes(settings, **changes)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import SPEECH
-from metatts.adapt import adapt, default_settings, load_base, load_clips
+from metatts.adapt import adapt, default_settings, load_base, load_clips, with_changes
 from metatts.cli.train import main
 from metatts.model.checkpoint import SHIPPED, load_checkpoint, shipped_checkpoint
 from metatts.model.config import ConfigError, load_config
@@ -98,6 +98,38 @@ def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path, pretrained, f
     assert logs[0] == logs[1]
 
 
+@pytest.mark.parametrize("algo", ["maml", "fomaml"])
+def test_meta_sgd_learns_inner_rates_that_adaptation_then_uses(
+        algo, tmp_path, pretrained, features):
+    meta_sgd = ("--algo", algo, "--set", "meta.learn_inner_lrs=true",
+                "--set", "meta.lrs_outer_lr=0.01")
+    assert main(args(tmp_path / "run", pretrained, features, 2, *meta_sgd)) == 0
+    base = load_base("meta", tmp_path / "run")
+    assert base.inner_lrs is not None
+    adapted = set(base.model.parameter_groups()["embedding"]
+                  + base.model.parameter_groups()["conditional_norms"])
+    assert set(base.inner_lrs) == adapted - {"speaker.table.weight"}
+    rates = torch.cat([r.reshape(-1) for r in base.inner_lrs.values()])
+    assert (rates >= 0).all() and not torch.all(rates == 0.1)  # moved from inner.lr, kept >= 0
+    settings = default_settings("meta", base)
+    assert settings.learned_lrs and settings.optimizer == "sgd"
+    clips = load_clips(sorted((SPEECH / "slt").glob("*.wav"))).clips
+    learned = adapt(clips, base, settings).voice
+    plain = adapt(clips, base, with_changes(settings, lr=0.1)).voice
+    assert not with_changes(settings, lr=0.1).learned_lrs  # a given rate replaces the learned
+    assert learned.settings["learned_lrs"] and not plain.settings["learned_lrs"]
+    assert any(not torch.equal(learned.params[n], plain.params[n]) for n in learned.params)
+    # resume restores the rates and their optimizer state: same as one uninterrupted run
+    assert main(args(tmp_path / "straight", pretrained, features, 4, *meta_sgd)) == 0
+    assert main(args(tmp_path / "run", pretrained, features, 4, *meta_sgd, "--resume")) == 0
+    for name in ("model.safetensors", "inner_lrs.safetensors", "training.safetensors"):
+        a = load_file(tmp_path / "straight/checkpoints/step_00000004" / name)
+        b = load_file(tmp_path / "run/checkpoints/step_00000004" / name)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    with pytest.raises(ConfigError, match="learn_inner_lrs"):
+        load_config(META_TINY, {"meta": {"algo": "reptile", "learn_inner_lrs": True}})
+
+
 def test_validation_logs_query_loss_after_adapting(tmp_path, pretrained, features):
     assert main(args(tmp_path / "run", pretrained, features, 2)) == 0
     val = [r for r in read_log(tmp_path / "run" / "log.jsonl") if r["split"] == "val"]
@@ -137,7 +169,7 @@ def test_shipped_checkpoint_locations(monkeypatch):
 
 
 def test_meta_configs_parse():
-    for name in ("meta_tiny.json", "meta_base.json"):
+    for name in ("meta_tiny.json", "meta_base.json", "meta_sgd.json"):
         assert load_config(ROOT / "configs" / name).meta is not None
 
 

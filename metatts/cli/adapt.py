@@ -8,12 +8,11 @@ a JSON summary to stdout."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 
 from metatts.adapt import (INITS, MIN_CONFIDENCE, AdaptError, Progress, adapt, default_settings,
-                           load_base, load_clips)
+                           load_base, load_clips, with_changes)
 from metatts.assets import AssetError
 from metatts.audio import AudioError
 from metatts.meta.inner_loop import OPTIMIZERS
@@ -65,8 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                      "groups": tuple(args.groups) if args.groups else None,
                      "batching": args.batching, "batch_size": args.batch_size, "seed": args.seed}
         try:
-            settings = dataclasses.replace(default_settings(args.init, base),
-                                           **{k: v for k, v in overrides.items() if v is not None})
+            settings = with_changes(default_settings(args.init, base), **overrides)
         except (TypeError, ValueError) as err:  # a value out of range, e.g. --steps -1
             return _fail(str(err))
         selection = load_clips(args.clips, asr_model=args.asr, min_confidence=args.min_confidence)

@@ -4,6 +4,8 @@ A checkpoint is a directory::
 
     model.safetensors     the model's parameters
     model.json            {"format", "version", "step", "config", "symbols", "speakers"}
+    inner_lrs.safetensors Meta-SGD's learned inner learning rates, parameter name -> rates (only
+                          in checkpoints meta-trained with meta.learn_inner_lrs)
     training.safetensors  optimizer moments (only in checkpoints written by the trainer)
     training.json         optimizer hyper-parameters, scheduler state, step
 
@@ -32,6 +34,7 @@ FORMAT = "metatts-acoustic"
 VERSION = 1
 MODEL_TENSORS, MODEL_JSON = "model.safetensors", "model.json"
 TRAINING_TENSORS, TRAINING_JSON = "training.safetensors", "training.json"
+INNER_LRS = "inner_lrs.safetensors"
 _STEP_DIR = re.compile(r"step_(\d+)$")
 SHIPPED = Path(__file__).resolve().parents[2] / "checkpoints"  # the repository's checkpoints/
 SHIPPED_INITS = ("meta", "pretrained")
@@ -51,6 +54,8 @@ class Checkpoint:
     speakers: tuple[str, ...]  # speaker index -> name
     step: int
     path: Path | None = None
+    # Meta-SGD's learned inner learning rates (adapted parameter name -> rates of its shape)
+    inner_lrs: dict[str, torch.Tensor] | None = None
 
     def speaker_id(self, speaker: str | int) -> int:
         """Index of a speaker given by name or index; CheckpointError names the choices."""
@@ -67,7 +72,8 @@ class Checkpoint:
 def save_checkpoint(directory: str | Path, model: FastSpeech2, config: Config,
                     symbols: SymbolTable, speakers: tuple[str, ...] | list[str], step: int = 0,
                     optimizer: torch.optim.Optimizer | None = None,
-                    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> Path:
+                    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+                    inner_lrs: dict[str, torch.Tensor] | None = None) -> Path:
     """Write a checkpoint directory atomically (it appears complete or not at all)."""
     if len(speakers) != config.model.n_speakers or len(symbols) != config.model.n_symbols:
         raise CheckpointError("config.model.n_speakers / n_symbols disagree with the speaker "
@@ -80,6 +86,9 @@ def save_checkpoint(directory: str | Path, model: FastSpeech2, config: Config,
         meta = {"format": FORMAT, "version": VERSION, "step": step, "config": to_dict(config),
                 "symbols": symbols.to_dict(), "speakers": list(speakers)}
         (tmp / MODEL_JSON).write_text(json.dumps(meta, indent=1, ensure_ascii=False))
+        if inner_lrs is not None:
+            save_file({k: v.detach().cpu().contiguous() for k, v in inner_lrs.items()},
+                      str(tmp / INNER_LRS))
         if optimizer is not None:
             tensors, info = _flatten_optimizer(optimizer.state_dict())
             save_file(tensors, str(tmp / TRAINING_TENSORS))
@@ -145,8 +154,24 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
         raise CheckpointError(f"{directory / MODEL_JSON}: {err}") from None
     model = FastSpeech2(config.model, config.loss)
     load_weights(model, directory / MODEL_TENSORS)
+    lrs = load_inner_lrs(model, directory / INNER_LRS) if (directory / INNER_LRS).is_file() else None
     return Checkpoint(model.to(device).eval(), config, symbols, tuple(meta["speakers"]),
-                      int(meta["step"]), directory)
+                      int(meta["step"]), directory,
+                      None if lrs is None else {k: v.to(device) for k, v in lrs.items()})
+
+
+def load_inner_lrs(model: torch.nn.Module, path: Path) -> dict[str, torch.Tensor]:
+    """Meta-SGD rates: each must name a model parameter and have its shape."""
+    try:
+        rates = load_file(str(path))
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{path}: unreadable learned learning rates ({err}).") from None
+    params = dict(model.named_parameters())
+    wrong = sorted(k for k, v in rates.items() if k not in params or params[k].shape != v.shape)
+    if wrong or not rates:
+        raise CheckpointError(f"{path}: learned learning rates that fit no parameter of the "
+                              f"model ({wrong[:5] or 'none given'}).")
+    return rates
 
 
 def load_weights(model: torch.nn.Module, path: Path) -> None:

@@ -170,6 +170,11 @@ class MetaConfig:
     # table never): ("all",) is the whole network; the adapted groups alone keep the rest of the
     # pretrained model exactly as it was
     outer_groups: tuple[str, ...] = ("all",)
+    # Meta-SGD (Li et al., 2017): also learn one inner learning rate per adapted parameter
+    # element, starting at inner.lr (maml / fomaml with inner SGD); adaptation from the
+    # checkpoint then steps with them
+    learn_inner_lrs: bool = False
+    lrs_outer_lr: float = 1e-3  # the outer optimizer's learning rate for those rates
     val_steps: tuple[int, ...] = (0, 5)  # inner steps at which validation query loss is measured
     val_episodes: int = 8  # episodes of validation speakers per validation
 
@@ -189,6 +194,12 @@ class MetaConfig:
         if not self.outer_groups or set(self.outer_groups) - set(GROUPS):
             raise ConfigError(f"meta.outer_groups must name some of {', '.join(GROUPS)}, got "
                               f"{list(self.outer_groups)}.")
+        if self.learn_inner_lrs and (self.algo == "reptile" or self.inner.optimizer != "sgd"):
+            raise ConfigError("meta.learn_inner_lrs (Meta-SGD) learns the step sizes of an SGD "
+                              "inner loop through the query loss: use meta.algo 'maml' or "
+                              "'fomaml' with meta.inner.optimizer 'sgd'.")
+        if not self.lrs_outer_lr > 0:
+            raise ConfigError(f"meta.lrs_outer_lr must be positive, got {self.lrs_outer_lr}.")
         if self.algo == "maml" and self.inner.optimizer != "sgd":
             raise ConfigError("meta.algo 'maml' differentiates through the inner loop, which "
                               "needs meta.inner.optimizer 'sgd'; or use 'fomaml' / 'reptile'.")

@@ -132,11 +132,13 @@ def save(run: Run, step: int) -> Path:
 
 def save_step(run_dir: Path, step: int, model: FastSpeech2, config: Config, symbols: SymbolTable,
               speakers: tuple[str, ...], optimizer: torch.optim.Optimizer,
-              scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> Path:
+              scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+              inner_lrs: dict[str, torch.Tensor] | None = None) -> Path:
     """Write run_dir/checkpoints/step_XXXXXXXX (with training state), keep the newest
     ``config.train.keep_checkpoints``."""
     directory = run_dir / "checkpoints" / f"step_{step:08d}"
-    save_checkpoint(directory, model, config, symbols, speakers, step, optimizer, scheduler)
+    save_checkpoint(directory, model, config, symbols, speakers, step, optimizer, scheduler,
+                    inner_lrs)
     old = sorted((run_dir / "checkpoints").glob("step_*"))[: -config.train.keep_checkpoints]
     for path in old:
         shutil.rmtree(path, ignore_errors=True)

@@ -11,6 +11,9 @@ the rest of the network (and Reptile when "embedding" is among the adapted group
 the meta-batch's tasks are dealt out over the processes and the task-weighted mean of their
 meta-gradients is all-reduced. Validation adapts to episodes of the validation speakers (eval mode,
 seeded) and logs the mean query loss after each of ``meta.val_steps`` inner steps.
+With ``meta.learn_inner_lrs`` (Meta-SGD) the outer loop also learns one inner learning rate per
+adapted element (kept >= 0); they are saved as inner_lrs.safetensors beside the weights, and
+adaptation from the checkpoint steps with them.
 Checkpoints, resume, log.jsonl and losses.png work as in pretraining (:mod:`metatts.train.loop`).
 """
 
@@ -34,11 +37,12 @@ from metatts.data.batch import Batch, Example
 from metatts.data.episodes import Episode
 from metatts.meta.params import adapted_names
 from metatts.meta.support import fixed_alignment
-from metatts.meta import (InnerConfig, MetaGradient, Task, initial_params, inner_loop, loss_fn,
-                          meta_gradient, write_grads)
-from metatts.model.checkpoint import (MODEL_TENSORS, Checkpoint, CheckpointError,
-                                      latest_checkpoint, load_checkpoint, load_training_state,
-                                      load_weights, read_metadata, shipped_checkpoint)
+from metatts.meta import (InnerConfig, InnerLearningRates, MetaGradient, Task, initial_params,
+                          inner_loop, loss_fn, meta_gradient, write_grads)
+from metatts.model.checkpoint import (INNER_LRS, MODEL_TENSORS, Checkpoint, CheckpointError,
+                                      latest_checkpoint, load_checkpoint, load_inner_lrs,
+                                      load_training_state, load_weights, read_metadata,
+                                      shipped_checkpoint)
 from metatts.model.config import Config, ConfigError, MetaConfig, replace, to_dict
 from metatts.model.fastspeech2 import NEW_SPEAKER, count_parameters
 from metatts.train import distributed
@@ -125,22 +129,26 @@ def episode_task(episode: Episode, cache: FeatureCache) -> Task:
     return Task(support=examples(episode.support), query=examples(episode.query))
 
 
-def combine(mg: MetaGradient, d: distributed.Distributed) -> dict[str, torch.Tensor]:
-    """The mean meta-gradient over every process's tasks (each process's mean weighted by its
-    number of tasks)."""
+def combine(mg: MetaGradient, d: distributed.Distributed
+            ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The mean meta-gradients (model parameters, Meta-SGD rates) over every process's tasks
+    (each process's mean weighted by its number of tasks)."""
     if d.world_size == 1:
-        return mg.grads
-    names = sorted(mg.grads)
-    flat = torch.cat([mg.grads[n].reshape(-1) * mg.tasks for n in names]
+        return mg.grads, mg.lr_grads
+    grads = {**{("w", n): g for n, g in mg.grads.items()},
+             **{("lr", n): g for n, g in mg.lr_grads.items()}}
+    names = sorted(grads)
+    flat = torch.cat([grads[n].reshape(-1) * mg.tasks for n in names]
                      + [torch.tensor([float(mg.tasks)], device=d.device)])
     dist.all_reduce(flat)
     flat = flat[:-1] / flat[-1]
-    out, offset = {}, 0
-    for n in names:
-        size = mg.grads[n].numel()
-        out[n] = flat[offset: offset + size].view_as(mg.grads[n])
+    out: dict[str, dict[str, torch.Tensor]] = {"w": {}, "lr": {}}
+    offset = 0
+    for kind, n in names:
+        size = grads[kind, n].numel()
+        out[kind][n] = flat[offset: offset + size].view_as(grads[kind, n])
         offset += size
-    return out
+    return out["w"], out["lr"]
 
 
 def step_losses(mg: MetaGradient, d: distributed.Distributed) -> dict[str, float]:
@@ -159,9 +167,11 @@ def step_losses(mg: MetaGradient, d: distributed.Distributed) -> dict[str, float
 
 
 def validate(model: torch.nn.Module, tasks: Sequence[Task], meta: MetaConfig,
-             device: torch.device) -> dict[str, float]:
+             device: torch.device, lrs: dict[str, torch.Tensor] | None = None
+             ) -> dict[str, float]:
     """Mean query loss of ``tasks`` after each of ``meta.val_steps`` inner steps from the
-    model's current start (eval mode, seeded: the same model gives the same numbers)."""
+    model's current start (eval mode, seeded: the same model gives the same numbers), with
+    Meta-SGD's rates ``lrs`` when given."""
     if not tasks:
         return {}
     was_training = model.training
@@ -176,7 +186,8 @@ def validate(model: torch.nn.Module, tasks: Sequence[Task], meta: MetaConfig,
     for task in tasks:  # one run of the longest budget keeps the parameters at every count
         start = initial_params(model, cfg.groups, detach=True)
         support = fixed_alignment(model, task.support, list(start), device)
-        kept = inner_loop(model, start, support, batch, cfg, keep=counts).kept
+        fixed = None if lrs is None else {n: r.detach() for n, r in lrs.items()}
+        kept = inner_loop(model, start, support, batch, cfg, keep=counts, lrs=fixed).kept
         query = batch(list(task.query))
         with torch.no_grad():
             for steps in counts:
@@ -230,12 +241,23 @@ def _meta_train(config: Config, d: distributed.Distributed, resume: bool,
     model.speaker.table.weight.requires_grad_(False)  # tasks only use the new-voice vector
     model.speaker.new.requires_grad_(m.learn_new_speaker and "speaker.new" in learned)
     named = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    optimizer = (torch.optim.Adam(named.values(), lr=m.outer_lr) if m.outer_optimizer == "adam"
-                 else torch.optim.SGD(named.values(), lr=m.outer_lr))
+    param_groups = [{"params": list(named.values())}]
+    rates = None
+    if m.learn_inner_lrs:  # Meta-SGD: one rate per adapted element, starting at inner.lr
+        rates = InnerLearningRates(initial_params(model, m.inner.groups, detach=True),
+                                   m.inner.lr).to(d.device)
+        param_groups.append({"params": list(rates.parameters()), "lr": m.lrs_outer_lr})
+    optimizer = (torch.optim.Adam(param_groups, lr=m.outer_lr) if m.outer_optimizer == "adam"
+                 else torch.optim.SGD(param_groups, lr=m.outer_lr))
     start = 0
     if resume_from is not None:
         _check_resumable(config, read_metadata(resume_from), resume_from)
         load_weights(model, resume_from / MODEL_TENSORS)
+        if rates is not None:
+            saved = load_inner_lrs(model, resume_from / INNER_LRS)
+            with torch.no_grad():
+                for name, r in rates.as_dict().items():
+                    r.copy_(saved[name])
         start = load_training_state(resume_from, optimizer)
         log.info("resuming %s at step %d", resume_from, start)
     if d.is_main:
@@ -252,7 +274,8 @@ def _meta_train(config: Config, d: distributed.Distributed, resume: bool,
         return collate(items).to(d.device)
 
     if d.is_main and start == 0 and val_tasks:  # where adaptation starts before meta-training
-        log_file.write({"split": "val", "step": 0, **validate(model, val_tasks, m, d.device)})
+        log_file.write({"split": "val", "step": 0,
+                        **validate(model, val_tasks, m, d.device, _lrs(rates))})
     cfg = inner_config(m)
     adapted = adapted_names(model, cfg.groups)
     step, sums, count, last_train, last_val = start, {}, 0, {}, {}
@@ -265,17 +288,25 @@ def _meta_train(config: Config, d: distributed.Distributed, resume: bool,
         tasks = [episode_task(e, cache) for e in episodes]
         tasks = [Task(fixed_alignment(model, t.support, adapted, d.device), t.query)
                  for t in tasks]  # support aligned once per step by the current aligner
-        mg = meta_gradient(model, tasks, batch, cfg, m.algo)
-        grads = {n: g for n, g in combine(mg, d).items() if n in named}
+        mg = meta_gradient(model, tasks, batch, cfg, m.algo, lrs=_lrs(rates))
+        grads, lr_grads = combine(mg, d)
+        grads = {n: g for n, g in grads.items() if n in named}
         grad_norm = float(torch.linalg.vector_norm(
-            torch.stack([torch.linalg.vector_norm(g.double()) for g in grads.values()])))
+            torch.stack([torch.linalg.vector_norm(g.double())
+                         for g in [*grads.values(), *lr_grads.values()]])))
         if not math.isfinite(grad_norm):  # all-reduced: every process agrees
             raise FloatingPointError(
                 f"non-finite meta-gradient at step {step}; lower meta.outer_lr or "
                 "meta.inner.lr, then resume from the last checkpoint.")
         optimizer.zero_grad(set_to_none=True)
         write_grads(named, grads)
+        if rates is not None:
+            write_grads(rates.as_dict(), lr_grads)
         optimizer.step()
+        if rates is not None:  # a negative rate would step uphill
+            with torch.no_grad():
+                for r in rates.parameters():
+                    r.clamp_(min=0.0)
         for k, v in step_losses(mg, d).items():
             sums[k] = sums.get(k, 0.0) + v
         count += 1
@@ -284,24 +315,31 @@ def _meta_train(config: Config, d: distributed.Distributed, resume: bool,
             last_train = {k: v / count for k, v in sums.items()}
             if log_file is not None:
                 rate = (step - start) / (time.perf_counter() - started)
-                log_file.write({"split": "train", "step": step, **last_train,
+                extra = {} if rates is None else {"inner_lr_mean": float(torch.cat(
+                    [r.detach().reshape(-1) for r in rates.parameters()]).mean())}
+                log_file.write({"split": "train", "step": step, **last_train, **extra,
                                 "grad_norm": grad_norm, "steps_per_second": rate})
             bar.set_postfix(query=f"{last_train['query']:.3f}")
             sums, count = {}, 0
         if d.is_main and (step % t.validate_every == 0 or step == m.steps):
-            last_val = validate(model, val_tasks, m, d.device)
+            last_val = validate(model, val_tasks, m, d.device, _lrs(rates))
             if last_val:
                 log_file.write({"split": "val", "step": step, **last_val})
             plot_losses(read_log(log_file.path), run_dir / "losses.png")
         if step % t.checkpoint_every == 0 or step == m.steps:
             if d.is_main:
-                save_step(run_dir, step, model, config, base.symbols, base.speakers, optimizer)
+                save_step(run_dir, step, model, config, base.symbols, base.speakers, optimizer,
+                          inner_lrs=_lrs(rates))
             distributed.barrier(d)
     bar.close()
     elapsed = time.perf_counter() - started
     loop = LoopResult(step, latest_checkpoint(run_dir), last_train, last_val,
                       (step - start) / elapsed if elapsed > 0 and step > start else math.nan)
     return MetaTrainResult(run_dir, loop.checkpoint, count_parameters(model), loop)
+
+
+def _lrs(rates: InnerLearningRates | None) -> dict[str, torch.Tensor] | None:
+    return None if rates is None else rates.as_dict()
 
 
 def _check_resumable(config: Config, meta: dict, path: Path) -> None:
