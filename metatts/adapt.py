@@ -44,6 +44,8 @@ INITS = ("meta", "pretrained")
 CHECKPOINTS = SHIPPED  # shipped checkpoints: <init>/ inside
 MAX_CLIP_SECONDS = 30.0  # longer clips are left out (and Whisper reads at most 30 s)
 ASR_MODEL = "tiny.en"
+# a second opinion for transcripts the first model is unsure of (see asr.transcribe_rechecked)
+RECHECK_MODEL, RECHECK_BELOW = "base", 0.8
 # Whisper tiny.en confidences measured on the speech fixtures: 0.69-0.98; on 3 s of white
 # noise 0.20 ("You"), on a 220 Hz tone 0.44 ("you").
 MIN_CONFIDENCE = 0.5
@@ -85,10 +87,14 @@ class ClipSelection:
 
 
 def load_clips(paths: Sequence[str | Path], *, asr_model: str = ASR_MODEL,
-               min_confidence: float = MIN_CONFIDENCE) -> ClipSelection:
+               min_confidence: float = MIN_CONFIDENCE,
+               recheck_model: str | None = RECHECK_MODEL,
+               recheck_below: float = RECHECK_BELOW) -> ClipSelection:
     """Prepare audio files for adaptation. A clip's transcript is the same-name ``.txt`` beside
-    it; without one, Whisper (``asr_model``) transcribes it, and a clip whose transcript is empty
-    or below ``min_confidence`` is left out, as is audio that cannot be read or is too long."""
+    it; without one, Whisper (``asr_model``) transcribes it, ``recheck_model`` gives a second
+    opinion where the first is below ``recheck_below`` (the more confident one is kept), and a
+    clip whose transcript is empty or below ``min_confidence`` is left out, as is audio that
+    cannot be read or is too long."""
     clips: dict[int, Clip] = {}
     left: dict[int, LeftOut] = {}
     unheard: list[tuple[int, Path, np.ndarray]] = []
@@ -114,10 +120,11 @@ def load_clips(paths: Sequence[str | Path], *, asr_model: str = ASR_MODEL,
             left[i] = LeftOut(path.name, f"its transcript {transcript.name} is empty. Write what "
                                          "is said in it, or delete it to let Whisper transcribe.")
     if unheard:
-        from metatts.asr import transcribe_with_confidence  # loads transformers: only when needed
+        from metatts.asr import transcribe_rechecked  # loads transformers: only when needed
 
-        heard = transcribe_with_confidence([w for _, _, w in unheard], audio.SAMPLE_RATE,
-                                           model=asr_model)
+        heard = transcribe_rechecked([w for _, _, w in unheard], audio.SAMPLE_RATE,
+                                     model=asr_model, recheck_model=recheck_model,
+                                     recheck_below=recheck_below)
         for (i, path, wav), t in zip(unheard, heard):
             reason = transcript_problem(t.text, t.confidence, min_confidence)
             if reason is None:

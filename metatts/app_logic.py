@@ -208,11 +208,13 @@ def _unique(name: str, taken: dict) -> str:
 def _transcribe(wavs: list[np.ndarray]) -> Iterator[tuple[str, float]]:
     if not wavs:
         return iter(())
-    from metatts.asr import transcribe_with_confidence
+    from metatts.asr import transcribe_rechecked
 
     short = [w[: int(adapting.MAX_CLIP_SECONDS * audio.SAMPLE_RATE)] for w in wavs]
     return iter([(t.text, t.confidence)
-                 for t in transcribe_with_confidence(short, audio.SAMPLE_RATE, model=ASR_MODEL)])
+                 for t in transcribe_rechecked(short, audio.SAMPLE_RATE, model=ASR_MODEL,
+                                               recheck_model=adapting.RECHECK_MODEL,
+                                               recheck_below=adapting.RECHECK_BELOW)])
 
 
 def chosen_clips(session: Session, rows: Sequence[tuple[bool, str, str]]) -> list[adapting.Clip]:

@@ -110,6 +110,30 @@ def transcribe_with_confidence(
     return out
 
 
+def transcribe_rechecked(
+    wavs: np.ndarray | list[np.ndarray], sample_rate: int, model: str = "tiny.en",
+    recheck_model: str | None = "base", recheck_below: float = 0.8,
+) -> list[Transcript]:
+    """:func:`transcribe_with_confidence` with ``model``, then a second opinion: clips it heard
+    with confidence below ``recheck_below`` are transcribed again by ``recheck_model``, and the
+    more confident transcript is kept. (Whisper tiny.en mis-hears some clips at 0.56-0.65;
+    base got them right at 0.80-0.88, measured on the shipped ``rab`` clips.)"""
+    first = transcribe_with_confidence(wavs, sample_rate, model=model)
+    if recheck_model is None or recheck_model == model:
+        return first
+    unsure = [i for i, t in enumerate(first) if t.confidence < recheck_below]
+    if not unsure:
+        return first
+    clips = [wavs] if isinstance(wavs, np.ndarray) else list(wavs)
+    second = transcribe_with_confidence([clips[i] for i in unsure], sample_rate,
+                                        model=recheck_model)
+    out = list(first)
+    for i, t in zip(unsure, second):
+        if t.confidence > out[i].confidence:
+            out[i] = t
+    return out
+
+
 def _clips_16k(wavs: np.ndarray | list[np.ndarray], sample_rate: int) -> list[np.ndarray]:
     """Validate the clips and resample them to 16 kHz."""
     if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:

@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import save_file
 
 from conftest import SPEECH
+from eval.metrics import wer
 from metatts import adapt as adapt_mod
 from metatts.adapt import (AdaptError, AdaptSettings, Clip, adapt, default_settings, load_base,
                            load_clips, make_clip, start_params, transcript_problem)
@@ -26,6 +27,8 @@ from metatts.model.config import load_config
 from metatts.model.fastspeech2 import FastSpeech2
 from metatts.text import SYMBOLS
 from metatts.voice import Voice, VoiceError
+
+ROOT = Path(__file__).resolve().parents[1]
 
 TINY = Path(__file__).parent.parent / "configs" / "tiny.json"
 
@@ -184,16 +187,35 @@ def test_load_clips_reads_transcripts_and_leaves_out_unreliable_ones(tmp_path, m
         shutil.copy(SPEECH / "slt" / f"{name}.wav", tmp_path)
     (tmp_path / "slt_01.txt").write_text("Please close the window.\n")
     (tmp_path / "broken.wav").write_bytes(b"not audio")
-    heard = iter([Transcript("Where did you put the keys?", 0.9), Transcript("you", 0.2)])
-    monkeypatch.setattr("metatts.asr.transcribe_with_confidence",
-                        lambda wavs, rate, model: [next(heard) for _ in wavs])
+    heard = {"tiny.en": iter([Transcript("Where did you put the keys?", 0.9),
+                              Transcript("you", 0.2)]),
+             "base": iter([Transcript("you you", 0.1)])}  # the second opinion: no surer
+    asked = []
+
+    def fake(wavs, rate, model):
+        asked.append((model, len(wavs)))
+        return [next(heard[model]) for _ in wavs]
+
+    monkeypatch.setattr("metatts.asr.transcribe_with_confidence", fake)
     paths = [tmp_path / f for f in ("slt_01.wav", "broken.wav", "slt_03.wav", "slt_02.wav")]
     selection = load_clips(paths)
     assert [(c.name, c.text) for c in selection.clips] == [
         ("slt_01.wav", "Please close the window."), ("slt_03.wav", "Where did you put the keys?")]
     assert [x.name for x in selection.left_out] == ["broken.wav", "slt_02.wav"]
     reason = selection.left_out[1].reason
-    assert "unsure" in reason and "slt_02.txt" in reason
+    assert "unsure" in reason and "slt_02.txt" in reason and "'you'" in reason
+    assert asked == [("tiny.en", 2), ("base", 1)]  # only the unsure clip is heard again
+
+
+@pytest.mark.slow
+def test_a_second_whisper_corrects_a_transcript_tiny_en_is_unsure_of(tmp_path):
+    """rab_0002: tiny.en hears a word wrong at confidence 0.56; base gets it right at 0.88."""
+    clip = ROOT / "metatts" / "eval_speakers" / "rab" / "rab_0002.flac"
+    shutil.copy(clip, tmp_path)
+    truth = clip.with_suffix(".txt").read_text().strip()
+    (alone,) = load_clips([tmp_path / clip.name], recheck_model=None).clips
+    (checked,) = load_clips([tmp_path / clip.name]).clips
+    assert wer(truth, alone.text) > 0 and wer(truth, checked.text) == 0, (alone.text, checked.text)
 
 
 @pytest.mark.slow

@@ -11,8 +11,8 @@ import argparse
 import json
 import sys
 
-from metatts.adapt import (INITS, MIN_CONFIDENCE, AdaptError, Progress, adapt, default_settings,
-                           load_base, load_clips, with_changes)
+from metatts.adapt import (INITS, MIN_CONFIDENCE, RECHECK_BELOW, RECHECK_MODEL, AdaptError,
+                           Progress, adapt, default_settings, load_base, load_clips, with_changes)
 from metatts.assets import AssetError
 from metatts.audio import AudioError
 from metatts.meta.inner_loop import OPTIMIZERS
@@ -43,6 +43,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="seed for clip order (default 0)")
     p.add_argument("--asr", default="tiny.en", metavar="MODEL",
                    help="Whisper model for clips without a .txt (default tiny.en)")
+    p.add_argument("--recheck", default=RECHECK_MODEL, metavar="MODEL",
+                   help=f"Whisper model for a second opinion on transcripts below "
+                        f"{RECHECK_BELOW} confidence (default {RECHECK_MODEL}; 'none' to skip)")
     p.add_argument("--min-confidence", type=float, default=MIN_CONFIDENCE,
                    help=f"leave out Whisper transcripts below this confidence "
                         f"(default {MIN_CONFIDENCE})")
@@ -67,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
             settings = with_changes(default_settings(args.init, base), **overrides)
         except (TypeError, ValueError) as err:  # a value out of range, e.g. --steps -1
             return _fail(str(err))
-        selection = load_clips(args.clips, asr_model=args.asr, min_confidence=args.min_confidence)
+        selection = load_clips(args.clips, asr_model=args.asr,
+                               min_confidence=args.min_confidence,
+                               recheck_model=None if args.recheck == "none" else args.recheck)
         for left in selection.left_out:
             print(f"left out {left.name}: {left.reason}", file=sys.stderr)
         if not selection.clips:
