@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         "voice": str(path), "init": settings.init, "base": result.voice.base.describe(),
         "clips": len(selection.clips), "left_out": len(selection.left_out),
         "steps": settings.steps, "groups": list(settings.groups),
+        "optimizer": settings.optimizer,
+        "lr": "learned (Meta-SGD)" if settings.learned_lrs else settings.lr,
         "loss_start": result.losses[0] if result.losses else result.final_loss,
         "loss_final": result.final_loss, "seconds": round(result.seconds, 2),
     }))
