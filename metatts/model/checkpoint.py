@@ -154,7 +154,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
         raise CheckpointError(f"{directory / MODEL_JSON}: {err}") from None
     model = FastSpeech2(config.model, config.loss)
     load_weights(model, directory / MODEL_TENSORS)
-    lrs = load_inner_lrs(model, directory / INNER_LRS) if (directory / INNER_LRS).is_file() else None
+    rates = directory / INNER_LRS
+    lrs = load_inner_lrs(model, rates) if rates.is_file() else None
     return Checkpoint(model.to(device).eval(), config, symbols, tuple(meta["speakers"]),
                       int(meta["step"]), directory,
                       None if lrs is None else {k: v.to(device) for k, v in lrs.items()})
