@@ -111,8 +111,8 @@ def transcribe_with_confidence(
 
 
 def transcribe_rechecked(
-    wavs: np.ndarray | list[np.ndarray], sample_rate: int, model: str = "tiny.en",
-    recheck_model: str | None = "base", recheck_below: float = 0.8,
+    wavs: np.ndarray | list[np.ndarray], sample_rate: int, model: str, *,
+    recheck_model: str | None, recheck_below: float,
 ) -> list[Transcript]:
     """:func:`transcribe_with_confidence` with ``model``, then a second opinion: clips it heard
     with confidence below ``recheck_below`` are transcribed again by ``recheck_model``, and the

@@ -128,10 +128,10 @@ def forward_sum_loss(logits: Tensor, token_lengths: Tensor, mel_lengths: Tensor,
     ``torch.nn.CTCLoss``'s "mean"). logits (B, T, N). Scalar.
 
     ``higher_order``: True runs the forward sum as a torch loop over frames, differentiable to any
-    order (second-order MAML); False uses PyTorch's CTC kernel: the same value and gradient from one
-    compiled kernel instead of a Python loop over frames, but differentiable once only. None (default) picks the loop exactly when
-    ``logits`` is inside a ``torch.func`` transform (``grad`` of ``grad``) and the kernel
-    otherwise (pretraining, first-order use)."""
+    order (second-order MAML); False uses PyTorch's CTC kernel: the same value and gradient from
+    one compiled kernel instead of a Python loop over frames, but differentiable once only. None
+    (default) picks the loop exactly when ``logits`` is inside a ``torch.func`` transform
+    (``grad`` of ``grad``) and the kernel otherwise (pretraining, first-order use)."""
     B, T, N = logits.shape
     real = torch.arange(N, device=logits.device) < token_lengths[:, None]  # (B, N)
     logits = torch.where(real[:, None, :], logits, NEG)

@@ -183,10 +183,10 @@ def validate(model: torch.nn.Module, tasks: Sequence[Task], meta: MetaConfig,
     counts = sorted(set(meta.val_steps))
     cfg = inner_config(meta, steps=counts[-1], seed=0)
     sums = dict.fromkeys(counts, 0.0)
+    fixed = None if lrs is None else {n: r.detach() for n, r in lrs.items()}
     for task in tasks:  # one run of the longest budget keeps the parameters at every count
         start = initial_params(model, cfg.groups, detach=True)
         support = fixed_alignment(model, task.support, list(start), device)
-        fixed = None if lrs is None else {n: r.detach() for n, r in lrs.items()}
         kept = inner_loop(model, start, support, batch, cfg, keep=counts, lrs=fixed).kept
         query = batch(list(task.query))
         with torch.no_grad():
