@@ -8,7 +8,9 @@ same speaker. The same speaker's real clips give the reference: their WER, and t
 between different real clips (the ceiling). The bar: synthesized WER within 5 points of the real
 audio's, mean ECAPA >= 0.75 (judged on the mean over real clips of the clip-to-clip cosine). The
 cosine to the speaker's centroid (the mean embedding of the real clips; leave-one-out for a real
-clip) is reported beside it, since speaker-verification systems score against a centroid.
+clip) is reported beside it, since speaker-verification systems score against a centroid. The
+real clips are also passed through mel -> vocoder and scored the same way ("vocoded"): the
+ceiling a perfect acoustic model would reach with this vocoder.
 
 Speed: training steps per second (forward, backward, AdamW; batch ``--batch-size`` of corpus
 clips), synthesis real-time factor of the acoustic model and of the vocoder separately,
@@ -20,6 +22,7 @@ parameter count, and peak resident memory after synthesis and after training ste
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
 import resource
@@ -77,21 +80,26 @@ def quality(args, ckpt, utterances, vocoder) -> dict:
     trained = set(ckpt.speakers)
     train_texts = {u.text for u in utterances if u.speaker in trained}
     unseen = sorted({u.text for u in utterances if u.text not in train_texts})
-    speakers = pick_speakers(ckpt.speakers, engines(Path(args.data)), args.speakers, args.seed)
-    need = args.speakers * args.sentences
+    n_speakers = args.speakers or len(ckpt.speakers)
+    speakers = pick_speakers(ckpt.speakers, engines(Path(args.data)), n_speakers, args.seed)
+    need = len(speakers) * args.sentences
     if len(unseen) < need:
         raise SystemExit(f"only {len(unseen)} sentences outside training; lower --sentences.")
     rng = random.Random(args.seed)
     texts = rng.sample(unseen, need)
-    synth, real = [], []
+    synth, real, vocoded = [], [], []
     acoustic_s = vocoder_s = audio_s = 0.0
     for i, name in enumerate(speakers):
         own = sorted((u for u in utterances if u.speaker == name), key=lambda u: u.id)
         for u in random.Random(f"{args.seed}:{name}").sample(own, min(args.real, len(own))):
             wav = audio.load_audio(u.audio)
             real.append({"speaker": name, "text": u.text, "wav": wav})
+            # the same clip through mel -> vocoder: what a perfect acoustic model would give
+            vocoded.append({"speaker": name, "text": u.text,
+                            "wav": vocoder(audio.mel_spectrogram(wav)).numpy()})
         for text in texts[i * args.sentences: (i + 1) * args.sentences]:
-            out = synthesize(ckpt, text, speaker=name, vocoder=vocoder)
+            out = synthesize(ckpt, text, speaker=name, vocoder=vocoder,
+                             postfilter=not args.no_postfilter)
             acoustic_s += out.acoustic_seconds
             vocoder_s += out.vocoder_seconds
             audio_s += out.seconds
@@ -103,7 +111,7 @@ def quality(args, ckpt, utterances, vocoder) -> dict:
     from metatts.asr import transcribe
     from eval.metrics import pooled_wer, wer
 
-    for rows in (synth, real):
+    for rows in (synth, real, vocoded):
         heard = transcribe([r["wav"] for r in rows], audio.SAMPLE_RATE, model=args.asr)
         embeddings = ecapa.embed([r["wav"] for r in rows], audio.SAMPLE_RATE)
         for r, t, e in zip(rows, heard, embeddings):
@@ -112,6 +120,7 @@ def quality(args, ckpt, utterances, vocoder) -> dict:
     for name in speakers:
         s = [r for r in synth if r["speaker"] == name]
         g = [r for r in real if r["speaker"] == name]
+        v = [r for r in vocoded if r["speaker"] == name]  # v[j] is g[j] vocoded
         refs = torch.stack([r["emb"] for r in g])
         s_secs = [float(ecapa.similarity(r["emb"][None], refs).mean()) for r in s]
         g_secs = [float(torch.cat([ecapa.similarity(r["emb"][None], refs)[0, :j],
@@ -120,6 +129,12 @@ def quality(args, ckpt, utterances, vocoder) -> dict:
         s_centroid = [float(ecapa.similarity(r["emb"], refs.mean(0))) for r in s]
         g_centroid = [float(ecapa.similarity(r["emb"], torch.cat([refs[:j], refs[j + 1:]]).mean(0)))
                       for j, r in enumerate(g)]
+        # a vocoded clip is scored against the other real clips (not its own source)
+        v_secs = [float(torch.cat([ecapa.similarity(r["emb"][None], refs)[0, :j],
+                                   ecapa.similarity(r["emb"][None], refs)[0, j + 1:]]).mean())
+                  for j, r in enumerate(v)]
+        v_centroid = [float(ecapa.similarity(r["emb"], torch.cat([refs[:j], refs[j + 1:]]).mean(0)))
+                      for j, r in enumerate(v)]
         table.append({
             "speaker": name,
             "synth_wer": pooled_wer([r["text"] for r in s], [r["transcript"] for r in s]),
@@ -127,6 +142,9 @@ def quality(args, ckpt, utterances, vocoder) -> dict:
             "synth_secs": float(np.mean(s_secs)), "real_secs": float(np.mean(g_secs)),
             "synth_secs_centroid": float(np.mean(s_centroid)),
             "real_secs_centroid": float(np.mean(g_centroid)),
+            "vocoded_wer": pooled_wer([r["text"] for r in v], [r["transcript"] for r in v]),
+            "vocoded_secs": float(np.mean(v_secs)),
+            "vocoded_secs_centroid": float(np.mean(v_centroid)),
             "n_synth": len(s), "n_real": len(g)})
     overall = {
         "synth_wer": pooled_wer([r["text"] for r in synth], [r["transcript"] for r in synth]),
@@ -135,6 +153,10 @@ def quality(args, ckpt, utterances, vocoder) -> dict:
         "real_secs": float(np.mean([t["real_secs"] for t in table])),
         "synth_secs_centroid": float(np.mean([t["synth_secs_centroid"] for t in table])),
         "real_secs_centroid": float(np.mean([t["real_secs_centroid"] for t in table])),
+        "vocoded_wer": pooled_wer([r["text"] for r in vocoded],
+                                  [r["transcript"] for r in vocoded]),
+        "vocoded_secs": float(np.mean([t["vocoded_secs"] for t in table])),
+        "vocoded_secs_centroid": float(np.mean([t["vocoded_secs_centroid"] for t in table])),
         "sentences": len(synth), "speakers": len(speakers)}
     overall["wer_ok"] = overall["synth_wer"] <= overall["real_wer"] + WER_MARGIN
     overall["secs_ok"] = overall["synth_secs"] >= MIN_SECS
@@ -179,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", default="checkpoints/pretrained")
     parser.add_argument("--data", default="data/corpus", help="the corpus it was trained on")
-    parser.add_argument("--speakers", type=int, default=6)
+    parser.add_argument("--speakers", type=int, default=6, help="0: every training speaker")
     parser.add_argument("--sentences", type=int, default=10, help="per speaker")
     parser.add_argument("--real", type=int, default=10, help="real clips per speaker")
     parser.add_argument("--asr", default="base")
@@ -187,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--no-postfilter", action="store_true",
+                        help="synthesize without the checkpoint's mel post-filter")
     parser.add_argument("--out", default="runs/bench/acoustic.json")
     args = parser.parse_args(argv)
 
@@ -196,7 +220,9 @@ def main(argv: list[str] | None = None) -> int:
 
     vocoder = load_vocoder()
     result = {"checkpoint": str(ckpt.path), "step": ckpt.step,
-              "parameters": count_parameters(ckpt.model), "torch_threads": torch.get_num_threads()}
+              "parameters": count_parameters(ckpt.model), "torch_threads": torch.get_num_threads(),
+              "postfilter": (None if args.no_postfilter or not ckpt.config.postfilter.active
+                             else dataclasses.asdict(ckpt.config.postfilter))}
     if not args.skip_quality:
         result |= quality(args, ckpt, utterances, vocoder)
     result["training"] = training_speed(args, ckpt, utterances)
@@ -204,19 +230,19 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     print(f"checkpoint {result['checkpoint']} (step {result['step']}), "
-          f"{result['parameters']:,} parameters")
+          f"{result['parameters']:,} parameters, post-filter {result['postfilter'] or 'off'}")
     if "overall" in result:
-        print("| speaker | synth WER | real WER | synth ECAPA | real-real ECAPA "
-              "| synth to centroid | real to centroid |\n|---|---|---|---|---|---|---|")
-        for t in result["speakers"]:
-            print(f"| {t['speaker']} | {t['synth_wer']:.1%} | {t['real_wer']:.1%} | "
-                  f"{t['synth_secs']:.3f} | {t['real_secs']:.3f} | "
-                  f"{t['synth_secs_centroid']:.3f} | {t['real_secs_centroid']:.3f} |")
+        print("| speaker | synth WER | real WER | vocoded WER | synth ECAPA | real-real ECAPA "
+              "| vocoded-real ECAPA | synth to centroid | real to centroid | vocoded to centroid |"
+              "\n|---|---|---|---|---|---|---|---|---|---|")
         o = result["overall"]
-        print(f"| all ({o['sentences']} sentences, {o['speakers']} speakers) | "
-              f"{o['synth_wer']:.1%} | {o['real_wer']:.1%} | {o['synth_secs']:.3f} | "
-              f"{o['real_secs']:.3f} | {o['synth_secs_centroid']:.3f} | "
-              f"{o['real_secs_centroid']:.3f} |")
+        rows = result["speakers"] + [
+            o | {"speaker": f"all ({o['sentences']} sentences, {o['speakers']} speakers)"}]
+        for t in rows:
+            print(f"| {t['speaker']} | {t['synth_wer']:.1%} | {t['real_wer']:.1%} | "
+                  f"{t['vocoded_wer']:.1%} | {t['synth_secs']:.3f} | {t['real_secs']:.3f} | "
+                  f"{t['vocoded_secs']:.3f} | {t['synth_secs_centroid']:.3f} | "
+                  f"{t['real_secs_centroid']:.3f} | {t['vocoded_secs_centroid']:.3f} |")
         print(f"bar: WER within 5 points of real: {'met' if o['wer_ok'] else 'NOT met'}; "
               f"ECAPA >= {MIN_SECS}: {'met' if o['secs_ok'] else 'NOT met'}")
         s = result["synthesis"]

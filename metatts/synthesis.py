@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from metatts.audio import SAMPLE_RATE
 from metatts.model.checkpoint import Checkpoint, CheckpointError
 from metatts.model.fastspeech2 import NEW_SPEAKER, FastSpeech2, Prediction
+from metatts.postfilter import apply as apply_postfilter
 from metatts.text import split_sentences, text_to_ids
 
 PAUSE_SECONDS = 0.25  # silence between sentences
@@ -88,10 +89,13 @@ def resolve_speaker(checkpoint: Checkpoint, params: Mapping[str, Tensor] | None,
 
 def synthesize(checkpoint: Checkpoint, text: str, params: Mapping[str, Tensor] | None = None,
                speaker: str | int | None = None, *, pace: float = 1.0,
-               vocoder: Callable[[Tensor], Tensor] | None = None) -> Synthesis:
+               vocoder: Callable[[Tensor], Tensor] | None = None,
+               postfilter: bool = True) -> Synthesis:
     """Speak ``text``. Long text is split into sentences, synthesized as one batch and joined
     with short pauses. Raises :class:`metatts.text.TextError` for empty or unspeakable text.
-    ``vocoder`` maps a (n_mels, T) mel to a waveform; default: the bundled HiFi-GAN."""
+    ``vocoder`` maps a (n_mels, T) mel to a waveform; default: the bundled HiFi-GAN.
+    ``postfilter``: apply the checkpoint's mel post-filter (:mod:`metatts.postfilter`; a no-op
+    when its config leaves it off)."""
     if not pace > 0:
         raise ValueError(f"pace must be positive, got {pace}.")
     model = checkpoint.model
@@ -120,6 +124,8 @@ def synthesize(checkpoint: Checkpoint, text: str, params: Mapping[str, Tensor] |
     finally:
         model.train(was_training)
     mels = tuple(pred.mel[i, :, : int(n)].float().cpu() for i, n in enumerate(pred.mel_lengths))
+    if postfilter and checkpoint.config.postfilter.active:
+        mels = tuple(apply_postfilter(m, checkpoint.config.postfilter) for m in mels)
     acoustic = time.perf_counter() - started
     if vocoder is None:  # loaded (once per process) outside the timing
         from metatts.vocoder import load_vocoder

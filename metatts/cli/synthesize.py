@@ -21,6 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list-speakers", action="store_true",
                         help="print the checkpoint's speaker names, one per line, and exit")
     parser.add_argument("--pace", type=float, default=1.0, help="speaking rate (> 1 is faster)")
+    parser.add_argument("--no-postfilter", action="store_true",
+                        help="leave the mel as the model made it (skip the checkpoint's "
+                             "post-filter, see `python -m metatts postfilter`)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
     parser.add_argument("--verbose", action="store_true",
                         help="report sentences, duration and real-time factor on stderr")
@@ -55,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         if voice is not None:
             voice.check_base(checkpoint)  # a voice only fits the model it was adapted from
             params = voice.params
-        result = synthesize(checkpoint, args.text, params, args.speaker, pace=args.pace)
+        result = synthesize(checkpoint, args.text, params, args.speaker, pace=args.pace,
+                            postfilter=not args.no_postfilter)
         save_audio(args.out, result.wav, result.sample_rate)
     except (CheckpointError, TextError, ValueError) as err:  # VoiceError is a ValueError
         print(f"metatts synthesize: {err}", file=sys.stderr)

@@ -71,6 +71,33 @@ class LossConfig:
 
 
 @dataclass(frozen=True)
+class PostFilterConfig:
+    """Synthesis-time mel post-filter (see :mod:`metatts.postfilter`): the detail of the predicted
+    mel around a local mean over ``spectral_kernel`` mel bins, then over ``temporal_kernel``
+    frames, is scaled by ``spectral`` / ``temporal``. 1.0 leaves the mel as the model made it;
+    ``python -m metatts postfilter`` measures the strengths from the training data."""
+
+    spectral: float = 1.0
+    spectral_kernel: int = 3  # mel bins, odd
+    temporal: float = 1.0
+    temporal_kernel: int = 5  # frames, odd
+
+    def __post_init__(self):
+        for name in ("spectral_kernel", "temporal_kernel"):
+            k = getattr(self, name)
+            if k < 1 or k % 2 == 0:
+                raise ConfigError(f"postfilter.{name} must be a positive odd number, got {k}.")
+        for name in ("spectral", "temporal"):
+            if not 0.0 < getattr(self, name) <= 4.0:
+                raise ConfigError(f"postfilter.{name} must be in (0, 4] (1.0 = off), got "
+                                  f"{getattr(self, name)}.")
+
+    @property
+    def active(self) -> bool:
+        return self.spectral != 1.0 or self.temporal != 1.0
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """What to train on. ``datasets`` are anything :func:`metatts.data.read_dataset` reads."""
 
@@ -212,6 +239,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     meta: MetaConfig | None = None  # present in meta-training runs and meta-learned checkpoints
+    postfilter: PostFilterConfig = field(default_factory=PostFilterConfig)
 
 
 def to_dict(config) -> dict:
