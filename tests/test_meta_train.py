@@ -84,6 +84,21 @@ def test_outer_groups_keep_the_rest_of_the_pretrained_model(tmp_path, pretrained
         load_config(META_TINY, {"meta": {"outer_groups": ["encoder"]}})
 
 
+def test_meta_checkpoint_keeps_the_post_filter_of_its_init(tmp_path, pretrained, features):
+    import shutil
+
+    from metatts.model.checkpoint import find_checkpoint
+
+    init = tmp_path / "init"
+    shutil.copytree(find_checkpoint(pretrained), init)
+    meta = json.loads((init / "model.json").read_text())
+    meta["config"]["postfilter"] = {"spectral": 1.6, "temporal": 1.1}
+    (init / "model.json").write_text(json.dumps(meta))
+    assert main(args(tmp_path / "run", init, features, 1)) == 0
+    kept = load_checkpoint(tmp_path / "run").config.postfilter
+    assert (kept.spectral, kept.temporal) == (1.6, 1.1)
+
+
 def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path, pretrained, features):
     assert main(args(tmp_path / "straight", pretrained, features, 4)) == 0
     assert main(args(tmp_path / "resumed", pretrained, features, 2)) == 0

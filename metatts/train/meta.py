@@ -77,12 +77,13 @@ def init_path(meta: MetaConfig) -> Path:
 
 
 def run_config(config: Config, base: Checkpoint, init: Path) -> Config:
-    """The run's config: model and loss of the init checkpoint, the rest from ``config``."""
+    """The run's config: model, loss and post-filter of the init checkpoint (a meta-learned
+    start synthesizes like the model it came from), the rest from ``config``."""
     if config.data.tokens != base.config.data.tokens:
         raise ConfigError(f"data.tokens is {config.data.tokens!r} but {init} was trained on "
                           f"{base.config.data.tokens!r}; set data.tokens to match it.")
     return replace(config, model=to_dict(base.config.model), loss=to_dict(base.config.loss),
-                   meta={"init": str(init)})
+                   postfilter=to_dict(base.config.postfilter), meta={"init": str(init)})
 
 
 def usable(utterances: Sequence[Utterance], cache: FeatureCache) -> list[Utterance]:
