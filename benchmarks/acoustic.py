@@ -88,15 +88,21 @@ def quality(args, ckpt, utterances, vocoder) -> dict:
     rng = random.Random(args.seed)
     texts = rng.sample(unseen, need)
     synth, real, vocoded = [], [], []
+    # transcripts and embeddings of the real and vocoded clips, which do not depend on the
+    # checkpoint: reused from --reference-cache when it has them
+    cache = Path(args.reference_cache) if args.reference_cache else None
+    known = json.loads(cache.read_text()) if cache and cache.is_file() else {}
     acoustic_s = vocoder_s = audio_s = 0.0
     for i, name in enumerate(speakers):
         own = sorted((u for u in utterances if u.speaker == name), key=lambda u: u.id)
         for u in random.Random(f"{args.seed}:{name}").sample(own, min(args.real, len(own))):
             wav = audio.load_audio(u.audio)
-            real.append({"speaker": name, "text": u.text, "wav": wav})
+            clip = f"{u.audio}@{Path(u.audio).stat().st_mtime_ns}|{args.asr}"
+            real.append({"speaker": name, "text": u.text, "wav": wav, "key": "real|" + clip})
             # the same clip through mel -> vocoder: what a perfect acoustic model would give
-            vocoded.append({"speaker": name, "text": u.text,
-                            "wav": vocoder(audio.mel_spectrogram(wav)).numpy()})
+            key = "vocoded|" + clip
+            vocoded.append({"speaker": name, "text": u.text, "key": key, "wav": None if key in
+                            known else vocoder(audio.mel_spectrogram(wav)).numpy()})
         for text in texts[i * args.sentences: (i + 1) * args.sentences]:
             out = synthesize(ckpt, text, speaker=name, vocoder=vocoder,
                              postfilter=not args.no_postfilter)
@@ -112,10 +118,23 @@ def quality(args, ckpt, utterances, vocoder) -> dict:
     from eval.metrics import pooled_wer, wer
 
     for rows in (synth, real, vocoded):
-        heard = transcribe([r["wav"] for r in rows], audio.SAMPLE_RATE, model=args.asr)
-        embeddings = ecapa.embed([r["wav"] for r in rows], audio.SAMPLE_RATE)
-        for r, t, e in zip(rows, heard, embeddings):
-            r.update(transcript=t, wer=wer(r["text"], t), emb=e)
+        for r in rows:
+            if r.get("key") in known:
+                r.update(transcript=known[r["key"]]["transcript"],
+                         emb=torch.tensor(known[r["key"]]["embedding"]))
+        todo = [r for r in rows if "emb" not in r]
+        if todo:
+            heard = transcribe([r["wav"] for r in todo], audio.SAMPLE_RATE, model=args.asr)
+            embeddings = ecapa.embed([r["wav"] for r in todo], audio.SAMPLE_RATE)
+            for r, t, e in zip(todo, heard, embeddings):
+                r.update(transcript=t, emb=e)
+                if "key" in r:
+                    known[r["key"]] = {"transcript": t, "embedding": e.tolist()}
+        for r in rows:
+            r["wer"] = wer(r["text"], r["transcript"])
+    if cache:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(known))
     table = []
     for name in speakers:
         s = [r for r in synth if r["speaker"] == name]
@@ -209,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--reference-cache", default="runs/bench/references.json",
+                        help="where the real and vocoded clips' transcripts and embeddings are "
+                             "kept between runs ('' to recompute every time)")
     parser.add_argument("--no-postfilter", action="store_true",
                         help="synthesize without the checkpoint's mel post-filter")
     parser.add_argument("--out", default="runs/bench/acoustic.json")
