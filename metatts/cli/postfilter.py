@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="datasets of its training speakers (default: the checkpoint's own "
                              "data.datasets)")
     parser.add_argument("--cache-dir", help="feature cache (default: the checkpoint's "
-                                            "data.cache_dir, else a 'features' folder beside it)")
+                                            "data.cache_dir, else its run's features/)")
     parser.add_argument("--utterances", type=int, default=None,
                         help="training utterances to measure on (default 160)")
     parser.add_argument("--seed", type=int, default=0)
@@ -50,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
                 data = replace(data, datasets=tuple(args.data))
             if args.cache_dir:
                 data = replace(data, cache_dir=args.cache_dir)
-            cache = feature_cache(data, directory.parent)
+            run_dir = (directory.parent.parent if directory.parent.name == "checkpoints"
+                       else directory.parent)  # where training kept <run dir>/features
+            cache = feature_cache(data, run_dir)
             strengths = postfilter.estimate(
                 checkpoint, read_utterances(data), cache, seed=args.seed,
                 n=args.utterances or postfilter.DEFAULT_UTTERANCES)
