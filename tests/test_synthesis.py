@@ -94,7 +94,8 @@ def test_cli_writes_a_valid_wav(checkpoint_dir, tmp_path, capsys):
                  "--checkpoint", str(checkpoint_dir), "--verbose"]) == 0
     wav, rate = sf.read(out)
     assert rate == SAMPLE_RATE and wav.ndim == 1 and len(wav) >= 10 * HOP_LENGTH
-    assert "real-time factor" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "real-time factor" in err and "mel post-filter: off" in err
     base = base_model(load_checkpoint(checkpoint_dir))
     voice = make_voice({"speaker.new": torch.randn(16)}, base, {}, [1.0], [1.0], 1.0)
     voice.save(tmp_path / "voice.safetensors")

@@ -69,4 +69,8 @@ def main(argv: list[str] | None = None) -> int:
               f"real-time factor {result.rtf:.3f} (acoustic model {result.acoustic_rtf:.3f}, "
               f"vocoder {result.vocoder_seconds / result.seconds:.3f}); wrote {args.out}",
               file=sys.stderr)
+        pf = checkpoint.config.postfilter
+        print("mel post-filter: " + (f"spectral {pf.spectral}, temporal {pf.temporal}"
+                                     if pf.active and not args.no_postfilter else "off"),
+              file=sys.stderr)
     return 0
