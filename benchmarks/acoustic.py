@@ -179,8 +179,8 @@ def quality(args, ckpt, utterances, vocoder) -> dict:
         "sentences": len(synth), "speakers": len(speakers)}
     overall["wer_ok"] = overall["synth_wer"] <= overall["real_wer"] + WER_MARGIN
     # judged against the speaker's centroid, as speaker verification scores a voice against its
-    # enrollment clips; clip-to-clip is reported beside it (real clips and vocoded real clips
-    # stay below 0.75 on it here, so no acoustic model could pass it with this vocoder)
+    # enrollment clips; clip-to-clip is reported beside it (on the corpus the real clips and the
+    # vocoded real clips stay below 0.75 on it themselves)
     overall["secs_ok"] = overall["synth_secs_centroid"] >= MIN_SECS
     overall["secs_clip_ok"] = overall["synth_secs"] >= MIN_SECS
     examples = [{k: r[k] for k in ("speaker", "text", "transcript", "wer")} for r in synth[:: max(
