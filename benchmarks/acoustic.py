@@ -74,6 +74,19 @@ def pick_speakers(trained: tuple[str, ...], engine: dict[str, str], n: int, seed
     return picked
 
 
+def leave_one_out(rows: list[dict], refs: torch.Tensor) -> tuple[list[float], list[float]]:
+    """ECAPA cosine of rows[j] to the real clips other than refs[j] (their mean, and their
+    centroid): a real clip, or the vocoded copy of one, is never scored against its source."""
+    from metatts import speaker as ecapa
+
+    clip, centroid = [], []
+    for j, r in enumerate(rows):
+        others = torch.cat([refs[:j], refs[j + 1:]])
+        clip.append(float(ecapa.similarity(r["emb"][None], others).mean()))
+        centroid.append(float(ecapa.similarity(r["emb"], others.mean(0))))
+    return clip, centroid
+
+
 def quality(args, ckpt, utterances, vocoder) -> dict:
     from metatts.synthesis import synthesize
 
@@ -142,18 +155,9 @@ def quality(args, ckpt, utterances, vocoder) -> dict:
         v = [r for r in vocoded if r["speaker"] == name]  # v[j] is g[j] vocoded
         refs = torch.stack([r["emb"] for r in g])
         s_secs = [float(ecapa.similarity(r["emb"][None], refs).mean()) for r in s]
-        g_secs = [float(torch.cat([ecapa.similarity(r["emb"][None], refs)[0, :j],
-                                   ecapa.similarity(r["emb"][None], refs)[0, j + 1:]]).mean())
-                  for j, r in enumerate(g)]
         s_centroid = [float(ecapa.similarity(r["emb"], refs.mean(0))) for r in s]
-        g_centroid = [float(ecapa.similarity(r["emb"], torch.cat([refs[:j], refs[j + 1:]]).mean(0)))
-                      for j, r in enumerate(g)]
-        # a vocoded clip is scored against the other real clips (not its own source)
-        v_secs = [float(torch.cat([ecapa.similarity(r["emb"][None], refs)[0, :j],
-                                   ecapa.similarity(r["emb"][None], refs)[0, j + 1:]]).mean())
-                  for j, r in enumerate(v)]
-        v_centroid = [float(ecapa.similarity(r["emb"], torch.cat([refs[:j], refs[j + 1:]]).mean(0)))
-                      for j, r in enumerate(v)]
+        g_secs, g_centroid = leave_one_out(g, refs)
+        v_secs, v_centroid = leave_one_out(v, refs)  # against the real clips it did not come from
         table.append({
             "speaker": name,
             "synth_wer": pooled_wer([r["text"] for r in s], [r["transcript"] for r in s]),

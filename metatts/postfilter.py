@@ -9,13 +9,15 @@ detail of a mel around a local mean (a moving average over ``spectral_kernel`` b
 
 :func:`estimate` sets the strengths on training utterances so that the filtered free-running
 prediction has the RMS detail of the real mel of the same text and speaker, across bins and
-across frames (:func:`match_detail`). Nothing is tuned on a speaker-similarity or WER score. The strengths live in the checkpoint's config
-(:class:`~metatts.model.config.PostFilterConfig`), so every synthesis from that checkpoint (the
-CLI, the app, ``python -m eval``) uses them; ``python -m metatts postfilter`` writes them.
+across frames (:func:`match_detail`). Nothing is tuned on a speaker-similarity or WER score.
+The strengths live in the checkpoint's config (:class:`~metatts.model.config.PostFilterConfig`),
+so every synthesis from that checkpoint (the CLI, the app, ``python -m eval``) uses them;
+``python -m metatts postfilter`` writes them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Sequence
 
@@ -48,12 +50,11 @@ def apply(mel: Tensor, config: PostFilterConfig) -> Tensor:
     if mel.dim() != 2:
         raise ValueError(f"postfilter.apply takes one (n_mels, T) mel, got {tuple(mel.shape)}.")
     out = mel.float()
-    if config.spectral != 1.0:
-        mean = local_mean(out, config.spectral_kernel, 0)
-        out = mean + config.spectral * (out - mean)
-    if config.temporal != 1.0 and out.shape[1] > 1:
-        mean = local_mean(out, config.temporal_kernel, 1)
-        out = mean + config.temporal * (out - mean)
+    for strength, kernel, dim in ((config.spectral, config.spectral_kernel, 0),
+                                  (config.temporal, config.temporal_kernel, 1)):
+        if strength != 1.0 and out.shape[dim] > 1:
+            mean = local_mean(out, kernel, dim)
+            out = mean + strength * (out - mean)
     return out
 
 
@@ -83,13 +84,11 @@ def match_detail(real: Sequence[Tensor], predicted: Sequence[Tensor], spectral_k
     for _ in range(iterations):
         filtered = [apply(m, config) for m in predicted]
         spectral, temporal = detail_ratios(real, filtered, spectral_kernel, temporal_kernel)
-        config = PostFilterConfig(
-            spectral=min(4.0, max(1e-3, config.spectral * spectral ** 0.5)),
-            spectral_kernel=spectral_kernel,
-            temporal=min(4.0, max(1e-3, config.temporal * temporal ** 0.5)),
-            temporal_kernel=temporal_kernel)
-    return PostFilterConfig(spectral=round(config.spectral, 3), spectral_kernel=spectral_kernel,
-                            temporal=round(config.temporal, 3), temporal_kernel=temporal_kernel)
+        config = dataclasses.replace(
+            config, spectral=min(4.0, max(1e-3, config.spectral * spectral ** 0.5)),
+            temporal=min(4.0, max(1e-3, config.temporal * temporal ** 0.5)))
+    return dataclasses.replace(config, spectral=round(config.spectral, 3),
+                               temporal=round(config.temporal, 3))
 
 
 def estimate(checkpoint, utterances, cache, n: int = DEFAULT_UTTERANCES, seed: int = 0,

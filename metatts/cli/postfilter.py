@@ -33,14 +33,14 @@ def main(argv: list[str] | None = None) -> int:
     from metatts.data import DatasetError
     from metatts.model.checkpoint import (MODEL_JSON, CheckpointError, find_checkpoint,
                                           load_checkpoint, read_metadata)
-    from metatts.model.config import PostFilterConfig, replace, to_dict
+    from metatts.model.config import Config, PostFilterConfig, from_dict, replace, to_dict
 
     try:
         directory = find_checkpoint(args.checkpoint)
         if args.off:
             strengths = PostFilterConfig()
-        elif args.copy_from:
-            strengths = load_checkpoint(args.copy_from).config.postfilter
+        elif args.copy_from:  # only its model.json is needed, not its weights
+            strengths = from_dict(Config, read_metadata(args.copy_from)["config"]).postfilter
         else:
             from metatts.train.data import feature_cache, read_utterances
 
