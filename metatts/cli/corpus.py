@@ -1,6 +1,7 @@
 """``python -m metatts corpus --out DIR [--hours H] [--seed S]``: build the offline multi-speaker
-English corpus (see metatts/corpus/), then score a sample of it (Whisper WER per engine, ECAPA
-similarity between speakers) into DIR/report.json."""
+English corpus (see metatts/corpus/): Kokoro's 28 English voices and hundreds of blends of them
+(the "natural" group) beside the previous engine voices (the "engine" group), then score a sample
+of it (Whisper WER, DNSMOS, median F0, speaker distinctness and coverage) into DIR/report.json."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from metatts.corpus.build import DEFAULT_HOURS, BuildConfig, build, planned
 from metatts.corpus.engines import ENGINES, INSTALL_SCRIPT, unavailable
-from metatts.corpus.voices import catalogue
+from metatts.corpus.voices import VIRTUAL_SPEAKERS, catalogue
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -22,11 +23,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="corpus folder (created; an unfinished build there "
                    "is continued)")
     p.add_argument("--hours", type=float, default=DEFAULT_HOURS,
-                   help=f"about how much audio in all (default {DEFAULT_HOURS})")
+                   help=f"about how much audio of the engine voices (default {DEFAULT_HOURS}; the "
+                   "natural voices have fixed clip counts, see --natural-scale)")
+    p.add_argument("--virtual-speakers", type=int, default=VIRTUAL_SPEAKERS, metavar="N",
+                   help=f"blended natural speakers (default {VIRTUAL_SPEAKERS})")
+    p.add_argument("--natural-scale", type=float, default=1.0, metavar="X",
+                   help="multiply the natural voices' clip counts (default 1: 30 per test or "
+                   "validation voice, 80 per training voice, 16 per blend)")
+    p.add_argument("--groups", default="natural,engine",
+                   help="which voice groups to build: natural, engine or both (default both)")
     p.add_argument("--seed", type=int, default=0, help="picks the sentences (default 0)")
     p.add_argument("--jobs", type=int, default=2, help="engine calls at once (default 2)")
     p.add_argument("--engines", help=f"comma-separated subset of: {','.join(ENGINES)}")
-    p.add_argument("--clips-per-speaker", type=int, help="overrides --hours")
+    p.add_argument("--clips-per-speaker", type=int, help="clips per engine speaker; overrides --hours")
     p.add_argument("--report-clips", type=int, default=4, metavar="N",
                    help="score the first N clips of every voice (0: no report; default 4)")
     p.add_argument("--eval-set", type=Path, metavar="DIR", help="also export the test "
@@ -38,8 +47,11 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _voices(engines: str | None):
-    voices = catalogue()
+def _voices(engines: str | None, groups: str, virtual: int, seed: int):
+    chosen = {g.strip() for g in groups.split(",") if g.strip()}
+    if not chosen or chosen - {"natural", "engine"}:
+        raise ValueError(f"--groups takes natural, engine or both, got {groups!r}")
+    voices = tuple(v for v in catalogue(virtual, seed) if v.group in chosen)
     if engines is None:
         return voices
     wanted = [e.strip() for e in engines.split(",") if e.strip()]
@@ -52,14 +64,17 @@ def _voices(engines: str | None):
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        voices = _voices(args.engines)
+        if args.virtual_speakers < 0 or args.natural_scale <= 0:
+            raise ValueError("--virtual-speakers must be >= 0 and --natural-scale > 0")
+        voices = _voices(args.engines, args.groups, args.virtual_speakers, args.seed)
     except ValueError as err:
         print(f"corpus: {err}", file=sys.stderr)
         return 2
     if args.list:
         for v in voices:
             why = unavailable(v)
-            print(f"{v.engine:10} {v.voice_id:34} {v.speaker:28} {'ok' if why is None else why}")
+            print(f"{v.group:8} {v.engine:10} {v.voice_id:44} {v.speaker:28} "
+                  f"{'ok' if why is None else why}")
         return 0
     if args.out is None:
         print("corpus: give --out DIR (where to build the corpus)", file=sys.stderr)
@@ -68,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         print("corpus: --hours, --jobs and --clips-per-speaker must be positive", file=sys.stderr)
         return 2
     config = BuildConfig(hours=args.hours, seed=args.seed, jobs=args.jobs,
-                         clips_per_speaker=args.clips_per_speaker)
+                         clips_per_speaker=args.clips_per_speaker,
+                         virtual_speakers=args.virtual_speakers, natural_scale=args.natural_scale)
     clips, skipped = planned(config, voices)
     for message in skipped:
         print(f"corpus: skipping {message}", file=sys.stderr)
@@ -120,4 +136,6 @@ def _summary(clips) -> dict:
 
     return {"speakers": len({c.speaker for c in clips}), "clips": len(clips),
             "hours": round(sum(c.seconds for c in clips) / 3600, 3),
+            "by_group": tally(lambda c: c.group),
+            "by_group_split": tally(lambda c: f"{c.group}/{c.split}"),
             "by_split": tally(lambda c: c.split), "by_engine": tally(lambda c: c.engine)}

@@ -32,10 +32,15 @@ from metatts.audio import (
 from metatts.corpus.engines import EngineError, Voice, render, unavailable
 from metatts.corpus.manifest import Clip, write_manifest
 from metatts.corpus.sentences import sentences
-from metatts.corpus.voices import catalogue, split_of
+from metatts.corpus.shift import Shift, apply_shift
+from metatts.corpus.voices import VIRTUAL_SPEAKERS, catalogue, split_of
 
-DEFAULT_HOURS = 3.0
+DEFAULT_HOURS = 1.5  # of the engine voices; the natural voices have fixed counts (NATURAL_CLIPS)
 MEAN_CLIP_SECONDS = 2.6  # measured over all engines on this grammar; turns hours into clip counts
+# Clips per natural speaker by role: test and validation voices, training base voices, blends.
+NATURAL_CLIPS = {"test": 30, "val": 30, "train": 80, "virtual": 16}
+LONG_SHARE = 0.35  # of a natural speaker's sentences are long read-aloud ones (5-15 s)
+MANIFEST_EVERY = 8  # batches: the manifest is rewritten as the build goes, so a partial corpus reads
 BATCH = 16  # clips per engine call: Kokoro and Piper load their model once per call
 # Relative cost of a clip, to start the slow engines first and keep both cores busy to the end.
 _COST = {"kokoro": 100, "piper": 20, "festival": 5}
@@ -49,7 +54,9 @@ class BuildConfig:
     hours: float = DEFAULT_HOURS  # target total audio; ignored when clips_per_speaker is set
     seed: int = 0
     jobs: int = 2  # engine calls run at once
-    clips_per_speaker: int | None = None
+    clips_per_speaker: int | None = None  # of the engine voices; overrides hours
+    virtual_speakers: int = VIRTUAL_SPEAKERS
+    natural_scale: float = 1.0  # multiplies NATURAL_CLIPS (a small test corpus: 0.1)
 
 
 @dataclass(frozen=True)
@@ -72,35 +79,58 @@ def _by_speaker(voices: Sequence[Voice]) -> dict[str, list[Voice]]:
     return out
 
 
+def natural_role(voice: Voice) -> str:
+    """"test", "val", "train" (a base voice) or "virtual" (a blend) for a natural voice."""
+    split = split_of(voice.speaker)
+    return "virtual" if split == "train" and "+" in voice.voice_id else split
+
+
 def clips_per_speaker(hours: float, voices: Sequence[Voice]) -> int:
-    """The standard clip count per speaker that gives about ``hours`` of audio from ``voices``."""
-    shares = sum(_share(own) for own in _by_speaker(voices).values())
+    """The standard clip count per engine speaker that gives about ``hours`` of audio from the
+    engine voices among ``voices`` (natural voices have fixed counts)."""
+    engine = [v for v in voices if v.group != "natural"]
+    shares = sum(_share(own) for own in _by_speaker(engine).values())
+    if hours > 0 and shares == 0:
+        return 1
     if hours <= 0 or shares == 0:
         raise ValueError(f"need hours > 0 and at least one voice, got {hours} h, {len(voices)}")
     return max(1, math.ceil(hours * 3600 / (MEAN_CLIP_SECONDS * shares)))
 
 
-def plan(voices: Sequence[Voice], per_speaker: int, seed: int) -> list[tuple[Clip, Voice]]:
+def plan(voices: Sequence[Voice], per_speaker: int, seed: int,
+         natural_scale: float = 1.0) -> list[tuple[Clip, Voice]]:
     """Every clip of the corpus with the voice that speaks it; a pure function of its inputs.
 
-    Each speaker reads its own seeded sentences (``per_speaker`` of them, times its engine's
-    SHARE), taking turns between its voices (engines).
+    Each speaker reads its own seeded sentences, taking turns between its voices (engines): an
+    engine speaker ``per_speaker`` of them times its engine's SHARE, a natural speaker
+    NATURAL_CLIPS[its role] times ``natural_scale``, half of them long.
     """
     out = []
     for speaker, own in _by_speaker(voices).items():
-        count = max(1, round(per_speaker * _share(own)))
-        for i, sentence in enumerate(sentences(f"{seed}:{speaker}", count)):
+        natural = own[0].group == "natural"
+        if natural:
+            count = max(1, round(NATURAL_CLIPS[natural_role(own[0])] * natural_scale))
+            said = sentences(f"{seed}:{speaker}", count, long_share=LONG_SHARE)
+        else:
+            count = max(1, round(per_speaker * _share(own)))
+            said = sentences(f"{seed}:{speaker}", count)
+        for i, sentence in enumerate(said):
             voice = own[i % len(own)]
             utt = f"{speaker}_{i:04d}"
             out.append((Clip(id=utt, speaker=speaker, engine=voice.engine, voice=voice.voice_id,
                              licence=voice.licence, split=split_of(speaker), kind=sentence.kind,
-                             text=sentence.text, audio=f"{speaker}/{utt}.wav"), voice))
+                             text=sentence.text, audio=f"{speaker}/{utt}.wav", group=voice.group,
+                             speed=voice.speed, formant=voice.formant, pitch=voice.pitch), voice))
     return out
 
 
 def _finish_clip(raw: Path, clip: Clip, root: Path) -> None:
     """Resample, trim and normalize one rendered clip; write its transcript, then its wav."""
-    wav = normalize_loudness(trim_silence(load_audio(raw, SAMPLE_RATE), SAMPLE_RATE))
+    wav = load_audio(raw, SAMPLE_RATE)
+    shift = Shift(clip.formant, clip.pitch)
+    if not shift.identity:
+        wav = apply_shift(wav, SAMPLE_RATE, shift)
+    wav = normalize_loudness(trim_silence(wav, SAMPLE_RATE))
     target = root / clip.audio
     target.unlink(missing_ok=True)  # a wav left by another plan must not pair with the new text
     with atomic_path(target.with_suffix(".txt")) as tmp:
@@ -130,13 +160,23 @@ def _run_batch(voice: Voice, batch: list[Clip], root: Path) -> list[str]:
     return failures
 
 
+_ORDER = {"test": 0, "val": 1, "engine": 2, "train": 3, "virtual": 4}
+
+
+def _priority(voice: Voice) -> int:
+    """Render order: the natural test and validation voices first (the benchmark needs them),
+    then the cheap engine voices, the natural training voices, and the blends last, one whole
+    speaker after another, so that an unfinished build is already a usable corpus."""
+    return _ORDER["engine" if voice.group != "natural" else natural_role(voice)]
+
+
 def _batches(todo: list[tuple[Clip, Voice]]) -> list[tuple[Voice, list[Clip]]]:
     by_voice: dict[Voice, list[Clip]] = {}
     for clip, voice in todo:
         by_voice.setdefault(voice, []).append(clip)
     out = [(voice, clips[i:i + BATCH]) for voice, clips in by_voice.items()
            for i in range(0, len(clips), BATCH)]
-    return sorted(out, key=lambda vb: -_COST.get(vb[0].engine, 1) * len(vb[1]))
+    return sorted(out, key=lambda vb: (_priority(vb[0]), -_COST.get(vb[0].engine, 1) * len(vb[1])))
 
 
 def build(
@@ -158,31 +198,45 @@ def build(
     if on_progress is not None and len(todo_plan) > len(todo):
         on_progress(len(todo_plan) - len(todo))
     failures: list[str] = []
+    seconds: dict[str, float] = {}  # clip id -> duration, read once per clip
     with ThreadPoolExecutor(max_workers=max(1, config.jobs)) as pool:
         futures = {pool.submit(_run_batch, voice, batch, root): len(batch)
                    for voice, batch in _batches(todo)}
-        for future in as_completed(futures):
+        for n, future in enumerate(as_completed(futures), start=1):
             failures += future.result()
             if on_progress is not None:
                 on_progress(futures[future])
+            if n % MANIFEST_EVERY == 0:
+                _write_done(root, todo_plan, seconds)
     shutil.rmtree(root / ".scratch", ignore_errors=True)
-    clips = [dataclasses.replace(clip, seconds=round(sf.info(str(root / clip.audio)).duration, 3))
-             for clip, _ in todo_plan if is_done(root, clip)]
-    write_manifest(root, clips)
+    clips = _write_done(root, todo_plan, seconds)
     return BuildResult(clips=clips, written=len(todo) - _missing(root, todo), skipped=skipped,
                        failures=failures)
+
+
+def _write_done(root: Path, todo_plan: list[tuple[Clip, Voice]], seconds: dict[str, float]
+                ) -> list[Clip]:
+    """Write the manifest of every finished clip of the plan; returns those clips."""
+    clips = []
+    for clip, _ in todo_plan:
+        if is_done(root, clip):
+            if clip.id not in seconds:
+                seconds[clip.id] = round(sf.info(str(root / clip.audio)).duration, 3)
+            clips.append(dataclasses.replace(clip, seconds=seconds[clip.id]))
+    write_manifest(root, clips)
+    return clips
 
 
 def planned(config: BuildConfig, voices: Sequence[Voice] | None = None
             ) -> tuple[list[tuple[Clip, Voice]], list[str]]:
     """(the clips a build with ``config`` makes from the installed ``voices``, skip messages)."""
-    voices = catalogue() if voices is None else voices
+    voices = catalogue(config.virtual_speakers, config.seed) if voices is None else voices
     skipped = [why for why in map(unavailable, voices) if why is not None]
     usable = [voice for voice in voices if unavailable(voice) is None]
     if not usable:
         return [], skipped
     per_speaker = config.clips_per_speaker or clips_per_speaker(config.hours, usable)
-    return plan(usable, per_speaker, config.seed), skipped
+    return plan(usable, per_speaker, config.seed, config.natural_scale), skipped
 
 
 def is_done(root: Path, clip: Clip) -> bool:

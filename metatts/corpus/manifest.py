@@ -30,6 +30,10 @@ class Clip:
     text: str  # exact transcript, also in <id>.txt
     audio: str  # wav path relative to the corpus root: "<speaker>/<id>.wav"
     seconds: float = 0.0  # duration after trimming; 0 until the clip is written
+    group: str = "engine"  # "natural" (Kokoro's English voices and blends) or "engine"
+    speed: float = 1.0  # the recipe: speaking rate, formant and pitch shift of the voice
+    formant: float = 1.0
+    pitch: float = 1.0
 
 
 def write_manifest(root: str | Path, clips: Iterable[Clip]) -> Path:

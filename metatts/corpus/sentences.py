@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from metatts.text import number_words
 
-KINDS = ("statement", "question", "command", "number", "name")
+KINDS = ("statement", "question", "command", "number", "name", "long")
 
 
 @dataclass(frozen=True)
@@ -188,17 +188,62 @@ def _name(w: _Words) -> str:
     ))
 
 
+def _clause(w: _Words) -> str:
+    """A simple clause with no final mark, first word capitalized."""
+    (base, past), (_, past2) = w.verb(), w.verb()
+    return w.rng.choice((
+        f"{w.name} {past} the {w.adj} {w.noun} {w.place}",
+        f"the {w.noun} {w.place} looked {w.adj} {w.time}",
+        f"we {past} {_article(w.adj)} {w.noun} for {w.name} {w.time}",
+        f"my neighbor was {w.feeling} to see {_article(w.adj)} {w.noun} {w.place}",
+        f"{w.name} and {w.name} {past} the {_plural(w.noun)} together",
+        f"nobody could explain why the {w.noun} was so {w.adj}",
+        f"the children {past} {_article(w.adj)} {w.noun} {w.place}",
+        f"{w.name} {w.surname} {past2} {_article(w.adj)} {w.noun} at the {w.venue}",
+        f"the old {w.noun} had been {w.place} for as long as anyone could remember",
+        f"everyone at the {w.venue} in {w.city} was {w.feeling}",
+        f"{w.name} promised to {base} the {w.noun} {w.time}",
+        f"the rain kept falling {w.place} {w.time}",
+    ))
+
+
+def _cap(text: str) -> str:
+    return text[0].upper() + text[1:]
+
+
+def _long(w: _Words) -> str:
+    """A long read-aloud sentence (about 15-35 words): two or three clauses joined the way
+    written prose joins them, with commas where a reader would pause."""
+    a, b, c = _clause(w), _clause(w), _clause(w)
+    return w.rng.choice((
+        f"{_cap(a)}, and {b}.",
+        f"{_cap(a)}, but {b}, so {c}.",
+        f"Although {a}, {b}.",
+        f"When {a}, {b}, and {c}.",
+        f"{_cap(a)} because {b}.",
+        f"{_cap(a)} {w.time}, while {b}.",
+        f"After {a}, {b}, which meant that {c}.",
+        f"By the time {a}, {b}.",
+        f"{_cap(a)}; {b}, and nobody was surprised that {c}.",
+        f"If {a} again, {b}, and I suspect {c}.",
+    ))
+
+
 _MAKERS: dict[str, Callable[[_Words], str]] = {
     "statement": _statement, "question": _question, "command": _command, "number": _number,
-    "name": _name,
+    "name": _name, "long": _long,
 }
 _WEIGHTS = {"statement": 4, "question": 3, "command": 1, "number": 2, "name": 2}
 
 
-def sentences(seed: int | str, count: int) -> list[Sentence]:
-    """``count`` different sentences, the same ones for the same ``seed``."""
+def sentences(seed: int | str, count: int, long_share: float = 0.0) -> list[Sentence]:
+    """``count`` different sentences, the same ones for the same ``seed``; about ``long_share``
+    of them long read-aloud sentences (kind "long"). ``long_share=0`` gives the same list as
+    before that kind existed."""
     if count < 0:
         raise ValueError(f"count must be >= 0, got {count}")
+    if not 0.0 <= long_share <= 1.0:
+        raise ValueError(f"long_share must be in [0, 1], got {long_share}")
     rng = random.Random(f"metatts-sentences:{seed}")
     words = _Words(rng)
     kinds, weights = zip(*_WEIGHTS.items(), strict=True)
@@ -207,7 +252,10 @@ def sentences(seed: int | str, count: int) -> list[Sentence]:
     for _ in range(count * 50):
         if len(out) == count:
             break
-        kind = rng.choices(kinds, weights)[0]
+        if long_share > 0 and rng.random() < long_share:
+            kind = "long"
+        else:
+            kind = rng.choices(kinds, weights)[0]
         text = _MAKERS[kind](words)
         if text not in seen:
             seen.add(text)

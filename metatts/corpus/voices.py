@@ -13,6 +13,9 @@ speakers have a mean ECAPA cosine above 0.71 (see the corpus's report.json).
 
 from __future__ import annotations
 
+import random
+
+from metatts.corpus import kokoro_packs
 from metatts.corpus.engines import Voice
 
 FLITE = "BSD-style (CMU Flite / CMU ARCTIC)"
@@ -23,6 +26,25 @@ PICO = "Apache-2.0 (SVOX Pico)"
 ESPEAK = "GPL-3.0-or-later engine (espeak-ng formant synthesis)"
 PIPER = "voice dataset CC0-1.0 (en_US-joe-medium model card); Piper engine GPL-3.0, run separately"
 KOKORO = "Apache-2.0 (Kokoro-82M)"
+KOKORO_EN = "Apache-2.0 (Kokoro-82M voice packs, npm kokoro-js@1.2.1)"
+
+# --- natural voices: Kokoro's 28 English packs and seeded blends of them -------------------------
+# Splits by base voice, fixed before any measurement. Test-only voices are never trained on and
+# never a blend parent: two US women, two US men, a UK woman and a UK man, none of them the
+# highest-graded pack of its kind (af_heart, af_bella, bf_emma stay in training). bm_fable rather
+# than bm_george is held out because george's nearest pack (bm_daniel, style cosine 0.84) would
+# make it an easy test voice. Validation: one voice of each kind.
+NATURAL_TEST = ("af_nicole", "af_sarah", "am_michael", "am_fenrir", "bf_isabella", "bm_fable")
+NATURAL_VAL = ("af_kore", "am_puck", "bf_lily", "bm_lewis")
+NATURAL_TRAIN = tuple(v for v in kokoro_packs.ENGLISH if v not in NATURAL_TEST + NATURAL_VAL)
+VIRTUAL_SPEAKERS = 320  # blended speakers made from NATURAL_TRAIN voices
+MIN_WEIGHT = 0.2  # every parent's share of a blend: a lower one leaves the blend its other parent
+SPEED_RANGE = (0.88, 1.12)  # Kokoro speaking rate of a blended speaker
+# Vocal-tract and pitch shifts of a blended speaker's audio (Praat "Change gender"); the ranges
+# are those whose DNSMOS and WER cost was measured small (see README, "The corpus").
+FORMANT_RANGE = (0.90, 1.10)
+PITCH_RANGE = (0.87, 1.15)
+UNSHIFTED_SHARE = 0.15  # of blended speakers keep Kokoro's own pitch and formants
 
 # espeak-ng formant voices (US accent; the accent barely changes ECAPA identity, the variant does):
 # the ten of 50 tried that Whisper understood best with pairwise ECAPA cosine below 0.7, less
@@ -40,8 +62,47 @@ def _blend_name(voice_id: str) -> str:
     return "kokoro_" + "_".join(term.split("*")[1].split("_")[1] for term in voice_id.split("+"))
 
 
-def catalogue() -> tuple[Voice, ...]:
-    """Every voice the builder knows, in a fixed order."""
+def natural_name(pack: str) -> str:
+    return f"kokoro_en_{pack}"
+
+
+def virtual_voices(count: int = VIRTUAL_SPEAKERS, seed: int = 0) -> tuple[Voice, ...]:
+    """``count`` blended speakers, a pure function of ``seed``: each mixes 2 or 3 distinct
+    training packs with convex weights of at least MIN_WEIGHT, speaks at its own rate and, for
+    most, has its own formant and pitch shift."""
+    rng = random.Random(f"metatts-virtual:{seed}")
+    voices = []
+    for i in range(count):
+        parents = rng.sample(NATURAL_TRAIN, rng.choice((2, 3)))
+        spare = 1.0 - MIN_WEIGHT * len(parents)
+        cuts = sorted(rng.random() for _ in parents[1:])
+        shares = [b - a for a, b in zip([0.0, *cuts], [*cuts, 1.0], strict=True)]
+        weights = [round(MIN_WEIGHT + spare * s, 3) for s in shares]
+        weights[-1] = round(1.0 - sum(weights[:-1]), 3)
+        voice_id = "+".join(f"{w}*{p}" for w, p in zip(weights, parents, strict=True))
+        speed = round(rng.uniform(*SPEED_RANGE), 3)
+        formant, pitch = 1.0, 1.0
+        if rng.random() >= UNSHIFTED_SHARE:
+            formant, pitch = round(rng.uniform(*FORMANT_RANGE), 3), round(rng.uniform(*PITCH_RANGE), 3)
+        voices.append(Voice("kokoro-en", voice_id, f"kokoro_mix_{i:04d}", KOKORO_EN, speed=speed,
+                            formant=formant, pitch=pitch, group="natural"))
+    return tuple(voices)
+
+
+def natural_catalogue(virtual: int = VIRTUAL_SPEAKERS, seed: int = 0) -> tuple[Voice, ...]:
+    """The 28 English base voices (test and validation first) and ``virtual`` blends."""
+    base = [Voice("kokoro-en", pack, natural_name(pack), KOKORO_EN, group="natural")
+            for pack in (*NATURAL_TEST, *NATURAL_VAL, *NATURAL_TRAIN)]
+    return (*base, *virtual_voices(virtual, seed))
+
+
+def catalogue(virtual: int = VIRTUAL_SPEAKERS, seed: int = 0) -> tuple[Voice, ...]:
+    """Every voice the builder knows, in a fixed order: the natural voices, then the engines."""
+    return (*natural_catalogue(virtual, seed), *engine_catalogue())
+
+
+def engine_catalogue() -> tuple[Voice, ...]:
+    """The previous corpus's voices (Debian engines, Piper, Kokoro's Japanese styles)."""
     voices = [
         Voice("flite", "kal", "kal", FLITE),
         Voice("flite", "kal16", "kal", FLITE),
@@ -68,12 +129,17 @@ def catalogue() -> tuple[Voice, ...]:
 # Held out whole: every Piper and Pico voice, plus one speaker of most other engines. The shipped
 # evaluation set (metatts/eval_speakers) is made of the test speakers.
 TEST_SPEAKERS = frozenset({"piper_joe", "pico_en_us", "pico_en_gb", "rab", "mbrola_us1",
-                           "kokoro_gongitsune_tebukuro", "espeak_f2"})
-VAL_SPEAKERS = frozenset({"ked", "kokoro_alpha_nezumi", "espeak_m8"})
+                           "kokoro_gongitsune_tebukuro", "espeak_f2",
+                           *map(natural_name, NATURAL_TEST)})
+VAL_SPEAKERS = frozenset({"ked", "kokoro_alpha_nezumi", "espeak_m8",
+                          *map(natural_name, NATURAL_VAL)})
+
+
+REAL_PREFIX = "real_"  # recorded people in the shipped evaluation set: test only, never a corpus voice
 
 
 def split_of(speaker: str) -> str:
     """The split a speaker belongs to: "test", "val" or "train" (the default for new speakers)."""
-    if speaker in TEST_SPEAKERS:
+    if speaker in TEST_SPEAKERS or speaker.startswith(REAL_PREFIX):
         return "test"
     return "val" if speaker in VAL_SPEAKERS else "train"
