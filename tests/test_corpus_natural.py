@@ -203,3 +203,15 @@ def test_a_shifted_blend_renders_when_installed(tmp_path):
     assert (clip.group, clip.speed, clip.formant, clip.pitch) == ("natural", 1.05, 1.05, 1.1)
     assert clip.engine == "kokoro-en" and clip.seconds > 1.0
     assert os.path.getsize(tmp_path / clip.audio) > 10_000
+
+
+def test_a_changed_recipe_is_rendered_again(tmp_path):
+    voice = Voice("flite", "kal", "kal", "test")
+    if unavailable(voice) is not None:
+        pytest.skip(unavailable(voice))
+    config = BuildConfig(clips_per_speaker=2)
+    assert build(tmp_path, config, [voice]).written == 2
+    assert build(tmp_path, config, [voice]).written == 0
+    shifted = Voice("flite", "kal", "kal", "test", formant=1.05, pitch=1.1)
+    result = build(tmp_path, config, [shifted])
+    assert result.written == 2 and {c.formant for c in read_manifest(tmp_path)} == {1.05}

@@ -109,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
 
         n = len(sample(result.clips, args.report_clips))
         with tqdm(total=n, unit="clip", desc="scoring") as bar:
-            report = assess(args.out, result.clips, args.report_clips, on_progress=bar.update)
+            report = assess(args.out, result.clips, args.report_clips, on_progress=bar.update,
+                            extra=_real_voices(2 * args.report_clips))
         summary["quality"] = dataclasses.asdict(report)
     if args.eval_set is not None and result.clips:
         from metatts.corpus.eval_set import export_eval_set
@@ -120,6 +121,22 @@ def main(argv: list[str] | None = None) -> int:
     (Path(args.out) / "report.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(json.dumps(summary, indent=1))
     return 1 if result.failures else 0
+
+
+def _real_voices(per_speaker: int) -> list[tuple[str, Path]]:
+    """(speaker, file) of the recorded people in the shipped evaluation set, for coverage."""
+    from metatts.corpus.eval_set import SHIPPED
+    from metatts.corpus.manifest import read_manifest
+    from metatts.corpus.voices import REAL_PREFIX
+
+    if not (SHIPPED / "manifest.jsonl").is_file():
+        return []
+    out, taken = [], collections.Counter()
+    for clip in read_manifest(SHIPPED):
+        if clip.speaker.startswith(REAL_PREFIX) and taken[clip.speaker] < per_speaker:
+            taken[clip.speaker] += 1
+            out.append((clip.speaker, SHIPPED / clip.audio))
+    return out
 
 
 def _summary(clips) -> dict:

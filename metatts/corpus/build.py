@@ -30,7 +30,7 @@ from metatts.audio import (
     trim_silence,
 )
 from metatts.corpus.engines import EngineError, Voice, render, unavailable
-from metatts.corpus.manifest import Clip, write_manifest
+from metatts.corpus.manifest import Clip, read_manifest, write_manifest
 from metatts.corpus.sentences import sentences
 from metatts.corpus.shift import Shift, apply_shift
 from metatts.corpus.voices import VIRTUAL_SPEAKERS, catalogue, split_of
@@ -194,7 +194,9 @@ def build(
     """
     root = Path(root)
     todo_plan, skipped = planned(config, voices)
-    todo = [(clip, voice) for clip, voice in todo_plan if not is_done(root, clip)]
+    recorded = _recorded_recipes(root)
+    todo = [(clip, voice) for clip, voice in todo_plan
+            if not is_done(root, clip) or recorded.get(clip.id, _recipe(clip)) != _recipe(clip)]
     if on_progress is not None and len(todo_plan) > len(todo):
         on_progress(len(todo_plan) - len(todo))
     failures: list[str] = []
@@ -212,6 +214,21 @@ def build(
     clips = _write_done(root, todo_plan, seconds)
     return BuildResult(clips=clips, written=len(todo) - _missing(root, todo), skipped=skipped,
                        failures=failures)
+
+
+def _recipe(clip: Clip) -> tuple:
+    return (clip.engine, clip.voice, clip.speed, clip.formant, clip.pitch)
+
+
+def _recorded_recipes(root: Path) -> dict[str, tuple]:
+    """Clip id -> the voice recipe the existing manifest says it was made with: a clip whose
+    recipe has changed since (another blend, speed or shift) is made again."""
+    if not (root / "manifest.jsonl").is_file():
+        return {}
+    try:
+        return {clip.id: _recipe(clip) for clip in read_manifest(root)}
+    except ValueError:  # an unreadable manifest is rewritten at the end
+        return {}
 
 
 def _write_done(root: Path, todo_plan: list[tuple[Clip, Voice]], seconds: dict[str, float]

@@ -1,9 +1,12 @@
-"""How good and how distinct the corpus voices are: Whisper WER per engine and voice, and ECAPA
-cosine between speakers, on a fixed sample of each voice's first clips.
+"""How good and how distinct the corpus voices are, on a fixed sample of each voice's first clips.
 
-Metrics as defined in eval/metrics.py: WER after Whisper's English normalizer, pooled over the
-sampled clips; speaker similarity is the cosine of unit-norm ECAPA (spkrec-ecapa-voxceleb)
-embeddings, averaged over all clip pairs of two speakers (within a speaker: over distinct pairs).
+Per group and role (natural test / val / train base voices, blends with and without a shift, the
+engine voices) and per base voice: Whisper WER (eval/metrics.py: Whisper's English normalizer,
+pooled over the sampled clips) and DNSMOS P.835 OVRL. Per speaker: median F0 (Praat) and its
+nearest other speaker. Coverage: for each test-only voice (and real recorded voices given with
+``extra``), its nearest *training* speaker. Speaker similarity is the cosine of unit-norm ECAPA
+(spkrec-ecapa-voxceleb) centroids of the sampled clips. ECAPA is the benchmark's judge, so these
+figures are a report only: nothing in the corpus is selected or tuned by them.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from metatts.audio import SAMPLE_RATE, load_audio
 from metatts.corpus.manifest import Clip
@@ -25,10 +30,17 @@ class QualityReport:
     clips_per_voice: int  # the first n clips of every voice were scored
     asr_model: str
     wer_by_engine: dict[str, float]  # pooled WER
-    wer_by_voice: dict[str, float]  # key "engine:voice_id"
+    wer_by_voice: dict[str, float]  # key "engine:voice_id" (blends are pooled under "role")
+    wer_by_role: dict[str, float]  # "natural/test", "natural/virtual_shifted", "engine", ...
+    dnsmos_by_voice: dict[str, float]  # mean OVRL per base voice ("engine:voice_id")
+    dnsmos_by_role: dict[str, float]
     poorly_understood: list[str]  # voices with WER at or above UNDERSTOOD_BELOW
+    median_f0: dict[str, float]  # per speaker, Hz (0: nothing voiced)
     within_speaker: float  # mean ECAPA cosine of two clips of one speaker
     between_speakers: float  # mean ECAPA cosine of two clips of different speakers
+    nearest: dict[str, tuple[str, float]]  # speaker -> its most similar other speaker (centroids)
+    nearest_median: dict[str, float]  # per role: median of the speakers' nearest-other cosine
+    coverage: dict[str, tuple[str, float]]  # test voice -> nearest training speaker (centroids)
     closest_pairs: list[tuple[str, str, float]]  # the 10 most similar speaker pairs, highest first
     not_distinct: list[tuple[str, str, float]]  # pairs at or above DISTINCT_BELOW
 
@@ -45,11 +57,26 @@ def sample(clips: Sequence[Clip], per_voice: int) -> list[Clip]:
     return out
 
 
+def role(clip: Clip) -> str:
+    """The row a clip is reported in: "natural/<test|val|train|virtual[_shifted]>" or "engine"."""
+    if clip.group != "natural":
+        return "engine"
+    if clip.split == "train" and "+" in clip.voice:
+        shifted = (clip.formant, clip.pitch) != (1.0, 1.0)
+        return "natural/virtual_shifted" if shifted else "natural/virtual"
+    return f"natural/{clip.split}"
+
+
 def assess(root: str | Path, clips: Sequence[Clip], per_voice: int = 4, asr_model: str = "base",
-           on_progress: Callable[[int], None] | None = None) -> QualityReport:
-    """Score ``per_voice`` clips of every voice in the corpus at ``root``."""
+           on_progress: Callable[[int], None] | None = None,
+           extra: Sequence[tuple[str, Path]] = ()) -> QualityReport:
+    """Score ``per_voice`` clips of every voice in the corpus at ``root``. ``extra`` adds
+    (speaker, audio file) pairs of voices outside the corpus (a real person's recordings) to the
+    coverage figures."""
     from eval.metrics import pooled_wer  # the project's one WER definition
+    from eval.naturalness import dnsmos
     from metatts.asr import transcribe
+    from metatts.corpus.shift import median_f0
     from metatts.speaker import embed
 
     chosen = sample(clips, per_voice)
@@ -59,30 +86,66 @@ def assess(root: str | Path, clips: Sequence[Clip], per_voice: int = 4, asr_mode
         hypotheses += transcribe(wav, SAMPLE_RATE, model=asr_model)
         if on_progress is not None:
             on_progress(1)
-    wer_by_engine = _pooled(chosen, hypotheses, lambda c: c.engine, pooled_wer)
-    wer_by_voice = _pooled(chosen, hypotheses, lambda c: f"{c.engine}:{c.voice}", pooled_wer)
+    base = [i for i, c in enumerate(chosen) if "+" not in c.voice]
+    mos = [n.ovrl for n in dnsmos(wavs, SAMPLE_RATE)]
 
-    emb = embed(wavs, SAMPLE_RATE)  # (N, 192) unit-norm
-    cos = emb @ emb.T  # (N, N)
-    speakers = sorted({clip.speaker for clip in chosen})
-    rows = {s: [i for i, c in enumerate(chosen) if c.speaker == s] for s in speakers}
+    def by(key: Callable[[Clip], str], idx: Sequence[int]) -> dict[str, list[int]]:
+        groups: dict[str, list[int]] = {}
+        for i in idx:
+            groups.setdefault(key(chosen[i]), []).append(i)
+        return groups
+
+    def wer_of(groups: dict[str, list[int]]) -> dict[str, float]:
+        return {k: round(pooled_wer([chosen[i].text for i in v], [hypotheses[i] for i in v]), 3)
+                for k, v in sorted(groups.items())}
+
+    def mos_of(groups: dict[str, list[int]]) -> dict[str, float]:
+        return {k: round(float(np.mean([mos[i] for i in v])), 3) for k, v in sorted(groups.items())}
+
+    everything = range(len(chosen))
+    voice_key = lambda c: f"{c.engine}:{c.voice}"  # noqa: E731
+    wer_by_voice = wer_of(by(voice_key, base))
+
+    extra_wavs = [load_audio(path, SAMPLE_RATE) for _, path in extra]
+    emb = embed(wavs + extra_wavs, SAMPLE_RATE).numpy()  # (N, 192) unit-norm
+    speaker_of = [c.speaker for c in chosen] + [name for name, _ in extra]
+    speakers = sorted(set(speaker_of))
+    rows = {s: [i for i, name in enumerate(speaker_of) if name == s] for s in speakers}
+    cos = emb @ emb.T
     within = [float(cos[i, j]) for idx in rows.values() for i, j in itertools.combinations(idx, 2)]
+    centroid = np.stack([emb[rows[s]].mean(0) for s in speakers])
+    centroid /= np.linalg.norm(centroid, axis=1, keepdims=True)
+    ccos = centroid @ centroid.T
+    np.fill_diagonal(ccos, -np.inf)
+    nearest = {s: (speakers[int(ccos[k].argmax())], round(float(ccos[k].max()), 3))
+               for k, s in enumerate(speakers)}
+    split = {c.speaker: c.split for c in chosen} | {name: "test" for name, _ in extra}
+    speaker_role = {c.speaker: role(c) for c in chosen} | {name: "real" for name, _ in extra}
+    training = [k for k, s in enumerate(speakers) if split[s] == "train"]
+    coverage = {}
+    for k, s in enumerate(speakers):
+        if split[s] == "test" and training:
+            best = training[int(ccos[k, training].argmax())]
+            coverage[s] = (speakers[best], round(float(ccos[k, best]), 3))
+    nearest_median = {}
+    for r in sorted(set(speaker_role.values())):
+        values = [nearest[s][1] for s in speakers if speaker_role[s] == r]
+        nearest_median[r] = round(float(np.median(values)), 3)
+    corpus_speakers = sorted({c.speaker for c in chosen})
     pairs = sorted(((a, b, round(float(cos[rows[a]][:, rows[b]].mean()), 3))
-                    for a, b in itertools.combinations(speakers, 2)), key=lambda p: -p[2])
+                    for a, b in itertools.combinations(corpus_speakers, 2)), key=lambda p: -p[2])
     between = [float(cos[i, j]) for a, b, _ in pairs for i in rows[a] for j in rows[b]]
+    f0 = {}
+    for s in corpus_speakers:
+        values = [median_f0(wavs[i], SAMPLE_RATE) for i in rows[s]]
+        f0[s] = round(float(np.median(values)), 1)
     return QualityReport(
-        clips_per_voice=per_voice, asr_model=asr_model, wer_by_engine=wer_by_engine,
-        wer_by_voice=wer_by_voice,
+        clips_per_voice=per_voice, asr_model=asr_model,
+        wer_by_engine=wer_of(by(lambda c: c.engine, everything)), wer_by_voice=wer_by_voice,
+        wer_by_role=wer_of(by(role, everything)), dnsmos_by_voice=mos_of(by(voice_key, base)),
+        dnsmos_by_role=mos_of(by(role, everything)),
         poorly_understood=[v for v, w in wer_by_voice.items() if w >= UNDERSTOOD_BELOW],
-        within_speaker=round(sum(within) / max(1, len(within)), 3),
-        between_speakers=round(sum(between) / max(1, len(between)), 3),
-        closest_pairs=pairs[:10], not_distinct=[p for p in pairs if p[2] >= DISTINCT_BELOW])
-
-
-def _pooled(clips: Sequence[Clip], hypotheses: Sequence[str], key: Callable[[Clip], str],
-            pooled_wer: Callable[[list[str], list[str]], float]) -> dict[str, float]:
-    groups: dict[str, list[int]] = {}
-    for i, clip in enumerate(clips):
-        groups.setdefault(key(clip), []).append(i)
-    return {name: round(pooled_wer([clips[i].text for i in idx], [hypotheses[i] for i in idx]), 3)
-            for name, idx in groups.items()}
+        median_f0=f0, within_speaker=round(sum(within) / max(1, len(within)), 3),
+        between_speakers=round(sum(between) / max(1, len(between)), 3), nearest=nearest,
+        nearest_median=nearest_median, coverage=coverage, closest_pairs=pairs[:10],
+        not_distinct=[p for p in pairs if p[2] >= DISTINCT_BELOW])
