@@ -1,13 +1,14 @@
 """A second speaker encoder, independent of ECAPA: resemblyzer's GE2E (Wan et al. 2018), 256-d.
 
-The weights are ``pretrained.pt`` inside the pinned `resemblyzer` package (its file only, checked by
-sha256 and loaded with ``weights_only=True``; the package's code is never imported). The forward
+The weights are ``pretrained.pt`` inside the pinned `resemblyzer` package (its file only, checked
+by sha256 and loaded with ``weights_only=True``; the package's code is never imported). The forward
 pass is resemblyzer 0.1.4's, written out here: 16 kHz audio, volume raised to -30 dBFS, silences
-longer than ~200 ms cut by WebRTC VAD, a 40-channel power mel spectrogram (25 ms windows, 10 ms
-hop; resemblyzer feeds mel power, not its log), partial utterances of 160 frames at 1.3 per second,
-each through a 3-layer LSTM (256) + linear + ReLU + L2 norm; an utterance's embedding is the L2-normed
-mean of its partials. It agrees with resemblyzer's own ``embed_utterance(preprocess_wav(wav))``
-(tests/test_ge2e.py). Meta-TTS and other few-shot TTS papers score speaker similarity with it.
+longer than ~200 ms cut by WebRTC VAD, a 40-channel mel power spectrogram (25 ms windows, 10 ms
+hop; resemblyzer feeds mel power, not its log), partial utterances of 160 frames at 1.3 per
+second, each through a 3-layer LSTM (256) + linear + ReLU + L2 norm; an utterance's embedding is
+the L2-normed mean of its partials. It agrees with resemblyzer's own
+``embed_utterance(preprocess_wav(wav))`` (tests/test_ge2e.py). Meta-TTS scored speaker
+similarity with this encoder.
 """
 
 from __future__ import annotations

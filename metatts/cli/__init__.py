@@ -12,6 +12,7 @@ COMMANDS = {
     "train": ("metatts.cli.train", "pretrain the acoustic model or meta-train an initialization"),
     "synthesize": ("metatts.cli.synthesize", "speak text with a checkpoint's speaker or a voice"),
     "adapt": ("metatts.cli.adapt", "adapt to a new voice from a few clips"),
+    "realvoice": ("metatts.cli.realvoice", "build the real-voice evaluation group"),
     "postfilter": ("metatts.cli.postfilter",
                    "measure a checkpoint's mel post-filter from its training data"),
 }
