@@ -9,21 +9,25 @@ import argparse
 import dataclasses
 import json
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from eval import grid, references, report, runner
+from eval import grid, groups, references, report, runner
 from eval.scorer import Scorer
 
 PRESETS = {
-    # 2 CPU cores, 10 minutes: one draw, two sentences, two step counts
-    "quick": {"shots": (1,), "steps": (0, 10), "tasks": 1, "test_sentences": 2, "speakers": 4,
-              "asr": "tiny.en", "bootstrap": 1000, "optimizer_study": False},
-    # the published table
-    "full": {"shots": (1, 5), "steps": (0, 5, 10, 20, 50, 100), "tasks": 5,
+    # 2 CPU cores, under 5 minutes: two speakers per group, one draw, two sentences
+    "quick": {"shots": (1,), "steps": (0, 10), "tasks": 1, "test_sentences": 2, "speakers": 2,
+              "asr": "tiny.en", "bootstrap": 1000, "optimizer_study": False,
+              "finetune": tuple(grid.FINETUNE)},
+    # the published table: every speaker, 5 sentences x 3 draws per k (15 clips per speaker and
+    # cell); the meta-learned start(s) against fine-tuning with Adam
+    "full": {"shots": (1, 5), "steps": (0, 5, 10, 20, 50, 100), "tasks": 3,
              "test_sentences": 5, "speakers": 0, "asr": "base", "bootstrap": 2000,
-             "optimizer_study": True},
+             "optimizer_study": False, "finetune": ("finetune-adam",)},
 }
+POWER = 100  # matched clips per cell the natural group should reach
 STUDY_LRS = (0.001, 0.01, 0.1, 1.0)
 BASELINE = "finetune-adam"
 
@@ -38,24 +42,27 @@ class Options:
     steps: tuple[int, ...]
     tasks: int
     test_sentences: int
-    speakers: int  # at most this many speakers (the first by name); 0 = all
+    speakers: int  # at most this many speakers per group (the first by name); 0 = all
     seed: int
     asr: str
     bootstrap: int
     optimizer_study: bool
     baseline: str = BASELINE
     progress: bool = True
+    finetune: tuple[str, ...] = tuple(grid.FINETUNE)  # fine-tuning methods run by default
 
 
 class BenchmarkError(ValueError):
     """The benchmark cannot start: no data, no checkpoints, a bad argument."""
 
 
-def available_methods(checkpoint_dir: Path) -> list[str]:
-    """Methods whose checkpoint folder exists under ``checkpoint_dir``."""
+def available_methods(checkpoint_dir: Path,
+                      finetune: tuple[str, ...] = tuple(grid.FINETUNE)) -> list[str]:
+    """Methods whose checkpoint folder exists under ``checkpoint_dir`` (of the fine-tuning
+    methods, those in ``finetune``)."""
     names = [m for m in grid.META_METHODS if (checkpoint_dir / m).exists()]
     if (checkpoint_dir / "pretrained").exists():
-        names += list(grid.FINETUNE)
+        names += [m for m in grid.FINETUNE if m in finetune]
     return names
 
 
@@ -79,7 +86,8 @@ def load_bases(methods: list[grid.Method], checkpoint_dir: Path) -> dict:
     return bases
 
 
-def read_tasks(options: Options) -> tuple[list[grid.Task], list[str]]:
+def read_tasks(options: Options) -> tuple[list[grid.Task], dict[str, str], list[str]]:
+    """The grid's tasks, speaker -> group, and the problems met reading the data."""
     from metatts.data import DatasetError, read_dataset
 
     data = Path(options.data)
@@ -96,23 +104,31 @@ def read_tasks(options: Options) -> tuple[list[grid.Task], list[str]]:
     problems = [f"{len(paths)} file(s) left out of the data: {reason} (e.g. {paths[0]})"
                 for reason, paths in sorted(readout.skipped.items())]
     utts = readout.utterances
+    try:
+        speaker_group = groups.speaker_groups(data, readout.speakers)
+    except ValueError as err:
+        raise BenchmarkError(str(err)) from None
     if options.speakers:
-        keep = set(readout.speakers[: options.speakers])
+        keep = set()
+        for g in groups.GROUPS:  # the first speakers by name of each group
+            keep |= set(sorted(s for s in readout.speakers if speaker_group[s] == g)
+                        [: options.speakers])
         utts = tuple(u for u in utts if u.speaker in keep)
     tasks, skipped = grid.draw_tasks(utts, options.shots, options.test_sentences,
-                                     options.tasks, options.seed)
+                                     options.tasks, options.seed, speaker_group)
     problems += [f"speaker {s}: {why}" for s, why in skipped.items()]
     if not tasks:
         raise BenchmarkError(f"{data}: no speaker has enough clips for the grid "
                              f"({'; '.join(problems) or 'no speakers'}).")
-    return tasks, problems
+    return tasks, speaker_group, problems
 
 
 def run(options: Options, scorer: Scorer | None = None, vocoder=None) -> dict:
     """Run (or resume) the benchmark into ``options.out``; returns the summary."""
+    started = time.perf_counter()
     scorer = scorer or Scorer(asr_model=options.asr)
-    tasks, problems = read_tasks(options)
-    names = list(options.methods) or available_methods(options.checkpoint_dir)
+    tasks, speaker_group, problems = read_tasks(options)
+    names = list(options.methods) or available_methods(options.checkpoint_dir, options.finetune)
     if options.optimizer_study:
         names += [n for n in grid.optimizer_study(STUDY_LRS) if n not in names]
     if not names:
@@ -129,48 +145,43 @@ def run(options: Options, scorer: Scorer | None = None, vocoder=None) -> dict:
 
         vocoder = load_vocoder()
     options.out.mkdir(parents=True, exist_ok=True)
+    loader = runner.Loader()
+    real = references.real_test_clips(tasks, loader, problems)
+    bank = references.embedding_bank(real, scorer, loader, options.out / references.EMBEDDINGS)
+    refs = references.reference_records_cached(options.out, real, bank, speaker_group, scorer,
+                                               loader, vocoder)
     units = grid.units(methods, tasks, options.steps)
-    problems += runner.run_units(units, bases, scorer, options.out, vocoder=vocoder,
+    problems += runner.run_units(units, bases, scorer, options.out, bank, vocoder=vocoder,
                                  progress=options.progress)
     wanted = {(u.method.name, u.task.speaker, u.shots, u.task.seed, u.steps):
               {t.text for t in u.task.test} for u in units}
-    records = [r for r in runner.read_results(options.out / runner.RESULTS)
+    records = [{**r, "group": speaker_group[r["speaker"]]}
+               for r in runner.read_results(options.out / runner.RESULTS)
                if r["text"] in wanted.get(runner.record_key(r), ())]
-    refs = reference_records_cached(options.out, tasks, scorer, vocoder, problems)
-    summary = {
-        "rows": report.summary_rows(records, options.baseline, seed=options.seed,
-                                    resamples=options.bootstrap),
-        "reference": report.reference_summary(refs, seed=options.seed,
-                                              resamples=options.bootstrap),
-        "config": config_dict(options, [m.name for m in methods], bases),
+    missing = scorer.ge2e_missing()
+    summary = report.summarize(records, refs, options.baseline, seed=options.seed,
+                               resamples=options.bootstrap, power_target=POWER)
+    summary.update({
+        "config": config_dict(options, [m.name for m in methods], bases, missing),
         "problems": problems,
-    }
+        "timing": {"this_run_seconds": time.perf_counter() - started},
+    })
     report.write_report(options.out, summary)
     return summary
 
 
-def reference_records_cached(out: Path, tasks, scorer: Scorer, vocoder,
-                             problems: list[str]) -> list[dict]:
-    """references.jsonl, recomputed only when the set of test clips changed."""
-    path = out / "references.jsonl"
-    ids = {u.id for t in tasks for u in t.test}
-    cached = runner.read_results(path)
-    if cached and {r["id"] for r in cached} == ids:
-        return cached
-    records = references.reference_records(tasks, scorer, runner.Loader(), vocoder, problems)
-    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    return records
-
-
-def config_dict(options: Options, methods: list[str], bases: dict) -> dict:
+def config_dict(options: Options, methods: list[str], bases: dict, ge2e_missing: str) -> dict:
     from eval import metrics
     from eval.naturalness import NAME
+    from eval.scorer import ECAPA_NAME, GE2E_NAME
 
     config = {k: (str(v) if isinstance(v, Path) else v)
               for k, v in dataclasses.asdict(options).items()}
     return {**config, "methods": methods, "asr_model": options.asr,
-            "normalizer": metrics.NORMALIZER, "speaker_model": "ECAPA spkrec-ecapa-voxceleb",
-            "mos_model": NAME, "paired_test": "Wilcoxon signed-rank, two-sided",
+            "normalizer": metrics.NORMALIZER, "speaker_model": ECAPA_NAME,
+            "second_speaker_model": None if ge2e_missing else GE2E_NAME,
+            "second_speaker_model_missing": ge2e_missing or None,
+            "mos_model": NAME, "paired_test": "Wilcoxon signed-rank, two-sided, Holm-adjusted",
             "checkpoints": {k: {"path": str(b.path), "step": b.step} for k, b in bases.items()}}
 
 
@@ -191,8 +202,9 @@ def parse_args(argv: list[str]) -> Options:
         prog="python -m eval",
         description="Few-shot voice adaptation benchmark: for every held-out speaker, method, "
         "k and step count, adapt on k seeded support clips, synthesize test sentences disjoint "
-        "from the support texts, and score WER (Whisper), speaker similarity (ECAPA) and "
-        "DNSMOS. Resumable: rerun with the same settings to finish. Also: `python -m eval "
+        "from the support texts, and score WER (Whisper), speaker similarity (ECAPA, and GE2E "
+        "where metatts.ge2e is installed) and DNSMOS; tables per speaker group (natural, real, "
+        "engine). Resumable: rerun with the same settings to finish. Also: `python -m eval "
         "score AUDIO --text TEXT`.")
     p.add_argument("--data", default=str(grid.DEFAULT_DATA),
                    help="held-out speakers: speaker folders or a manifest (default: the "
@@ -202,15 +214,17 @@ def parse_args(argv: list[str]) -> Options:
     p.add_argument("--methods", nargs="+", default=[],
                    help=f"any of {', '.join((*grid.META_METHODS, *grid.FINETUNE))}, optionally "
                    "with :lr=X, :batching=full|stochastic|minibatch, :batch_size=N (default: "
-                   "every method whose checkpoint exists)")
+                   "every method whose checkpoint exists; the full preset leaves finetune-sgd to the "
+                   "optimizer study)")
     p.add_argument("--shots", type=_ints, help="support clip counts k, e.g. 1,5")
     p.add_argument("--steps", type=_ints, help="adaptation step counts, e.g. 0,5,10,20,50,100")
     p.add_argument("--tasks", type=int, help="support draws per speaker and k")
     p.add_argument("--test-sentences", type=int, help="test sentences per speaker")
-    p.add_argument("--speakers", type=int, help="use at most this many speakers (0: all)")
+    p.add_argument("--speakers", type=int,
+                   help="use at most this many speakers per group, the first by name (0: all)")
     p.add_argument("--asr", help="Whisper model for WER: base or tiny.en (default by preset)")
     p.add_argument("--optimizer-study", action=argparse.BooleanOptionalAction, default=None,
-                   help="also run the inner-optimizer experiment (on in the full preset)")
+                   help="also run the inner-optimizer experiment (plain SGD variants; off by default)")
     p.add_argument("--baseline", default=BASELINE, help="method the paired test compares with")
     p.add_argument("--checkpoint-dir", type=Path, default=CHECKPOINTS,
                    help="folder with pretrained/ and maml/, fomaml/, reptile/ checkpoints "
@@ -234,7 +248,7 @@ def parse_args(argv: list[str]) -> Options:
         test_sentences=pick(a.test_sentences, "test_sentences"),
         speakers=pick(a.speakers, "speakers"), seed=a.seed, asr=pick(a.asr, "asr"),
         bootstrap=preset["bootstrap"], optimizer_study=pick(a.optimizer_study, "optimizer_study"),
-        baseline=a.baseline, progress=not a.no_progress)
+        baseline=a.baseline, progress=not a.no_progress, finetune=preset["finetune"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -248,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for problem in summary["problems"]:
         print(f"warning: {problem}", file=sys.stderr)
-    print(f"{sum(r['n'] for r in summary['rows'])} clips scored; wrote results.jsonl, "
+    print(f"{sum(r['n'] for r in summary['rows'])} clips in the tables "
+          f"({summary['timing']['this_run_seconds']:.0f} s this run); wrote results.jsonl, "
           f"summary.json, report.md, CSV and plots to {options.out}")
     return 0

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import itertools
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 import metatts
+from eval.groups import group_of
 from metatts.data.episodes import text_key
 from metatts.data.utterance import Utterance
 
@@ -82,6 +84,7 @@ class Task:
     seed: int  # the seed that drew the support clips
     support: tuple[Utterance, ...]
     test: tuple[Utterance, ...]  # texts to synthesize; real recordings = similarity references
+    group: str = "engine"  # the speaker's group (eval.groups)
 
 
 @dataclass(frozen=True)
@@ -116,10 +119,11 @@ def pick_test_clips(clips: list[Utterance], n_test: int, seed: int) -> tuple[Utt
     return tuple(clips[i] for i in sorted(chosen))
 
 
-def draw_tasks(utterances, shots: tuple[int, ...], n_test: int, tasks: int,
-               seed: int) -> tuple[list[Task], dict[str, str]]:
+def draw_tasks(utterances, shots: tuple[int, ...], n_test: int, tasks: int, seed: int,
+               groups: Mapping[str, str] | None = None) -> tuple[list[Task], dict[str, str]]:
     """Every (speaker, k, task) with its support draw, and speaker -> why it was (partly) left
-    out: a speaker needs k + n_test clips with distinct texts for each k."""
+    out: a speaker needs k + n_test clips with distinct texts for each k (and more, for its
+    draws to differ). ``groups``: speaker -> group (default: from the name)."""
     out, skipped = [], {}
     for speaker, clips in by_speaker(utterances).items():
         if len(clips) < n_test + min(shots):
@@ -134,10 +138,12 @@ def draw_tasks(utterances, shots: tuple[int, ...], n_test: int, tasks: int,
             skipped[speaker] = (f"{len(clips)} clips with distinct texts; k = "
                                 f"{', '.join(map(str, too_many))} needs k + {n_test} test. "
                                 "Left out for those k.")
+        group = (groups or {}).get(speaker) or group_of(speaker)
         for k, index in itertools.product([k for k in shots if k <= len(pool)], range(tasks)):
             task_seed = seed * 1000 + index
             chosen = _rng(task_seed, "support", speaker, k).choice(len(pool), k, replace=False)
-            out.append(Task(speaker, index, task_seed, tuple(pool[i] for i in chosen), test))
+            out.append(Task(speaker, index, task_seed, tuple(pool[i] for i in chosen), test,
+                            group))
     return out, skipped
 
 

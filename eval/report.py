@@ -1,4 +1,7 @@
-"""Tables and plots from the per-clip records: summary.json, CSV files, report.md, PNG plots."""
+"""Tables and plots from the per-clip records: summary.json, CSV files, report.md, PNG plots.
+
+Every table is per speaker group (eval.groups): no row mixes two groups.
+"""
 
 from __future__ import annotations
 
@@ -8,29 +11,46 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
-from eval import metrics, stats
+from eval import metrics, readable, stats
+from eval.groups import GROUPS, group_of
 from eval.naturalness import NAME as MOS_NAME
 
-METRICS = ("wer", "secs", "mos", "adapt_seconds")  # per clip, each with a mean and an interval
+SIMILARITY = {"secs": "ECAPA", "secs_ge2e": "GE2E"}  # record field -> encoder
+METRICS = ("wer", "secs", "secs_ge2e", "mos", "adapt_seconds")  # per clip: mean and interval
+TESTED = ("wer", "secs", "secs_ge2e", "mos")  # paired tests against the baseline
+MATCH_AT = (5, 10)  # steps-to-match targets: the meta-learned start after this many steps
+NOT_AVAILABLE = "n/a"
 DEFINITIONS = f"""\
 ## Metric definitions
 
 - **wer**: mean of per-utterance word error rates; **wer_pooled**: all errors over all reference
   words (corpus WER). Transcripts by Whisper ({{asr}}); both texts pass the
   {metrics.NORMALIZER}; errors counted by jiwer.
-- **secs**: speaker similarity, the mean cosine of ECAPA (spkrec-ecapa-voxceleb) embeddings of a
-  synthesized clip to the speaker's held-out real test clips (never the support clips).
-- **mos**: {MOS_NAME}; a predictor trained on real speech, comparable between rows only.
+- **secs (ECAPA)**: speaker similarity, the mean cosine of ECAPA (spkrec-ecapa-voxceleb)
+  embeddings of a synthesized clip to the speaker's held-out real test clips (never the support
+  clips). **secs (GE2E)**: the same with a second, independent encoder ({{ge2e}}). Raw cosines
+  of different encoders are not comparable with each other, nor with published figures.
+- **gap closed**: per speaker, (secs - floor) / (ceiling - floor) with the floor and ceiling
+  of the same encoder from the `real` reference rows (ceiling: cosine between different real
+  clips of the speaker; floor: cosine of its real clips to other speakers' real clips, all
+  groups); then the mean over the speakers of the cell (interval: bootstrap over speakers).
+  0 = no closer than another person, 1 = as close as the speaker's own other recordings.
+- **steps to match**: the adaptation steps {{baseline}} needs to reach a meta-learned start's
+  mean similarity after 5 and 10 steps (same group, k and encoder), linearly interpolated on the
+  step grid; "> N" when it does not reach it by the grid's largest step count N.
+- **mos**: {MOS_NAME}: a non-intrusive (no reference) neural predictor of ITU-T P.835
+  listening-test ratings, trained on noisy and processed real speech, not on TTS. It is not a
+  human MOS: compare rows with each other, not with published MOS.
 - **adapt_seconds**: wall time of one adaptation (features + steps), on this machine.
 - Intervals: 95 % percentile bootstrap ({{resamples}} resamples) over clusters of one speaker and
   one support draw (task); reference rows over speakers.
-- **p_vs_finetune**: two-sided Wilcoxon signed-rank test (scipy, zero differences dropped) of the
-  method against {{baseline}} at the same k and steps, on clips matched by (speaker, task,
-  text); `pairs` is the number of matched clips.
-- Reference rows: **real** = the real test recordings (WER of the ground truth; secs = ceiling,
-  cosine between *different* real clips of the same speaker; secs_floor = cosine to other
-  speakers' real clips); **vocoded** = the real clips resynthesized from their mels by the
-  HiFi-GAN vocoder.
+- **p (Holm)**: two-sided Wilcoxon signed-rank test (scipy, zero differences dropped) of the
+  method against {{baseline}} at the same group, k and steps, on clips matched by (speaker, task,
+  text); Holm-adjusted over every cell of every group, one family per metric. **pairs** is the
+  number of matched clips of the cell.
+- Reference rows: **real** = the real test recordings (WER of the ground truth; secs = ceiling;
+  secs_floor = floor); **vocoded** = the real clips resynthesized from their mels by the
+  HiFi-GAN vocoder, scored like a synthesized clip.
 """
 
 
@@ -49,26 +69,51 @@ def _pooled(records: list[dict]) -> float | None:
     return sum(r["errors"] for r in records) / words if words else None
 
 
-def summary_rows(records: list[dict], baseline: str, *, seed: int = 0,
+def _group(r: dict) -> str:
+    return r.get("group") or group_of(r["speaker"])
+
+
+def summary_rows(records: list[dict], baseline: str, *,
+                 bounds: dict[str, dict[str, readable.Bounds]] | None = None, seed: int = 0,
                  resamples: int = stats.BOOTSTRAP) -> list[dict]:
-    """One row per (method, shots, steps)."""
-    groups: dict[tuple, list[dict]] = {}
+    """One row per (group, method, shots, steps); ``bounds``: encoder field -> speaker ->
+    floor and ceiling (for the gap closed). p-values are Holm-adjusted across the rows."""
+    cells: dict[tuple, list[dict]] = {}
     for r in records:
-        groups.setdefault((r["method"], r["shots"], r["steps"]), []).append(r)
+        cells.setdefault((_group(r), r["method"], r["shots"], r["steps"]), []).append(r)
+    order = {g: i for i, g in enumerate(GROUPS)}
     rows = []
-    for (method, shots, steps), rs in sorted(groups.items()):
-        row = {"method": method, "shots": shots, "steps": steps, "n": len(rs),
+    for (group, method, shots, steps), rs in sorted(cells.items(),
+                                                    key=lambda c: (order[c[0][0]], c[0][1:])):
+        row = {"group": group, "method": method, "shots": shots, "steps": steps, "n": len(rs),
                "speakers": len({r["speaker"] for r in rs}),
                "tasks": len({(r["speaker"], r["seed"]) for r in rs})}
         for name in METRICS:
             row[name], row[f"{name}_ci"] = _interval(rs, name, lambda r: (r["speaker"], r["seed"]),
                                                      seed, resamples)
         row["wer_pooled"] = _pooled(rs)
-        base = groups.get((baseline, shots, steps))
+        for name in SIMILARITY:
+            row[_gap(name)], row[f"{_gap(name)}_ci"] = _gap_closed(rs, (bounds or {}).get(name, {}),
+                                                                   name, seed, resamples)
+        base = cells.get((group, baseline, shots, steps))
         row["p_vs_finetune"] = None if base is None or method == baseline else \
             _paired(rs, base)
         rows.append(row)
+    holm_adjust(rows)
     return rows
+
+
+def _gap(name: str) -> str:
+    return "gap_closed" if name == "secs" else f"gap_closed_{name.removeprefix('secs_')}"
+
+
+def _gap_closed(records: list[dict], bounds: dict[str, readable.Bounds], name: str, seed: int,
+                resamples: int) -> tuple[float | None, list[float] | None]:
+    per = readable.gap_closed_by_speaker(records, bounds, name)
+    if not per:
+        return None, None
+    iv = stats.cluster_bootstrap(list(per.values()), list(per), resamples, seed)
+    return readable.gap_closed(records, bounds, name), [iv.low, iv.high]
 
 
 def _paired(records: list[dict], baseline: list[dict]) -> dict:
@@ -76,81 +121,254 @@ def _paired(records: list[dict], baseline: list[dict]) -> dict:
         return {(r["speaker"], r["seed"], r["text"]): r[name] for r in rs
                 if r.get(name) is not None}
 
+    out = {"pairs": len(set(by_key(records, "wer")) & set(by_key(baseline, "wer")))}
+    for name in TESTED:
+        out[name] = stats.paired_test(by_key(records, name), by_key(baseline, name)).p
+    return out
+
+
+def holm_adjust(rows: list[dict]) -> None:
+    """Add ``p_vs_finetune["holm"]``: each metric's p-values Holm-adjusted over all rows."""
+    tested = [r for r in rows if r.get("p_vs_finetune")]
+    for r in tested:
+        r["p_vs_finetune"]["holm"] = {}
+    for name in TESTED:
+        adjusted = stats.holm([r["p_vs_finetune"][name] for r in tested])
+        for r, p in zip(tested, adjusted):
+            r["p_vs_finetune"]["holm"][name] = p
+
+
+def steps_to_match(rows: list[dict], baseline: str, at: tuple[int, ...] = MATCH_AT) -> list[dict]:
+    """For each group, k, meta-learned method and encoder: the baseline's steps to reach the
+    method's mean similarity after ``at`` steps (None: not reached by ``max_steps``)."""
+    cells = {(r["group"], r["method"], r["shots"], r["steps"]): r for r in rows}
+    out = []
+    for (group, method, shots, steps), row in cells.items():
+        if method == baseline or ":" in method or method.startswith("finetune") or \
+                steps not in at:
+            continue
+        curve_rows = [r for (g, m, k, _), r in cells.items()
+                      if (g, m, k) == (group, baseline, shots)]
+        for name, encoder in SIMILARITY.items():
+            curve = {r["steps"]: r[name] for r in curve_rows if r[name] is not None}
+            if row[name] is None or not curve:
+                continue
+            out.append({"group": group, "shots": shots, "method": method, "at": steps,
+                        "encoder": encoder, "target": row[name], "baseline": baseline,
+                        "steps": readable.steps_to_reach(curve, row[name]),
+                        "max_steps": max(curve)})
+    order = {g: i for i, g in enumerate(GROUPS)}
+    return sorted(out, key=lambda r: (order[r["group"]], r["shots"], r["method"], r["encoder"],
+                                      r["at"]))
+
+
+def power(rows: list[dict], baseline: str, target: int) -> dict:
+    """Per group: the fewest and most matched clips of a cell (pairs with the baseline), and
+    whether every cell reaches ``target``."""
     out = {}
-    for name in ("wer", "secs", "mos"):
-        test = stats.paired_test(by_key(records, name), by_key(baseline, name))
-        out[name], out["pairs"] = test.p, test.pairs
+    for group in GROUPS:
+        pairs = [r["p_vs_finetune"]["pairs"] for r in rows
+                 if r["group"] == group and r.get("p_vs_finetune")]
+        if pairs:
+            out[group] = {"min_pairs": min(pairs), "max_pairs": max(pairs), "cells": len(pairs),
+                          "target": target, "met": min(pairs) >= target}
     return out
 
 
 def reference_summary(records: list[dict], *, seed: int = 0,
                       resamples: int = stats.BOOTSTRAP) -> dict:
-    out = {}
-    for kind in sorted({r["kind"] for r in records}):
-        rs = [r for r in records if r["kind"] == kind]
-        row = {"n": len(rs), "speakers": len({r["speaker"] for r in rs})}
-        for name in ("wer", "secs", "secs_floor", "mos"):
-            row[name], row[f"{name}_ci"] = _interval(rs, name, lambda r: r["speaker"], seed,
-                                                     resamples)
-        row["wer_pooled"] = _pooled(rs)
-        out[kind] = row
+    """group -> kind -> row."""
+    out: dict[str, dict] = {}
+    for group in GROUPS:
+        for kind in ("real", "vocoded"):
+            rs = [r for r in records if r["kind"] == kind and _group(r) == group]
+            if not rs:
+                continue
+            row = {"n": len(rs), "speakers": len({r["speaker"] for r in rs})}
+            for name in ("wer", "secs", "secs_floor", "secs_ge2e", "secs_ge2e_floor", "mos"):
+                row[name], row[f"{name}_ci"] = _interval(rs, name, lambda r: r["speaker"], seed,
+                                                         resamples)
+            row["wer_pooled"] = _pooled(rs)
+            out.setdefault(group, {})[kind] = row
     return out
 
 
-def _fmt(value, ci=None) -> str:
+def summarize(records: list[dict], references: list[dict], baseline: str, *, seed: int = 0,
+              resamples: int = stats.BOOTSTRAP, power_target: int = 100) -> dict:
+    """Every table of the report from the clip records and the reference records."""
+    bounds = {name: readable.speaker_bounds(references, name) for name in SIMILARITY}
+    rows = summary_rows(records, baseline, bounds=bounds, seed=seed, resamples=resamples)
+    return {"rows": rows, "steps_to_match": steps_to_match(rows, baseline),
+            "power": power(rows, baseline, power_target),
+            "reference": reference_summary(references, seed=seed, resamples=resamples),
+            "speakers": {g: sorted({r["speaker"] for r in records if _group(r) == g})
+                         for g in GROUPS if any(_group(r) == g for r in records)}}
+
+
+def _fmt(value, ci=None, missing: str = "-") -> str:
     if value is None:
-        return "-"
+        return missing
     text = f"{value:.3f}"
     return f"{text} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else text
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{100 * value:.0f} %"
 
 
 def _p(row: dict) -> str:
     p = row.get("p_vs_finetune")
     if not p:
         return "-"
-    return ", ".join(f"{k} {'-' if p[k] is None else f'{p[k]:.3g}'}"
-                     for k in ("wer", "secs", "mos")) + f" (n={p['pairs']})"
+    holm = p["holm"]
+    return ", ".join(f"{k.removeprefix('secs_') if k != 'secs' else 'ecapa'} "
+                     f"{'-' if holm[k] is None else f'{holm[k]:.3g}'}" for k in TESTED)
 
 
-def _table(rows: list[dict]) -> list[str]:
-    header = ("| method | k | steps | n | wer [95% CI] | wer_pooled | secs [95% CI] | "
-              "mos [95% CI] | adapt s | p vs fine-tuning |")
-    lines = [header, "|" + "---|" * 10]
+def _table(rows: list[dict], ge2e: str) -> list[str]:
+    header = ("| method | k | steps | n | pairs | wer [95% CI] | wer_pooled | secs ECAPA [95% CI] "
+              "| gap closed ECAPA | secs GE2E [95% CI] | gap closed GE2E | mos [95% CI] | "
+              "adapt s | p (Holm) vs baseline |")
+    lines = [header, "|" + "---|" * 14]
     for r in rows:
-        lines.append(f"| {r['method']} | {r['shots']} | {r['steps']} | {r['n']} | "
+        pairs = r["p_vs_finetune"]["pairs"] if r.get("p_vs_finetune") else "-"
+        lines.append(f"| {r['method']} | {r['shots']} | {r['steps']} | {r['n']} | {pairs} | "
                      f"{_fmt(r['wer'], r['wer_ci'])} | {_fmt(r['wer_pooled'])} | "
-                     f"{_fmt(r['secs'], r['secs_ci'])} | {_fmt(r['mos'], r['mos_ci'])} | "
-                     f"{_fmt(r['adapt_seconds'])} | {_p(r)} |")
+                     f"{_fmt(r['secs'], r['secs_ci'])} | {_pct(r['gap_closed'])} | "
+                     f"{_fmt(r['secs_ge2e'], r['secs_ge2e_ci'], ge2e)} | "
+                     f"{_pct(r['gap_closed_ge2e']) if r['secs_ge2e'] is not None else ge2e} | "
+                     f"{_fmt(r['mos'], r['mos_ci'])} | {_fmt(r['adapt_seconds'])} | {_p(r)} |")
     return lines
+
+
+def _steps(value: float | None, max_steps: int) -> str:
+    return f"> {max_steps}" if value is None else f"{value:.1f}"
+
+
+def _match_table(entries: list[dict]) -> list[str]:
+    lines = ["| k | meta-learned | encoder | its secs at 5 steps | baseline steps to match | "
+             "its secs at 10 steps | baseline steps to match |", "|" + "---|" * 7]
+    keys = dict.fromkeys((e["shots"], e["method"], e["encoder"]) for e in entries)
+    for k, method, encoder in keys:
+        cells = []
+        for at in MATCH_AT:
+            e = next((e for e in entries if (e["shots"], e["method"], e["encoder"], e["at"])
+                      == (k, method, encoder, at)), None)
+            cells += ["-", "-"] if e is None else [f"{e['target']:.3f}",
+                                                  _steps(e["steps"], e["max_steps"])]
+        lines.append(f"| {k} | {method} | {encoder} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def headline_method(rows: list[dict], baseline: str) -> str | None:
+    """The meta-learned method the headline table shows: "meta" if present, else the first."""
+    names = [r["method"] for r in rows if r["method"] != baseline
+             and not r["method"].startswith("finetune") and ":" not in r["method"]]
+    return "meta" if "meta" in names else (names[0] if names else None)
+
+
+def headline(summary: dict, baseline: str) -> list[str]:
+    """Per group, k and steps: gap closed (ECAPA, GE2E), WER and matched clips of the meta-learned
+    start beside the baseline; then its steps-to-match. The README's table."""
+    rows = summary["rows"]
+    meta = headline_method(rows, baseline)
+    if meta is None:
+        return []
+    cells = {(r["group"], r["method"], r["shots"], r["steps"]): r for r in rows}
+    lines = [f"| group | k | steps | gap closed ECAPA {meta} / {baseline} | gap closed GE2E | "
+             "WER | pairs |", "|" + "---|" * 7]
+    for (group, method, shots, steps), r in cells.items():
+        if method != meta:
+            continue
+        b = cells.get((group, baseline, shots, steps), {})
+        ge2e = (f"{_pct(r['gap_closed_ge2e'])} / {_pct(b.get('gap_closed_ge2e'))}"
+                if r["gap_closed_ge2e"] is not None else NOT_AVAILABLE)
+        pairs = r["p_vs_finetune"]["pairs"] if r.get("p_vs_finetune") else "-"
+        lines.append(f"| {group} | {shots} | {steps} | {_pct(r['gap_closed'])} / "
+                     f"{_pct(b.get('gap_closed'))} | {ge2e} | {_pct(r['wer'])} / "
+                     f"{_pct(b.get('wer'))} | {pairs} |")
+    match = [e for e in summary["steps_to_match"] if e["method"] == meta]
+    if match:
+        lines += ["", f"Steps {baseline} needs to reach {meta}'s similarity after 5 / 10 steps:",
+                  ""]
+        for e in match:
+            if e["at"] == MATCH_AT[0]:
+                later = next((x for x in match if (x["group"], x["shots"], x["encoder"], x["at"])
+                              == (e["group"], e["shots"], e["encoder"], MATCH_AT[1])), None)
+                second = "-" if later is None else _steps(later["steps"], later["max_steps"])
+                lines.append(f"- {e['group']}, k = {e['shots']}, {e['encoder']}: "
+                             f"{_steps(e['steps'], e['max_steps'])} / {second}")
+    return lines
+
+
+def _reference_table(reference: dict, ge2e: str) -> list[str]:
+    lines = ["| kind | n | speakers | wer [95% CI] | wer_pooled | secs ECAPA (ceiling) | "
+             "floor ECAPA | secs GE2E (ceiling) | floor GE2E | mos [95% CI] |", "|" + "---|" * 10]
+    for kind, r in reference.items():
+        lines.append(f"| {kind} | {r['n']} | {r['speakers']} | {_fmt(r['wer'], r['wer_ci'])} | "
+                     f"{_fmt(r['wer_pooled'])} | {_fmt(r['secs'], r['secs_ci'])} | "
+                     f"{_fmt(r['secs_floor'], r['secs_floor_ci'])} | "
+                     f"{_fmt(r['secs_ge2e'], r['secs_ge2e_ci'], ge2e)} | "
+                     f"{_fmt(r['secs_ge2e_floor'], r['secs_ge2e_floor_ci'], ge2e)} | "
+                     f"{_fmt(r['mos'], r['mos_ci'])} |")
+    return lines
+
+
+def _is_study(row: dict) -> bool:
+    return ":" in row["method"] or row["method"] == "finetune-sgd"
 
 
 def markdown(summary: dict) -> str:
     config = summary["config"]
-    main = [r for r in summary["rows"] if ":" not in r["method"]]
-    study = [r for r in summary["rows"] if ":" in r["method"] or r["method"] == "finetune-sgd"]
+    baseline = config["baseline"]
+    missing = config.get("second_speaker_model_missing")
+    ge2e = NOT_AVAILABLE if missing else "-"
     intro = (f"Data: `{config['data']}`; methods: {', '.join(config['methods'])}; seed "
              f"{config['seed']}; {config['test_sentences']} test sentences per speaker, "
-             f"{config['tasks']} support draw(s) per speaker and k.")
-    header = ("| kind | n | wer [95% CI] | wer_pooled | secs [95% CI] | secs_floor [95% CI] | "
-              "mos [95% CI] |")
-    lines = ["# Few-shot adaptation benchmark", "", intro, "", "## Methods", "", *_table(main),
-             "", "## Reference rows", "", header, "|" + "---|" * 7]
-    for kind, r in summary["reference"].items():
-        lines.append(f"| {kind} | {r['n']} | {_fmt(r['wer'], r['wer_ci'])} | "
-                     f"{_fmt(r['wer_pooled'])} | {_fmt(r['secs'], r['secs_ci'])} | "
-                     f"{_fmt(r['secs_floor'], r['secs_floor_ci'])} | "
-                     f"{_fmt(r['mos'], r['mos_ci'])} |")
-    if any(":" in r["method"] for r in study):
-        about = ("Plain SGD from the pretrained model: full-batch, stochastic (one clip per "
-                 "step) and mini-batch steps, and a learning-rate sweep (`finetune-sgd` is "
-                 "full-batch at its default learning rate; with k = 1 the batchings coincide).")
-        lines += ["", "## Inner optimizer", "", about, "", *_table(study), "",
-                  "![inner optimizer](optimizer.png)"]
+             f"{config['tasks']} support draw(s) per speaker and k. Every table is one speaker "
+             "group; no row averages two groups.")
+    lines = ["# Few-shot adaptation benchmark", "", intro, ""]
+    if missing:
+        lines += [f"GE2E similarity: {NOT_AVAILABLE} ({missing}).", ""]
+    lines += ["## Headline", "", *headline(summary, baseline), "", "## Matched clips per cell",
+              ""]
+    for group, p in summary.get("power", {}).items():
+        target = f" (target {p['target']}: {'met' if p['met'] else 'NOT met'})" \
+            if group == "natural" else ""
+        lines.append(f"- {group}: {p['min_pairs']}-{p['max_pairs']} matched clips in each of "
+                     f"{p['cells']} cells{target}")
+    for group in GROUPS:
+        rows = [r for r in summary["rows"] if r["group"] == group]
+        reference = summary["reference"].get(group)
+        if not rows and not reference:
+            continue
+        speakers = summary.get("speakers", {}).get(group, [])
+        lines += ["", f"## Group: {group} ({len(speakers)} speaker(s): {', '.join(speakers)})",
+                  ""]
+        main = [r for r in rows if ":" not in r["method"]]
+        if main:
+            lines += ["### Methods", "", *_table(main, ge2e), ""]
+        match = [e for e in summary["steps_to_match"] if e["group"] == group]
+        if match:
+            lines += ["### Steps fine-tuning needs to match the meta-learned start", "",
+                      *_match_table(match), ""]
+        if reference:
+            lines += ["### Reference rows", "", *_reference_table(reference, ge2e), ""]
+        study = [r for r in rows if _is_study(r)]
+        if any(":" in r["method"] for r in study):
+            lines += ["### Inner optimizer", "",
+                      "Plain SGD from the pretrained model: full-batch, stochastic (one clip per "
+                      "step) and mini-batch steps, and a learning-rate sweep (`finetune-sgd` is "
+                      "full-batch at its default learning rate; with k = 1 the batchings "
+                      "coincide).", "", *_table(study, ge2e), ""]
     if summary.get("problems"):
-        lines += ["", "## Left out", "", *(f"- {p}" for p in summary["problems"])]
-    lines += ["", "![speaker similarity](secs_vs_steps.png)", "![WER](wer_vs_steps.png)", "",
+        lines += ["## Left out", "", *(f"- {p}" for p in summary["problems"]), ""]
+    lines += ["![speaker similarity](secs_vs_steps.png)", "![WER](wer_vs_steps.png)",
+              "![similarity against WER](secs_vs_wer.png)", "",
               DEFINITIONS.format(asr=config["asr_model"], resamples=config["bootstrap"],
-                                 baseline=f"`{config['baseline']}`")]
+                                 baseline=f"`{baseline}`",
+                                 ge2e=config.get("second_speaker_model") or
+                                 f"{NOT_AVAILABLE} in this run: {missing}")]
     return "\n".join(lines) + "\n"
 
 
@@ -164,33 +382,68 @@ def write_csv(path: Path, rows: list[dict]) -> None:
         writer.writerows(flat)
 
 
-def plot(path: Path, rows: list[dict], metrics_: tuple[str, ...], title: str) -> None:
-    """``metric`` against steps, one panel per (metric, k), one line per method with its
-    interval as a band."""
+def _panels(rows: list[dict]):
+    """A figure with one panel per (group, k): (fig, axes, [(group, k, i, j)])."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    groups = [g for g in GROUPS if any(r["group"] == g for r in rows)]
     shots = sorted({r["shots"] for r in rows})
-    fig, axes = plt.subplots(len(metrics_), len(shots), squeeze=False,
-                             figsize=(4.5 * len(shots), 3.5 * len(metrics_)))
-    for i, name in enumerate(metrics_):
-        for j, k in enumerate(shots):
-            ax = axes[i][j]
+    fig, axes = plt.subplots(len(groups), len(shots), squeeze=False,
+                             figsize=(4.5 * len(shots), 3.5 * len(groups)))
+    return plt, fig, axes, [(g, k, i, j) for i, g in enumerate(groups)
+                            for j, k in enumerate(shots)]
+
+
+def plot(path: Path, rows: list[dict], metrics_: tuple[str, ...], title: str) -> None:
+    """``metric`` against steps, one panel per (group, k), one line per method and metric with
+    its interval as a band."""
+    plt, fig, axes, panels = _panels(rows)
+    for group, k, i, j in panels:
+        ax = axes[i][j]
+        for name in metrics_:
             for method in dict.fromkeys(r["method"] for r in rows):
-                rs = sorted((r for r in rows if r["method"] == method and r["shots"] == k
-                             and r[name] is not None), key=lambda r: r["steps"])
+                rs = sorted((r for r in rows if (r["method"], r["shots"], r["group"]) ==
+                             (method, k, group) and r[name] is not None),
+                            key=lambda r: r["steps"])
                 if not rs:
                     continue
                 x = [r["steps"] for r in rs]
-                ax.plot(x, [r[name] for r in rs], marker="o", label=method)
+                label = method if len(metrics_) == 1 else f"{method} {name}"
+                ax.plot(x, [r[name] for r in rs], marker="o", label=label)
                 ax.fill_between(x, [r[f"{name}_ci"][0] for r in rs],
                                 [r[f"{name}_ci"][1] for r in rs], alpha=0.2)
-            ax.set(xlabel="adaptation steps", ylabel=name, title=f"{title}, k={k}")
-            if max((r["steps"] for r in rows), default=0) > 20:
-                ax.set_xscale("symlog", linthresh=5)
-            ax.legend(fontsize=7)
+        ax.set(xlabel="adaptation steps", ylabel=", ".join(metrics_),
+               title=f"{title}, {group}, k={k}")
+        if max((r["steps"] for r in rows), default=0) > 20:
+            ax.set_xscale("symlog", linthresh=5)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_tradeoff(path: Path, rows: list[dict], name: str = "secs") -> None:
+    """Similarity against WER, one panel per (group, k), one line per method through its step
+    counts (each point labelled with its steps)."""
+    plt, fig, axes, panels = _panels(rows)
+    for group, k, i, j in panels:
+        ax = axes[i][j]
+        for method in dict.fromkeys(r["method"] for r in rows):
+            rs = sorted((r for r in rows if (r["method"], r["shots"], r["group"]) ==
+                         (method, k, group) and r[name] is not None and r["wer"] is not None),
+                        key=lambda r: r["steps"])
+            if not rs:
+                continue
+            ax.plot([r["wer"] for r in rs], [r[name] for r in rs], marker="o", label=method)
+            for r in rs:
+                ax.annotate(str(r["steps"]), (r["wer"], r[name]), fontsize=7,
+                            textcoords="offset points", xytext=(3, 3))
+        ax.set(xlabel="WER (mean per utterance)", ylabel=f"similarity ({SIMILARITY[name]})",
+               title=f"{group}, k={k} (labels: steps)")
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -200,13 +453,19 @@ def write_report(out: Path, summary: dict) -> None:
     """summary.json, summary.csv, references.csv, report.md and the PNG plots into ``out``."""
     (out / "summary.json").write_text(json.dumps(_finite(summary), indent=1))
     write_csv(out / "summary.csv", summary["rows"])
-    write_csv(out / "references.csv", [{"kind": k, **v} for k, v in summary["reference"].items()])
+    write_csv(out / "references.csv", [{"group": g, "kind": k, **v}
+                                       for g, kinds in summary["reference"].items()
+                                       for k, v in kinds.items()])
+    write_csv(out / "steps_to_match.csv", summary["steps_to_match"])
     (out / "report.md").write_text(markdown(summary), encoding="utf-8")
     main = [r for r in summary["rows"] if ":" not in r["method"]]
-    study = [r for r in summary["rows"] if ":" in r["method"] or r["method"] == "finetune-sgd"]
+    study = [r for r in summary["rows"] if _is_study(r)]
     if main:
-        plot(out / "secs_vs_steps.png", main, ("secs",), "speaker similarity")
+        similarity = ("secs", "secs_ge2e") if any(r["secs_ge2e"] is not None for r in main) \
+            else ("secs",)
+        plot(out / "secs_vs_steps.png", main, similarity, "similarity")
         plot(out / "wer_vs_steps.png", main, ("wer",), "WER")
+        plot_tradeoff(out / "secs_vs_wer.png", main)
     if any(":" in r["method"] for r in study):
         write_csv(out / "optimizer.csv", study)
         plot(out / "optimizer.png", study, ("wer", "secs"), "inner optimizer")

@@ -2,19 +2,28 @@
 
 Units of one method and task that differ only in their step count share one adaptation to the
 largest count, which keeps the parameters at every smaller count (``adapt(..., keep=...)``):
-the same parameters as separate adaptations, for the price of the longest one.
+the same parameters as separate adaptations, for the price of the longest one. Their clips are
+then synthesized and judged as one batch (each judge loaded once per process).
 
-Each unit's records are appended (and flushed) as soon as they are scored, so an interrupted run
-loses at most the unit in progress; a rerun skips every unit whose records are all present.
-A unit that fails on bad data (unreadable audio, a transcript that does not fit, a diverged loss)
-is reported in ``problems`` and skipped.
+A clip is identified by its *voice* (a hash of the checkpoint and the adapted parameters), its
+speaker and its text: one already measured, in this run or recorded in results.jsonl, is reused,
+not synthesized again. Every step-0 unit of one checkpoint and speaker has the same voice (the
+start does not depend on the support clips), so it is synthesized once, not once per method,
+k and draw.
+
+Each adaptation's records are appended (and flushed) as soon as its batch is scored, so an
+interrupted run loses at most the adaptation in progress; a rerun skips every unit whose records
+are all present. A unit that fails on bad data (unreadable audio, a transcript that does not
+fit, a diverged loss) is reported in ``problems`` and skipped.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,8 +31,9 @@ import numpy as np
 import torch
 
 from eval import metrics
+from eval.score import mean_cosine
 from eval.grid import FINETUNE, Method, Task, Unit
-from eval.scorer import Scorer
+from eval.scorer import Measured, Scorer
 from metatts import audio
 from metatts.adapt import (AdaptError, AdaptSettings, Clip, Kept, adapt, default_settings,
                            with_changes)
@@ -32,9 +42,15 @@ from metatts.model.checkpoint import Checkpoint, CheckpointError
 from metatts.synthesis import synthesize
 from metatts.text import TextError
 
+if TYPE_CHECKING:
+    from eval.references import Bank
+
 RESULTS = "results.jsonl"
 BAD_DATA = (audio.AudioError, AdaptError, TextError, CheckpointError)
 Vocoder = Callable[[torch.Tensor], torch.Tensor]  # (80, T) log-mel -> (T * 256,) wav
+# what a clip's record takes from its measurement (the rest describes the unit)
+CLIP_FIELDS = ("transcript", "wer", "errors", "words", "secs", "secs_ge2e", "mos",
+               "audio_seconds", "synthesis_seconds", "score_seconds")
 
 
 def unit_key(method: str, speaker: str, shots: int, seed: int, steps: int) -> tuple:
@@ -95,77 +111,125 @@ class Loader:
         return [Clip(u.id, self.wav(u), u.text) for u in utterances]
 
 
+def voice_hash(checkpoint: str, params: dict[str, torch.Tensor]) -> str:
+    """Identity of a voice: the checkpoint folder and the adapted parameters' exact values."""
+    h = hashlib.sha1(checkpoint.encode())
+    for name in sorted(params):
+        h.update(name.encode())
+        h.update(params[name].detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def clip_key(voice: str, speaker: str, text: str) -> tuple[str, str, str]:
+    return (voice, speaker, text)
+
+
+def known_clips(records: list[dict]) -> dict[tuple, dict]:
+    """Clip key -> the measured fields of a recorded clip (see CLIP_FIELDS)."""
+    return {clip_key(r["voice"], r["speaker"], r["text"]): {k: r.get(k) for k in CLIP_FIELDS}
+            for r in records if r.get("voice")}
+
+
+def measure_clips(wavs: list[np.ndarray], texts: list[str], task: Task, refs: Bank,
+                  scorer: Scorer, seconds: list[float]) -> list[dict]:
+    """Judge a batch of synthesized clips of ``task``'s speaker: the CLIP_FIELDS of each."""
+    started = time.perf_counter()
+    measured: list[Measured] = scorer.measure(wavs, audio.SAMPLE_RATE)
+    per_clip = (time.perf_counter() - started) / max(len(wavs), 1)
+    ecapa_refs, ge2e_refs = refs.of(task, "ecapa"), refs.of(task, "ge2e")
+    out = []
+    for wav, text, m, synth in zip(wavs, texts, measured, seconds):
+        errors, words = metrics.word_errors(text, m.transcript)
+        secs_ge2e = None if m.ge2e is None or ge2e_refs is None else \
+            float(mean_cosine(m.ge2e[None], ge2e_refs)[0])
+        out.append({"transcript": m.transcript, "wer": errors / words, "errors": errors,
+                    "words": words, "secs": float(mean_cosine(m.ecapa[None], ecapa_refs)[0]),
+                    "secs_ge2e": secs_ge2e, "mos": m.mos,
+                    "audio_seconds": len(wav) / audio.SAMPLE_RATE,
+                    "synthesis_seconds": synth, "score_seconds": per_clip})
+    return out
+
+
 def run_group(units: list[Unit], base: Checkpoint, scorer: Scorer, loader: Loader,
+              refs: Bank, known: dict[tuple, dict],
               vocoder: Vocoder | None) -> Iterator[list[dict]]:
     """Units of one method and task that differ only in their step count: one adaptation of the
     largest count, keeping the parameters at every count (the same as adapting each separately,
-    since shorter runs take the same first steps), then synthesize and score each unit's test
-    sentences. ``adapt_seconds`` of a unit is the time to reach its step count. Yields the
-    records of each unit in turn, as soon as they are scored."""
+    since shorter runs take the same first steps); then the clips not in ``known`` are
+    synthesized and judged in one batch (and added to ``known``). ``adapt_seconds`` of a unit is
+    the time to reach its step count. Yields the records of each unit in turn."""
     task: Task = units[0].task
     counts = sorted({u.steps for u in units})
     settings = settings_for(units[0].method, base, counts[-1], task.seed)
     result = adapt(loader.clips(task.support), base, settings, keep=counts)
+    voices = {n: voice_hash(units[0].method.checkpoint, result.kept[n].params) for n in counts}
+    todo: dict[tuple, tuple[int, str]] = {}  # clip key -> (steps, text), in order
     for u in units:
-        yield score_unit(u, base, result.kept[u.steps], scorer, loader, vocoder)
+        for t in task.test:
+            key = clip_key(voices[u.steps], task.speaker, t.text)
+            if key not in known:
+                todo.setdefault(key, (u.steps, t.text))
+    wavs, seconds = [], []
+    for steps, text in todo.values():
+        started = time.perf_counter()
+        wavs.append(synthesize(base, text, result.kept[steps].params, vocoder=vocoder).wav)
+        seconds.append(time.perf_counter() - started)
+    texts = [text for _, text in todo.values()]
+    known.update(zip(todo, measure_clips(wavs, texts, task, refs, scorer, seconds)))
+    for u in units:
+        kept: Kept = result.kept[u.steps]
+        yield [unit_record(u, voices[u.steps], t.text, kept,
+                           known[clip_key(voices[u.steps], task.speaker, t.text)])
+               for t in task.test]
 
 
-def score_unit(unit: Unit, base: Checkpoint, kept: Kept, scorer: Scorer, loader: Loader,
-               vocoder: Vocoder | None) -> list[dict]:
-    """Synthesize the unit's test sentences with the adapted parameters and score them."""
+def unit_record(unit: Unit, voice: str, text: str, kept: Kept, clip: dict) -> dict:
+    """One line of results.jsonl: the unit, the clip's measurements and the adaptation's."""
     task: Task = unit.task
-    texts = [u.text for u in task.test]
-    started = time.perf_counter()
-    wavs = [synthesize(base, t, kept.params, vocoder=vocoder).wav for t in texts]
-    synthesis_seconds = time.perf_counter() - started
-    references = [loader.wav(u) for u in task.test]  # real held-out clips, never support
-    scores = scorer.clips(wavs, audio.SAMPLE_RATE, texts, references, audio.SAMPLE_RATE)
-    mos = scorer.mos(wavs, audio.SAMPLE_RATE)
-    out = []
-    for text, wav, score, m in zip(texts, wavs, scores, mos):
-        errors, words = metrics.word_errors(text, score.transcript)
-        out.append({
-            "speaker": task.speaker, "method": unit.method.name, "shots": unit.shots,
-            "steps": unit.steps, "task": task.index, "seed": task.seed, "text": text,
-            "transcript": score.transcript, "wer": score.wer, "errors": errors, "words": words,
-            "secs": score.secs, "mos": m, "adapt_seconds": kept.seconds,
-            "final_loss": kept.loss, "n_test": len(texts),
-            "audio_seconds": len(wav) / audio.SAMPLE_RATE,
-            "synthesis_seconds": synthesis_seconds / len(texts),
-            "support": [u.id for u in task.support], "references": [u.id for u in task.test],
-        })
-    return out
+    return {
+        "speaker": task.speaker, "group": task.group, "method": unit.method.name,
+        "shots": unit.shots, "steps": unit.steps, "task": task.index, "seed": task.seed,
+        "text": text, **clip, "adapt_seconds": kept.seconds, "final_loss": kept.loss,
+        "n_test": len(task.test), "voice": voice,
+        "support": [u.id for u in task.support], "references": [u.id for u in task.test],
+    }
 
 
-def run_units(units: list[Unit], bases: dict[str, Checkpoint], scorer: Scorer, out: Path, *,
-              vocoder: Vocoder | None = None, progress: bool = True) -> list[str]:
+def run_units(units: list[Unit], bases: dict[str, Checkpoint], scorer: Scorer, out: Path,
+              refs: Bank, *, vocoder: Vocoder | None = None,
+              progress: bool = True) -> list[str]:
     """Run every unit not yet in ``out/results.jsonl``; returns the problems met (one sentence
     each). ``bases`` maps a method's checkpoint folder name to the loaded checkpoint."""
     from tqdm import tqdm
 
     path = out / RESULTS
-    done = finished(read_results(path))
+    records = read_results(path)
+    done, known = finished(records), known_clips(records)
     todo = [u for u in units if unit_key(u.method.name, u.task.speaker, u.shots, u.task.seed,
                                          u.steps) not in done]
     groups: dict[tuple, list[Unit]] = {}  # one adaptation per method and task
     for u in todo:
         groups.setdefault((u.method.name, u.task.speaker, u.shots, u.task.seed), []).append(u)
     loader, problems = Loader(), []
+    if path.is_file() and path.stat().st_size and not path.read_bytes().endswith(b"\n"):
+        with path.open("a", encoding="utf-8") as f:  # a line cut off by a kill: end it, so that
+            f.write("\n")  # the next record does not join it
     with path.open("a", encoding="utf-8") as f, \
             tqdm(total=len(units), initial=len(units) - len(todo), disable=not progress,
-                 unit="adapt", desc="benchmark") as bar:
+                 unit="unit", desc="benchmark") as bar:
         for group in groups.values():
             unit, done = group[0], 0
             try:
                 for records in run_group(group, bases[unit.method.checkpoint], scorer, loader,
-                                         vocoder):
+                                         refs, known, vocoder):
                     f.writelines(json.dumps(r) + "\n" for r in records)
-                    f.flush()
                     done += 1
-                    bar.update(1)
+                f.flush()
+                bar.update(done)
             except BAD_DATA as err:
                 steps = ",".join(str(u.steps) for u in group[done:])
                 problems.append(f"{unit.method.name}, speaker {unit.task.speaker}, k={unit.shots}"
                                 f", task {unit.task.index}, {steps} steps: skipped ({err})")
-                bar.update(len(group) - done)
+                f.flush()
+                bar.update(len(group))
     return problems

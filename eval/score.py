@@ -13,6 +13,14 @@ from eval import metrics
 from metatts import asr, speaker
 
 
+def mean_cosine(embeddings: np.ndarray, references: np.ndarray) -> np.ndarray:
+    """Speaker similarity of each clip: its mean cosine to the reference clips, whatever the
+    encoder. (N, D) x (M, D) -> (N,)"""
+    a = embeddings / np.linalg.norm(embeddings, axis=-1, keepdims=True)
+    b = references / np.linalg.norm(references, axis=-1, keepdims=True)
+    return (a @ b.T).mean(axis=1)
+
+
 @dataclass
 class ClipScore:
     transcript: str
@@ -41,5 +49,5 @@ def score_clips(
     if references:
         ref = speaker.embed(references, reference_rate or sample_rate, model=speaker_model)
         emb = speaker.embed(wavs, sample_rate, model=speaker_model)
-        secs = speaker.similarity(emb, ref).mean(dim=1).tolist()
+        secs = mean_cosine(emb.numpy(), ref.numpy()).tolist()
     return [ClipScore(t, metrics.wer(text, t), s) for t, text, s in zip(transcripts, texts, secs)]

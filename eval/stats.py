@@ -1,10 +1,12 @@
-"""Statistics of the benchmark tables: cluster-bootstrap confidence intervals and a paired test.
+"""Statistics of the benchmark tables: cluster-bootstrap intervals, a paired test, Holm's correction.
 
 - Interval: 95 % percentile bootstrap of the mean, resampling whole *clusters* (one cluster = one
   speaker's task: its adaptation and all its test sentences) with replacement, so that clips
   sharing a speaker and a support draw are not counted as independent.
 - Paired test: Wilcoxon signed-rank test (two-sided, scipy, zero differences dropped: "wilcox")
   on pairs matched by (speaker, task, text) between a method and the fine-tuning baseline.
+- Multiple tests: Holm's step-down adjustment of the p-values of one family (controls the
+  family-wise error rate; no independence assumed).
 """
 
 from __future__ import annotations
@@ -63,3 +65,17 @@ def paired_test(method: dict[Hashable, float], baseline: dict[Hashable, float]) 
     if not np.any(d):
         return PairedTest(None, len(d), 0.0)
     return PairedTest(float(wilcoxon(d, zero_method="wilcox").pvalue), len(d), float(d.mean()))
+
+
+def holm(pvalues: Sequence[float | None]) -> list[float | None]:
+    """Holm-adjusted p-values, in the given order; None (no test) stays None and is not counted.
+
+    With the m p-values sorted ascending, p_(i) becomes max over j <= i of min(1, (m - j + 1) p_(j)).
+    """
+    index = sorted((i for i, p in enumerate(pvalues) if p is not None), key=lambda i: pvalues[i])
+    out: list[float | None] = [None] * len(pvalues)
+    running = 0.0
+    for rank, i in enumerate(index):
+        running = max(running, min(1.0, (len(index) - rank) * pvalues[i]))
+        out[i] = running
+    return out
