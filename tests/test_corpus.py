@@ -154,3 +154,19 @@ def test_quality_sample_takes_the_first_clips_of_every_voice():
     clips = [Clip(f"s_{i}", "s", "flite", "kal" if i % 2 else "kal16", "x", "train", "statement",
                   "Hi there.", f"s/s_{i}.wav") for i in range(6)]
     assert [c.id for c in sample(clips, 2)] == ["s_0", "s_1", "s_2", "s_3"]
+
+
+def test_eval_set_export_keeps_the_other_speakers_already_there(tmp_path):
+    voices = (*_tiny_voices(), Voice("espeak-ng", "en-us+f2", "espeak_f2", "test"))
+    build(tmp_path / "corpus", BuildConfig(clips_per_speaker=2), voices)
+    other = Clip("real_x_0", "real_x", "human", "x", "CC", "test", "prompt", "Hello there.",
+                 "real_x/real_x_0.flac", 1.0, group="real")
+    (tmp_path / "eval" / "real_x").mkdir(parents=True)
+    (tmp_path / "eval" / "real_x" / "real_x_0.flac").write_bytes(b"kept")
+    write_manifest(tmp_path / "eval", [other])
+    clips = export_eval_set(tmp_path / "corpus", tmp_path / "eval", per_speaker=1)
+    assert read_manifest(tmp_path / "eval") == [other, *clips]
+    assert (tmp_path / "eval" / "real_x" / "real_x_0.flac").read_bytes() == b"kept"
+    assert "| real_x | real |" in (tmp_path / "eval" / "README.md").read_text()
+    again = export_eval_set(tmp_path / "corpus", tmp_path / "eval", per_speaker=1)
+    assert read_manifest(tmp_path / "eval") == [other, *again]

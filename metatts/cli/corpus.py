@@ -42,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
                    "speakers' first clips to DIR as FLAC (the shipped set is metatts/eval_speakers)")
     p.add_argument("--eval-clips", type=int, default=8, metavar="N",
                    help="clips per test speaker in --eval-set (default 8)")
+    p.add_argument("--eval-group", choices=("natural", "engine"),
+                   help="export only this group's test speakers (the others in DIR are kept)")
     p.add_argument("--list", action="store_true", help="list the voices and whether they are "
                    "installed, then stop")
     return p
@@ -115,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.eval_set is not None and result.clips:
         from metatts.corpus.eval_set import export_eval_set
 
-        exported = export_eval_set(args.out, args.eval_set, args.eval_clips)
+        exported = export_eval_set(args.out, args.eval_set, args.eval_clips,
+                                   group=args.eval_group)
         summary["eval_set"] = {"dir": str(args.eval_set), "clips": len(exported),
                                "speakers": sorted({c.speaker for c in exported})}
     (Path(args.out) / "report.json").write_text(json.dumps(summary, indent=1) + "\n")

@@ -1,7 +1,8 @@
 """Export the held-out (test) speakers of a built corpus as a small evaluation set.
 
 The project ships one in ``metatts/eval_speakers/`` so that evaluation and the app have unseen
-voices on a fresh machine: ``<speaker>/<id>.flac`` (22,050 Hz, 16-bit) with ``<id>.txt`` and a
+voices on a fresh machine (the natural test voices, the engine test voices, and recorded people
+added by ``python -m metatts realvoice``): ``<speaker>/<id>.flac`` (22,050 Hz, 16-bit) with ``<id>.txt`` and a
 ``manifest.jsonl`` in the corpus format (split "test").
 """
 
@@ -19,44 +20,60 @@ SHIPPED = Path(__file__).resolve().parents[1] / "eval_speakers"
 
 
 def export_eval_set(corpus: str | Path, out: str | Path, per_speaker: int = 8,
-                    split: str = "test") -> list[Clip]:
-    """Copy the first ``per_speaker`` clips of every ``split`` speaker of ``corpus`` to ``out``
-    as FLAC; replaces ``out`` atomically. Returns the exported clips."""
+                    split: str = "test", group: str | None = None) -> list[Clip]:
+    """Copy the first ``per_speaker`` clips of every ``split`` speaker of ``corpus`` (of ``group``
+    only, when given) to ``out`` as FLAC. Each exported speaker's folder and manifest rows are
+    replaced; every other speaker already in ``out`` (another group, a real voice) is kept.
+    Returns the exported clips."""
     chosen: list[Clip] = []
     counts: dict[str, int] = {}
     for clip in read_manifest(corpus):
-        if clip.split == split and counts.get(clip.speaker, 0) < per_speaker:
+        if clip.split != split or (group is not None and clip.group != group):
+            continue
+        if counts.get(clip.speaker, 0) < per_speaker:
             counts[clip.speaker] = counts.get(clip.speaker, 0) + 1
             chosen.append(dataclasses.replace(clip, audio=str(Path(clip.audio).with_suffix(".flac"))))
     if not chosen:
         raise ValueError(f"{corpus}: no clips in split {split!r} to export")
-    with atomic_path(out) as staged:
-        for clip in chosen:
-            target = staged / clip.audio
-            target.parent.mkdir(parents=True, exist_ok=True)
-            wav, rate = sf.read(str(Path(corpus) / Path(clip.audio).with_suffix(".wav")),
-                                dtype="int16")
-            sf.write(str(target), wav, rate, format="FLAC", subtype="PCM_16")
-            target.with_suffix(".txt").write_text(clip.text + "\n", encoding="utf-8")
-        write_manifest(staged, chosen)
-        (staged / "README.md").write_text(_readme(chosen), encoding="utf-8")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    kept = [c for c in read_manifest(out) if c.speaker not in counts] if (
+        out / "manifest.jsonl").is_file() else []
+    for speaker in counts:
+        with atomic_path(out / speaker) as staged:
+            staged.mkdir(parents=True)
+            for clip in (c for c in chosen if c.speaker == speaker):
+                target = staged / Path(clip.audio).name
+                wav, rate = sf.read(str(Path(corpus) / Path(clip.audio).with_suffix(".wav")),
+                                    dtype="int16")
+                sf.write(str(target), wav, rate, format="FLAC", subtype="PCM_16")
+                target.with_suffix(".txt").write_text(clip.text + "\n", encoding="utf-8")
+    write_manifest(out, kept + chosen)
+    (out / "README.md").write_text(_readme(kept + chosen), encoding="utf-8")
     return chosen
 
 
 def _readme(clips: list[Clip]) -> str:
     rows = {}
     for clip in clips:
-        rows.setdefault(clip.speaker, [clip.engine, clip.voice, clip.licence, 0, 0.0])
-        rows[clip.speaker][3] += 1
-        rows[clip.speaker][4] += clip.seconds
+        rows.setdefault(clip.speaker, [clip.group, clip.engine, clip.voice, clip.licence, 0, 0.0])
+        rows[clip.speaker][4] += 1
+        rows[clip.speaker][5] += clip.seconds
     lines = [
         "# Held-out evaluation speakers", "",
-        ("Synthetic English speech of the corpus's test speakers (never in its train or val "
-         "splits), made offline by `python -m metatts corpus --eval-set`. FLAC, 22,050 Hz, 16-bit, "
-         "silence-trimmed and loudness-normalized; `<id>.txt` holds each clip's exact transcript and "
-         "`manifest.jsonl` lists engine, voice, licence and split for every clip."), "",
-        "| speaker | engine | voice | licence | clips | seconds |", "|---|---|---|---|---|---|",
+        ("English speech of speakers that no training or validation split holds, in three groups "
+         "that the benchmark reports apart: `natural` (Kokoro's test-only English voices), `real` "
+         "(recorded people; see each folder's ATTRIBUTION and COPYRIGHT files) and `engine` (the "
+         "previous corpus's test speakers). The synthetic ones are made offline by `python -m "
+         "metatts corpus --eval-set`. FLAC, 22,050 Hz, 16-bit, silence-trimmed and "
+         "loudness-normalized; `<id>.txt` holds each clip's exact transcript and `manifest.jsonl` "
+         "lists group, engine, voice, licence and split for every clip."), "",
+        "| speaker | group | engine | voice | licence | clips | seconds |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for speaker, (engine, voice, licence, n, seconds) in rows.items():
-        lines.append(f"| {speaker} | {engine} | {voice} | {licence} | {n} | {seconds:.1f} |")
+    order = {"natural": 0, "real": 1, "engine": 2}
+    for speaker, (group, engine, voice, licence, n, seconds) in sorted(
+            rows.items(), key=lambda kv: (order.get(kv[1][0], 3), kv[0])):
+        lines.append(f"| {speaker} | {group} | {engine} | {voice} | {licence} | {n} | "
+                     f"{seconds:.1f} |")
     return "\n".join(lines) + "\n"

@@ -30,11 +30,13 @@ KOKORO_EN = "Apache-2.0 (Kokoro-82M voice packs, npm kokoro-js@1.2.1)"
 
 # --- natural voices: Kokoro's 28 English packs and seeded blends of them -------------------------
 # Splits by base voice, fixed before any measurement. Test-only voices are never trained on and
-# never a blend parent: two US women, two US men, a UK woman and a UK man, none of them the
+# never a blend parent: two US women, three US men, a UK woman and a UK man (seven, so that the
+# benchmark's full preset has 7 x 5 sentences x 3 draws = 105 clips per cell), none of them the
 # highest-graded pack of its kind (af_heart, af_bella, bf_emma stay in training). bm_fable rather
 # than bm_george is held out because george's nearest pack (bm_daniel, style cosine 0.84) would
 # make it an easy test voice. Validation: one voice of each kind.
-NATURAL_TEST = ("af_nicole", "af_sarah", "am_michael", "am_fenrir", "bf_isabella", "bm_fable")
+NATURAL_TEST = ("af_nicole", "af_sarah", "am_michael", "am_fenrir", "bf_isabella", "bm_fable",
+                "am_echo")
 NATURAL_VAL = ("af_kore", "am_puck", "bf_lily", "bm_lewis")
 NATURAL_TRAIN = tuple(v for v in kokoro_packs.ENGLISH if v not in NATURAL_TEST + NATURAL_VAL)
 VIRTUAL_SPEAKERS = 320  # blended speakers made from NATURAL_TRAIN voices
