@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -18,14 +20,24 @@ import gradio as gr
 import pandas as pd
 
 from metatts import app_logic as logic
+from metatts import audio as audio_io
 from metatts.app_logic import LABELS, AppError, Session
 
-CONCURRENCY = 1  # one heavy job at a time: a CPU Space has 2 cores
+# One heavy job (Whisper, adaptation, synthesis, scoring) at a time across every event and
+# user: a CPU Space has 2 cores, and one job at a time bounds memory. The rest wait in the
+# queue, which shows each person their place.
+HEAVY = "heavy"
+QUEUE_SIZE = 32  # waiting jobs beyond this are turned away with a message
+SESSIONS = 100  # sessions kept in memory (least recently used dropped first)
+SESSION_SECONDS = 3600  # a session's clips and voices are dropped an hour after last use
 CHOICES = {"meta-learned": ("meta",), "fine-tuning": ("pretrained",),
            "both side by side": ("meta", "pretrained")}
-DATATYPES = ["bool", "str", "number", "number", "number", "number", "number", "str", "str"]
+DATATYPES = ["bool", "str", "number", "number", "number", "number", "number", "str", "str",
+             "str"]
 COLUMNS = ["use", "clip", "seconds", "clipped %", "SNR dB", "silence %", "confidence",
-           "transcript", "problem"]
+           "transcript", "problem", "notes"]
+# what browsers record and phones save, besides the audio types the file picker knows
+UPLOAD_TYPES = ["audio", ".webm", ".weba", ".opus", ".ogg", ".m4a", ".mp3", ".flac", ".wav"]
 ABOUT = """
 **Meta-learned initialization.** Fine-tuning starts a new voice from the average of the voices the
 model was trained on and nudges it towards your clips. A *meta-learned* starting point was trained
@@ -63,8 +75,35 @@ def init_choices() -> list[str]:
 
 def report_table(reports: list[logic.ClipReport]) -> pd.DataFrame:
     return pd.DataFrame([[r.use, r.name, r.seconds, round(100 * r.clipped, 2), r.snr_db,
-                          round(100 * r.silence), r.confidence, r.transcript, r.problem or ""]
-                         for r in reports], columns=COLUMNS)
+                          round(100 * r.silence), r.confidence, r.transcript, r.problem or "",
+                          r.note] for r in reports], columns=COLUMNS)
+
+
+def report_warning(reports: list[logic.ClipReport]) -> None:
+    bad = [r for r in reports if not r.use]
+    if bad:
+        gr.Warning(f"{len(bad)} of {len(reports)} clips would hurt adaptation and are unticked; "
+                   "see the 'problem' column.")
+    noted = [r for r in reports if r.note]
+    if noted:
+        gr.Info(f"{len(noted)} of {len(reports)} clips have notes (split, mixed to mono, turned "
+                "up...); see the 'notes' column.")
+
+
+def ffmpeg_on_path() -> None:
+    """Gradio encodes streamed audio with a program named ``ffmpeg`` on PATH. Where none is
+    installed, link the static build from the imageio-ffmpeg package there."""
+    if shutil.which("ffmpeg"):
+        return
+    try:
+        exe = audio_io.ffmpeg_exe()
+    except OSError:
+        return  # streaming falls back to Gradio's own message; uploads say what to install
+    folder = Path(tempfile.gettempdir()) / f"metatts-ffmpeg-{os.getuid()}"
+    folder.mkdir(exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        (folder / "ffmpeg").symlink_to(exe)
+    os.environ["PATH"] = f"{folder}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
 # --- handlers -------------------------------------------------------------------------------
@@ -77,6 +116,7 @@ def use_example(name: str | None, session: Session):
                        print_exception=False)
     with friendly():
         reports, wavs = logic.check_clips(paths)
+    report_warning(reports)
     return ([str(p) for p in paths], report_table(reports),
             Session(wavs, session.voices, session.seconds))
 
@@ -87,11 +127,19 @@ def check_clips(files, recording, session: Session,
     progress(0, desc="Reading clips and transcribing them with Whisper")
     with friendly():
         reports, wavs = logic.check_clips(paths)
-    bad = [r for r in reports if not r.use]
-    if bad:
-        gr.Warning(f"{len(bad)} of {len(reports)} clips would hurt adaptation and are unticked; "
-                   "see the 'problem' column.")
+    report_warning(reports)
     return report_table(reports), Session(wavs, session.voices, session.seconds)  # new clips
+
+
+def preview(session: Session, progress=gr.Progress()):  # noqa: B008 (Gradio's pattern)
+    """Speak a sample sentence in the start voice of the checked clips, before adapting."""
+    progress(0, desc="Speaking a sample in the start voice")
+    with friendly():
+        out = logic.preview(list(session.wavs.values()))
+    note = (f"**Before adapting**, in {out.source}: speaker similarity to your clips "
+            f"**{out.similarity:.2f}** (ECAPA cosine; 1 is the same voice). Adapt (step 2) "
+            "refines this voice.")
+    return (out.sample_rate, (out.wav * 32767).astype("int16")), note
 
 
 def adapt(table, choice: str, steps: float, lr: float, session: Session,
@@ -177,7 +225,7 @@ def build_demo() -> gr.Blocks:
     choices = init_choices()
     has_meta = any("meta" in CHOICES[c] for c in choices)
     with gr.Blocks(title="metatts: few-shot voice adaptation") as demo:
-        session = gr.State(Session())
+        session = gr.State(Session(), time_to_live=SESSION_SECONDS)
         gr.Markdown("# metatts: a new voice from a few clips")
         gr.Markdown(status_markdown())
         with gr.Accordion("What is a meta-learned initialization? And please use voices "
@@ -188,7 +236,7 @@ def build_demo() -> gr.Blocks:
         with gr.Row():
             example = gr.Dropdown(list(logic.example_voices()), label="Example voice",
                                   value=None)
-            files = gr.File(file_count="multiple", file_types=["audio"], type="filepath",
+            files = gr.File(file_count="multiple", file_types=UPLOAD_TYPES, type="filepath",
                             label="Audio clips", elem_id="clips")
             recording = gr.Audio(sources=["microphone", "upload"], type="filepath",
                                  label="Or record a clip")
@@ -196,6 +244,10 @@ def build_demo() -> gr.Blocks:
         report = gr.Dataframe(headers=COLUMNS, datatype=DATATYPES, interactive=True, wrap=True,
                               label="Clip report (edit transcripts; untick clips to leave out)",
                               elem_id="report")
+        with gr.Row():
+            preview_audio = gr.Audio(label="Preview: your voice before adapting", type="numpy",
+                                     elem_id="preview", interactive=False)
+            preview_note = gr.Markdown(elem_id="preview-note")
 
         gr.Markdown("## 2. Adapt")
         with gr.Row():
@@ -230,24 +282,32 @@ def build_demo() -> gr.Blocks:
         scores = gr.Dataframe(label="Scores: ECAPA similarity to your clips, Whisper WER",
                               elem_id="scores")
 
+        heavy = {"concurrency_id": HEAVY, "concurrency_limit": 1}
+        previewed = {"fn": preview, "inputs": session, "outputs": [preview_audio, preview_note],
+                     **heavy}
         example.input(use_example, [example, session], [files, report, session],
-                      api_name="example")
+                      api_name="example", **heavy).success(**previewed,
+                                                           api_visibility="private")
         check.click(check_clips, [files, recording, session], [report, session],
-                    api_name="check_clips")
+                    api_name="check_clips", **heavy).success(**previewed, api_name="preview")
         adapt_btn.click(adapt, [report, init, steps, lr, session],
-                        [session, curve, adapt_note, voice_files], api_name="adapt")
+                        [session, curve, adapt_note, voice_files], api_name="adapt", **heavy)
         load_btn.click(load_voice, [voice_upload, session], [session, adapt_note],
                        api_name="load_voice")
         speak_btn.click(synthesize, [text, session],
                         [session, audio_meta, audio_ft, mel_meta, mel_ft, speak_note],
-                        api_name="synthesize").success(score, session, scores, api_name="score")
-    demo.queue(default_concurrency_limit=CONCURRENCY, max_size=32)
+                        api_name="synthesize", **heavy).success(score, session, scores,
+                                                                api_name="score", **heavy)
+    demo.queue(max_size=QUEUE_SIZE)
+    ffmpeg_on_path()
     return demo
 
 
 def launch_options() -> dict:
-    """Files the page may serve besides its own uploads: the example voices."""
-    return {"allowed_paths": [str(p) for p in logic.EXAMPLE_DIRS if p.is_dir()]}
+    """Files the page may serve besides its own uploads (the example voices), and how many
+    sessions it keeps."""
+    return {"allowed_paths": [str(p) for p in logic.EXAMPLE_DIRS if p.is_dir()],
+            "state_session_capacity": SESSIONS}
 
 
 demo = build_demo()

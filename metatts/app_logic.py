@@ -8,6 +8,7 @@ Everything a user gives or makes lives in their own :class:`Session`.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import queue
@@ -39,6 +40,13 @@ MIN_SPEECH_SECONDS = 0.5
 MAX_CLIPPED = 0.001  # fraction of samples at full scale
 MIN_SNR_DB = 15.0  # loud frames (95th pct) over the noise floor (10th pct), 20 ms frames
 MAX_SILENCE = 0.6  # fraction of frames more than 40 dB below the loudest
+# Uploads as people make them: long ones are split (or cut short), quiet ones turned up.
+MAX_UPLOAD_SECONDS = 300.0  # read at most this much of one file (with a note)
+SPLIT_SECONDS = 20.0  # a clip longer than adapt.MAX_CLIP_SECONDS is cut into pieces this long
+LOW_SAMPLE_RATE = 16000  # Hz; below it a clip gets a note that it lacks high frequencies
+QUIET_DBFS = -40.0  # RMS level below which a clip gets a note that it was turned up
+MAX_VOICE_WINDOWS = 12  # ECAPA windows per clip for the two-voice check
+TWO_VOICES_COSINE = 0.5  # ECAPA centroids of a clip's two window groups less alike: two voices
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_DIRS = (Path(__file__).resolve().parent / "eval_speakers", REPO / "tests/fixtures/speech")
 NO_MODEL = ("No trained model is installed, so this app cannot adapt or speak yet. Train one with "
@@ -95,7 +103,7 @@ def example_voices() -> dict[str, list[Path]]:
     found: dict[str, list[Path]] = {}
     for root in EXAMPLE_DIRS:
         for folder in sorted(p for p in root.glob("*") if p.is_dir()):
-            wavs = sorted(folder.glob("*.wav"))[:MAX_CLIPS]
+            wavs = sorted([*folder.glob("*.wav"), *folder.glob("*.flac")])[:MAX_CLIPS]
             if wavs and folder.name not in found:
                 found[folder.name] = wavs
     return found
@@ -113,6 +121,7 @@ class ClipReport:
     transcript: str
     confidence: float  # Whisper's (0, 1]; 1.0 for a transcript given beside the clip
     problem: str | None  # why using it would hurt, or None
+    note: str = ""  # what was done to it that a person should know (split, mixed, turned up)
 
     @property
     def use(self) -> bool:
@@ -132,8 +141,10 @@ def measure(wav: np.ndarray, sample_rate: int) -> tuple[float, float, float]:
 
 
 def clip_problem(seconds: float, clipped: float, snr_db: float, silence: float,
-                 transcript: str, confidence: float) -> str | None:
-    """The first reason a clip would hurt adaptation, as a sentence, or None."""
+                 transcript: str, confidence: float, *,
+                 voice_change: float | None = None) -> str | None:
+    """The first reason a clip would hurt adaptation, as a sentence, or None.
+    ``voice_change``: where a second voice seems to start (s), if one does."""
     if seconds < MIN_SPEECH_SECONDS:
         return f"only {seconds:.1f} s of speech; record a full sentence."
     if seconds > adapting.MAX_CLIP_SECONDS:
@@ -145,6 +156,9 @@ def clip_problem(seconds: float, clipped: float, snr_db: float, silence: float,
         return f"noisy: about {snr_db:.0f} dB above the noise; record somewhere quieter."
     if silence > MAX_SILENCE:
         return f"{silence:.0%} silence; cut the pauses or record again."
+    if voice_change is not None:
+        return (f"two voices: another voice seems to speak from about {voice_change:.1f} s on. "
+                "Give clips of one person only (or cut the clip there).")
     return adapting.transcript_problem(transcript, confidence, adapting.MIN_CONFIDENCE)
 
 
@@ -159,45 +173,178 @@ class Session:
     text: str = ""  # what the outputs say
 
 
+@dataclass(frozen=True)
+class _Piece:
+    """A clip read and prepared, waiting for its transcript."""
+
+    name: str
+    wav: np.ndarray  # (T,) trimmed and loudness-normalized, at SAMPLE_RATE
+    measures: tuple[float, float, float]  # see measure()
+    given: str | None  # its transcript, if one came with it
+    note: str
+    extra: bool = False  # past MAX_CLIPS in all: reported, not transcribed
+
+
 def check_clips(paths: Sequence[str | Path], transcripts: Sequence[str | None] | None = None,
                 ) -> tuple[list[ClipReport], dict[str, np.ndarray]]:
     """Read and check up to MAX_CLIPS files. A transcript comes from ``transcripts`` (same order),
-    else a ``.txt`` beside the file, else Whisper. Returns the reports and the usable waveforms."""
+    else a ``.txt`` beside the file, else Whisper. Clips longer than MAX_CLIP_SECONDS are split
+    at pauses into several. Every file given gets a report (with its reason, if it cannot be
+    used); returns the reports and the readable waveforms by report name."""
     if not paths:
         raise AppError("Give at least one clip: record one, upload files, or pick an example.")
     if len(paths) > MAX_CLIPS:
         raise AppError(f"{len(paths)} clips given; use at most {MAX_CLIPS} (a few sentences of "
                        "clean speech are enough).")
-    reports: list[ClipReport | None] = []
-    wavs: dict[str, np.ndarray] = {}
-    pending: list[tuple[int, str, np.ndarray, tuple[float, float, float], str | None]] = []
+    items: list[ClipReport | _Piece] = []
+    taken: set[str] = set()
     for i, path in enumerate(map(Path, paths)):
-        name = _unique(path.name, wavs)
-        try:
-            raw = audio.load_audio(path, audio.SAMPLE_RATE)
-        except audio.AudioError as err:
-            reports.append(ClipReport(name, 0.0, 0.0, 0.0, 0.0, "", 0.0,
-                                      str(err).replace(str(path), "this file")))
-            continue
-        wav = audio.normalize_loudness(audio.trim_silence(raw, audio.SAMPLE_RATE))
         given = transcripts[i] if transcripts else None
         txt = path.with_suffix(".txt")
         if not given and txt.is_file():
             given = txt.read_text(encoding="utf-8").strip()
-        wavs[name] = wav
-        pending.append((i, name, wav, measure(raw, audio.SAMPLE_RATE), given))
-        reports.append(None)
-    heard = _transcribe([w for _, _, w, _, g in pending if not g])
-    for i, name, wav, (clipped, snr, silence), given in pending:
-        text, confidence = (given, 1.0) if given else next(heard)
-        seconds = len(wav) / audio.SAMPLE_RATE
-        reports[i] = ClipReport(name, round(seconds, 2), clipped, round(snr, 1), silence, text,
-                                round(confidence, 2),
-                                clip_problem(seconds, clipped, snr, silence, text, confidence))
-    return [r for r in reports if r is not None], wavs
+        for item in read_clip(path, given, taken):
+            taken.add(item.name)
+            items.append(item)
+    usable = 0
+    for n, item in enumerate(items):
+        if isinstance(item, _Piece):
+            usable += 1
+            if usable > MAX_CLIPS:
+                items[n] = dataclasses.replace(item, extra=True)
+    pieces = [p for p in items if isinstance(p, _Piece)]
+    heard = _transcribe([p.wav for p in pieces if not p.given and not p.extra])
+    changes = voice_changes([p.wav for p in pieces])
+    reports = []
+    for item in items:
+        if isinstance(item, ClipReport):
+            reports.append(item)
+            continue
+        seconds = len(item.wav) / audio.SAMPLE_RATE
+        clipped, snr, silence = item.measures
+        if item.extra:
+            text, confidence = "", 0.0
+            problem = (f"left out: more than {MAX_CLIPS} clips in all, and {MAX_CLIPS} are "
+                       "plenty. Tick it and write its transcript to use it anyway.")
+        else:
+            text, confidence = (item.given, 1.0) if item.given else next(heard)
+            problem = clip_problem(seconds, clipped, snr, silence, text, confidence,
+                                   voice_change=changes[pieces.index(item)])
+        reports.append(ClipReport(item.name, round(seconds, 2), clipped, round(snr, 1),
+                                  silence, text, round(confidence, 2), problem, item.note))
+    return reports, {p.name: p.wav for p in pieces}
 
 
-def _unique(name: str, taken: dict) -> str:
+def read_clip(path: Path, given: str | None, taken: set[str]) -> list[ClipReport | _Piece]:
+    """One uploaded file -> the clips it gives (several for a long one), or a report of why it
+    cannot be read. Notes say what was done: mixed to mono, turned up, cut short, split."""
+    name = _unique(path.name, taken)
+    try:
+        recording = audio.read_audio(path, max_seconds=MAX_UPLOAD_SECONDS)
+        mono = audio.to_mono(recording.data)
+        raw = audio.resample(audio.check_audio(mono, recording.sample_rate, name=name),
+                             recording.sample_rate, audio.SAMPLE_RATE)
+    except audio.AudioError as err:
+        return [ClipReport(name, 0.0, 0.0, 0.0, 0.0, "", 0.0,
+                           str(err).replace(str(path), "this file"))]
+    notes = upload_notes(recording, mono)
+    clipped = float(np.mean(np.abs(mono) >= 0.999))  # at the file's own rate
+    trimmed = audio.trim_silence(raw, audio.SAMPLE_RATE)
+    if len(trimmed) <= adapting.MAX_CLIP_SECONDS * audio.SAMPLE_RATE:
+        _, snr, silence = measure(raw, audio.SAMPLE_RATE)
+        return [_Piece(name, audio.normalize_loudness(trimmed), (clipped, snr, silence), given,
+                       " ".join(notes))]
+    parts = audio.split_at_pauses(trimmed, audio.SAMPLE_RATE, SPLIT_SECONDS)
+    stem, suffix = Path(name).stem, Path(name).suffix
+    out = []
+    for k, part in enumerate(parts, 1):
+        _, snr, silence = measure(part, audio.SAMPLE_RATE)
+        part = audio.trim_silence(part, audio.SAMPLE_RATE)
+        split = (f"Part {k} of {len(parts)} of a {len(trimmed) / audio.SAMPLE_RATE:.0f} s clip, "
+                 f"cut at pauses (clips are at most {adapting.MAX_CLIP_SECONDS:.0f} s).")
+        out.append(_Piece(_unique(f"{stem} (part {k}){suffix}", taken),
+                          audio.normalize_loudness(part), (clipped, snr, silence), None,
+                          " ".join([split, *notes])))
+    return out
+
+
+def upload_notes(recording: audio.Recording, mono: np.ndarray) -> list[str]:
+    """Sentences about what reading a file changed or what it lacks (none for a plain clip)."""
+    notes = []
+    if recording.truncated:
+        notes.append(f"Only its first {_span(MAX_UPLOAD_SECONDS)} were read (it is "
+                     f"{_span(recording.total_seconds)} long).")
+    if recording.channels > 1:
+        mixed = np.allclose(mono, recording.data.mean(axis=1))
+        notes.append(f"Stereo: its {recording.channels} channels were mixed to one."
+                     if mixed else "Stereo with channels out of phase: the louder one was used.")
+    if recording.sample_rate < LOW_SAMPLE_RATE:
+        notes.append(f"Recorded at {recording.sample_rate / 1000:g} kHz: nothing above "
+                     f"{recording.sample_rate / 2000:g} kHz is in it, so the voice may come out "
+                     "muffled.")
+    level = 20 * np.log10(float(np.sqrt(np.mean(np.square(mono, dtype=np.float64)))) + 1e-12)
+    if level < QUIET_DBFS:
+        notes.append(f"Very quiet ({level:.0f} dBFS): it was turned up, and any noise with it.")
+    return notes
+
+
+def _span(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f} s"
+
+
+def voice_changes(wavs: Sequence[np.ndarray]) -> list[float | None]:
+    """For each clip (T,) at SAMPLE_RATE: where a second voice seems to start (s), or None.
+
+    ECAPA embeddings of 1.5 s windows (hop 0.75 s, or longer to make at most MAX_VOICE_WINDOWS
+    of a long clip) are split into two groups (2-means on the
+    cosine, started from the two least alike windows); a clip has two voices when the groups'
+    centroids are less alike than TWO_VOICES_COSINE, the smaller group holds at least two
+    windows and the groups take turns at most twice (a voice change, not noise). Clips shorter
+    than four windows (3.75 s) are not judged. On the shipped evaluation speakers (7 of them, 2
+    clips joined, 4-8 windows) the centroid cosine was 0.51-0.85 for one speaker's clips and
+    -0.01 to 0.47 for two speakers' (42 pairs)."""
+    from metatts import speaker
+
+    window = int(1.5 * speaker.SAMPLE_RATE)
+    spans, chunks, hops = [], [], []
+    for wav in wavs:
+        w = audio.resample(wav, audio.SAMPLE_RATE, speaker.SAMPLE_RATE)
+        hop = max(window // 2, (len(w) - window) // (MAX_VOICE_WINDOWS - 1))
+        hops.append(hop)
+        starts = list(range(0, len(w) - window + 1, hop))
+        spans.append((len(chunks), len(starts) if len(starts) >= 4 else 0))
+        if len(starts) >= 4:
+            chunks += [w[s : s + window] for s in starts]
+    if not chunks:
+        return [None] * len(wavs)
+    emb = speaker.embed(chunks, speaker.SAMPLE_RATE).numpy()  # (windows, 192), unit norm
+    out: list[float | None] = []
+    for (first, count), hop in zip(spans, hops):
+        labels, cosine = _two_groups(emb[first : first + count]) if count else (None, 1.0)
+        if (labels is None or cosine >= TWO_VOICES_COSINE or min(np.bincount(labels)) < 2
+                or np.count_nonzero(np.diff(labels)) > 2):  # one voice: groups interleave
+            out.append(None)
+            continue
+        # the change: the first window of the group the clip does not start with
+        out.append(round(float(np.argmax(labels != labels[0])) * hop / speaker.SAMPLE_RATE, 1))
+    return out
+
+
+def _two_groups(emb: np.ndarray) -> tuple[np.ndarray | None, float]:
+    """2-means on unit vectors (N, D): (labels (N,), cosine of the two centroids)."""
+    sims = emb @ emb.T
+    i, j = np.unravel_index(np.argmin(sims), sims.shape)
+    centroids = emb[[i, j]]
+    for _ in range(10):
+        labels = np.argmax(emb @ centroids.T, axis=1)
+        if labels.min() == labels.max():
+            return None, 1.0
+        centroids = np.stack([emb[labels == k].mean(0) for k in (0, 1)])
+        centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+    return labels, float(centroids[0] @ centroids[1])
+
+
+def _unique(name: str, taken: set[str] | dict) -> str:
     out, n = name, 1
     while out in taken:
         n += 1
@@ -322,6 +469,61 @@ def load_voice(path: str | Path) -> tuple[str, Voice]:
     return init, voice
 
 
+# --- the voice before adapting -----------------------------------------------------------
+
+PREVIEW_TEXT = "Hello! This is how I sound before any adapting."
+
+
+@dataclass(frozen=True)
+class StartVoice:
+    """Where a new voice starts before any adaptation step."""
+
+    init: str  # the checkpoint it speaks with ("meta" or "pretrained")
+    params: dict  # parameter name -> value (torch tensors), as an adapted voice's
+    source: str  # how it was found, for the page
+
+
+def start_voice(wavs: Sequence[np.ndarray]) -> StartVoice:
+    """The voice for clips (T,) at SAMPLE_RATE before adapting: the preview speaks with it and
+    "Adapt" refines it. Today it is the meta-learned start (the fine-tuning start where no
+    meta-learned model is installed), the same for every set of clips; a speaker encoder that
+    estimates a voice from ``wavs`` replaces this function's body."""
+    del wavs  # no speaker encoder yet
+    init = "meta" if model_status("meta") is None else "pretrained"
+    base = load_model(init)
+    try:
+        settings = adapting.default_settings(init, base)
+    except adapting.AdaptError as err:
+        raise AppError(str(err)) from None
+    return StartVoice(init, adapting.start_params(base, settings),
+                      f"the {LABELS[init]} start, before any adaptation step")
+
+
+@dataclass(frozen=True)
+class Preview:
+    init: str
+    wav: np.ndarray  # (T,) float32 at sample_rate
+    sample_rate: int
+    similarity: float  # mean ECAPA cosine to the clips (as in eval.score)
+    text: str
+    source: str  # StartVoice.source
+
+
+def preview(wavs: Sequence[np.ndarray], text: str = PREVIEW_TEXT) -> Preview:
+    """Speak ``text`` with :func:`start_voice` of the clips, and score it against them."""
+    from metatts import speaker
+
+    if not wavs:
+        raise AppError("Check some clips first: the preview speaks in the voice they start.")
+    start = start_voice(wavs)
+    out = speak_params(start.init, start.params, text)
+    refs = speaker.embed(list(wavs), audio.SAMPLE_RATE)
+    own = speaker.embed(out.wav, out.sample_rate)
+    similarity = float(speaker.similarity(own, refs).mean())
+    return Preview(start.init, out.wav, out.sample_rate, round(similarity, 3), text,
+                   start.source)
+
+
 # --- synthesis and scores -------------------------------------------------------------------
 
 def check_text(text: str) -> str:
@@ -337,11 +539,16 @@ def check_text(text: str) -> str:
 
 def speak(init: str, voice: Voice, text: str):
     """Synthesize ``text`` with an adapted voice -> :class:`metatts.synthesis.Synthesis`."""
+    return speak_params(init, voice.params, text)
+
+
+def speak_params(init: str, params: dict, text: str):
+    """Synthesize ``text`` with parameters over ``init``'s model -> ``Synthesis``."""
     from metatts.synthesis import synthesize
     from metatts.text import TextError
 
     try:
-        return synthesize(load_model(init), check_text(text), params=voice.params)
+        return synthesize(load_model(init), check_text(text), params=params)
     except (TextError, CheckpointError) as err:
         raise AppError(str(err)) from None
 

@@ -6,9 +6,14 @@ audio -> :func:`mel_spectrogram` -> vocoder gives the same voice back (copy-synt
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 import math
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,30 +37,122 @@ class AudioError(ValueError):
     """Audio that cannot be used: unreadable, empty, silent, non-finite or too long."""
 
 
+FFMPEG_SECONDS = 120  # longest an ffmpeg decode may take
+# what browsers record (MediaRecorder) and phones save, beyond what soundfile reads itself
+FFMPEG_FORMATS = "webm, opus, m4a, aac, mp4"
+
+
+@dataclass(frozen=True)
+class Recording:
+    """A file's audio as it is stored, before mixing to mono or resampling."""
+
+    data: np.ndarray  # (T, channels) float32 at sample_rate
+    sample_rate: int
+    total_seconds: float  # the whole file's length (more than was read when truncated)
+    truncated: bool  # reading stopped at max_seconds
+
+    @property
+    def channels(self) -> int:
+        return self.data.shape[1]
+
+    @property
+    def seconds(self) -> float:
+        """Length of what was read."""
+        return len(self.data) / self.sample_rate
+
+
+def read_audio(source: str | Path | bytes, *, max_seconds: float | None = None) -> Recording:
+    """Read an audio file or its bytes as stored: wav, flac, mp3 and ogg through soundfile, any
+    other format ffmpeg knows (webm/opus as browsers record, m4a) through ffmpeg. At most
+    ``max_seconds`` are read; ``truncated`` says whether there was more."""
+    name = "audio bytes" if isinstance(source, bytes) else str(source)
+    if not isinstance(source, bytes) and not Path(source).is_file():
+        raise AudioError(f"{name}: no such file.")
+    try:
+        return _read_soundfile(source, max_seconds)
+    except Exception as err:  # soundfile raises several types for bad files
+        first = err
+    try:
+        return _read_ffmpeg(source, max_seconds)
+    except (OSError, RuntimeError, ValueError) as err:
+        raise AudioError(f"{name}: cannot read it as audio ({first}; ffmpeg: {err}). Use a "
+                         f"wav, flac, mp3, ogg or {FFMPEG_FORMATS} file.") from None
+
+
+def _read_soundfile(source: str | Path | bytes, max_seconds: float | None) -> Recording:
+    with sf.SoundFile(io.BytesIO(source) if isinstance(source, bytes) else str(source)) as f:
+        rate, frames = f.samplerate, f.frames
+        limit = frames if max_seconds is None else min(frames, int(max_seconds * rate))
+        data = f.read(limit, dtype="float32", always_2d=True)
+    if not len(data) and frames:
+        raise RuntimeError("no samples could be decoded")
+    return Recording(data, rate, frames / rate, limit < frames)
+
+
+def _read_ffmpeg(source: str | Path | bytes, max_seconds: float | None) -> Recording:
+    """Decode with ffmpeg into a float wav, which soundfile then reads."""
+    with tempfile.TemporaryDirectory(prefix="metatts-audio-") as tmp:
+        if isinstance(source, bytes):
+            (Path(tmp) / "in").write_bytes(source)
+            source = Path(tmp) / "in"
+        limit = [] if max_seconds is None else ["-t", f"{max_seconds + 0.5:.3f}"]
+        out = Path(tmp) / "out.wav"
+        done = subprocess.run([ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(source),
+                               *limit, "-vn", "-acodec", "pcm_f32le", str(out)],
+                              capture_output=True, text=True, timeout=FFMPEG_SECONDS)
+        if done.returncode != 0 or not out.is_file():
+            said = done.stderr.strip().splitlines()
+            raise RuntimeError(said[-1].replace(str(source), "the file") if said
+                               else f"exit status {done.returncode}")
+        recording = _read_soundfile(out, max_seconds)
+    # ffmpeg stopped half a second past the limit, so a longer file reads as truncated
+    return dataclasses.replace(recording, truncated=recording.truncated or (
+        max_seconds is not None and recording.total_seconds > max_seconds))
+
+
+@functools.cache
+def ffmpeg_exe() -> str:
+    """An ffmpeg program: the one on PATH, else the static build inside ``imageio-ffmpeg``."""
+    found = shutil.which("ffmpeg")
+    if found:
+        return found
+    try:
+        import imageio_ffmpeg
+    except ImportError:
+        raise OSError("no ffmpeg is installed (pip install imageio-ffmpeg, or apt-get install "
+                      "ffmpeg)") from None
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def to_mono(data: np.ndarray) -> np.ndarray:
+    """(T, channels) -> (T,): the channels' mean, or the loudest channel where the mean would
+    cancel (channels out of phase: the mix keeps under a quarter of their energy)."""
+    if data.shape[1] == 1:
+        return data[:, 0]
+    mix = data.mean(axis=1)
+    energy = np.mean(np.square(data, dtype=np.float64), axis=0)  # (channels,)
+    if np.mean(np.square(mix, dtype=np.float64)) < 0.25 * energy.mean():
+        return data[:, int(np.argmax(energy))]
+    return mix
+
+
 def load_audio(
     source: str | Path | bytes,
     sample_rate: int = SAMPLE_RATE,
     *,
     max_seconds: float | None = MAX_SECONDS,
 ) -> np.ndarray:
-    """Read wav/flac/mp3/ogg from a path or bytes; return mono float32 at ``sample_rate``. (T,)"""
+    """Read any file :func:`read_audio` reads; return mono float32 at ``sample_rate``. (T,)
+    Longer than ``max_seconds`` is refused."""
     name = "audio bytes" if isinstance(source, bytes) else str(source)
-    if not isinstance(source, bytes) and not Path(source).is_file():
-        raise AudioError(f"{name}: no such file.")
-    try:
-        data, rate = sf.read(io.BytesIO(source) if isinstance(source, bytes) else str(source),
-                             dtype="float32", always_2d=True)
-    except Exception as err:  # soundfile raises several types for bad files
+    recording = read_audio(source, max_seconds=max_seconds)
+    if recording.truncated:
         raise AudioError(
-            f"{name}: cannot read it as audio ({err}). Use a wav, flac, mp3 or ogg file."
-        ) from None
-    if max_seconds is not None and len(data) > max_seconds * rate:
-        raise AudioError(
-            f"{name}: {len(data) / rate:.0f} s long; clips must be at most {max_seconds:.0f} s. "
-            "Cut it into sentences first."
+            f"{name}: {recording.total_seconds:.0f} s long; clips must be at most "
+            f"{max_seconds:.0f} s. Cut it into sentences first."
         )
-    wav = check_audio(data.mean(axis=1), rate, name=name)
-    return resample(wav, rate, sample_rate)
+    wav = check_audio(to_mono(recording.data), recording.sample_rate, name=name)
+    return resample(wav, recording.sample_rate, sample_rate)
 
 
 def check_audio(wav: np.ndarray, sample_rate: int, *, name: str = "audio") -> np.ndarray:
@@ -98,6 +195,29 @@ def trim_silence(
     start = max(0, voiced[0] * frame - pad)
     end = min(len(wav), (voiced[-1] + 1) * frame + pad)
     return wav[start:end]
+
+
+def split_at_pauses(wav: np.ndarray, sample_rate: int, max_seconds: float) -> list[np.ndarray]:
+    """Cut ``wav`` (T,) into as few pieces of at most ``max_seconds`` as fit, of about equal
+    length, each cut in a pause: among the quietest 200 ms stretches (within 3 dB) of the
+    stretch where the piece may end, the one nearest its equal share."""
+    frame = max(1, int(0.02 * sample_rate))
+    n = len(wav) // frame
+    longest = int(max_seconds * sample_rate) // frame  # frames
+    if n <= longest:
+        return [wav]
+    rms = np.sqrt(np.mean(wav[: n * frame].reshape(n, frame) ** 2, axis=1) + 1e-12)
+    level = 20 * np.log10(np.convolve(rms, np.ones(10) / 10, mode="same"))  # (n,) dB, 200 ms
+    pieces, start = [], 0
+    while n - start > longest:
+        share = (n - start) / math.ceil((n - start) / longest)  # frames, equal pieces
+        low, high = start + int(0.6 * share), start + min(longest, int(1.4 * share))
+        quiet = low + np.flatnonzero(level[low:high] <= level[low:high].min() + 3.0)
+        cut = int(quiet[np.argmin(np.abs(quiet - (start + share)))])
+        pieces.append(wav[start * frame : cut * frame])
+        start = cut
+    pieces.append(wav[start * frame :])
+    return pieces
 
 
 def normalize_loudness(wav: np.ndarray, target_dbfs: float = TARGET_DBFS) -> np.ndarray:
