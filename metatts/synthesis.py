@@ -1,5 +1,11 @@
 """Text to speech: the acoustic model makes a mel per sentence, the vocoder turns it into audio.
 
+Text of any length is split into sentences; each sentence is spoken on its own (acoustic model,
+post-filter, vocoder), its audio faded in and out over FADE_SECONDS so that it starts and ends at
+zero, and sentences are joined with PAUSE_SECONDS of silence: no clicks at the joins.
+:func:`synthesize_stream` yields the audio a few sentences at a time as it is made;
+:func:`synthesize` is the same stream joined, so the two give the same samples.
+
 A voice is either a speaker of the checkpoint (by name or index) or a dict of adapted parameter
 tensors (from the adaptation code) that override the model's own for the call, through
 ``torch.func.functional_call``; the model itself is never modified. A dict that holds
@@ -9,7 +15,7 @@ tensors (from the adaptation code) that override the model's own for the call, t
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,11 +24,13 @@ from torch import Tensor, nn
 
 from metatts.audio import SAMPLE_RATE
 from metatts.model.checkpoint import Checkpoint, CheckpointError
+from metatts.model.config import PostFilterConfig
 from metatts.model.fastspeech2 import NEW_SPEAKER, FastSpeech2, Prediction
 from metatts.postfilter import apply as apply_postfilter
 from metatts.text import split_sentences, text_to_ids
 
 PAUSE_SECONDS = 0.25  # silence between sentences
+FADE_SECONDS = 0.005  # raised-cosine fade at both ends of each sentence's audio
 MAX_SENTENCE_CHARS = 250  # longer sentences are cut at clause marks or spaces
 
 
@@ -91,26 +99,84 @@ def synthesize(checkpoint: Checkpoint, text: str, params: Mapping[str, Tensor] |
                speaker: str | int | None = None, *, pace: float = 1.0,
                vocoder: Callable[[Tensor], Tensor] | None = None,
                postfilter: bool = True) -> Synthesis:
-    """Speak ``text``. Long text is split into sentences, synthesized as one batch and joined
-    with short pauses. Raises :class:`metatts.text.TextError` for empty or unspeakable text.
-    ``vocoder`` maps a (n_mels, T) mel to a waveform; default: the bundled HiFi-GAN.
+    """Speak ``text``. Long text is split into sentences, each synthesized and joined with short
+    pauses (see the module docstring). Raises :class:`metatts.text.TextError` for empty or
+    unspeakable text. ``vocoder`` maps a (n_mels, T) mel to a waveform; default: the bundled
+    HiFi-GAN (:func:`metatts.vocoder.load_vocoder`, its fast path unless $METATTS_VOCODER=exact).
     ``postfilter``: apply the checkpoint's mel post-filter (:mod:`metatts.postfilter`; a no-op
     when its config leaves it off)."""
+    chunks = list(synthesize_stream(checkpoint, text, params, speaker, pace=pace,
+                                    vocoder=vocoder, postfilter=postfilter))
+    return Synthesis(np.concatenate([c.wav for c in chunks]), SAMPLE_RATE,
+                     tuple(m for c in chunks for m in c.mels),
+                     tuple(s for c in chunks for s in c.sentences),
+                     sum(c.acoustic_seconds for c in chunks), sum(c.vocoder_seconds for c in chunks))
+
+
+def synthesize_stream(checkpoint: Checkpoint, text: str,
+                      params: Mapping[str, Tensor] | None = None,
+                      speaker: str | int | None = None, *, pace: float = 1.0,
+                      vocoder: Callable[[Tensor], Tensor] | None = None, postfilter: bool = True,
+                      chunk_sentences: int = 1) -> Iterator[Synthesis]:
+    """Speak ``text`` ``chunk_sentences`` sentences at a time: one :class:`Synthesis` per chunk,
+    made when it is asked for. The chunks' wavs concatenated are :func:`synthesize`'s wav for any
+    ``chunk_sentences`` (every chunk but the last ends with the pause before the next sentence).
+    Arguments as for :func:`synthesize`; bad text or a bad voice raises here, before the first
+    chunk is made."""
     if not pace > 0:
         raise ValueError(f"pace must be positive, got {pace}.")
+    if chunk_sentences < 1:
+        raise ValueError(f"chunk_sentences must be at least 1, got {chunk_sentences}.")
     model = checkpoint.model
     device = next(model.parameters()).device
     if params is not None:
         check_params(model, params)
         params = {k: v.to(device) for k, v in params.items()}
     index = resolve_speaker(checkpoint, params, speaker)
-    started = time.perf_counter()
     sentences = split_sentences(text, max_chars=MAX_SENTENCE_CHARS)
     mode = checkpoint.config.data.tokens
-    ids = [torch.tensor(text_to_ids(s, mode=mode, table=checkpoint.symbols)) for s in sentences]
-    lengths = torch.tensor([len(x) for x in ids], device=device)
-    tokens = nn.utils.rnn.pad_sequence(ids, batch_first=True).to(device)  # (S, N), pad id 0
-    speakers = torch.full((len(ids),), index, dtype=torch.long, device=device)
+    ids = [text_to_ids(s, mode=mode, table=checkpoint.symbols) for s in sentences]
+    if vocoder is None:  # loaded (once per process) before any timing
+        from metatts.vocoder import load_vocoder
+
+        vocoder = load_vocoder()
+    pf = checkpoint.config.postfilter if postfilter and checkpoint.config.postfilter.active else None
+    return _stream(checkpoint.model, params, index, sentences, ids, pace, vocoder, pf,
+                   chunk_sentences)
+
+
+def _stream(model: FastSpeech2, params: dict[str, Tensor] | None, speaker: int,
+            sentences: list[str], ids: list[list[int]], pace: float,
+            vocoder: Callable[[Tensor], Tensor], postfilter: PostFilterConfig | None,
+            chunk_sentences: int) -> Iterator[Synthesis]:
+    pause = np.zeros(int(PAUSE_SECONDS * SAMPLE_RATE), dtype=np.float32)
+    for first in range(0, len(sentences), chunk_sentences):
+        last = min(first + chunk_sentences, len(sentences))
+        pieces, mels, acoustic, vocoding = [], [], 0.0, 0.0
+        for i in range(first, last):
+            started = time.perf_counter()
+            mel = _mel(model, params, speaker, ids[i], pace)
+            if postfilter is not None:
+                mel = apply_postfilter(mel, postfilter)
+            acoustic += time.perf_counter() - started
+            started = time.perf_counter()
+            wav = vocoder(mel).detach().float().cpu().numpy()
+            pieces.append(fade(np.clip(wav, -1.0, 1.0).astype(np.float32)))
+            vocoding += time.perf_counter() - started
+            mels.append(mel)
+            if i + 1 < len(sentences):
+                pieces.append(pause)
+        yield Synthesis(np.concatenate(pieces), SAMPLE_RATE, tuple(mels),
+                        tuple(sentences[first:last]), acoustic, vocoding)
+
+
+def _mel(model: FastSpeech2, params: dict[str, Tensor] | None, speaker: int, ids: list[int],
+         pace: float) -> Tensor:
+    """One sentence's token ids -> its (n_mels, frames) log-mel on CPU."""
+    device = next(model.parameters()).device
+    tokens = torch.tensor([ids], device=device)  # (1, N)
+    lengths = torch.tensor([len(ids)], device=device)
+    speakers = torch.tensor([speaker], device=device)
     was_training = model.training
     model.eval()
     try:
@@ -123,21 +189,15 @@ def synthesize(checkpoint: Checkpoint, text: str, params: Mapping[str, Tensor] |
                     (tokens, lengths, speakers, pace), strict=False)
     finally:
         model.train(was_training)
-    mels = tuple(pred.mel[i, :, : int(n)].float().cpu() for i, n in enumerate(pred.mel_lengths))
-    if postfilter and checkpoint.config.postfilter.active:
-        mels = tuple(apply_postfilter(m, checkpoint.config.postfilter) for m in mels)
-    acoustic = time.perf_counter() - started
-    if vocoder is None:  # loaded (once per process) outside the timing
-        from metatts.vocoder import load_vocoder
+    return pred.mel[0, :, : int(pred.mel_lengths[0])].float().cpu()
 
-        vocoder = load_vocoder()
-    started = time.perf_counter()
-    pause = np.zeros(int(PAUSE_SECONDS * SAMPLE_RATE), dtype=np.float32)
-    pieces = []
-    for i, mel in enumerate(mels):
-        if i:
-            pieces.append(pause)
-        pieces.append(vocoder(mel).detach().float().cpu().numpy())
-    wav = np.clip(np.concatenate(pieces), -1.0, 1.0).astype(np.float32)
-    return Synthesis(wav, SAMPLE_RATE, mels, tuple(sentences), acoustic,
-                     time.perf_counter() - started)
+
+def fade(wav: np.ndarray, seconds: float = FADE_SECONDS) -> np.ndarray:
+    """``wav`` (samples,) with a raised-cosine fade-in and fade-out of ``seconds`` each, so that it
+    starts and ends at zero (a copy)."""
+    n = min(int(seconds * SAMPLE_RATE), len(wav) // 2)
+    ramp = (0.5 - 0.5 * np.cos(np.pi * np.arange(n) / n)).astype(np.float32)  # 0 -> ~1
+    out = wav.copy()
+    out[:n] *= ramp
+    out[len(out) - n:] *= ramp[::-1]
+    return out

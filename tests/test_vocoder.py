@@ -69,17 +69,17 @@ def test_sha_mismatch_raises_before_loading(monkeypatch):
     monkeypatch.setattr(vocoder, "BUNDLED_SHA256", "0" * 64)
     monkeypatch.setattr(torch, "load", refuse)
     with pytest.raises(AssetError, match="sha256"):
-        vocoder.load_vocoder.__wrapped__()
+        vocoder._load_vocoder.__wrapped__(None, "exact")
 
 
 def test_user_safetensors_file_with_folded_weight_norm(tmp_path):
     from safetensors.torch import save_file
 
-    bundled = vocoder.load_vocoder()
+    bundled = vocoder.load_vocoder(mode="exact")
     state = {k.replace(".conv.", "."): v.contiguous()  # back to the original HiFi-GAN names
              for k, v in bundled.generator.state_dict().items()}
     save_file(state, tmp_path / "generator.safetensors")
-    user = vocoder.load_vocoder.__wrapped__(str(tmp_path / "generator.safetensors"))
+    user = vocoder._load_vocoder.__wrapped__(str(tmp_path / "generator.safetensors"), "exact")
     assert user.source.kind == "path"
     mel = torch.randn(80, 20) - 5
     torch.testing.assert_close(user(mel), bundled(mel))
@@ -88,14 +88,14 @@ def test_user_safetensors_file_with_folded_weight_norm(tmp_path):
 def test_files_that_are_not_generators_are_refused(tmp_path):
     torch.save({"generator": {"conv_pre.weight": torch.zeros(3)}}, tmp_path / "small.pth.tar")
     with pytest.raises(AssetError, match="do not fit"):
-        vocoder.load_vocoder.__wrapped__(str(tmp_path / "small.pth.tar"))
+        vocoder._load_vocoder.__wrapped__(str(tmp_path / "small.pth.tar"), "exact")
     torch.save(argparse.Namespace(generator={}), tmp_path / "pickled.pth")  # needs unpickling
     (tmp_path / "noise.pth").write_bytes(b"not a checkpoint")
     for name in ("pickled.pth", "noise.pth"):
         with pytest.raises(AssetError, match="cannot read"):
-            vocoder.load_vocoder.__wrapped__(str(tmp_path / name))
+            vocoder._load_vocoder.__wrapped__(str(tmp_path / name), "exact")
     with pytest.raises(AssetError, match="not a local file"):
-        vocoder.load_vocoder.__wrapped__(str(tmp_path))
+        vocoder._load_vocoder.__wrapped__(str(tmp_path), "fast")
 
 
 def test_bundled_config_matches_the_mel_convention():

@@ -1,5 +1,5 @@
 """``python -m metatts synthesize --text TEXT (--speaker NAME | --voice VOICE.safetensors)
---out OUT.wav [--checkpoint PATH]``, or ``--list-speakers``."""
+--out OUT.wav [--checkpoint PATH] [--vocoder fast|exact]``, or ``--list-speakers``."""
 
 from __future__ import annotations
 
@@ -24,6 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-postfilter", action="store_true",
                         help="leave the mel as the model made it (skip the checkpoint's "
                              "post-filter, see `python -m metatts postfilter`)")
+    parser.add_argument("--vocoder", choices=("fast", "exact"),
+                        help="HiFi-GAN V1 run by onnxruntime (fast) or by torch (exact, the "
+                             "reference path); default: $METATTS_VOCODER, else fast")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
     parser.add_argument("--verbose", action="store_true",
                         help="report sentences, duration and real-time factor on stderr")
@@ -33,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     from metatts.model.checkpoint import CheckpointError, load_checkpoint, shipped_checkpoint
     from metatts.synthesis import synthesize
     from metatts.text import TextError
+    from metatts.vocoder import load_vocoder
     from metatts.voice import Voice
 
     try:
@@ -58,8 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         if voice is not None:
             voice.check_base(checkpoint)  # a voice only fits the model it was adapted from
             params = voice.params
+        vocoder = load_vocoder(mode=args.vocoder)  # on CPU
         result = synthesize(checkpoint, args.text, params, args.speaker, pace=args.pace,
-                            postfilter=not args.no_postfilter)
+                            vocoder=vocoder, postfilter=not args.no_postfilter)
         save_audio(args.out, result.wav, result.sample_rate)
     except (CheckpointError, TextError, ValueError) as err:  # VoiceError is a ValueError
         print(f"metatts synthesize: {err}", file=sys.stderr)
@@ -67,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.verbose:
         print(f"{len(result.sentences)} sentence(s), {result.seconds:.2f} s of audio; "
               f"real-time factor {result.rtf:.3f} (acoustic model {result.acoustic_rtf:.3f}, "
-              f"vocoder {result.vocoder_seconds / result.seconds:.3f}); wrote {args.out}",
+              f"vocoder {result.vocoder_seconds / result.seconds:.3f}, {vocoder.mode}); "
+              f"wrote {args.out}",
               file=sys.stderr)
         pf = checkpoint.config.postfilter
         print("mel post-filter: " + (f"spectral {pf.spectral}, temporal {pf.temporal}"
