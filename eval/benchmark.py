@@ -214,8 +214,8 @@ def parse_args(argv: list[str]) -> Options:
     p.add_argument("--methods", nargs="+", default=[],
                    help=f"any of {', '.join((*grid.META_METHODS, *grid.FINETUNE))}, optionally "
                    "with :lr=X, :batching=full|stochastic|minibatch, :batch_size=N (default: "
-                   "every method whose checkpoint exists; the full preset leaves finetune-sgd to the "
-                   "optimizer study)")
+                   "every method whose checkpoint exists; the full preset leaves finetune-sgd "
+                   "to the optimizer study)")
     p.add_argument("--shots", type=_ints, help="support clip counts k, e.g. 1,5")
     p.add_argument("--steps", type=_ints, help="adaptation step counts, e.g. 0,5,10,20,50,100")
     p.add_argument("--tasks", type=int, help="support draws per speaker and k")
@@ -224,7 +224,8 @@ def parse_args(argv: list[str]) -> Options:
                    help="use at most this many speakers per group, the first by name (0: all)")
     p.add_argument("--asr", help="Whisper model for WER: base or tiny.en (default by preset)")
     p.add_argument("--optimizer-study", action=argparse.BooleanOptionalAction, default=None,
-                   help="also run the inner-optimizer experiment (plain SGD variants; off by default)")
+                   help="also run the inner-optimizer experiment (plain SGD variants; off by "
+                   "default)")
     p.add_argument("--baseline", default=BASELINE, help="method the paired test compares with")
     p.add_argument("--checkpoint-dir", type=Path, default=CHECKPOINTS,
                    help="folder with pretrained/ and maml/, fomaml/, reptile/ checkpoints "

@@ -1,7 +1,7 @@
 """Speaker groups: which population a held-out speaker stands for. Every table is per group.
 
-- ``natural``: Kokoro's English voices kept for test only (``kokoro_af_heart``, ``kokoro_bm_lewis``:
-  US/UK, female/male), neural voices trained on recordings of people;
+- ``natural``: Kokoro's English voices kept for test only (``kokoro_en_af_nicole``,
+  ``kokoro_en_bm_fable``: US/UK, female/male), neural voices trained on recordings of people;
 - ``real``: a recorded person (``real_allison``);
 - ``engine``: the earlier engine voices (formant, diphone, HMM, Pico, Piper, Kokoro's Japanese
   styles and their blends such as ``kokoro_gongitsune_tebukuro``).
@@ -18,13 +18,13 @@ from collections.abc import Iterable
 from pathlib import Path
 
 GROUPS = ("natural", "real", "engine")  # the order of the report's tables
-_KOKORO_ENGLISH = re.compile(r"kokoro_[ab][fm]_[a-z]+$")  # a(merican)/b(ritish), f/m, name
+_KOKORO_ENGLISH = re.compile(r"kokoro_(en_)?[ab][fm]_[a-z]+$")  # a(merican)/b(ritish), f/m, name
 
 
 def group_of(speaker: str, declared: str | None = None) -> str:
     """The group of ``speaker``: ``declared`` (a manifest's ``group`` field) if given, else from
-    the name: ``real_*`` -> "real", a Kokoro English voice ``kokoro_[ab][fm]_*`` -> "natural",
-    anything else -> "engine"."""
+    the name: ``real_*`` -> "real", a Kokoro English voice (``kokoro_[en_][ab][fm]_*``) ->
+    "natural", anything else -> "engine"."""
     if declared:
         if declared not in GROUPS:
             raise ValueError(f"speaker {speaker}: group {declared!r} is not one of "

@@ -1,4 +1,4 @@
-"""Statistics of the benchmark tables: cluster-bootstrap intervals, a paired test, Holm's correction.
+"""Statistics of the benchmark tables: cluster-bootstrap intervals, a paired test, Holm's method.
 
 - Interval: 95 % percentile bootstrap of the mean, resampling whole *clusters* (one cluster = one
   speaker's task: its adaptation and all its test sentences) with replacement, so that clips
@@ -70,7 +70,8 @@ def paired_test(method: dict[Hashable, float], baseline: dict[Hashable, float]) 
 def holm(pvalues: Sequence[float | None]) -> list[float | None]:
     """Holm-adjusted p-values, in the given order; None (no test) stays None and is not counted.
 
-    With the m p-values sorted ascending, p_(i) becomes max over j <= i of min(1, (m - j + 1) p_(j)).
+    With the m p-values sorted ascending, p_(i) becomes max over j <= i of
+    min(1, (m - j + 1) p_(j)).
     """
     index = sorted((i for i, p in enumerate(pvalues) if p is not None), key=lambda i: pvalues[i])
     out: list[float | None] = [None] * len(pvalues)
