@@ -82,6 +82,15 @@ def test_spoken_text(written, spoken):
     assert rv.spoken_text(written) == spoken
 
 
+def test_corrections_replace_the_listed_text(tmp_path):
+    sounds = tmp_path / "sounds"
+    sounds.mkdir()
+    (sounds / "pbx-invalid.g722").write_bytes(b"\0" * 800)
+    texts = {"pbx-invalid": "I am sorry, that's not a valid extension. Please try again."}
+    [prompt] = rv.select_prompts(texts, sounds).prompts
+    assert prompt.written == texts["pbx-invalid"] and "but that's" in prompt.spoken
+
+
 def test_selection_keeps_plain_prompts_of_five_words(asterisk):
     sources = rv.find_sources(asterisk)
     selection = rv.select_prompts(rv.read_transcripts(sources.transcripts), sources.sounds)
