@@ -76,4 +76,13 @@ def _readme(clips: list[Clip]) -> str:
             rows.items(), key=lambda kv: (order.get(kv[1][0], 3), kv[0])):
         lines.append(f"| {speaker} | {group} | {engine} | {voice} | {licence} | {n} | "
                      f"{seconds:.1f} |")
+    if any(group == "real" for group, *_ in rows.values()):
+        lines += ["", (
+            "Recorded people (group `real`) are built by `python -m metatts realvoice`: the full "
+            "group with `sudo apt-get install -y asterisk-core-sounds-en-g722 "
+            "asterisk-core-sounds-en` then `python -m metatts realvoice --out data/real_voice`, "
+            "and the shipped folder exported from it with `--ship metatts/eval_speakers/<speaker>`. "
+            "Each folder's `COPYRIGHT` and `ATTRIBUTION.md` give the licence, the credits and the "
+            "changes made; transcripts are what is said (digits as words). Evaluation only, never "
+            "training data.")]
     return "\n".join(lines) + "\n"
