@@ -3,14 +3,15 @@
 A cache entry is keyed by a sha256 over everything the features depend on: the audio file (path,
 size and mtime_ns, or its content hash), the transcript, :class:`FeatureSettings`, the fixed mel
 constants of :mod:`metatts.audio`, the symbol table (and phonemizer release) and
-:data:`FEATURES_VERSION`.
+:data:`FEATURES_VERSION`; with ``pitch`` on, also the F0 extractor (:mod:`metatts.data.pitch`),
+whose frame F0 is then stored beside the mel. (With ``pitch`` off the key is what it always was,
+so existing caches stay valid.)
 Change any of them and the key changes, so stale features are never read back. Entries are
 safetensors files (no pickle) written atomically; an unreadable entry is recomputed.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import importlib.metadata
@@ -26,6 +27,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from metatts import assets, audio
+from metatts.data import pitch
 from metatts.data.readout import DatasetError
 from metatts.data.utterance import Utterance
 
@@ -41,17 +43,28 @@ class FeatureSettings:
     from :mod:`metatts.audio`; they enter the cache key too.)"""
 
     tokens: str = "phonemes"  # "phonemes" or "characters", as in metatts.text.text_to_ids
+    pitch: bool = False  # also extract frame F0 (metatts.data.pitch)
 
     def __post_init__(self):
         if self.tokens not in TOKEN_MODES:
             raise ValueError(
                 f"tokens must be one of {', '.join(TOKEN_MODES)}, got {self.tokens!r}.")
 
+    def key(self) -> dict:
+        """What enters the cache key: ``pitch`` only when on (old keys stay as they were)."""
+        if not self.pitch:
+            return {"tokens": self.tokens}
+        return {"tokens": self.tokens, "pitch": {"extractor": pitch.EXTRACTOR,
+                                                 "floor": pitch.F0_FLOOR,
+                                                 "ceiling": pitch.F0_CEILING,
+                                                 "parselmouth": _version("praat-parselmouth")}}
+
 
 @dataclass(frozen=True)
 class Features:
     mel: torch.Tensor  # (N_MELS, T) float32, natural-log mel, HOP_LENGTH samples per frame
     tokens: torch.Tensor  # (L,) int64 symbol ids
+    f0: torch.Tensor | None = None  # (T,) float32 Hz on the mel's frames, 0 unvoiced; with pitch
 
 
 def mel_constants() -> dict:
@@ -68,7 +81,9 @@ def compute_features(utt: Utterance, settings: FeatureSettings) -> Features:
         ids = tokenize(utt.text, settings.tokens)
     except ValueError as err:  # TextError: nothing speakable in the text
         raise DatasetError(f"{utt.audio}: {err}") from None
-    return Features(audio.mel_spectrogram(wav).contiguous(), torch.as_tensor(ids, dtype=torch.long))
+    mel = audio.mel_spectrogram(wav).contiguous()
+    f0 = pitch.extract_f0(wav, frames=mel.shape[-1]) if settings.pitch else None
+    return Features(mel, torch.as_tensor(ids, dtype=torch.long), f0)
 
 
 def tokenize(text: str, mode: str) -> list[int]:
@@ -117,7 +132,7 @@ class FeatureCache:
         source = ({"sha256": assets.sha256_file(utt.audio)} if self.content_hash else
                   {"path": str(Path(utt.audio).resolve()), "size": stat.st_size,
                    "mtime_ns": stat.st_mtime_ns})
-        inputs = {"audio": source, "text": utt.text, "settings": dataclasses.asdict(self.settings),
+        inputs = {"audio": source, "text": utt.text, "settings": self.settings.key(),
                   "mel": mel_constants(), "tokenizer": tokenizer_fingerprint(self.settings.tokens),
                   "version": FEATURES_VERSION}
         return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
@@ -131,14 +146,18 @@ class FeatureCache:
         if path.is_file():
             try:
                 tensors = load_file(path)
-                features = Features(tensors["mel"], tensors["tokens"])
+                features = Features(tensors["mel"], tensors["tokens"],
+                                    tensors["f0"] if self.settings.pitch else None)
                 self.hits += 1
                 return features
             except (SafetensorError, OSError, KeyError) as err:
                 log.warning("%s: unreadable cache entry (%s); recomputing", path, err)
         features = compute_features(utt, self.settings)
         with assets.atomic_path(path) as tmp:
-            save_file({"mel": features.mel, "tokens": features.tokens}, str(tmp),
+            tensors = {"mel": features.mel, "tokens": features.tokens}
+            if features.f0 is not None:
+                tensors["f0"] = features.f0
+            save_file(tensors, str(tmp),
                       metadata={"id": utt.id, "audio": str(utt.audio)})
         self.misses += 1
         return features

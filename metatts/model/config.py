@@ -39,6 +39,14 @@ class ModelConfig:
     variance_kernel: int = 3
     variance_dropout: float = 0.5
     energy: bool = True  # predict phoneme-level energy (taken from the mel) and condition on it
+    # v2 (off in the v1 checkpoints, which load and behave exactly as before):
+    pitch: bool = False  # predict token-level log-F0 (per-speaker normalized), condition on it
+    speaker_encoder: bool = False  # a reference encoder: mel clips -> speaker vector
+    speaker_encoder_hidden: int = 128
+    speaker_encoder_heads: int = 2
+    # share of training items reconstructed from the encoder's vector of another clip of their
+    # speaker instead of the speaker table's row
+    speaker_encoder_mix: float = 0.5
     postnet_layers: int = 5  # 0 for none
     postnet_channels: int = 256
     postnet_kernel: int = 5
@@ -53,9 +61,21 @@ class ModelConfig:
         if self.hidden % self.heads:
             raise ConfigError(f"model.hidden ({self.hidden}) must be divisible by model.heads "
                               f"({self.heads}).")
-        for name in ("hidden", "heads", "ffn_hidden", "speaker_dim", "variance_hidden"):
+        for name in ("hidden", "heads", "ffn_hidden", "speaker_dim", "variance_hidden",
+                     "speaker_encoder_hidden", "speaker_encoder_heads"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"model.{name} must be positive.")
+        if self.speaker_encoder_hidden % self.speaker_encoder_heads:
+            raise ConfigError("model.speaker_encoder_hidden must be divisible by "
+                              "model.speaker_encoder_heads.")
+        if not 0.0 <= self.speaker_encoder_mix <= 1.0:
+            raise ConfigError(f"model.speaker_encoder_mix is a fraction in [0, 1], got "
+                              f"{self.speaker_encoder_mix}.")
+
+    @property
+    def generation(self) -> int:
+        """2 for a model with pitch or a speaker encoder (the v2 acoustic model), else 1."""
+        return 2 if self.pitch or self.speaker_encoder else 1
 
 
 @dataclass(frozen=True)
@@ -66,6 +86,8 @@ class LossConfig:
     postnet: float = 1.0  # L1 on the postnet's mel
     duration: float = 1.0  # MSE on log(1 + frames)
     energy: float = 0.1  # MSE on phoneme-level energy
+    pitch: float = 0.1  # MSE on token-level normalized log-F0, voiced tokens only
+    speaker_encoder: float = 1.0  # MSE of the encoder's vector to the (detached) table row
     align: float = 1.0  # forward-sum (CTC over [blank, tokens]) negative log-likelihood
     binarization: float = 1.0  # pulls soft attention toward the hard MAS path
 

@@ -11,21 +11,41 @@ A new voice: speaker index :data:`NEW_SPEAKER` (-1) selects the parameter ``spea
 of a row of the speaker table. Adaptation passes a value for it (and for any other parameters of a
 group from :meth:`FastSpeech2.parameter_groups`) through ``functional_call``; a voice is nothing
 but that dict of tensors.
+
+v2 switches (:class:`ModelConfig` ``pitch``, ``speaker_encoder``; off in v1 checkpoints, which then
+build exactly the v1 modules and state dict):
+
+- pitch: a batch may carry ``f0`` (B, T) Hz on the mel frames (0 unvoiced). It is normalized per
+  speaker with the buffer ``pitch_stats`` (n_speakers, 2: mean and std of log-F0, set once from
+  the training data by :meth:`FastSpeech2.set_pitch_stats`; a NEW_SPEAKER item uses the batch's
+  own voiced frames of NEW_SPEAKER), averaged per token over the hard alignment, predicted by the
+  variance adaptor and embedded into the decoder's input. A batch without ``f0`` trains no pitch.
+- speaker encoder: a batch may carry ``references`` (B, n_mels, T_ref) with ``reference_lengths``
+  (B,): another clip of each item's speaker. Its encoded vector is pulled toward the item's table
+  row (detached) and, in training, replaces that row for a ``speaker_encoder_mix`` share of the
+  items, so reconstruction teaches the encoder to speak a sentence it did not hear.
+  :meth:`FastSpeech2.encode_speaker` turns a voice's clips into a vector for synthesis with no
+  gradient step: pass it as ``speaker.new`` (speaker NEW_SPEAKER) or as ``infer(...,
+  speaker_vectors=...)``.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from metatts.audio import LOG_CLAMP
+from metatts.data.pitch import normalize as normalize_pitch
+from metatts.data.pitch import token_pitch
 from metatts.model.aligner import Aligner, Alignment, durations_to_alignment
 # GROUPS (re-exported here): the names parameter_groups() returns, each containing the one before
 from metatts.model.config import GROUPS, LossConfig, ModelConfig  # noqa: F401
 from metatts.model.layers import ConditionalLayerNorm, FFTStack, PostNet, sequence_mask
 from metatts.model.losses import LossOutput, acoustic_loss
+from metatts.model.speaker_encoder import SpeakerEncoder
 from metatts.model.variance import (VarianceAdaptor, frame_energy, predicted_durations,
                                     token_average)
 
@@ -63,6 +83,12 @@ class ModelOutput:
     energy: Tensor | None  # (B, N) predicted
     energy_target: Tensor | None  # (B, N) from the mel over the hard alignment
     alignment: Alignment
+    pitch: Tensor | None = None  # (B, N) predicted normalized log-F0
+    pitch_target: Tensor | None = None  # (B, N) from the batch's f0 over the hard alignment
+    pitch_mask: Tensor | None = None  # (B, N) bool, real tokens with at least one voiced frame
+    encoded_speaker: Tensor | None = None  # (B, D) the encoder's vector of the references
+    speaker_target: Tensor | None = None  # (B, D) the table rows it is pulled to (detached)
+    speaker_target_mask: Tensor | None = None  # (B,) bool, items of a table speaker
 
 
 @dataclass(frozen=True)
@@ -91,7 +117,13 @@ class FastSpeech2(nn.Module):
         self.aligner = Aligner(c.n_mels, c.hidden, c.aligner_channels, c.aligner_temperature,
                                c.prior_scale)
         self.variance = VarianceAdaptor(c.hidden, c.variance_hidden, c.variance_kernel,
-                                        c.variance_dropout, c.energy)
+                                        c.variance_dropout, c.energy, c.pitch)
+        if c.pitch:  # per speaker: mean and std of log-F0 over voiced frames (data, not learned)
+            stats = torch.tensor([[math.log(100.0), 1.0]]).repeat(c.n_speakers, 1)
+            self.register_buffer("pitch_stats", stats)
+        self.speaker_encoder = (SpeakerEncoder(c.n_mels, c.speaker_encoder_hidden, c.speaker_dim,
+                                               c.speaker_encoder_heads, dropout=c.dropout)
+                                if c.speaker_encoder else None)
         self.decoder = FFTStack(c.decoder_layers, c.hidden, c.heads, c.ffn_hidden, c.ffn_kernel,
                                 c.dropout, speaker_dim=c.speaker_dim)
         self.mel_out = nn.Linear(c.hidden, c.n_mels)
@@ -99,8 +131,10 @@ class FastSpeech2(nn.Module):
                                 c.dropout) if c.postnet_layers > 0 else None)
 
     # -- shared pieces ---------------------------------------------------------------------------
-    def _encode(self, tokens: Tensor, token_lengths: Tensor, speakers: Tensor):
-        """-> token states (B, N, H), token mask (B, N), speaker vectors (B, D), embeddings"""
+    def _encode(self, tokens: Tensor, token_lengths: Tensor, speakers: Tensor,
+                speaker_vectors: Tensor | None = None):
+        """-> token states (B, N, H), token mask (B, N), speaker vectors (B, D), embeddings.
+        ``speaker_vectors`` (B, D), when given, replace the speakers' vectors."""
         if int(token_lengths.min()) < 1:
             raise ValueError("every item needs at least one token.")
         if int(speakers.max()) >= self.config.n_speakers or int(speakers.min()) < NEW_SPEAKER:
@@ -108,7 +142,7 @@ class FastSpeech2(nn.Module):
                              f"NEW_SPEAKER ({NEW_SPEAKER}); got {speakers.tolist()}.")
         mask = sequence_mask(token_lengths, tokens.shape[1])
         embedded = self.token_embedding(tokens) * mask[..., None]  # (B, N, H)
-        spk = self.speaker(speakers)  # (B, D)
+        spk = self.speaker(speakers) if speaker_vectors is None else speaker_vectors  # (B, D)
         x = self.encoder(embedded, mask) + self.speaker_proj(spk)[:, None] * mask[..., None]
         return x, mask, spk, embedded
 
@@ -124,7 +158,9 @@ class FastSpeech2(nn.Module):
         if batch.mels.shape[1] != self.config.n_mels:
             raise ValueError(f"expected mels (B, {self.config.n_mels}, T), got "
                              f"{tuple(batch.mels.shape)}.")
-        x, mask, spk, embedded = self._encode(batch.tokens, batch.token_lengths, batch.speakers)
+        encoded, table, table_mask, mixed = self._speaker_vectors(batch)
+        x, mask, spk, embedded = self._encode(batch.tokens, batch.token_lengths, batch.speakers,
+                                              mixed)
         if getattr(batch, "durations", None) is None:
             alignment = self.aligner(embedded, batch.mels, batch.token_lengths, batch.mel_lengths)
         else:  # fixed beforehand (see align()): the aligner is skipped
@@ -133,10 +169,48 @@ class FastSpeech2(nn.Module):
         energy_target = None
         if self.variance.energy is not None:
             energy_target = token_average(frame_energy(batch.mels), alignment.hard)  # (B, N)
-        var = self.variance(x, mask, energy_target)
+        pitch_target = pitch_mask = None
+        if self.variance.pitch is not None and getattr(batch, "f0", None) is not None:
+            pitch_target, pitch_mask = self._pitch_target(batch, alignment.hard)
+            pitch_mask = pitch_mask & mask
+        var = self.variance(x, mask, energy_target, pitch_target, pitch_mask)
         frames = alignment.hard @ var.hidden  # (B, T, N) @ (B, N, H) -> (B, T, H)
         mel, post = self._decode(frames, batch.mel_mask, spk)
-        return ModelOutput(mel, post, var.log_duration, var.energy, energy_target, alignment)
+        return ModelOutput(mel, post, var.log_duration, var.energy, energy_target, alignment,
+                           var.pitch, pitch_target, pitch_mask, encoded, table, table_mask)
+
+    def _speaker_vectors(self, batch):
+        """With an encoder and references in the batch: (encoded (B, D), detached table rows
+        (B, D), mask of table speakers (B,), the vectors to speak with (B, D): the encoded one
+        for a ``speaker_encoder_mix`` share of the table speakers in training, else the row);
+        otherwise four Nones (the speakers' own vectors are used)."""
+        references = getattr(batch, "references", None)
+        if self.speaker_encoder is None or references is None:
+            return None, None, None, None
+        encoded = self.speaker_encoder(references, batch.reference_lengths)  # (B, D)
+        rows = self.speaker(batch.speakers)
+        known = batch.speakers != NEW_SPEAKER
+        use = known
+        if self.training:
+            use = use & (torch.rand(len(rows), device=rows.device)
+                         < self.config.speaker_encoder_mix)
+        else:
+            use = torch.zeros_like(known)
+        return encoded, rows.detach(), known, torch.where(use[:, None], encoded, rows)
+
+    def _pitch_target(self, batch, hard: Tensor) -> tuple[Tensor, Tensor]:
+        """Token-level normalized log-F0 (B, N) and where it exists (B, N) bool."""
+        with torch.no_grad():
+            stats = self.pitch_stats[batch.speakers.clamp(min=0)]  # (B, 2)
+            new = batch.speakers == NEW_SPEAKER
+            if bool(new.any()):  # a voice being adapted: its own clips' statistics
+                f0 = batch.f0[new]
+                logf0 = torch.log(f0[f0 > 0])
+                if len(logf0) > 1:
+                    own = torch.stack([logf0.mean(), logf0.std(unbiased=False).clamp(min=1e-2)])
+                    stats = torch.where(new[:, None], own, stats)
+            values, voiced = normalize_pitch(batch.f0, stats[:, 0], stats[:, 1])
+            return token_pitch(values, voiced, hard)
 
     @torch.no_grad()
     def align(self, batch) -> Tensor:
@@ -156,10 +230,11 @@ class FastSpeech2(nn.Module):
 
     # -- synthesis -------------------------------------------------------------------------------
     def infer(self, tokens: Tensor, token_lengths: Tensor, speakers: Tensor,
-              pace: float = 1.0) -> Prediction:
+              pace: float = 1.0, speaker_vectors: Tensor | None = None) -> Prediction:
         """tokens (B, N), token_lengths (B,), speakers (B,) -> :class:`Prediction`.
+        ``speaker_vectors`` (B, D) (e.g. from :meth:`encode_speaker`) replace the speakers'.
         Call under ``torch.inference_mode()`` and ``eval()`` for synthesis."""
-        x, mask, spk, _ = self._encode(tokens, token_lengths, speakers)
+        x, mask, spk, _ = self._encode(tokens, token_lengths, speakers, speaker_vectors)
         var = self.variance(x, mask)
         durations = predicted_durations(var.log_duration, mask, pace)  # (B, N)
         path = durations_to_alignment(durations)  # (B, T, N)
@@ -169,6 +244,22 @@ class FastSpeech2(nn.Module):
         out = mel if post is None else post
         silence = torch.full_like(out, float(torch.log(torch.tensor(LOG_CLAMP))))
         return Prediction(torch.where(frame_mask[:, None], out, silence), mel_lengths, durations)
+
+    def encode_speaker(self, mels: list[Tensor]) -> Tensor:
+        """Clips of one voice, each log-mel (n_mels, T_i) from :func:`metatts.audio.mel_spectrogram`
+        of a prepared clip -> its speaker vector (speaker_dim,), pooled over frames and clips.
+        Use it as ``speaker.new`` to speak in that voice with no gradient step (or as the start
+        of adaptation). Runs without gradient; the model should be in eval mode."""
+        if self.speaker_encoder is None:
+            raise ValueError("this model has no speaker encoder (model.speaker_encoder is off); "
+                             "adapt a voice with `python -m metatts adapt` instead.")
+        with torch.no_grad():
+            return self.speaker_encoder.pool_clips(list(mels))
+
+    @torch.no_grad()
+    def set_pitch_stats(self, stats: Tensor) -> None:
+        """(n_speakers, 2) mean and std of each training speaker's voiced log-F0."""
+        self.pitch_stats.copy_(stats.to(self.pitch_stats))
 
     # -- adaptation ------------------------------------------------------------------------------
     def parameter_groups(self) -> dict[str, list[str]]:

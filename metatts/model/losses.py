@@ -14,7 +14,8 @@ from metatts.model.config import LossConfig
 @dataclass(frozen=True)
 class LossOutput:
     total: Tensor  # scalar, the weighted sum that is optimized
-    parts: dict[str, Tensor]  # unweighted: mel, postnet, duration, energy, align, binarization
+    parts: dict[str, Tensor]  # unweighted: mel, postnet, duration, energy, align, binarization,
+    # pitch, speaker_encoder
 
     def items(self) -> dict[str, float]:
         """Python floats for logging: total and every part."""
@@ -31,7 +32,7 @@ def masked_l1(pred: Tensor, target: Tensor, frame_mask: Tensor) -> Tensor:
 def masked_mse(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
     """Mean squared error over real positions. pred, target, mask (B, N)."""
     keep = mask.to(pred.dtype)
-    return ((pred - target) ** 2 * keep).sum() / keep.sum()
+    return ((pred - target) ** 2 * keep).sum() / keep.sum().clamp(min=1)  # 0 with nothing kept
 
 
 def acoustic_loss(out, batch, weights: LossConfig, binarization_weight: float = 1.0) -> LossOutput:
@@ -50,6 +51,11 @@ def acoustic_loss(out, batch, weights: LossConfig, binarization_weight: float = 
         parts["postnet"] = masked_l1(out.mel_postnet, batch.mels, batch.mel_mask)
     if out.energy is not None:
         parts["energy"] = masked_mse(out.energy, out.energy_target, batch.token_mask)
+    if out.pitch_target is not None:  # voiced tokens only
+        parts["pitch"] = masked_mse(out.pitch, out.pitch_target, out.pitch_mask)
+    if out.encoded_speaker is not None:  # mean over dimensions of the table speakers' items
+        keep = out.speaker_target_mask[:, None].expand_as(out.encoded_speaker)
+        parts["speaker_encoder"] = masked_mse(out.encoded_speaker, out.speaker_target, keep)
     scale = {"binarization": weights.binarization * binarization_weight}
     total = sum(getattr(weights, k) * v if k not in scale else scale[k] * v
                 for k, v in parts.items())

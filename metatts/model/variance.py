@@ -1,9 +1,15 @@
-"""The variance adaptor: duration and energy predictors, and length regulation.
+"""The variance adaptor: duration, pitch and energy predictors, and length regulation.
 
 Targets come from the hard alignment: a token's duration is its number of frames, its energy
 the mean over those frames of the frame energy, 0.5 * log sum_k exp(2 * mel_k) (the log L2 norm
 of the frame's mel magnitudes; no extra feature is needed). Energy conditions the decoder as in
 FastPitch: the phoneme-level value goes through a small conv and is added to the hidden states.
+
+Pitch (v2 models) is the same, before energy as in FastSpeech 2: a predictor of each token's
+per-speaker normalized log-F0 (:mod:`metatts.data.pitch`) and a conv embedding of the value. A
+token's target exists only where it has voiced frames; elsewhere (unvoiced or zero-length tokens,
+clips with no voiced frame) the decoder sees the predictor's own value, detached, in training as
+at synthesis, and the loss leaves the token out.
 """
 
 from __future__ import annotations
@@ -42,26 +48,40 @@ class VarianceOutput:
     hidden: Tensor  # (B, N, dim) token states with the energy embedding added
     log_duration: Tensor  # (B, N) predicted log(1 + frames)
     energy: Tensor | None  # (B, N) predicted energy, None when the model has no energy
+    pitch: Tensor | None = None  # (B, N) predicted normalized log-F0, None without pitch
 
 
 class VarianceAdaptor(nn.Module):
-    def __init__(self, dim: int, hidden: int, kernel: int, dropout: float, energy: bool):
+    def __init__(self, dim: int, hidden: int, kernel: int, dropout: float, energy: bool,
+                 pitch: bool = False):
         super().__init__()
         self.duration = VariancePredictor(dim, hidden, kernel, dropout)
+        self.pitch = VariancePredictor(dim, hidden, kernel, dropout) if pitch else None
+        self.pitch_embedding = nn.Conv1d(1, dim, 3, padding=1) if pitch else None
         self.energy = VariancePredictor(dim, hidden, kernel, dropout) if energy else None
         self.energy_embedding = nn.Conv1d(1, dim, 3, padding=1) if energy else None
 
-    def forward(self, x: Tensor, mask: Tensor, energy_target: Tensor | None = None
+    def forward(self, x: Tensor, mask: Tensor, energy_target: Tensor | None = None,
+                pitch_target: Tensor | None = None, pitch_known: Tensor | None = None
                 ) -> VarianceOutput:
-        """x (B, N, dim); energy_target (B, N) during training (teacher forcing), else None."""
+        """x (B, N, dim); energy_target (B, N) during training (teacher forcing), else None;
+        pitch_target (B, N) with pitch_known (B, N) bool, where the target holds (elsewhere the
+        prediction, detached, is used)."""
         log_duration = self.duration(x, mask)
-        energy = None
+        pitch = energy = None
+        if self.pitch is not None:
+            pitch = self.pitch(x, mask)
+            value = pitch.detach()
+            if pitch_target is not None:
+                value = torch.where(pitch_known, pitch_target, value)
+            embedded = self.pitch_embedding((value * mask)[:, None]).transpose(1, 2)  # (B, N, dim)
+            x = x + embedded * mask[..., None]
         if self.energy is not None:
             energy = self.energy(x, mask)
             value = energy if energy_target is None else energy_target
             embedded = self.energy_embedding((value * mask)[:, None]).transpose(1, 2)  # (B, N, dim)
             x = x + embedded * mask[..., None]
-        return VarianceOutput(x, log_duration, energy)
+        return VarianceOutput(x, log_duration, energy, pitch)
 
 
 def frame_energy(mels: Tensor) -> Tensor:

@@ -4,6 +4,11 @@ Speakers are split with :func:`metatts.data.split_speakers` (the validation and 
 left out of pretraining, for adaptation experiments); of each training speaker a few utterances
 are held out to measure validation loss. Batch order is a pure function of (seed, step), so a
 resumed run sees exactly the batches the uninterrupted run would have.
+
+For v2 models the batches are :class:`TrainBatch`: with ``f0`` (model.pitch) and, with
+model.speaker_encoder, a reference clip per item: another training clip of the same speaker,
+drawn by (seed, step) like the batches (:class:`WithReferences`). The per-speaker log-F0
+statistics the model normalizes with are measured here (:func:`speaker_pitch_stats`).
 """
 
 from __future__ import annotations
@@ -12,13 +17,17 @@ import logging
 import random
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from metatts.data import DatasetError, FeatureCache, FeatureSettings, Utterance, read_dataset
 from metatts.data import split_speakers
+from metatts.data.batch import Batch, Example, collate, example
+from metatts.data.pitch import PitchStats
 from metatts.model.config import DataConfig
 
 log = logging.getLogger(__name__)
@@ -60,9 +69,10 @@ def hold_out(utterances: Sequence[Utterance], per_speaker: int, seed: int
             [u for u in utterances if u.id in val_ids])
 
 
-def feature_cache(config: DataConfig, run_dir: Path) -> FeatureCache:
+def feature_cache(config: DataConfig, run_dir: Path, pitch: bool = False) -> FeatureCache:
+    """The run's feature cache; ``pitch`` (model.pitch) also stores frame F0."""
     root = Path(config.cache_dir) if config.cache_dir else run_dir / "features"
-    return FeatureCache(root, FeatureSettings(tokens=config.tokens))
+    return FeatureCache(root, FeatureSettings(tokens=config.tokens, pitch=pitch))
 
 
 def prepare(config: DataConfig, cache: FeatureCache) -> TrainingData:
@@ -136,3 +146,95 @@ class StepBatches:
                 epoch, cached = e, self.epoch_batches(e)
             batch = cached[i]
             yield batch[self.rank * self.batch_size: (self.rank + 1) * self.batch_size]
+
+
+def speaker_pitch_stats(utterances: Sequence[Utterance], cache: FeatureCache,
+                        speakers: Sequence[str]) -> Tensor:
+    """(n_speakers, 2): mean and std of each speaker's log-F0 over the voiced frames of its
+    clips in ``utterances`` (the cache must hold F0)."""
+    tracks: dict[str, list[Tensor]] = defaultdict(list)
+    for u in utterances:
+        tracks[u.speaker].append(cache.get(u).f0)
+    stats = [PitchStats.of(tracks[s]) for s in speakers]
+    return torch.tensor([[s.mean, s.std] for s in stats], dtype=torch.float32)
+
+
+@dataclass(frozen=True)
+class TrainBatch(Batch):
+    """A :class:`~metatts.data.Batch` with what the v2 model trains on besides."""
+
+    f0: Tensor | None = None  # (B, T) Hz on the mel frames, 0 unvoiced and at padding
+    references: Tensor | None = None  # (B, N_MELS, T_ref) another clip of each item's speaker
+    reference_lengths: Tensor | None = None  # (B,) int64
+
+    def to(self, device: str | torch.device) -> TrainBatch:
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return TrainBatch(**{k: v.to(device) if isinstance(v, Tensor) else v
+                             for k, v in values.items()})
+
+
+def collate_train(items: Sequence[tuple[Example, Tensor | None, Tensor | None]]) -> TrainBatch:
+    """(example, f0 (T,) or None, reference mel (N_MELS, T_ref) or None) triples -> TrainBatch"""
+    base = collate([x for x, _, _ in items])
+    values = {f.name: getattr(base, f.name) for f in fields(base)}
+    f0 = references = lengths = None
+    if all(f is not None for _, f, _ in items):
+        f0 = torch.zeros(base.mels.shape[0], base.mels.shape[2])
+        for i, (_, f, _) in enumerate(items):
+            f0[i, : len(f)] = f
+    if all(r is not None for _, _, r in items):
+        refs = [r for _, _, r in items]
+        references = collate([Example("", 0, torch.zeros(1, dtype=torch.long), r)
+                              for r in refs]).mels  # padded with silence
+        lengths = torch.tensor([r.shape[-1] for r in refs], dtype=torch.long)
+    return TrainBatch(**values, f0=f0, references=references, reference_lengths=lengths)
+
+
+class TrainingExamples(torch.utils.data.Dataset):
+    """Items are indices ``i`` or pairs ``(i, reference index)`` -> collate_train triples."""
+
+    def __init__(self, utterances: Sequence[Utterance], cache: FeatureCache,
+                 speakers: Mapping[str, int], pitch: bool):
+        self.utterances, self.cache, self.speakers = list(utterances), cache, speakers
+        self.pitch = pitch
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    def __getitem__(self, item: int | tuple[int, int]):
+        i, ref = item if isinstance(item, tuple) else (item, None)
+        x = example(self.utterances[i], self.cache, self.speakers)
+        f0 = self.cache.get(self.utterances[i]).f0 if self.pitch else None
+        mel = None if ref is None else self.cache.get(self.utterances[ref]).mel
+        return x, f0, mel
+
+
+def clips_by_speaker(speaker_of: Sequence[str]) -> dict[str, list[int]]:
+    """Speaker name -> indices of its clips."""
+    out: dict[str, list[int]] = defaultdict(list)
+    for j, s in enumerate(speaker_of):
+        out[s].append(j)
+    return dict(out)
+
+
+def reference_choice(clips: Sequence[int], i: int, g: torch.Generator) -> int:
+    """One of ``clips`` (a speaker's) other than ``i``, drawn with ``g`` (``i`` if it is alone)."""
+    others = [j for j in clips if j != i]
+    return others[int(torch.randint(len(others), (1,), generator=g))] if others else i
+
+
+class WithReferences:
+    """Wraps a batch sampler over steps: each index ``i`` becomes ``(i, reference)``, the
+    reference drawn from a generator seeded by (seed, step), so a resumed run draws the same."""
+
+    def __init__(self, batches: StepBatches, speaker_of: Sequence[str], seed: int):
+        self.batches, self.speaker_of, self.seed = batches, list(speaker_of), seed
+        self.clips = clips_by_speaker(self.speaker_of)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for step, batch in enumerate(self.batches, start=self.batches.start + 1):
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+            yield [(i, reference_choice(self.clips[self.speaker_of[i]], i, g)) for i in batch]

@@ -20,11 +20,13 @@ from torch.nn.parallel import DistributedDataParallel
 from metatts.data import ExampleDataset, collate, load_batch
 from metatts.model.checkpoint import (CheckpointError, latest_checkpoint, load_training_state,
                                       load_weights, read_metadata, MODEL_TENSORS)
-from metatts.model.config import Config, ConfigError, replace, to_dict
+from metatts.model.config import Config, ConfigError, from_dict, replace, to_dict
 from metatts.model.fastspeech2 import FastSpeech2, count_parameters
 from metatts.text import SYMBOLS
 from metatts.train import distributed
-from metatts.train.data import StepBatches, TrainingData, feature_cache, prepare
+from metatts.train.data import (StepBatches, TrainingData, TrainingExamples, WithReferences,
+                                clips_by_speaker, collate_train, feature_cache, prepare,
+                                reference_choice, speaker_pitch_stats)
 from metatts.train.logging import JsonlLog
 from metatts.train.loop import LoopResult, Run, train
 from metatts.train.schedule import lr_factor
@@ -59,7 +61,7 @@ def _pretrain(config: Config, d: distributed.Distributed, resume: bool,
     if not resume and resume_from is not None:
         raise CheckpointError(f"{run_dir} already holds checkpoints; pass --resume to continue "
                               "that run, or set train.run_dir to a new directory.")
-    cache = feature_cache(config.data, run_dir)
+    cache = feature_cache(config.data, run_dir, pitch=config.model.pitch)
     if d.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         data = prepare(config.data, cache)  # computes missing features once
@@ -71,6 +73,8 @@ def _pretrain(config: Config, d: distributed.Distributed, resume: bool,
     torch.manual_seed(t.seed)
     model = FastSpeech2(config.model, config.loss).to(d.device)
     model.speaker.new.requires_grad_(False)  # only adaptation uses the new-voice vector
+    if config.model.pitch:  # over the training clips; a resumed run loads the same values
+        model.set_pitch_stats(speaker_pitch_stats(data.train, cache, data.speakers).to(d.device))
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=t.lr, betas=t.betas, weight_decay=t.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer,
@@ -94,30 +98,49 @@ def _pretrain(config: Config, d: distributed.Distributed, resume: bool,
     log_file = (JsonlLog(run_dir / "log.jsonl", start if resume_from else None)
                 if d.is_main else None)
     run = Run(config, model, step_model, optimizer, scheduler,
-              _loader(data, cache, t, start, d), _val_batches(data, cache, t.batch_size),
+              _loader(data, cache, config, start, d), _val_batches(data, cache, config),
               SYMBOLS, data.speakers, d, run_dir, log_file)
     result = train(run, start, progress)
     return PretrainResult(run_dir, result.checkpoint, count_parameters(model), result)
 
 
-def _loader(data: TrainingData, cache, t, start: int, d: distributed.Distributed):
+def _loader(data: TrainingData, cache, config: Config, start: int,
+            d: distributed.Distributed):
+    t, m = config.train, config.model
     index = {name: i for i, name in enumerate(data.speakers)}
     sampler = StepBatches(data.frames, t.batch_size, t.seed, start, t.steps, d.rank, d.world_size)
-    return torch.utils.data.DataLoader(ExampleDataset(data.train, cache, index),
-                                       batch_sampler=sampler, collate_fn=collate,
+    if m.generation == 1:
+        return torch.utils.data.DataLoader(ExampleDataset(data.train, cache, index),
+                                           batch_sampler=sampler, collate_fn=collate,
+                                           num_workers=t.num_workers)
+    if m.speaker_encoder:
+        sampler = WithReferences(sampler, [u.speaker for u in data.train], t.seed)
+    return torch.utils.data.DataLoader(TrainingExamples(data.train, cache, index, m.pitch),
+                                       batch_sampler=sampler, collate_fn=collate_train,
                                        num_workers=t.num_workers)
 
 
-def _val_batches(data: TrainingData, cache, batch_size: int) -> tuple:
+def _val_batches(data: TrainingData, cache, config: Config) -> tuple:
+    """Held-out clips in batches; for v2 models with F0 and, as reference, a training clip of
+    the same speaker (a fixed draw)."""
     index = {name: i for i, name in enumerate(data.speakers)}
-    val = list(data.val)
-    return tuple(load_batch(val[i: i + batch_size], cache, index)
-                 for i in range(0, len(val), batch_size))
+    val, size = list(data.val), config.train.batch_size
+    if config.model.generation == 1:
+        return tuple(load_batch(val[i: i + size], cache, index) for i in range(0, len(val), size))
+    pool = list(data.train) + val  # references come from the training clips (indices < len)
+    items: list = list(range(len(data.train), len(pool)))
+    if config.model.speaker_encoder:
+        clips = clips_by_speaker([u.speaker for u in data.train])
+        g = torch.Generator().manual_seed(config.train.seed)
+        items = [(i, reference_choice(clips[pool[i].speaker], i, g)) for i in items]
+    dataset = TrainingExamples(pool, cache, index, config.model.pitch)
+    return tuple(collate_train([dataset[x] for x in items[i: i + size]])
+                 for i in range(0, len(items), size))
 
 
 def _check_resumable(config: Config, data: TrainingData, meta: dict, path: Path) -> None:
     """A resumed run must train the same model on the same speakers (steps etc. may change)."""
-    saved = meta["config"]
+    saved = to_dict(from_dict(Config, meta["config"]))  # fields added since default as they did
     now = to_dict(config)
     for section in ("model", "loss", "data"):
         if saved[section] != now[section]:
