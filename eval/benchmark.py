@@ -49,6 +49,8 @@ class Options:
     optimizer_study: bool
     baseline: str = BASELINE
     progress: bool = True
+    plan: bool = False  # only count the work (and estimate its time from costs_from)
+    costs_from: Path | None = None  # an earlier run's folder, for the per-unit costs
     finetune: tuple[str, ...] = tuple(grid.FINETUNE)  # fine-tuning methods run by default
 
 
@@ -123,11 +125,7 @@ def read_tasks(options: Options) -> tuple[list[grid.Task], dict[str, str], list[
     return tasks, speaker_group, problems
 
 
-def run(options: Options, scorer: Scorer | None = None, vocoder=None) -> dict:
-    """Run (or resume) the benchmark into ``options.out``; returns the summary."""
-    started = time.perf_counter()
-    scorer = scorer or Scorer(asr_model=options.asr)
-    tasks, speaker_group, problems = read_tasks(options)
+def grid_methods(options: Options) -> list[grid.Method]:
     names = list(options.methods) or available_methods(options.checkpoint_dir, options.finetune)
     if options.optimizer_study:
         names += [n for n in grid.optimizer_study(STUDY_LRS) if n not in names]
@@ -136,9 +134,45 @@ def run(options: Options, scorer: Scorer | None = None, vocoder=None) -> dict:
                              "sub-folders pretrained/, maml/, fomaml/, reptile/). Pass "
                              "--checkpoint-dir.")
     try:
-        methods = [grid.parse_method(n) for n in dict.fromkeys(names)]
+        return [grid.parse_method(n) for n in dict.fromkeys(names)]
     except ValueError as err:
         raise BenchmarkError(str(err)) from None
+
+
+def plan_lines(options: Options) -> list[str]:
+    """``--plan``: the work of the grid, and its estimated time from measured costs."""
+    from eval import plan
+
+    tasks, _, problems = read_tasks(options)
+    work = plan.count(grid.units(grid_methods(options), tasks, options.steps))
+    lines = [f"adaptations (to {work.max_steps} steps): "
+             + ", ".join(f"k={k}: {n}" for k, n in work.adaptations.items()),
+             f"clips in the tables: {work.records}; to synthesize and judge: {work.clips}"]
+    for group in groups.GROUPS:
+        cells = {c: n for c, n in work.per_cell.items() if c[0] == group}
+        if cells:
+            lines.append(f"{group}: {min(cells.values())}-{max(cells.values())} clips per cell "
+                         f"({len(cells)} cells)")
+    lines += [f"warning: {p}" for p in problems]
+    if options.costs_from is not None:
+        try:
+            costs = plan.measured_costs(runner.read_results(options.costs_from / runner.RESULTS))
+        except ValueError as err:
+            raise BenchmarkError(f"{options.costs_from}: {err}") from None
+        lines += [f"measured in {options.costs_from}: adaptation "
+                  + ", ".join(f"k={k}: {s:.3f} s/step" for k, s in costs.adapt_per_step.items())
+                  + f"; synthesis {costs.synthesis:.2f} s/clip; scoring {costs.scoring:.2f} "
+                  "s/clip", f"estimated wall time: {plan.wall_seconds(work, costs) / 60:.0f} min "
+                  "(references and model loading not included)"]
+    return lines
+
+
+def run(options: Options, scorer: Scorer | None = None, vocoder=None) -> dict:
+    """Run (or resume) the benchmark into ``options.out``; returns the summary."""
+    started = time.perf_counter()
+    scorer = scorer or Scorer(asr_model=options.asr)
+    tasks, speaker_group, problems = read_tasks(options)
+    methods = grid_methods(options)
     bases = load_bases(methods, options.checkpoint_dir)
     if vocoder is None:
         from metatts.vocoder import load_vocoder
@@ -233,6 +267,12 @@ def parse_args(argv: list[str]) -> Options:
     p.add_argument("--out", type=Path, help="output folder (default runs/eval/<preset>)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--plan", action="store_true",
+                   help="run nothing: print the grid's adaptations, clips and matched clips per "
+                   "cell, and with --costs-from its estimated wall time")
+    p.add_argument("--costs-from", type=Path, metavar="RUN_DIR",
+                   help="with --plan: an earlier run of this version whose results.jsonl gives "
+                   "the measured per-unit costs")
     a = p.parse_args(argv)
     preset = PRESETS[a.preset]
 
@@ -249,7 +289,8 @@ def parse_args(argv: list[str]) -> Options:
         test_sentences=pick(a.test_sentences, "test_sentences"),
         speakers=pick(a.speakers, "speakers"), seed=a.seed, asr=pick(a.asr, "asr"),
         bootstrap=preset["bootstrap"], optimizer_study=pick(a.optimizer_study, "optimizer_study"),
-        baseline=a.baseline, progress=not a.no_progress, finetune=preset["finetune"])
+        baseline=a.baseline, progress=not a.no_progress, finetune=preset["finetune"],
+        plan=a.plan, costs_from=a.costs_from)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -257,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     from metatts.assets import AssetError
 
     try:
+        if options.plan:
+            print("\n".join(plan_lines(options)))
+            return 0
         summary = run(options)
     except (BenchmarkError, AssetError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -217,3 +217,22 @@ def test_a_killed_run_resumes_with_nothing_judged_twice(tmp_path, grouped,
     FakeScorer.calls = 0
     benchmark.run(options(out, checkpoints, grouped, **settings), CountingScorer(), fake_vocoder)
     assert FakeScorer.calls == 0
+
+
+def test_the_plan_counts_what_a_run_judges(tmp_path, grouped, checkpoints):  # noqa: F811
+    from eval import grid, plan
+
+    opts = options(tmp_path / "out", checkpoints, grouped)
+    tasks, _, _ = benchmark.read_tasks(opts)
+    work = plan.count(grid.units(benchmark.grid_methods(opts), tasks, opts.steps))
+    # 2 methods x 4 speakers x 2 draws, but each 3-clip speaker has one possible k = 1 draw;
+    # clips: step 0 once per speaker (one checkpoint), step 1 once per method and speaker
+    assert work.adaptations == {1: 2 * 4} and work.records == 2 * 4 * 2 * 2 * 2
+    assert work.clips == 4 * 2 + 2 * 4 * 2
+    assert work.per_cell[("natural", "finetune-adam", 1, 0)] == 2 * 2 * 2
+    FakeScorer.clips_heard = 0
+    benchmark.run(opts, FakeScorer(), fake_vocoder)
+    assert FakeScorer.clips_heard == work.clips + 2 * 4 * 2  # + real and vocoded references
+    costs = plan.measured_costs(runner.read_results(opts.out / runner.RESULTS))
+    assert plan.wall_seconds(work, costs) == pytest.approx(
+        8 * 1 * costs.adapt_per_step[1] + work.clips * (costs.synthesis + costs.scoring))
