@@ -33,7 +33,7 @@ from safetensors.torch import save, save_file
 
 import metatts
 from metatts.assets import atomic_path, sha256_file
-from metatts.model.checkpoint import MODEL_TENSORS, Checkpoint
+from metatts.model.checkpoint import MODEL_TENSORS, Checkpoint, CheckpointError, read_metadata
 
 FORMAT = "metatts-voice"
 VERSION = 1
@@ -141,11 +141,31 @@ class Voice:
         """Raise :class:`VoiceError` unless ``base`` (a loaded checkpoint, or the sha256 of one)
         is the model this voice was adapted from."""
         loaded = BaseModel(base, "", -1) if isinstance(base, str) else base_model(base)
+        if loaded.sha256 != self.base.sha256 and not isinstance(base, str) \
+                and base.config.model.generation >= 2 and self._from_previous_model(base):
+            raise VoiceError(f"this voice belongs to the previous model (v1, without pitch or a "
+                             f"speaker encoder; made on {self.base.describe()}), and this "
+                             f"checkpoint is the v2 model ({loaded.describe()}). Adapt the voice "
+                             "again from its clips on this checkpoint, or load the v1 checkpoint "
+                             "it was made for.")
         if loaded.sha256 != self.base.sha256:
             shown = f"sha256 {loaded.sha256[:12]}" if isinstance(base, str) else loaded.describe()
             raise VoiceError(f"this voice was made for base model {self.base.describe()}; you "
                              f"loaded {shown}. Adapt again on this checkpoint, or load the "
                              "matching checkpoint.")
+
+    def _from_previous_model(self, checkpoint: Checkpoint) -> bool:
+        """Whether this voice was made on a v1 model: its base checkpoint's config says so, or,
+        where that checkpoint cannot be read, its tensors do not fit ``checkpoint``'s model."""
+        try:
+            if not self.base.path:
+                raise CheckpointError("no path recorded")
+            config = read_metadata(self.base.path)["config"]["model"]
+            return not (config.get("pitch") or config.get("speaker_encoder"))
+        except (CheckpointError, OSError, KeyError, TypeError):
+            params = dict(checkpoint.model.named_parameters())
+            return any(k not in params or params[k].shape != v.shape
+                       for k, v in self.params.items())
 
 
 def make_voice(params: dict[str, torch.Tensor], base: BaseModel, settings: dict[str, Any],

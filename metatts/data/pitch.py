@@ -49,8 +49,8 @@ def extract_f0(wav: np.ndarray, sample_rate: int = audio.SAMPLE_RATE,
     wav = np.asarray(wav, dtype=np.float64)
     frames = frame_count(len(wav)) if frames is None else frames
     out = np.zeros(frames, dtype=np.float32)
-    if frames == 0 or not np.any(wav):
-        return torch.from_numpy(out)
+    if frames == 0 or not np.any(wav) or len(wav) < 3.0 / F0_FLOOR * sample_rate:
+        return torch.from_numpy(out)  # silent, or shorter than Praat's window (3 periods)
     sound = parselmouth.Sound(wav, sampling_frequency=sample_rate)
     step = audio.HOP_LENGTH / sample_rate
     pitch = sound.to_pitch_ac(time_step=step, pitch_floor=F0_FLOOR, pitch_ceiling=F0_CEILING)

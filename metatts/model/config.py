@@ -47,6 +47,9 @@ class ModelConfig:
     # share of training items reconstructed from the encoder's vector of another clip of their
     # speaker instead of the speaker table's row
     speaker_encoder_mix: float = 0.5
+    # frames of the reference clip the encoder sees per training item (a window drawn by seed
+    # and step; 256 = 3 s); synthesis encodes whole clips
+    speaker_encoder_crop: int = 256
     postnet_layers: int = 5  # 0 for none
     postnet_channels: int = 256
     postnet_kernel: int = 5
@@ -62,7 +65,7 @@ class ModelConfig:
             raise ConfigError(f"model.hidden ({self.hidden}) must be divisible by model.heads "
                               f"({self.heads}).")
         for name in ("hidden", "heads", "ffn_hidden", "speaker_dim", "variance_hidden",
-                     "speaker_encoder_hidden", "speaker_encoder_heads"):
+                     "speaker_encoder_hidden", "speaker_encoder_heads", "speaker_encoder_crop"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"model.{name} must be positive.")
         if self.speaker_encoder_hidden % self.speaker_encoder_heads:

@@ -191,7 +191,8 @@ def collate_train(items: Sequence[tuple[Example, Tensor | None, Tensor | None]])
 
 
 class TrainingExamples(torch.utils.data.Dataset):
-    """Items are indices ``i`` or pairs ``(i, reference index)`` -> collate_train triples."""
+    """Items are indices ``i`` or ``(i, reference index, first frame, frames)`` (a window of
+    the reference clip) -> collate_train triples."""
 
     def __init__(self, utterances: Sequence[Utterance], cache: FeatureCache,
                  speakers: Mapping[str, int], pitch: bool):
@@ -202,10 +203,12 @@ class TrainingExamples(torch.utils.data.Dataset):
         return len(self.utterances)
 
     def __getitem__(self, item: int | tuple[int, int]):
-        i, ref = item if isinstance(item, tuple) else (item, None)
+        i, ref, start, frames = item if isinstance(item, tuple) else (item, None, 0, 0)
         x = example(self.utterances[i], self.cache, self.speakers)
         f0 = self.cache.get(self.utterances[i]).f0 if self.pitch else None
-        mel = None if ref is None else self.cache.get(self.utterances[ref]).mel
+        mel = None
+        if ref is not None:
+            mel = self.cache.get(self.utterances[ref]).mel[:, start: start + frames]
         return x, f0, mel
 
 
@@ -217,18 +220,23 @@ def clips_by_speaker(speaker_of: Sequence[str]) -> dict[str, list[int]]:
     return dict(out)
 
 
-def reference_choice(clips: Sequence[int], i: int, g: torch.Generator) -> int:
-    """One of ``clips`` (a speaker's) other than ``i``, drawn with ``g`` (``i`` if it is alone)."""
+def reference_choice(clips: Sequence[int], i: int, frames: Sequence[int], crop: int,
+                     g: torch.Generator) -> tuple[int, int, int, int]:
+    """(i, reference, first frame, frames): one of ``clips`` (a speaker's) other than ``i`` (``i``
+    if it is alone), and a window of at most ``crop`` of its ``frames[reference]`` frames, drawn
+    with ``g``."""
     others = [j for j in clips if j != i]
-    return others[int(torch.randint(len(others), (1,), generator=g))] if others else i
+    ref = others[int(torch.randint(len(others), (1,), generator=g))] if others else i
+    spare = max(0, frames[ref] - crop)
+    return i, ref, int(torch.randint(spare + 1, (1,), generator=g)), crop
 
 
 class WithReferences:
-    """Wraps a batch sampler over steps: each index ``i`` becomes ``(i, reference)``, the
-    reference drawn from a generator seeded by (seed, step), so a resumed run draws the same."""
+    """Wraps a batch sampler over steps: each index ``i`` becomes ``(i, reference, first frame,
+    frames)`` (see :func:`reference_choice`), drawn from a generator seeded by (seed, step), so a resumed run draws the same."""
 
-    def __init__(self, batches: StepBatches, speaker_of: Sequence[str], seed: int):
-        self.batches, self.speaker_of, self.seed = batches, list(speaker_of), seed
+    def __init__(self, batches: StepBatches, speaker_of: Sequence[str], seed: int, crop: int):
+        self.batches, self.speaker_of, self.seed, self.crop = batches, list(speaker_of), seed, crop
         self.clips = clips_by_speaker(self.speaker_of)
 
     def __len__(self) -> int:
@@ -237,4 +245,5 @@ class WithReferences:
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         for step, batch in enumerate(self.batches, start=self.batches.start + 1):
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
-            yield [(i, reference_choice(self.clips[self.speaker_of[i]], i, g)) for i in batch]
+            yield [reference_choice(self.clips[self.speaker_of[i]], i, self.batches.frames,
+                                    self.crop, g) for i in batch]

@@ -114,7 +114,8 @@ def _loader(data: TrainingData, cache, config: Config, start: int,
                                            batch_sampler=sampler, collate_fn=collate,
                                            num_workers=t.num_workers)
     if m.speaker_encoder:
-        sampler = WithReferences(sampler, [u.speaker for u in data.train], t.seed)
+        sampler = WithReferences(sampler, [u.speaker for u in data.train], t.seed,
+                                 m.speaker_encoder_crop)
     return torch.utils.data.DataLoader(TrainingExamples(data.train, cache, index, m.pitch),
                                        batch_sampler=sampler, collate_fn=collate_train,
                                        num_workers=t.num_workers)
@@ -132,7 +133,8 @@ def _val_batches(data: TrainingData, cache, config: Config) -> tuple:
     if config.model.speaker_encoder:
         clips = clips_by_speaker([u.speaker for u in data.train])
         g = torch.Generator().manual_seed(config.train.seed)
-        items = [(i, reference_choice(clips[pool[i].speaker], i, g)) for i in items]
+        items = [reference_choice(clips[pool[i].speaker], i, data.frames,
+                                  config.model.speaker_encoder_crop, g) for i in items]
     dataset = TrainingExamples(pool, cache, index, config.model.pitch)
     return tuple(collate_train([dataset[x] for x in items[i: i + size]])
                  for i in range(0, len(items), size))
