@@ -275,8 +275,9 @@ def headline(summary: dict, baseline: str) -> list[str]:
     if meta is None:
         return []
     cells = {(r["group"], r["method"], r["shots"], r["steps"]): r for r in rows}
-    lines = [f"| group | k | steps | gap closed ECAPA {meta} / {baseline} | gap closed GE2E | "
-             "WER | pairs |", "|" + "---|" * 7]
+    both = f"({meta} / {baseline})"
+    lines = [f"| group | k | steps | gap closed ECAPA {both} | gap closed GE2E {both} | "
+             f"WER {both} | matched clips |", "|" + "---|" * 7]
     for (group, method, shots, steps), r in cells.items():
         if method != meta:
             continue
@@ -335,8 +336,10 @@ def markdown(summary: dict) -> str:
     for group, p in summary.get("power", {}).items():
         target = f" (target {p['target']}: {'met' if p['met'] else 'NOT met'})" \
             if group == "natural" else ""
-        lines.append(f"- {group}: {p['min_pairs']}-{p['max_pairs']} matched clips in each of "
-                     f"{p['cells']} cells{target}")
+        spread = p["min_pairs"] if p["min_pairs"] == p["max_pairs"] else \
+            f"{p['min_pairs']}-{p['max_pairs']}"
+        lines.append(f"- {group}: {spread} matched clips in each of {p['cells']} cells"
+                     f"{target}")
     for group in GROUPS:
         rows = [r for r in summary["rows"] if r["group"] == group]
         reference = summary["reference"].get(group)
