@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 import pandas as pd
 
 from metatts import app_logic as logic
@@ -190,24 +191,39 @@ def load_voice(file, session: Session):
 
 def synthesize(text: str, session: Session,
                progress=gr.Progress()):  # noqa: B008 (Gradio's pattern)
+    """Speak ``text`` with each voice of the session, streaming each sentence's audio as soon as
+    it is made; the mels, a note, the whole speech as wav files (the audio an API client gets)
+    and the session's outputs (for scoring) come at the end."""
     if not session.voices:
         raise gr.Error("There is no voice yet: adapt one (step 2) or upload a voice file.",
                        print_exception=False)
-    outputs, audio, mels, notes = {}, {}, {}, []
     with friendly():
         text = logic.check_text(text)
-        for n, (init, voice) in enumerate(session.voices.items()):
-            progress((n, len(session.voices)), desc=f"Speaking ({LABELS[init]})")
-            out = logic.speak(init, voice, text)
-            outputs[init] = out.wav
-            audio[init] = (out.sample_rate, (out.wav * 32767).astype("int16"))  # 16-bit PCM
-            mels[init] = logic.mel_image(logic.concat_mels(out.mels))
-            took = session.seconds.get(init)
-            notes.append(f"{LABELS[init]}: {out.seconds:.1f} s of audio"
-                         + (f", adapted in {took:.1f} s" if took is not None else ""))
+        streams = {init: logic.speak_stream(init, voice, text)  # every voice checked first
+                   for init, voice in session.voices.items()}
+    outputs, mels, notes = {}, {}, []
+    for n, (init, chunks) in enumerate(streams.items()):
+        progress((n, len(streams)), desc=f"Speaking ({LABELS[init]})")
+        made = []
+        with friendly():
+            for chunk in chunks:
+                made.append(chunk)
+                pcm = (chunk.sample_rate, (chunk.wav * 32767).astype("int16"))  # 16-bit PCM
+                yield (gr.skip(), pcm if init == "meta" else gr.skip(),
+                       pcm if init == "pretrained" else gr.skip(), *[gr.skip()] * 4)
+        outputs[init] = np.concatenate([c.wav for c in made])
+        mels[init] = logic.mel_image(logic.concat_mels([m for c in made for m in c.mels]))
+        took = session.seconds.get(init)
+        notes.append(f"{LABELS[init]}: {len(outputs[init]) / made[0].sample_rate:.1f} s of audio"
+                     + (f", adapted in {took:.1f} s" if took is not None else ""))
+    folder = Path(tempfile.mkdtemp(prefix="metatts-speech-"))
+    files = []
+    for init, wav in outputs.items():
+        audio_io.save_audio(folder / f"speech-{init}.wav", wav, made[0].sample_rate)
+        files.append(str(folder / f"speech-{init}.wav"))
     session = Session(session.wavs, session.voices, session.seconds, outputs, text)
-    return (session, audio.get("meta"), audio.get("pretrained"), mels.get("meta"),
-            mels.get("pretrained"), "; ".join(notes) + ".")
+    yield (session, gr.skip(), gr.skip(), mels.get("meta"), mels.get("pretrained"),
+           "; ".join(notes) + ".", files)
 
 
 def score(session: Session, progress=gr.Progress()):  # noqa: B008 (Gradio's pattern)
@@ -271,14 +287,18 @@ def build_demo() -> gr.Blocks:
                           max_length=logic.MAX_TEXT_CHARS)
         speak_btn = gr.Button("Speak", variant="primary", elem_id="speak")
         with gr.Row():
+            # streamed: each sentence plays as soon as it is made
             audio_meta = gr.Audio(label="Meta-learned", type="numpy", elem_id="audio-meta",
-                                  visible=has_meta)
-            audio_ft = gr.Audio(label="Fine-tuning", type="numpy", elem_id="audio-ft")
+                                  visible=has_meta, streaming=True, autoplay=has_meta)
+            audio_ft = gr.Audio(label="Fine-tuning", type="numpy", elem_id="audio-ft",
+                                streaming=True, autoplay=not has_meta)
         with gr.Row():
             mel_meta = gr.Image(label="Mel spectrogram (meta-learned)", type="numpy",
                                 visible=has_meta)
             mel_ft = gr.Image(label="Mel spectrogram (fine-tuning)", type="numpy")
         speak_note = gr.Markdown(elem_id="speak-note")
+        speech_files = gr.File(label="Download the speech (wav)", file_count="multiple",
+                               elem_id="speech-files")
         scores = gr.Dataframe(label="Scores: ECAPA similarity to your clips, Whisper WER",
                               elem_id="scores")
 
@@ -287,7 +307,7 @@ def build_demo() -> gr.Blocks:
                      **heavy}
         example.input(use_example, [example, session], [files, report, session],
                       api_name="example", **heavy).success(**previewed,
-                                                           api_visibility="private")
+                                                           api_name="preview_example")
         check.click(check_clips, [files, recording, session], [report, session],
                     api_name="check_clips", **heavy).success(**previewed, api_name="preview")
         adapt_btn.click(adapt, [report, init, steps, lr, session],
@@ -295,7 +315,8 @@ def build_demo() -> gr.Blocks:
         load_btn.click(load_voice, [voice_upload, session], [session, adapt_note],
                        api_name="load_voice")
         speak_btn.click(synthesize, [text, session],
-                        [session, audio_meta, audio_ft, mel_meta, mel_ft, speak_note],
+                        [session, audio_meta, audio_ft, mel_meta, mel_ft, speak_note,
+                         speech_files],
                         api_name="synthesize", **heavy).success(score, session, scores,
                                                                 api_name="score", **heavy)
     demo.queue(max_size=QUEUE_SIZE)

@@ -542,6 +542,19 @@ def speak(init: str, voice: Voice, text: str):
     return speak_params(init, voice.params, text)
 
 
+def speak_stream(init: str, voice: Voice, text: str) -> Iterator:
+    """``text`` in an adapted voice a sentence at a time: one
+    :class:`metatts.synthesis.Synthesis` per sentence, each made when asked for. Bad text or a
+    voice that does not fit raises :class:`AppError` here, before any audio is made."""
+    from metatts.synthesis import synthesize_stream
+    from metatts.text import TextError
+
+    try:
+        return synthesize_stream(load_model(init), check_text(text), params=voice.params)
+    except (TextError, CheckpointError) as err:
+        raise AppError(str(err)) from None
+
+
 def speak_params(init: str, params: dict, text: str):
     """Synthesize ``text`` with parameters over ``init``'s model -> ``Synthesis``."""
     from metatts.synthesis import synthesize

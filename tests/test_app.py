@@ -63,6 +63,14 @@ def write(path, wav, text="hello there"):
     return path
 
 
+def speak(text, session):
+    """app.synthesize run to its end: (streamed chunks per init, the final update)."""
+    *chunks, final = app.synthesize(text, session, progress=quiet)
+    streamed = {init: [c[k] for c in chunks if c[k] != gr.skip()]
+                for k, init in ((1, "meta"), (2, "pretrained"))}
+    return streamed, final
+
+
 def adapt_all(table, session, choice="fine-tuning", steps=6):
     *_, last = app.adapt(table, choice, steps, 0, session, progress=quiet)
     return last
@@ -146,13 +154,18 @@ def test_sessions_do_not_share_voices_and_synthesis_speaks(tiny):
     mine = adapt_all(table, mine)[0]
     assert theirs.voices == {} and "pretrained" in mine.voices
     with pytest.raises(gr.Error, match="no voice yet"):
-        app.synthesize("Hello.", theirs, progress=quiet)
-    session, meta, ft, _, mel_ft, note = app.synthesize("Hello there.", mine,
-                                                               progress=quiet)
-    rate, wav = ft
-    assert meta is None and rate == SR and wav.ndim == 1 and len(wav) > 0
-    assert mel_ft.ndim == 3 and mel_ft.shape[2] == 3 and "adapted in" in note
-    assert session.text == "Hello there." and set(session.outputs) == {"pretrained"}
+        next(app.synthesize("Hello.", theirs, progress=quiet))
+    streamed, final = speak("Hello there. How are you?", mine)
+    session, _, _, mel_meta, mel_ft, note, files = final
+    assert streamed["meta"] == [] and len(streamed["pretrained"]) == 2  # a chunk a sentence
+    rate, wav = streamed["pretrained"][0]
+    assert rate == SR and wav.ndim == 1 and wav.dtype == np.int16 and len(wav) > 0
+    whole = np.concatenate([w for _, w in streamed["pretrained"]])
+    assert np.abs(whole / 32767 - session.outputs["pretrained"]).max() < 1e-4
+    assert mel_meta is None and mel_ft.ndim == 3 and mel_ft.shape[2] == 3 and "adapted in" in note
+    assert session.text == "Hello there. How are you?" and set(session.outputs) == {"pretrained"}
+    saved, rate = sf.read(files[0])
+    assert rate == SR and len(saved) == len(whole)
 
 
 @pytest.mark.parametrize("text, match", [("  ", "Type some text"),
@@ -161,7 +174,7 @@ def test_bad_text_is_refused(tiny, text, match):
     table, session = app.check_clips(slt()[:1], None, logic.Session(), progress=quiet)
     session = adapt_all(table, session, steps=1)[0]
     with pytest.raises(gr.Error, match=match):
-        app.synthesize(text, session, progress=quiet)
+        next(app.synthesize(text, session, progress=quiet))
 
 
 def test_voice_files_load_and_refuse_another_model(tiny, tmp_path, monkeypatch):
@@ -227,5 +240,32 @@ def test_both_methods_adapt_side_by_side(tiny, tmp_path, monkeypatch):
     assert [i for i, u in enumerate(updates) if u[1] is None] == [4]
     assert "meta-learned in" in note and "fine-tuning in" in note and len(files) == 2
     assert set(session.voices) == {"meta", "pretrained"}
-    _, meta, ft, mel_meta, mel_ft, _ = app.synthesize("Good morning.", session, progress=quiet)
-    assert meta[1].size and ft[1].size and mel_meta.shape[2] == mel_ft.shape[2] == 3
+    streamed, (_, _, _, mel_meta, mel_ft, _, files) = speak("Good morning.", session)
+    assert streamed["meta"][0][1].size and streamed["pretrained"][0][1].size
+    assert mel_meta.shape[2] == mel_ft.shape[2] == 3 and len(files) == 2
+
+
+def test_preview_speaks_in_the_start_voice_before_adapting(tiny, tmp_path, monkeypatch):
+    """Right after the clip check the page speaks in the voice adaptation starts from: the
+    meta-learned start where there is one (else fine-tuning's), with its similarity."""
+    from metatts import adapt as adapting
+    from metatts.meta import InnerConfig
+
+    with pytest.raises(gr.Error, match="Check some clips first"):
+        app.preview(logic.Session(), progress=quiet)
+    _, session = app.check_clips(slt()[:2], None, logic.Session(), progress=quiet)
+    (rate, wav), note = app.preview(session, progress=quiet)
+    assert rate == SR and wav.dtype == np.int16 and len(wav) > 0
+    assert note.startswith("**Before adapting**, in the fine-tuning start")  # no meta here
+    assert -1 <= float(note.split("**")[3]) <= 1 and "Adapt (step 2) refines" in note
+
+    monkeypatch.setenv("METATTS_META_CHECKPOINT", str(tiny_checkpoint(tmp_path / "meta", 2)))
+    monkeypatch.setattr(logic, "model_status", lambda init: None)
+    monkeypatch.setattr(adapting, "meta_inner_config", lambda base: InnerConfig(steps=3, lr=0.1))
+    start = logic.start_voice(list(session.wavs.values()))
+    base = logic.load_model("meta")
+    adapted_from = adapting.start_params(base, adapting.default_settings("meta", base))
+    assert start.init == "meta" and set(start.params) == set(adapted_from)
+    assert all(torch.equal(start.params[k], v) for k, v in adapted_from.items())
+    assert app.preview(session, progress=quiet)[1].startswith(
+        "**Before adapting**, in the meta-learned start")

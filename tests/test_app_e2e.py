@@ -62,13 +62,14 @@ def test_gradio_client_adapts_synthesizes_and_scores(served, tmp_path):
 
     started = time.perf_counter()
     curve, note, files = client.predict(table, "fine-tuning", 20, 0, api_name="/adapt")
-    meta, ft, mel_meta, mel_ft, said = client.predict("Hello there, my friend.",
-                                                      api_name="/synthesize")
+    meta, ft, mel_meta, mel_ft, said, speech = client.predict("Hello there, my friend.",
+                                                              api_name="/synthesize")
     figures["adapt_to_audio_s"] = round(time.perf_counter() - started, 2)
     assert "Adapted 3 clips" in note and len(curve["data"]) == 20
     assert Path(files[0]).name == "voice-pretrained.safetensors"
-    assert meta is None and mel_meta is None and "adapted in" in said
-    wav, rate = sf.read(ft)
+    assert mel_meta is None and "adapted in" in said  # audio streamed; whole in speech files
+    assert [Path(f).name for f in speech] == ["speech-pretrained.wav"]
+    wav, rate = sf.read(speech[0])
     assert rate == 22050 and len(wav) > 0 and np.isfinite(wav).all()
     assert Path(mel_ft).is_file()
 
@@ -93,7 +94,7 @@ def test_bad_uploads_get_sentences_and_the_app_keeps_working(served, tmp_path):
     broken = tmp_path / "broken.wav"
     broken.write_bytes(b"this is not audio")
     table = client.predict([handle_file(str(broken))], None, api_name="/check_clips")
-    assert "cannot read it as audio" in table["data"][0][-1]
+    assert "cannot read it as audio" in table["data"][0][table["headers"].index("problem")]
     with pytest.raises(Exception, match="No clip is selected"):
         client.predict(table, "fine-tuning", 5, 0, api_name="/adapt")
     with pytest.raises(Exception, match="formats: \\['.safetensors'\\]"):
@@ -145,7 +146,7 @@ def test_a_browser_uploads_adapts_and_hears_audio(served, tmp_path):
         click("speak")
         wait.until(EC.text_to_be_present_in_element((By.ID, "speak-note"), "adapted in"))
         audio = wait.until(EC.presence_of_element_located(
-            (By.CSS_SELECTOR, "#audio-ft a[download]")))  # the player's download link
+            (By.CSS_SELECTOR, "#speech-files a[download]")))  # the whole speech's link
         href = audio.get_attribute("href")
         assert href.endswith(".wav")
         with urllib.request.urlopen(href) as response:
