@@ -1,10 +1,11 @@
-"""The app's acceptance figures (issue #7): time from "adapt" to first audio, and its memory.
+"""The app's acceptance figures (issues #7, #18): time to the first audio, and memory.
 
 Starts ``python app.py`` on a free port with the shipped checkpoints (or ``METATTS_CHECKPOINT`` /
 ``METATTS_META_CHECKPOINT``), then drives it with gradio_client the way a person does: upload
-``--clips`` clips of a held-out speaker without transcripts (Whisper fills them in), press adapt
-with the page's defaults, synthesize one sentence. Prints the seconds from the adapt call to the
-first audio, the server's resident memory (now and peak, from /proc), and stops the app.
+``--clips`` clips of a held-out speaker without transcripts (Whisper fills them in), hear the
+preview in the start voice, press adapt with the page's defaults, speak one sentence (streamed a
+sentence at a time). Prints the seconds from pressing speak to the first streamed audio (and from
+the adapt call), the server's resident memory (now and peak, from /proc), and stops the app.
 
     python benchmarks/app_flow.py [--speaker rab] [--clips 3] [--choice fine-tuning]
 """
@@ -39,6 +40,50 @@ def memory_mib(pid: int) -> dict[str, float]:
     return {k: int(fields[k].split()[0]) / 1024 for k in ("VmRSS", "VmHWM")}
 
 
+class App:
+    """``python app.py`` on a free loopback port, stopped on exit."""
+
+    def __enter__(self):
+        self.port = free_port()
+        env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
+        self.server = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port",
+                                        str(self.port)], cwd=ROOT, env=env,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                       text=True)
+        self.url = f"http://127.0.0.1:{self.port}/"
+        started = time.perf_counter()
+        while True:
+            try:
+                urllib.request.urlopen(self.url, timeout=2)
+                break
+            except OSError:
+                if self.server.poll() is not None or time.perf_counter() - started > 300:
+                    self.server.kill()
+                    raise SystemExit(f"the app did not start: {self.server.stderr.read()[-2000:]}")
+                time.sleep(1)
+        self.startup_s = time.perf_counter() - started
+        return self
+
+    def memory_mib(self) -> dict[str, float]:
+        return memory_mib(self.server.pid)
+
+    def __exit__(self, *exc):
+        self.server.terminate()
+        self.server.wait(timeout=30)
+
+
+def speak_timed(client, text: str) -> tuple[float, float, tuple]:
+    """(seconds to the first streamed audio, seconds to the end, the final outputs)."""
+    t0 = time.perf_counter()
+    job = client.submit(text, api_name="/synthesize")
+    first = None
+    for _ in job:  # one update per streamed sentence, then the mels, note and files
+        if first is None:
+            first = time.perf_counter() - t0
+    outputs = job.result()
+    return first, time.perf_counter() - t0, outputs
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--speaker", default="rab", help="a speaker folder of metatts/eval_speakers")
@@ -51,25 +96,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from gradio_client import Client, handle_file
 
-    port = free_port()
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
-    server = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port)],
-                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        started = time.perf_counter()
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=2)
-                break
-            except OSError:
-                if server.poll() is not None or time.perf_counter() - started > 300:
-                    raise SystemExit(f"the app did not start: {server.stderr.read()[-2000:]}")
-                time.sleep(1)
-        startup = time.perf_counter() - started
-        idle = memory_mib(server.pid)
-        client = Client(url, verbose=False)
+    with App() as served:
+        idle = served.memory_mib()
+        client = Client(served.url, verbose=False)
         upload = Path(tempfile.mkdtemp())
         wavs = sorted((CLIPS / args.speaker).glob("*.flac"))[: args.clips]
         files = [handle_file(str(shutil.copy(w, upload / w.name))) for w in wavs]
@@ -77,20 +106,21 @@ def main(argv: list[str] | None = None) -> int:
         table = client.predict(files, None, api_name="/check_clips")
         check = time.perf_counter() - t0
         t0 = time.perf_counter()
+        _, preview_note = client.predict(api_name="/preview")
+        preview = time.perf_counter() - t0
+        t0 = time.perf_counter()
         _, note, _ = client.predict(table, args.choice, 20, 0, api_name="/adapt")
         adapted = time.perf_counter() - t0
-        outputs = client.predict(args.text, api_name="/synthesize")
-        first_audio = time.perf_counter() - t0
-        used = memory_mib(server.pid)
+        first, spoken, outputs = speak_timed(client, args.text)
+        used = served.memory_mib()
         result = {"speaker": args.speaker, "clips": len(wavs), "choice": args.choice,
-                  "startup_s": round(startup, 1), "check_clips_s": round(check, 1),
-                  "adapt_s": round(adapted, 1), "adapt_to_first_audio_s": round(first_audio, 1),
+                  "text": args.text, "startup_s": round(served.startup_s, 1),
+                  "check_clips_s": round(check, 1), "preview_s": round(preview, 1),
+                  "adapt_s": round(adapted, 1), "speak_to_first_audio_s": round(first, 2),
+                  "speak_s": round(spoken, 2), "adapt_to_first_audio_s": round(adapted + first, 1),
                   "rss_idle_mib": round(idle["VmRSS"]), "rss_after_mib": round(used["VmRSS"]),
-                  "peak_rss_mib": round(used["VmHWM"]), "note": note,
-                  "audio": [o for o in outputs[:2] if o]}
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+                  "peak_rss_mib": round(used["VmHWM"]), "preview": preview_note, "note": note,
+                  "speech": outputs[-1]}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
