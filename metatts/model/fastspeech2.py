@@ -190,12 +190,10 @@ class FastSpeech2(nn.Module):
         encoded = self.speaker_encoder(references, batch.reference_lengths)  # (B, D)
         rows = self.speaker(batch.speakers)
         known = batch.speakers != NEW_SPEAKER
-        use = known
+        use = torch.zeros_like(known)  # eval: the table rows
         if self.training:
-            use = use & (torch.rand(len(rows), device=rows.device)
-                         < self.config.speaker_encoder_mix)
-        else:
-            use = torch.zeros_like(known)
+            use = known & (torch.rand(len(rows), device=rows.device)
+                           < self.config.speaker_encoder_mix)
         return encoded, rows.detach(), known, torch.where(use[:, None], encoded, rows)
 
     def _pitch_target(self, batch, hard: Tensor) -> tuple[Tensor, Tensor]:

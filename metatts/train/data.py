@@ -16,8 +16,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -233,7 +232,8 @@ def reference_choice(clips: Sequence[int], i: int, frames: Sequence[int], crop: 
 
 class WithReferences:
     """Wraps a batch sampler over steps: each index ``i`` becomes ``(i, reference, first frame,
-    frames)`` (see :func:`reference_choice`), drawn from a generator seeded by (seed, step), so a resumed run draws the same."""
+    frames)`` (see :func:`reference_choice`), drawn from a generator seeded by (seed, step), so
+    a resumed run draws the same."""
 
     def __init__(self, batches: StepBatches, speaker_of: Sequence[str], seed: int, crop: int):
         self.batches, self.speaker_of, self.seed, self.crop = batches, list(speaker_of), seed, crop
