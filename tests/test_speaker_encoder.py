@@ -174,16 +174,26 @@ def test_references_are_other_clips_of_the_same_speaker_drawn_by_step():
             assert crop == 128 and 0 <= start <= max(0, frames[ref] - 128)
 
 
-def test_train_cli_on_the_tiny_v2_config(tmp_path):
+def train_tiny_v2(run_dir, features, steps, *extra):
     from metatts.cli.train import main
 
     root = Path(__file__).resolve().parents[1]
-    main(["--config", str(root / "configs" / "tiny_v2.json"), "--quiet",
-          "--set", f"train.run_dir={tmp_path / 'run'}", "--set", "train.steps=3",
-          "--set", f'data.datasets=["{root / "tests" / "fixtures" / "speech"}"]',
-          "--set", f"data.cache_dir={tmp_path / 'features'}", "--set", "train.log_every=1"])
+    return main(["--config", str(root / "configs" / "tiny_v2.json"), "--quiet",
+                 "--set", f"train.run_dir={run_dir}", "--set", f"train.steps={steps}",
+                 "--set", f'data.datasets=["{root / "tests" / "fixtures" / "speech"}"]',
+                 "--set", f"data.cache_dir={features}", "--set", "train.log_every=1",
+                 "--set", "train.checkpoint_every=2", *extra])
+
+
+def test_train_cli_on_the_tiny_v2_config_resumes_exactly(tmp_path):
+    assert train_tiny_v2(tmp_path / "run", tmp_path / "features", 4) == 0
+    assert train_tiny_v2(tmp_path / "resumed", tmp_path / "features", 2) == 0
+    assert train_tiny_v2(tmp_path / "resumed", tmp_path / "features", 4, "--resume") == 0
+    a = load_file(tmp_path / "run/checkpoints/step_00000004/model.safetensors")
+    b = load_file(tmp_path / "resumed/checkpoints/step_00000004/model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     checkpoint = load_checkpoint(tmp_path / "run")
-    assert checkpoint.step == 3 and checkpoint.config.model.generation == 2
+    assert checkpoint.step == 4 and checkpoint.config.model.generation == 2
     stats = checkpoint.model.pitch_stats
     assert torch.isfinite(stats).all() and (stats[:, 0] > 4.0).all()  # log-F0 means over 55 Hz
     assert checkpoint.model.encode_speaker(clips()).shape == (TINY.speaker_dim,)
