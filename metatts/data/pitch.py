@@ -3,8 +3,12 @@
 F0 comes from Praat's autocorrelation pitch tracker (``To Pitch (ac)``, through
 praat-parselmouth), sampled at the centres of the mel frames of :mod:`metatts.audio`: frame ``t``
 covers the samples around ``(t + 1/2) * HOP_LENGTH`` (the mel pads (N_FFT - HOP) / 2 on each side
-and does not centre). Unvoiced frames are 0 Hz. Praat was chosen over pyworld (DIO + StoneMask,
-Harvest) by measurement: see the module's entry in the README.
+and does not centre). Unvoiced frames are 0 Hz. Praat was chosen over pyworld 0.3.5 by
+measurement on 15 clips (65.6 s; fixtures and three Kokoro voices) on the mel grid: 7.2 ms per
+second of audio, against 17.4 for DIO + StoneMask and 340 for Harvest; against Harvest a median
+difference of 12.7 cents on frames both call voiced and 3.5 % gross errors (> 20 %), where DIO
+has 6.1 cents and 4.3 %; every one is exact on tones of 100, 220 and 440 Hz and silent on silence
+and white noise; and it is a wheel (pyworld compiles from source).
 
 The model sees log-F0 normalized per speaker: ``(log f0 - mean) / std`` over that speaker's voiced
 frames (:class:`PitchStats`), so the pitch predictor learns the contour and the speaker vector the
