@@ -288,17 +288,16 @@ def headline(summary: dict, baseline: str) -> list[str]:
         lines.append(f"| {group} | {shots} | {steps} | {_pct(r['gap_closed'])} / "
                      f"{_pct(b.get('gap_closed'))} | {ge2e} | {_pct(r['wer'])} / "
                      f"{_pct(b.get('wer'))} | {pairs} |")
-    match = [e for e in summary["steps_to_match"] if e["method"] == meta]
+    match = {(e["group"], e["shots"], e["encoder"], e["at"]): e
+             for e in summary["steps_to_match"] if e["method"] == meta}
     if match:
-        lines += ["", f"Steps {baseline} needs to reach {meta}'s similarity after 5 / 10 steps:",
-                  ""]
-        for e in match:
-            if e["at"] == MATCH_AT[0]:
-                later = next((x for x in match if (x["group"], x["shots"], x["encoder"], x["at"])
-                              == (e["group"], e["shots"], e["encoder"], MATCH_AT[1])), None)
-                second = "-" if later is None else _steps(later["steps"], later["max_steps"])
-                lines.append(f"- {e['group']}, k = {e['shots']}, {e['encoder']}: "
-                             f"{_steps(e['steps'], e['max_steps'])} / {second}")
+        lines += ["", f"Steps {baseline} needs to reach {meta}'s similarity after "
+                  f"{' / '.join(map(str, MATCH_AT))} steps (\"-\": not on the step grid):", ""]
+        for group, shots, encoder in dict.fromkeys(key[:3] for key in match):
+            cells = [match.get((group, shots, encoder, at)) for at in MATCH_AT]
+            text = " / ".join("-" if e is None else _steps(e["steps"], e["max_steps"])
+                              for e in cells)
+            lines.append(f"- {group}, k = {shots}, {encoder}: {text}")
     return lines
 
 
