@@ -66,9 +66,10 @@ def speed(repeats: int, alternatives: bool) -> dict:
     checkpoint = load_checkpoint(SHIPPED / "pretrained")
     name = checkpoint.speakers[0]
     vocoders = {mode: load_vocoder(mode=mode) for mode in ("exact", "fast")}
-    print(f"speed: torch threads {torch.get_num_threads()}, speaker {name}; {_load_average()}")
+    print(f"speed: torch threads {torch.get_num_threads()}, speaker {name}; {_load_average()}",
+          flush=True)
     for vocoder in vocoders.values():  # warm-up: first-call allocation, kernel selection
-        synthesize(checkpoint, LONG, speaker=name, vocoder=vocoder)
+        synthesize(checkpoint, SHORT, speaker=name, vocoder=vocoder)
     runs = {mode: [] for mode in vocoders}
     for r in range(repeats):
         for mode in (("exact", "fast") if r % 2 == 0 else ("fast", "exact")):
@@ -78,6 +79,9 @@ def speed(repeats: int, alternatives: bool) -> dict:
             runs[mode].append({"rtf": out.rtf, "vocoder_rtf": out.vocoder_seconds / out.seconds,
                                "acoustic_rtf": out.acoustic_rtf, "cpu_rtf": cpu / out.seconds,
                                "audio_seconds": out.seconds})
+            print(f"  repeat {r + 1} {mode:5s} RTF {out.rtf:.3f} vocoder "
+                  f"{runs[mode][-1]['vocoder_rtf']:.3f} CPU {runs[mode][-1]['cpu_rtf']:.3f}",
+                  flush=True)
     first = {mode: {"short": [], "long": []} for mode in vocoders}
     for r in range(repeats):
         for mode in (("exact", "fast") if r % 2 == 0 else ("fast", "exact")):

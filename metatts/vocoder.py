@@ -151,7 +151,7 @@ def _load_vocoder(model: str | None, mode: str) -> Vocoder:
 def onnx_session(path: Path, digest: str):
     """An onnxruntime session of the generator in ``path``, exported on first use into the cache
     (about 55 MB per weights file, named by the file's sha256 ``digest``) and reused by later
-    processes. Threads: torch's count."""
+    processes. Threads: torch's count, not spinning between runs."""
     import onnxruntime as ort
 
     cached = cache_dir() / f"hifigan_v1_{digest[:16]}_v{EXPORT_VERSION}.onnx"
@@ -162,6 +162,8 @@ def onnx_session(path: Path, digest: str):
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     options.inter_op_num_threads = 1
+    # no busy-waiting between runs: the acoustic model (torch) runs next on the same cores
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(cached), options, providers=["CPUExecutionProvider"])
 
 
