@@ -61,13 +61,13 @@ def speed(repeats: int, alternatives: bool) -> dict:
 
     from metatts.model.checkpoint import SHIPPED, load_checkpoint
     from metatts.synthesis import synthesize, synthesize_stream
-    from metatts.vocoder import load_vocoder
+    from metatts.vocoder import default_mode, load_vocoder
 
     checkpoint = load_checkpoint(SHIPPED / "pretrained")
     name = checkpoint.speakers[0]
-    vocoders = {mode: load_vocoder(mode=mode) for mode in ("exact", "fast")}
-    print(f"speed: torch threads {torch.get_num_threads()}, speaker {name}; {_load_average()}",
-          flush=True)
+    vocoders = {"exact": load_vocoder(mode="exact"), "fast": load_vocoder(mode=default_mode())}
+    print(f"speed: torch threads {torch.get_num_threads()}, speaker {name}; the default path "
+          f"('fast' below) is mode {default_mode()!r}; {_load_average()}", flush=True)
     for vocoder in vocoders.values():  # warm-up: first-call allocation, kernel selection
         synthesize(checkpoint, SHORT, speaker=name, vocoder=vocoder)
     runs = {mode: [] for mode in vocoders}
@@ -196,8 +196,12 @@ def quality(clips_per_speaker: int | None, alternatives: bool) -> dict:
     texts = [r["text"] for r in rows]
     real = [audio.load_audio(EVAL_SPEAKERS / r["audio"]) for r in rows]
     mels = [audio.mel_spectrogram(w) for w in real]
-    paths = {"exact": load_vocoder(mode="exact"), "fast": load_vocoder(mode="fast")}
+    from metatts.vocoder import default_mode
+
+    paths = {"exact": load_vocoder(mode="exact"), "fast": load_vocoder(mode=default_mode())}
+    print(f"quality: the default path ('fast' below) is mode {default_mode()!r}", flush=True)
     if alternatives:
+        paths["onnxruntime float32"] = load_vocoder(mode="fast")
         paths["torch bfloat16 weights"] = _bf16(paths["exact"])
     made = {k: [v(m).numpy() for m in mels] for k, v in paths.items()}
     seconds = sum(len(w) for w in real) / audio.SAMPLE_RATE

@@ -1,5 +1,5 @@
 """``python -m metatts synthesize --text TEXT (--speaker NAME | --voice VOICE.safetensors)
---out OUT.wav [--checkpoint PATH] [--vocoder fast|exact]``, or ``--list-speakers``."""
+--out OUT.wav [--checkpoint PATH] [--vocoder fast|bf16|exact]``, or ``--list-speakers``."""
 
 from __future__ import annotations
 
@@ -24,9 +24,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-postfilter", action="store_true",
                         help="leave the mel as the model made it (skip the checkpoint's "
                              "post-filter, see `python -m metatts postfilter`)")
-    parser.add_argument("--vocoder", choices=("fast", "exact"),
-                        help="HiFi-GAN V1 run by onnxruntime (fast) or by torch (exact, the "
-                             "reference path); default: $METATTS_VOCODER, else fast")
+    parser.add_argument("--vocoder", choices=("fast", "bf16", "exact"),
+                        help="HiFi-GAN V1 run by onnxruntime (fast), by torch in bfloat16 (bf16) "
+                             "or by torch in float32 (exact, the reference path); default: "
+                             "$METATTS_VOCODER, else bf16 on CPUs with native bfloat16, else fast")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
     parser.add_argument("--verbose", action="store_true",
                         help="report sentences, duration and real-time factor on stderr")
