@@ -99,7 +99,7 @@ def test_a_long_recording_is_split_at_pauses_not_refused(tmp_path, monkeypatch):
     heard = []
     monkeypatch.setattr(logic, "_transcribe", lambda wavs: heard.extend(wavs) or iter(
         [("what the part says", 0.9)] * len(wavs)))
-    files = sorted((EVAL / "piper_joe").glob("*.flac"))
+    files = sorted((EVAL / "piper_joe").glob("*.flac"))[:8]
     wavs = [audio.load_audio(f) for f in files + files[:3]]
     gap = np.zeros(int(0.5 * SR), np.float32)
     sf.write(tmp_path / "talk.wav", np.concatenate([x for w in wavs for x in (w, gap)]), SR)

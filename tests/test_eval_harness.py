@@ -211,7 +211,7 @@ def test_end_to_end_with_real_models(tmp_path, checkpoints):
     assert rc == 0
     summary = json.loads((out / "summary.json").read_text())
     assert [r["steps"] for r in summary["rows"]] == [0, 1] and summary["rows"][0]["n"] == 2
-    real = summary["reference"]["real"]
+    real = summary["reference"]["engine"]["real"]  # slt is an engine voice
     assert real["wer"] < 0.3 and real["secs"] > 0.5 and 1 <= real["mos"] <= 5
     assert summary["config"]["asr_model"] == "tiny.en"
 
