@@ -2,6 +2,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+import soundfile as sf
 import torch
 from safetensors.torch import load_file
 from torch.func import functional_call
@@ -197,3 +198,21 @@ def test_train_cli_on_the_tiny_v2_config_resumes_exactly(tmp_path):
     stats = checkpoint.model.pitch_stats
     assert torch.isfinite(stats).all() and (stats[:, 0] > 4.0).all()  # log-F0 means over 55 Hz
     assert checkpoint.model.encode_speaker(clips()).shape == (TINY.speaker_dim,)
+
+
+def test_synthesize_reference_speaks_in_the_encoded_voice_with_no_step(tmp_path, capsys):
+    from metatts.cli.synthesize import main as synthesize_main
+
+    root = Path(__file__).resolve().parents[1]
+    clips_ = sorted((root / "tests/fixtures/speech/slt").glob("*.wav"))[:2]
+    assert train_tiny_v2(tmp_path / "run", tmp_path / "features", 2) == 0
+    out = tmp_path / "zero_shot.wav"
+    assert synthesize_main(["--checkpoint", str(tmp_path / "run"), "--text", "Hello there.",
+                            "--reference", *map(str, clips_), "--out", str(out),
+                            "--vocoder", "fast"]) == 0
+    wav, rate = sf.read(out)
+    assert rate == 22050 and len(wav) > 0.2 * rate
+    # a model without a speaker encoder says so instead of failing
+    assert synthesize_main(["--text", "Hello.", "--reference", str(clips_[0]),
+                            "--out", str(tmp_path / "x.wav")]) == 2
+    assert "no speaker encoder" in capsys.readouterr().err

@@ -1,5 +1,5 @@
-"""``python -m metatts synthesize --text TEXT (--speaker NAME | --voice VOICE.safetensors)
---out OUT.wav [--checkpoint PATH] [--vocoder fast|bf16|exact]``, or ``--list-speakers``."""
+"""``python -m metatts synthesize --text TEXT (--speaker NAME | --voice VOICE.safetensors |
+--reference CLIP [CLIP ...]) --out OUT.wav [--checkpoint PATH] [--vocoder fast|bf16|exact]``, or ``--list-speakers``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ def main(argv: list[str] | None = None) -> int:
     who = parser.add_mutually_exclusive_group()
     who.add_argument("--speaker", help="a speaker name of the checkpoint (see --list-speakers)")
     who.add_argument("--voice", help="an adapted voice file (.safetensors from `metatts adapt`)")
+    who.add_argument("--reference", nargs="+", metavar="CLIP",
+                     help="zero-shot: speak in the voice of these clips, encoded by the model's "
+                          "speaker encoder with no adaptation step (a v2 model)")
     parser.add_argument("--out", help="output .wav (22,050 Hz, 16-bit)")
     parser.add_argument("--checkpoint",
                         help="run directory, checkpoint directory or model.safetensors "
@@ -52,8 +55,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if not args.text or not args.out:
             parser.error("--text and --out are required (or use --list-speakers).")
-        if not (args.speaker or args.voice):
-            parser.error("choose a voice: --speaker NAME (see --list-speakers) or --voice FILE.")
+        if not (args.speaker or args.voice or args.reference):
+            parser.error("choose a voice: --speaker NAME (see --list-speakers), --voice FILE or "
+                         "--reference CLIP [CLIP ...].")
         import torch
 
         device = "cuda" if args.device == "auto" and torch.cuda.is_available() else (
@@ -63,11 +67,13 @@ def main(argv: list[str] | None = None) -> int:
         if voice is not None:
             voice.check_base(checkpoint)  # a voice only fits the model it was adapted from
             params = voice.params
+        if args.reference:
+            params = {"speaker.new": _encoded(checkpoint, args.reference)}
         vocoder = load_vocoder(mode=args.vocoder)  # on CPU
         result = synthesize(checkpoint, args.text, params, args.speaker, pace=args.pace,
                             vocoder=vocoder, postfilter=not args.no_postfilter)
         save_audio(args.out, result.wav, result.sample_rate)
-    except (CheckpointError, TextError, ValueError) as err:  # VoiceError is a ValueError
+    except (CheckpointError, TextError, ValueError) as err:  # VoiceError, AudioError: ValueErrors
         print(f"metatts synthesize: {err}", file=sys.stderr)
         return 2
     if args.verbose:
@@ -81,3 +87,15 @@ def main(argv: list[str] | None = None) -> int:
                                      if pf.active and not args.no_postfilter else "off"),
               file=sys.stderr)
     return 0
+
+
+def _encoded(checkpoint, clips: list[str]):
+    """The speaker vector the model's encoder gives for ``clips`` (no gradient step)."""
+    import torch
+
+    from metatts.audio import mel_spectrogram, prepare_clip
+
+    device = next(checkpoint.model.parameters()).device
+    mels = [mel_spectrogram(prepare_clip(path)).to(device) for path in clips]
+    with torch.inference_mode():
+        return checkpoint.model.encode_speaker(mels)
