@@ -1,6 +1,7 @@
 """The app's handlers on a tiny model: clip reports flag bad clips, adaptation yields every step and
 a voice file, sessions stay apart, bad input becomes a sentence, a missing model a clear note."""
 
+import contextlib
 from pathlib import Path
 
 import gradio as gr
@@ -25,6 +26,22 @@ SR = 22050
 
 def quiet(*args, **kwargs):  # a stand-in for gr.Progress
     pass
+
+
+@contextlib.contextmanager
+def serve_app(root: Path):
+    """The app served on loopback over a random tiny checkpoint and no meta-learned one; yields
+    its URL."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("METATTS_CHECKPOINT", str(tiny_checkpoint(root / "ckpt")))
+        mp.setenv("METATTS_META_CHECKPOINT", str(root / "no-meta"))
+        demo = app.build_demo()
+        demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True,
+                    **app.launch_options())
+        try:
+            yield demo.local_url
+        finally:
+            demo.close()
 
 
 def tiny_checkpoint(directory, seed=0):

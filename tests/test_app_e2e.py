@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 from conftest import SPEECH
 from gradio_client import Client, handle_file
-from test_app import tiny_checkpoint
+from test_app import serve_app
 
 pytestmark = pytest.mark.slow
 CLIPS = sorted((SPEECH / "slt").glob("*.wav"))
@@ -25,19 +25,8 @@ SCREENSHOT_COPY = Path("/tmp/app_screenshot.png")
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """(url, figures) of the app on a random tiny checkpoint, with no meta-learned one."""
-    root = tmp_path_factory.mktemp("app")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("METATTS_CHECKPOINT", str(tiny_checkpoint(root / "ckpt")))
-        mp.setenv("METATTS_META_CHECKPOINT", str(root / "no-meta"))
-        import app
-
-        demo = app.build_demo()
-        demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True,
-                    **app.launch_options())
-        try:
-            yield demo.local_url, {}
-        finally:
-            demo.close()
+    with serve_app(tmp_path_factory.mktemp("app")) as url:
+        yield url, {}
 
 
 def uploads(directory: Path) -> list:

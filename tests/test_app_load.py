@@ -14,7 +14,7 @@ import torch
 from conftest import SPEECH
 from gradio_client import Client, handle_file
 from gradio_client.utils import Status
-from test_app import tiny_checkpoint
+from test_app import serve_app
 
 from metatts import app_logic as logic
 from metatts.voice import Voice
@@ -27,19 +27,8 @@ LIMIT_S = 300  # a stuck request fails the test instead of hanging it
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    root = tmp_path_factory.mktemp("app")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("METATTS_CHECKPOINT", str(tiny_checkpoint(root / "ckpt")))
-        mp.setenv("METATTS_META_CHECKPOINT", str(root / "no-meta"))
-        import app
-
-        demo = app.build_demo()
-        demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True,
-                    **app.launch_options())
-        try:
-            yield demo.local_url
-        finally:
-            demo.close()
+    with serve_app(tmp_path_factory.mktemp("app")) as url:
+        yield url
 
 
 def call(client, statuses, *args, api_name):
