@@ -62,14 +62,16 @@ def test_non_finite_mel_is_refused():
         vocoder.check_mel(mel)
 
 
-def test_sha_mismatch_raises_before_loading(monkeypatch):
+@pytest.mark.parametrize(("mode", "owner", "name"), [
+    ("exact", torch, "load"), ("bf16", torch, "load"), ("fast", vocoder, "export_onnx")])
+def test_sha_mismatch_raises_before_loading(monkeypatch, mode, owner, name):
     def refuse(*args, **kwargs):
-        raise AssertionError("torch.load called on unverified weights")
+        raise AssertionError(f"{name} called on unverified weights")
 
     monkeypatch.setattr(vocoder, "BUNDLED_SHA256", "0" * 64)
-    monkeypatch.setattr(torch, "load", refuse)
+    monkeypatch.setattr(owner, name, refuse)
     with pytest.raises(AssetError, match="sha256"):
-        vocoder._load_vocoder.__wrapped__(None, "exact")
+        vocoder._load_vocoder.__wrapped__(None, mode)
 
 
 def test_user_safetensors_file_with_folded_weight_norm(tmp_path):

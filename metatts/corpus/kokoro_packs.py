@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import os
 import tarfile
 from collections.abc import Mapping
@@ -102,8 +103,6 @@ def _read_packs(path: str, mtime_ns: int) -> dict[str, bytes]:
     if digest != TARBALL_SHA256:
         raise PackError(f"{path}: sha256 {digest} is not that of {PACKAGE} ({TARBALL_SHA256}); "
                         f"refusing to use it. Delete it and run `bash {INSTALL_SCRIPT} --packs-only`")
-    import io
-
     out = {}
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
         for name in ENGLISH:

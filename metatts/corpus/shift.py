@@ -27,12 +27,11 @@ class Shift:
 
 
 def median_f0(wav: np.ndarray, sample_rate: int) -> float:
-    """Median F0 (Hz) of the voiced frames of ``wav``; 0 when nothing is voiced."""
-    import parselmouth
+    """Median F0 (Hz) of the voiced frames of ``wav``; 0 when nothing is voiced. Uses the
+    project's one F0 tracker (:func:`metatts.data.pitch.extract_f0`, Praat)."""
+    from metatts.data.pitch import extract_f0
 
-    sound = parselmouth.Sound(np.asarray(wav, np.float64), sampling_frequency=sample_rate)
-    f0 = sound.to_pitch(pitch_floor=PITCH_FLOOR_HZ, pitch_ceiling=PITCH_CEILING_HZ
-                        ).selected_array["frequency"]
+    f0 = extract_f0(np.asarray(wav, np.float32), sample_rate).numpy()
     voiced = f0[f0 > 0]
     return float(np.median(voiced)) if voiced.size else 0.0
 
