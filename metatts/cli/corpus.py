@@ -44,6 +44,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="clips per test speaker in --eval-set (default 8)")
     p.add_argument("--eval-group", choices=("natural", "engine"),
                    help="export only this group's test speakers (the others in DIR are kept)")
+    p.add_argument("--store", type=Path, metavar="DIR", help="a packed copy of the slow voices "
+                   "(metatts.corpus.store; this repository's is corpus-store/): its clips are "
+                   "restored into --out first, and each speaker finished is packed into it")
+    p.add_argument("--pack", action="store_true", help="only pack the finished speakers of "
+                   "--out into --store (e.g. while another build runs), then stop")
     p.add_argument("--list", action="store_true", help="list the voices and whether they are "
                    "installed, then stop")
     return p
@@ -88,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
                          clips_per_speaker=args.clips_per_speaker,
                          virtual_speakers=args.virtual_speakers, natural_scale=args.natural_scale)
     clips, skipped = planned(config, voices)
+    if args.pack:
+        return _pack(args.out, args.store, clips)
     for message in skipped:
         print(f"corpus: skipping {message}", file=sys.stderr)
     if not clips:
@@ -98,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 
     start = time.perf_counter()
     with tqdm(total=len(clips), unit="clip", desc="rendering") as bar:
-        result = build(args.out, config, voices, on_progress=bar.update)
+        result = build(args.out, config, voices, on_progress=bar.update, store=args.store)
     build_seconds = time.perf_counter() - start
     for message in result.failures:
         print(f"corpus: FAILED {message}", file=sys.stderr)
@@ -124,6 +131,25 @@ def main(argv: list[str] | None = None) -> int:
     (Path(args.out) / "report.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(json.dumps(summary, indent=1))
     return 1 if result.failures else 0
+
+
+def _pack(root: Path, store: Path | None, plan) -> int:
+    """--pack: store every speaker of the plan whose clips are all rendered in ``root``."""
+    from metatts.corpus.build import is_done
+    from metatts.corpus.store import pack
+
+    if store is None:
+        print("corpus: --pack needs --store DIR (where to pack)", file=sys.stderr)
+        return 2
+    by_speaker: dict[str, list] = {}
+    for clip, _ in plan:
+        by_speaker.setdefault(clip.speaker, []).append(clip)
+    finished = [c for own in by_speaker.values() if all(is_done(root, c) for c in own)
+                for c in own]
+    packed = pack(root, store, finished)
+    print(json.dumps({"packed": packed, "finished_speakers": len({c.speaker for c in finished}),
+                      "store": str(store)}, indent=1))
+    return 0
 
 
 def _real_voices(per_speaker: int) -> list[tuple[str, Path]]:

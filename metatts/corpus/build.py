@@ -33,6 +33,7 @@ from metatts.corpus.engines import EngineError, Voice, render, unavailable
 from metatts.corpus.manifest import Clip, read_manifest, write_manifest
 from metatts.corpus.sentences import sentences
 from metatts.corpus.shift import Shift, apply_shift
+from metatts.corpus.store import pack, unpack
 from metatts.corpus.voices import VIRTUAL_SPEAKERS, catalogue, split_of
 
 DEFAULT_HOURS = 1.5  # of the engine voices; the natural voices have fixed counts (NATURAL_CLIPS)
@@ -184,6 +185,7 @@ def build(
     config: BuildConfig = BuildConfig(),
     voices: Sequence[Voice] | None = None,
     on_progress: Callable[[int], None] | None = None,
+    store: str | Path | None = None,
 ) -> BuildResult:
     """Build (or finish) the corpus in ``root`` from ``voices`` (default: the whole catalogue).
 
@@ -191,9 +193,16 @@ def build(
     clips that fail are reported and left out of the manifest (a rerun tries them again).
     ``on_progress(n)`` is called as n more of the ``len(planned(config, voices)[0])`` clips are
     done, for a progress bar.
+
+    With a ``store`` (metatts.corpus.store), the clips stored there are first written back into
+    ``root``, and each slow engine's speaker is packed into it as soon as all its clips are done
+    (and every unfinished one at the end), so the next build, anywhere, starts from there.
     """
     root = Path(root)
     todo_plan, skipped = planned(config, voices)
+    if store is not None:
+        planned_speakers = {clip.speaker for clip, _ in todo_plan}
+        unpack(store, root, planned_speakers)
     recorded = _recorded_recipes(root)
     todo = [(clip, voice) for clip, voice in todo_plan
             if not is_done(root, clip) or recorded.get(clip.id, _recipe(clip)) != _recipe(clip)]
@@ -201,17 +210,25 @@ def build(
         on_progress(len(todo_plan) - len(todo))
     failures: list[str] = []
     seconds: dict[str, float] = {}  # clip id -> duration, read once per clip
+    by_speaker: dict[str, list[Clip]] = {}
+    for clip, _ in todo_plan:
+        by_speaker.setdefault(clip.speaker, []).append(clip)
     with ThreadPoolExecutor(max_workers=max(1, config.jobs)) as pool:
-        futures = {pool.submit(_run_batch, voice, batch, root): len(batch)
+        futures = {pool.submit(_run_batch, voice, batch, root): batch
                    for voice, batch in _batches(todo)}
         for n, future in enumerate(as_completed(futures), start=1):
             failures += future.result()
             if on_progress is not None:
-                on_progress(futures[future])
+                on_progress(len(futures[future]))
             if n % MANIFEST_EVERY == 0:
                 _write_done(root, todo_plan, seconds)
+            own = by_speaker[futures[future][0].speaker]
+            if store is not None and all(is_done(root, clip) for clip in own):
+                pack(root, store, own)
     shutil.rmtree(root / ".scratch", ignore_errors=True)
     clips = _write_done(root, todo_plan, seconds)
+    if store is not None:
+        pack(root, store, clips)
     return BuildResult(clips=clips, written=len(todo) - _missing(root, todo), skipped=skipped,
                        failures=failures)
 
