@@ -9,6 +9,16 @@ parameters of the chosen groups and starting from
 - ``init="pretrained"``: the pretrained checkpoint's values, the new-speaker embedding set to the
   mean of the training speakers' (the fine-tuning baseline; SGD or Adam).
 
+The new-voice vector itself starts (``start``) from the checkpoint's learned ``speaker.new``
+("learned"), the mean of the training speakers ("mean"), or, for a model with a speaker encoder,
+the encoder's vector of the clips ("encoder": zero-shot; ``steps=0`` gives exactly that voice).
+"auto" is "encoder" for a checkpoint meta-trained from the encoder, "learned" for another
+meta-learned one and "mean" for a pretrained one. Guards that keep speech intelligible while the
+voice is fitted: ``lock_timing`` (durations, pitch and energy stay the start voice's),
+``proximal`` (a pull back toward the start), ``terms`` (follow only some loss terms, e.g. the
+mel), ``early_stop`` (one support clip is held out and the step count with its lowest loss is
+kept).
+
 The model runs in eval mode (no dropout) and is never modified: the voice is the adapted values.
 
     selection = load_clips(["a.wav", "b.wav"])          # transcripts from a.txt, or Whisper
@@ -41,6 +51,7 @@ from metatts.text import TextError, text_to_ids
 from metatts.voice import Voice, base_model, make_voice
 
 INITS = ("meta", "pretrained")
+STARTS = ("auto", "learned", "mean", "encoder")
 CHECKPOINTS = SHIPPED  # shipped checkpoints: <init>/ inside
 MAX_CLIP_SECONDS = 30.0  # longer clips are left out (and Whisper reads at most 30 s)
 ASR_MODEL = "tiny.en"
@@ -162,10 +173,17 @@ class AdaptSettings:
     seed: int = 0  # clip order for stochastic batching: the same seed gives the same voice
     # step with the checkpoint's Meta-SGD rates (one per parameter element) instead of ``lr``
     learned_lrs: bool = False
+    start: str = "auto"  # where speaker.new starts: see the module docstring
+    proximal: float = 0.0  # pull toward the start: loss + proximal/2 * ||params - start||^2
+    terms: tuple[str, ...] = ()  # loss terms followed (e.g. ("mel", "postnet")); empty: all
+    lock_timing: bool = False  # durations, pitch and energy stay those of the start voice
+    early_stop: bool = False  # hold out one clip; keep the step count where its loss is lowest
 
     def __post_init__(self) -> None:
         if self.init not in INITS:
             raise ValueError(f"unknown init {self.init!r}; choose one of {INITS}")
+        if self.start not in STARTS:
+            raise ValueError(f"unknown start {self.start!r}; choose one of {STARTS}")
         if self.learned_lrs and (self.init != "meta" or self.optimizer != "sgd"):
             raise ValueError("learned_lrs (Meta-SGD's rates) needs init 'meta' and optimizer "
                              "'sgd'; give a learning rate instead to adapt another way.")
@@ -174,10 +192,12 @@ class AdaptSettings:
     def inner(self) -> InnerConfig:
         return InnerConfig(groups=tuple(self.groups), steps=self.steps, lr=self.lr,
                            optimizer=self.optimizer, batching=self.batching,
-                           batch_size=self.batch_size, seed=self.seed)
+                           batch_size=self.batch_size, seed=self.seed, proximal=self.proximal,
+                           terms=tuple(self.terms), lock_timing=self.lock_timing)
 
     def to_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "groups": list(self.groups)}
+        return {**dataclasses.asdict(self), "groups": list(self.groups),
+                "terms": list(self.terms)}
 
 
 def meta_inner_config(base: Checkpoint) -> InnerConfig | None:
@@ -204,7 +224,9 @@ def default_settings(init: str, base: Checkpoint) -> AdaptSettings:
         raise AdaptError(_not_meta_learned(base.path))
     return AdaptSettings(init="meta", groups=inner.groups, steps=inner.steps, lr=inner.lr,
                          optimizer=inner.optimizer, batching=inner.batching,
-                         batch_size=inner.batch_size, learned_lrs=base.inner_lrs is not None)
+                         batch_size=inner.batch_size, learned_lrs=base.inner_lrs is not None,
+                         proximal=inner.proximal, terms=tuple(inner.terms),
+                         lock_timing=inner.lock_timing)
 
 
 def with_changes(settings: AdaptSettings, **changes) -> AdaptSettings:
@@ -263,16 +285,48 @@ def support_examples(clips: Sequence[Clip], base: Checkpoint) -> list[Example]:
             raise AdaptError(f"{clip.name}: its transcript has {len(ids)} symbols but the clip "
                              f"only {mel.shape[-1]} frames ({clip.seconds:.2f} s of speech); "
                              "the transcript does not belong to this clip.")
+        f0 = None
+        if getattr(base.model.config, "pitch", False):  # the pitch model trains on frame F0
+            from metatts.data.pitch import extract_f0
+
+            f0 = extract_f0(clip.wav, frames=mel.shape[-1])
         examples.append(Example(clip.name, NEW_SPEAKER, torch.as_tensor(ids, dtype=torch.long),
-                                mel))
+                                mel, f0=f0))
     return examples
 
 
-def start_params(base: Checkpoint, settings: AdaptSettings) -> dict[str, torch.Tensor]:
-    """Detached copies of the parameters that adapt, where adaptation starts."""
+def resolved_start(base: Checkpoint, settings: AdaptSettings) -> str:
+    """The start ("learned", "mean" or "encoder") that ``settings.start`` means for ``base``."""
+    start = settings.start
+    if start == "auto":
+        meta = getattr(base.config, "meta", None)
+        if settings.init == "meta":
+            start = getattr(meta, "start", "learned") or "learned"
+        else:
+            start = "mean"
+    if start == "encoder" and base.model.speaker_encoder is None:
+        raise AdaptError("start 'encoder' needs a model with a speaker encoder, and this "
+                         "checkpoint has none (a previous-generation model); use start 'mean' "
+                         "or 'learned'.")
+    if start == "learned" and settings.init == "pretrained":
+        raise AdaptError("start 'learned' is the meta-learned vector of a meta-learned "
+                         "checkpoint; with init 'pretrained' use start 'mean' or 'encoder'.")
+    return start
+
+
+def start_params(base: Checkpoint, settings: AdaptSettings,
+                 support: Sequence[Example] = ()) -> dict[str, torch.Tensor]:
+    """Detached copies of the parameters that adapt, where adaptation starts (``support``: the
+    clips' examples, which the "encoder" start encodes)."""
     params = initial_params(base.model, settings.groups, detach=True)
-    if settings.init == "pretrained":  # the baseline: the mean of the training speakers
+    start = resolved_start(base, settings)
+    if start == "mean":  # the baseline: the mean of the training speakers
         params["speaker.new"] = base.model.speaker.table.weight.detach().mean(0).clone()
+    elif start == "encoder":
+        if not support:
+            raise AdaptError("start 'encoder' needs the clips to encode.")
+        with _eval_mode(base.model):
+            params["speaker.new"] = base.model.encode_speaker([x.mel for x in support]).clone()
     return params
 
 
@@ -301,6 +355,10 @@ class Adaptation:
     final_loss: float  # support loss (all clips) at the adapted parameters
     seconds: float  # wall time of adapt(), features included
     kept: dict[int, Kept] = dataclasses.field(default_factory=dict)  # see adapt(keep=...)
+    start: str = ""  # the start used: "learned", "mean" or "encoder"
+    # early_stop: the held-out clip's loss after 0..steps steps, and the step count kept
+    held_out_losses: list[float] = dataclasses.field(default_factory=list)
+    stopped_at: int | None = None
 
 
 def adapt(clips: Sequence[Clip], base: Checkpoint, settings: AdaptSettings,
@@ -323,9 +381,20 @@ def adapt(clips: Sequence[Clip], base: Checkpoint, settings: AdaptSettings,
     model = base.model
     device = next(model.parameters()).device
     support = support_examples(clips, base)
+    start_kind = resolved_start(base, settings)
+    held_out: list[Example] = []
+    if settings.early_stop:
+        if len(support) < 2:
+            raise AdaptError("early stopping holds out one clip to judge the steps by, so it "
+                             "needs at least 2 clips; give more clips or adapt without it.")
+        if keep:
+            raise AdaptError("early stopping chooses the step count itself; it cannot be "
+                             "combined with keeping other step counts.")
+        support, held_out = support[:-1], support[-1:]
 
-    start = {k: v.to(device) for k, v in start_params(base, settings).items()}
+    start = {k: v.to(device) for k, v in start_params(base, settings, support).items()}
     support = fixed_alignment(model, support, list(start), device)
+    held_out = fixed_alignment(model, held_out, list(start), device) if held_out else []
 
     def batch(items: list[Example]) -> Batch:
         return collate(items).to(device)
@@ -340,18 +409,29 @@ def adapt(clips: Sequence[Clip], base: Checkpoint, settings: AdaptSettings,
             on_step(Progress(step + 1, settings.steps, loss))
 
     lrs = learned_rates(base, settings, start)
+    judged: list[float] = []
+    stopped = None
     with _eval_mode(model):
         result = inner_loop(model, start, support, batch, settings.inner(), on_step=step_done,
-                            keep=keep, lrs=lrs)
+                            keep=range(settings.steps + 1) if held_out else keep, lrs=lrs)
         with torch.no_grad():
-            final = float(loss_fn(model)(result.params, batch(support)))
+            if held_out:  # the held-out clip's loss after each step count; keep the lowest
+                judge = loss_fn(model, fixed=result.fixed)
+                judged = [float(judge(result.kept[n], batch(held_out)))
+                          for n in range(settings.steps + 1)]
+                stopped = min(range(len(judged)), key=lambda n: judged[n])
+                result = dataclasses.replace(result, params=result.kept[stopped], kept={})
+            final = float(loss_fn(model, fixed=result.fixed)(result.params, batch(support)))
     if not math.isfinite(final):
         raise AdaptError(_diverged(final, "after the last step", settings.lr))
-    voice = make_voice(result.params, base_model(base), settings.to_dict(),
+    voice = make_voice({**result.params, **result.fixed}, base_model(base),
+                       {**settings.to_dict(), "start": start_kind, "stopped_at": stopped},
                        [c.seconds for c in clips], result.losses, final)
     losses = list(result.losses) + [final]  # support loss at 0, 1, ..., steps steps
-    kept = {n: Kept(n, p, losses[n], elapsed[n]) for n, p in result.kept.items()}
-    return Adaptation(voice, list(result.losses), final, time.perf_counter() - started, kept)
+    kept = {n: Kept(n, {**p, **result.fixed}, losses[n], elapsed[n])
+            for n, p in result.kept.items()}
+    return Adaptation(voice, list(result.losses), final, time.perf_counter() - started, kept,
+                      start=start_kind, held_out_losses=judged, stopped_at=stopped)
 
 
 def learned_rates(base: Checkpoint, settings: AdaptSettings,

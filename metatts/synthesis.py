@@ -70,8 +70,9 @@ class _Infer(nn.Module):
 
 
 def check_params(model: nn.Module, params: Mapping[str, Tensor]) -> None:
-    """Every override must name a model parameter and have its shape."""
-    own = dict(model.named_parameters())
+    """Every override must name a model parameter (or buffer, e.g. ``speaker.timing``) and have
+    its shape."""
+    own = {**dict(model.named_buffers()), **dict(model.named_parameters())}
     unknown = sorted(set(params) - set(own))
     if unknown:
         raise CheckpointError(f"the voice names parameters this model does not have: "

@@ -163,7 +163,8 @@ class Voice:
             config = read_metadata(self.base.path)["config"]["model"]
             return not (config.get("pitch") or config.get("speaker_encoder"))
         except (CheckpointError, OSError, KeyError, TypeError):
-            params = dict(checkpoint.model.named_parameters())
+            params = {**dict(checkpoint.model.named_buffers()),
+                      **dict(checkpoint.model.named_parameters())}
             return any(k not in params or params[k].shape != v.shape
                        for k, v in self.params.items())
 

@@ -43,9 +43,13 @@ def all_paths(T, N):
 def test_parameter_counts_and_nested_groups():
     model = tiny_model()
     groups = model.parameter_groups()
-    assert list(groups) == ["embedding", "conditional_norms", "decoder", "all"]
+    assert list(groups) == ["embedding", "conditional_norms", "adapters", "decoder", "all"]
     for small, big in zip(groups.values(), list(groups.values())[1:]):
-        assert set(small) < set(big)
+        assert set(small) <= set(big)
+    assert groups["adapters"] == groups["conditional_norms"]  # no adapters in this config
+    for small, big in [("embedding", "conditional_norms"), ("adapters", "decoder"),
+                       ("decoder", "all")]:
+        assert set(groups[small]) < set(groups[big])
     assert groups["embedding"] == ["speaker.new"]
     assert 50_000 < count_parameters(model) < 200_000
     base = FastSpeech2(ModelConfig(n_symbols=len(SYMBOLS), n_speakers=100))

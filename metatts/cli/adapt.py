@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from metatts.adapt import (INITS, MIN_CONFIDENCE, RECHECK_BELOW, RECHECK_MODEL, AdaptError,
+from metatts.adapt import (INITS, MIN_CONFIDENCE, STARTS, RECHECK_BELOW, RECHECK_MODEL, AdaptError,
                            Progress, adapt, default_settings, load_base, load_clips, with_changes)
 from metatts.assets import AssetError
 from metatts.audio import AudioError
@@ -41,6 +41,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batching", choices=BATCHINGS, help="clips per step (default: per --init)")
     p.add_argument("--batch-size", type=int, help="clips per step with --batching minibatch")
     p.add_argument("--seed", type=int, help="seed for clip order (default 0)")
+    p.add_argument("--start", choices=STARTS, help="where the voice vector starts: the "
+                   "meta-learned one, the mean of the training speakers, or the speaker "
+                   "encoder's vector of the clips (v2 models; --steps 0 gives that zero-shot "
+                   "voice). Default auto: per --init and checkpoint")
+    p.add_argument("--lock-timing", action="store_true", default=None,
+                   help="keep durations, pitch and energy those of the start voice (only the "
+                   "sound is fitted; v2 models)")
+    p.add_argument("--proximal", type=float, metavar="W",
+                   help="pull the adapted values back toward the start with weight W")
+    p.add_argument("--terms", nargs="+", metavar="TERM", help="follow only these loss terms "
+                   "(e.g. mel postnet)")
+    p.add_argument("--early-stop", action="store_true", default=None,
+                   help="hold out the last clip and keep the step count where its loss is "
+                   "lowest (needs 2+ clips)")
     p.add_argument("--asr", default="tiny.en", metavar="MODEL",
                    help="Whisper model for clips without a .txt (default tiny.en)")
     p.add_argument("--recheck", default=RECHECK_MODEL, metavar="MODEL",
@@ -65,7 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         base = load_base(args.init, args.checkpoint)
         overrides = {"steps": args.steps, "lr": args.lr, "optimizer": args.optimizer,
                      "groups": tuple(args.groups) if args.groups else None,
-                     "batching": args.batching, "batch_size": args.batch_size, "seed": args.seed}
+                     "batching": args.batching, "batch_size": args.batch_size, "seed": args.seed,
+                     "start": args.start, "lock_timing": args.lock_timing,
+                     "proximal": args.proximal, "early_stop": args.early_stop,
+                     "terms": tuple(args.terms) if args.terms else None}
         try:
             settings = with_changes(default_settings(args.init, base), **overrides)
         except (TypeError, ValueError) as err:  # a value out of range, e.g. --steps -1
@@ -85,7 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({
         "voice": str(path), "init": settings.init, "base": result.voice.base.describe(),
         "clips": len(selection.clips), "left_out": len(selection.left_out),
-        "steps": settings.steps, "groups": list(settings.groups),
+        "start": result.start, "steps": settings.steps, "groups": list(settings.groups),
+        "stopped_at": result.stopped_at,
+        "guards": {"lock_timing": settings.lock_timing, "proximal": settings.proximal,
+                   "terms": list(settings.terms) or "all", "early_stop": settings.early_stop},
         "optimizer": settings.optimizer,
         "lr": "learned (Meta-SGD)" if settings.learned_lrs else settings.lr,
         "loss_start": result.losses[0] if result.losses else result.final_loss,

@@ -30,6 +30,7 @@ class Example:
     tokens: torch.Tensor  # (L,) int64
     mel: torch.Tensor  # (N_MELS, T) float32
     durations: torch.Tensor | None = None  # (L,) int64 frames per token, when aligned beforehand
+    f0: torch.Tensor | None = None  # (T,) float32 Hz on the mel frames, 0 unvoiced (pitch models)
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class Batch:
     # the model uses it instead of running its aligner (adaptation of parameters the alignment
     # does not depend on: see metatts.adapt).
     durations: torch.Tensor | None = None
+    f0: torch.Tensor | None = None  # (B, T) Hz on the mel frames, 0 unvoiced and at padding
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -86,7 +88,15 @@ def collate(items: Sequence[Example]) -> Batch:
         speakers=torch.tensor([x.speaker for x in items], dtype=torch.long),
         durations=(torch.nn.utils.rnn.pad_sequence([x.durations for x in items], batch_first=True)
                    if all(x.durations is not None for x in items) else None),
+        f0=_padded_f0(items, mels.shape[2]) if all(x.f0 is not None for x in items) else None,
     )
+
+
+def _padded_f0(items: Sequence[Example], frames: int) -> torch.Tensor:
+    f0 = torch.zeros(len(items), frames)
+    for i, x in enumerate(items):
+        f0[i, : min(len(x.f0), frames)] = x.f0[:frames]
+    return f0
 
 
 def example(utt: Utterance, cache: FeatureCache, speakers: Mapping[str, int]) -> Example:

@@ -44,6 +44,10 @@ class Task:
     query: Sequence[Any]  # items collated into one batch for the outer loss
 
 
+# task -> start values computed from it (differentiable), replacing the model's of those names
+StartFn = Callable[[Task], dict[str, Tensor]]
+
+
 @dataclass(frozen=True)
 class TaskGradient:
     grads: dict[str, Tensor]  # model parameter name -> meta-gradient (detached)
@@ -70,8 +74,15 @@ def task_gradient(
     *,
     lrs: Mapping[str, Tensor] | None = None,
     on_step: Callable[[int, float], None] | None = None,
+    start_fn: StartFn | None = None,
+    fixed: Mapping[str, Tensor] | None = None,
 ) -> TaskGradient:
     """The meta-gradient of one task, starting the inner loop from the model's current values.
+
+    ``start_fn(task)`` gives start values computed from the task (e.g. the speaker encoder's
+    vector of its support clips, for ``speaker.new``) that replace the model's: MAML and FOMAML
+    differentiate the query loss through them into whatever computed them, and Reptile sends
+    its difference ``start - adapted`` back through them. ``fixed``: see :func:`inner_loop`.
 
     Clip order and dropout come from the global RNG (seed it once in the trainer): ``cfg.seed``
     is for reproducible adaptation and would give every task of every meta-batch the same draws.
@@ -82,16 +93,18 @@ def task_gradient(
     if len(task.query) == 0:
         raise ValueError("the task's query set is empty; a meta-learning task needs query clips")
     if algorithm == "reptile":
-        return _reptile(model, task, collate, cfg, lrs, on_step)
+        return _reptile(model, task, collate, cfg, lrs, on_step, start_fn, fixed)
     weights = {name: p for name, p in model.named_parameters() if p.requires_grad}
     rates = {name: r for name, r in (lrs or {}).items() if r.requires_grad}
     if not weights and not rates:
         raise ValueError("no model parameter (or learning rate) requires grad: nothing to meta-learn")
     with torch.enable_grad():
         start = initial_params(model, cfg.groups, detach=False)
+        if start_fn is not None:
+            start.update(start_fn(task))
         result = inner_loop(model, start, task.support, collate, cfg, lrs=lrs,
-                            create_graph=algorithm == "maml", on_step=on_step)
-        query = loss_fn(model)(result.params, collate(list(task.query)))
+                            create_graph=algorithm == "maml", on_step=on_step, fixed=fixed)
+        query = loss_fn(model, fixed=result.fixed)(result.params, collate(list(task.query)))
     found = torch.autograd.grad(query, [*weights.values(), *rates.values()], allow_unused=True)
     grads = [torch.zeros_like(t) if g is None else g
              for t, g in zip([*weights.values(), *rates.values()], found)]
@@ -103,16 +116,29 @@ def task_gradient(
     )
 
 
-def _reptile(model, task, collate, cfg, lrs, on_step) -> TaskGradient:
+def _reptile(model, task, collate, cfg, lrs, on_step, start_fn, fixed) -> TaskGradient:
     if lrs is not None:
         raise ValueError("Reptile gives no gradient for learned learning rates; "
                          "use 'maml' or 'fomaml' with Meta-SGD")
     theta = initial_params(model, cfg.groups, detach=True)
-    result = inner_loop(model, theta, task.support, collate, cfg, on_step=on_step)
+    computed = {}
+    if start_fn is not None:
+        with torch.enable_grad():
+            computed = start_fn(task)
+        theta.update({name: value.detach() for name, value in computed.items()})
+    result = inner_loop(model, theta, task.support, collate, cfg, on_step=on_step, fixed=fixed)
     with torch.no_grad():
-        query = loss_fn(model)(result.params, collate(list(task.query)))
+        query = loss_fn(model, fixed=result.fixed)(result.params, collate(list(task.query)))
+    grads = {name: theta[name] - phi for name, phi in result.params.items()}
+    learners = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    if computed and learners:  # the start's move, sent back through what computed it
+        found = torch.autograd.grad(list(computed.values()), list(learners.values()),
+                                    grad_outputs=[grads[n] for n in computed], allow_unused=True)
+        for (name, p), g in zip(learners.items(), found):
+            if g is not None:
+                grads[name] = grads[name] + g if name in grads else g
     return TaskGradient(
-        grads={name: theta[name] - phi for name, phi in result.params.items()},
+        grads=grads,
         lr_grads={},
         support_losses=result.losses,
         query_loss=query.item(),
@@ -127,6 +153,8 @@ def meta_gradient(
     algorithm: Algorithm,
     *,
     lrs: Mapping[str, Tensor] | None = None,
+    start_fn: StartFn | None = None,
+    fixed: Mapping[str, Tensor] | None = None,
 ) -> MetaGradient:
     """The mean of :func:`task_gradient` over a meta-batch of ``tasks``."""
     if not tasks:
@@ -135,7 +163,8 @@ def meta_gradient(
     lr_grads: dict[str, Tensor] = {}
     support_losses, query_losses = [], []
     for task in tasks:  # one task's graph at a time
-        t = task_gradient(model, task, collate, cfg, algorithm, lrs=lrs)
+        t = task_gradient(model, task, collate, cfg, algorithm, lrs=lrs, start_fn=start_fn,
+                          fixed=fixed)
         _accumulate(grads, t.grads, len(tasks))
         _accumulate(lr_grads, t.lr_grads, len(tasks))
         support_losses.append(t.support_losses)

@@ -38,6 +38,15 @@ class InnerConfig:
     betas: tuple[float, float] = (0.9, 0.999)  # Adam only
     eps: float = 1e-8  # Adam only
     seed: int | None = 0  # clip order and the model's randomness; None: from the global RNG
+    # intelligibility guards (see metatts.adapt): a proximal pull of weight ``proximal`` toward
+    # the start (the loss gains proximal/2 * ||params - start||^2), and the loss terms the steps
+    # follow (names of LossOutput.parts, e.g. ("mel", "postnet"); empty: the model's whole loss)
+    proximal: float = 0.0
+    terms: tuple[str, ...] = ()
+    # keep the voice's timing and prosody those of the start: the model's buffer
+    # ``speaker.timing`` is set to the start's ``speaker.new`` (the duration, pitch and energy
+    # predictors read it instead of the adapted vector; see FastSpeech2)
+    lock_timing: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.groups, str) or not all(isinstance(g, str) for g in self.groups):
@@ -56,6 +65,10 @@ class InnerConfig:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
         if not all(0 <= b < 1 for b in self.betas) or len(self.betas) != 2:
             raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
+        if not self.proximal >= 0:
+            raise ValueError(f"proximal must be >= 0, got {self.proximal}")
+        if isinstance(self.terms, str) or not all(isinstance(t, str) for t in self.terms):
+            raise TypeError(f"terms must be a tuple of loss-term names, got {self.terms!r}")
 
 
 @dataclass(frozen=True)
@@ -63,25 +76,41 @@ class InnerResult:
     params: dict[str, Tensor]  # the adapted parameters, same names and shapes as the start
     losses: list[float]  # support loss before each step, len == steps
     kept: dict[int, dict[str, Tensor]] = field(default_factory=dict)  # step -> params then
+    fixed: dict[str, Tensor] = field(default_factory=dict)  # the constant values every step used
 
 
 class _Loss(nn.Module):
-    """``model.loss(batch).total`` as a module call, so that ``functional_call`` can swap params."""
+    """``model.loss(batch).total`` as a module call, so that ``functional_call`` can swap params;
+    with ``terms``, the weighted sum of those parts only (weights from ``model.loss_config``)."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, terms: Sequence[str] = ()) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.terms = model, tuple(terms)
 
     def forward(self, batch: Any) -> Tensor:
-        return self.model.loss(batch).total
+        out = self.model.loss(batch)
+        if not self.terms:
+            return out.total
+        present = [t for t in self.terms if t in out.parts]
+        if not present:
+            raise ValueError(f"none of the loss terms {self.terms} is computed for this batch; "
+                             f"it has {sorted(out.parts)}")
+        weights = getattr(self.model, "loss_config", None)
+        return sum(getattr(weights, t, 1.0) * out.parts[t] for t in present)
 
 
-def loss_fn(model: nn.Module) -> Callable[[Mapping[str, Tensor], Any], Tensor]:
-    """``f(params, batch) -> scalar loss`` of ``model`` with ``params`` in place of its own."""
-    module = _Loss(model)
+def loss_fn(model: nn.Module, terms: Sequence[str] = (),
+            fixed: Mapping[str, Tensor] | None = None
+            ) -> Callable[[Mapping[str, Tensor], Any], Tensor]:
+    """``f(params, batch) -> scalar loss`` of ``model`` with ``params`` in place of its own.
+    ``terms`` picks loss parts (see :class:`InnerConfig`); ``fixed`` are further values (e.g.
+    the buffer ``speaker.timing``) that replace the model's in every call but never move."""
+    module = _Loss(model, terms)
+    constant = {f"model.{k}": v for k, v in (fixed or {}).items()}
 
     def f(params: Mapping[str, Tensor], batch: Any) -> Tensor:
-        total = functional_call(module, {f"model.{k}": v for k, v in params.items()}, (batch,))
+        total = functional_call(module, {**constant, **{f"model.{k}": v for k, v in params.items()}},
+                                (batch,))
         if total.ndim != 0:
             raise ValueError(f"model.loss(batch).total must be a scalar, got shape "
                              f"{tuple(total.shape)}")
@@ -101,6 +130,7 @@ def inner_loop(
     create_graph: bool = False,
     on_step: Callable[[int, float], None] | None = None,
     keep: Collection[int] = (),
+    fixed: Mapping[str, Tensor] | None = None,
 ) -> InnerResult:
     """Take ``cfg.steps`` optimizer steps on the support loss, starting from ``params``.
 
@@ -114,7 +144,8 @@ def inner_loop(
     and not at all when neither requires grad. ``on_step(step, loss)`` is called after each step
     with the support loss that step saw. ``keep`` lists step counts (0..steps) whose parameters
     are returned in ``kept``: one run of n steps gives every shorter run of the same settings
-    and seed, which takes the same first steps.
+    and seed, which takes the same first steps. ``fixed`` (see :func:`loss_fn`) are values that
+    replace the model's in every step and do not adapt.
     """
     check_names(model, params)
     if lrs is not None:
@@ -131,8 +162,17 @@ def inner_loop(
     bad = sorted(n for n in keep if not 0 <= n <= cfg.steps)
     if bad:
         raise ValueError(f"keep: step counts {bad} are outside 0..{cfg.steps}")
-    grad_fn = grad_and_value(loss_fn(model))
+    fixed = dict(fixed or {})
+    if cfg.lock_timing:
+        if "speaker.new" not in params:
+            raise ValueError("lock_timing needs 'speaker.new' among the adapted parameters")
+        if not any(name == "speaker.timing" for name, _ in model.named_buffers()):
+            raise ValueError(f"{type(model).__name__} has no speaker.timing buffer to lock the "
+                             "timing with; adapt without lock_timing")
+        fixed.setdefault("speaker.timing", params["speaker.new"].detach())
+    grad_fn = grad_and_value(loss_fn(model, cfg.terms, fixed))
     params = dict(params)
+    origin = {name: p.detach() for name, p in params.items()} if cfg.proximal else {}
     kept = {0: params} if 0 in keep else {}
     state = adam_init(params) if cfg.optimizer == "adam" else None
     losses: list[float] = []
@@ -141,6 +181,8 @@ def inner_loop(
         for step in range(cfg.steps):
             with torch.set_grad_enabled(create_graph):  # no outer graph of the inner backward
                 grads, loss = grad_fn(params, next(batches))
+            if cfg.proximal:  # d/dp of proximal/2 * ||p - start||^2
+                grads = {n: g + cfg.proximal * (params[n] - origin[n]) for n, g in grads.items()}
             if state is None:
                 updates = sgd_step(grads, cfg.lr, lrs)
             else:
@@ -151,7 +193,7 @@ def inner_loop(
                 kept[step + 1] = params
             if on_step is not None:
                 on_step(step, losses[-1])
-    return InnerResult(params=params, losses=losses, kept=kept)
+    return InnerResult(params=params, losses=losses, kept=kept, fixed=fixed)
 
 
 @contextlib.contextmanager

@@ -50,6 +50,9 @@ class ModelConfig:
     # frames of the reference clip the encoder sees per training item (a window drawn by seed
     # and step; 256 = 3 s); synthesis encodes whole clips
     speaker_encoder_crop: int = 256
+    # rank of a zero-initialized low-rank residual adapter after each decoder block (0: none);
+    # adapted (group "adapters") and meta-learned, never pretrained
+    adapter_rank: int = 0
     postnet_layers: int = 5  # 0 for none
     postnet_channels: int = 256
     postnet_kernel: int = 5
@@ -68,6 +71,9 @@ class ModelConfig:
                      "speaker_encoder_hidden", "speaker_encoder_heads", "speaker_encoder_crop"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"model.{name} must be positive.")
+        if self.adapter_rank < 0:
+            raise ConfigError(f"model.adapter_rank must be 0 (no adapters) or positive, got "
+                              f"{self.adapter_rank}.")
         if self.speaker_encoder_hidden % self.speaker_encoder_heads:
             raise ConfigError("model.speaker_encoder_hidden must be divisible by "
                               "model.speaker_encoder_heads.")
@@ -78,7 +84,7 @@ class ModelConfig:
     @property
     def generation(self) -> int:
         """2 for a model with pitch or a speaker encoder (the v2 acoustic model), else 1."""
-        return 2 if self.pitch or self.speaker_encoder else 1
+        return 2 if self.pitch or self.speaker_encoder or self.adapter_rank else 1
 
 
 @dataclass(frozen=True)
@@ -180,7 +186,8 @@ class TrainConfig:
 
 
 ALGOS = ("maml", "fomaml", "reptile")
-GROUPS = ("embedding", "conditional_norms", "decoder", "all")  # FastSpeech2.parameter_groups()
+# FastSpeech2.parameter_groups(): each group contains the one before
+GROUPS = ("embedding", "conditional_norms", "adapters", "decoder", "all")
 
 
 @dataclass(frozen=True)
@@ -196,6 +203,9 @@ class MetaInnerConfig:
     batch_size: int = 4  # clips per inner step with "minibatch"
     betas: tuple[float, float] = (0.9, 0.999)  # inner Adam only
     eps: float = 1e-8  # inner Adam only
+    proximal: float = 0.0  # pull toward the start (intelligibility guard)
+    terms: tuple[str, ...] = ()  # loss terms the inner steps follow; empty: the whole loss
+    lock_timing: bool = False  # duration, pitch and energy predictors read the start's vector
 
 
 @dataclass(frozen=True)
@@ -218,6 +228,10 @@ class MetaConfig:
     outer_lr: float = 1e-4
     outer_optimizer: str = "adam"  # "adam" or "sgd" (sgd at lr 1 on Reptile moves to phi)
     learn_new_speaker: bool = True  # meta-learn speaker.new (the new voice's start)
+    # where a task's adaptation starts: "learned" (speaker.new, one vector for every voice) or
+    # "encoder" (the speaker encoder's vector of the task's support clips, meta-learned with the
+    # rest; v2 models)
+    start: str = "learned"
     # parameter groups whose start the outer loop learns (model.parameter_groups(); the speaker
     # table never): ("all",) is the whole network; the adapted groups alone keep the rest of the
     # pretrained model exactly as it was
@@ -233,6 +247,8 @@ class MetaConfig:
     def __post_init__(self):
         if self.algo not in ALGOS:
             raise ConfigError(f"meta.algo must be one of {', '.join(ALGOS)}, got {self.algo!r}.")
+        if self.start not in ("learned", "encoder"):
+            raise ConfigError(f"meta.start must be learned or encoder, got {self.start!r}.")
         for name in ("k", "q", "meta_batch", "steps", "val_episodes"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"meta.{name} must be at least 1, got {getattr(self, name)}.")

@@ -62,6 +62,20 @@ class SpeakerTable(nn.Module):
         self.table = nn.Embedding(n_speakers, dim)
         nn.init.normal_(self.table.weight, std=0.3)
         self.new = nn.Parameter(torch.zeros(dim))
+        # the vector the duration, pitch and energy predictors read for NEW_SPEAKER items when
+        # set (not NaN): adaptation may fix it to the start so that fitting a voice leaves its
+        # timing and intonation to the pretrained predictors (``lock_timing``). Not saved with
+        # the model; a voice that uses it carries it. Passed through functional_call like a
+        # parameter.
+        self.register_buffer("timing", torch.full((dim,), float("nan")), persistent=False)
+
+    def timing_vectors(self, speakers: Tensor, vectors: Tensor) -> Tensor | None:
+        """(B,) indices, (B, D) the vectors spoken with -> (B, D) the predictors' vectors, or
+        None when no timing vector is set or no item is NEW_SPEAKER (then they are the same)."""
+        new = speakers == NEW_SPEAKER
+        if bool(torch.isnan(self.timing).any()) or not bool(new.any()):
+            return None
+        return torch.where(new[:, None], self.timing.expand_as(vectors), vectors)
 
     def forward(self, speakers: Tensor) -> Tensor:
         """(B,) int64 indices (NEW_SPEAKER allowed) -> (B, dim)"""
@@ -125,7 +139,8 @@ class FastSpeech2(nn.Module):
                                                c.speaker_encoder_heads, dropout=c.dropout)
                                 if c.speaker_encoder else None)
         self.decoder = FFTStack(c.decoder_layers, c.hidden, c.heads, c.ffn_hidden, c.ffn_kernel,
-                                c.dropout, speaker_dim=c.speaker_dim)
+                                c.dropout, speaker_dim=c.speaker_dim,
+                                adapter_rank=c.adapter_rank)
         self.mel_out = nn.Linear(c.hidden, c.n_mels)
         self.postnet = (PostNet(c.n_mels, c.postnet_channels, c.postnet_kernel, c.postnet_layers,
                                 c.dropout) if c.postnet_layers > 0 else None)
@@ -133,8 +148,10 @@ class FastSpeech2(nn.Module):
     # -- shared pieces ---------------------------------------------------------------------------
     def _encode(self, tokens: Tensor, token_lengths: Tensor, speakers: Tensor,
                 speaker_vectors: Tensor | None = None):
-        """-> token states (B, N, H), token mask (B, N), speaker vectors (B, D), embeddings.
-        ``speaker_vectors`` (B, D), when given, replace the speakers' vectors."""
+        """-> token states (B, N, H), token mask (B, N), speaker vectors (B, D), embeddings,
+        and the token states the variance predictors read (B, N, H): the same unless a timing
+        vector is set (:meth:`SpeakerTable.timing_vectors`). ``speaker_vectors`` (B, D), when
+        given, replace the speakers' vectors."""
         if int(token_lengths.min()) < 1:
             raise ValueError("every item needs at least one token.")
         if int(speakers.max()) >= self.config.n_speakers or int(speakers.min()) < NEW_SPEAKER:
@@ -143,8 +160,12 @@ class FastSpeech2(nn.Module):
         mask = sequence_mask(token_lengths, tokens.shape[1])
         embedded = self.token_embedding(tokens) * mask[..., None]  # (B, N, H)
         spk = self.speaker(speakers) if speaker_vectors is None else speaker_vectors  # (B, D)
-        x = self.encoder(embedded, mask) + self.speaker_proj(spk)[:, None] * mask[..., None]
-        return x, mask, spk, embedded
+        states = self.encoder(embedded, mask)
+        x = states + self.speaker_proj(spk)[:, None] * mask[..., None]
+        timing = self.speaker.timing_vectors(speakers, spk)
+        x_var = x if timing is None else (
+            states + self.speaker_proj(timing)[:, None] * mask[..., None])
+        return x, mask, spk, embedded, x_var
 
     def _decode(self, frames: Tensor, frame_mask: Tensor, spk: Tensor):
         """frames (B, T, H) -> decoder mel and postnet mel, each (B, n_mels, T) or None"""
@@ -159,8 +180,8 @@ class FastSpeech2(nn.Module):
             raise ValueError(f"expected mels (B, {self.config.n_mels}, T), got "
                              f"{tuple(batch.mels.shape)}.")
         encoded, table, table_mask, mixed = self._speaker_vectors(batch)
-        x, mask, spk, embedded = self._encode(batch.tokens, batch.token_lengths, batch.speakers,
-                                              mixed)
+        x, mask, spk, embedded, x_var = self._encode(batch.tokens, batch.token_lengths,
+                                                     batch.speakers, mixed)
         if getattr(batch, "durations", None) is None:
             alignment = self.aligner(embedded, batch.mels, batch.token_lengths, batch.mel_lengths)
         else:  # fixed beforehand (see align()): the aligner is skipped
@@ -173,7 +194,7 @@ class FastSpeech2(nn.Module):
         if self.variance.pitch is not None and getattr(batch, "f0", None) is not None:
             pitch_target, pitch_mask = self._pitch_target(batch, alignment.hard)
             pitch_mask = pitch_mask & mask
-        var = self.variance(x, mask, energy_target, pitch_target, pitch_mask)
+        var = self.variance(x, mask, energy_target, pitch_target, pitch_mask, x_var)
         frames = alignment.hard @ var.hidden  # (B, T, N) @ (B, N, H) -> (B, T, H)
         mel, post = self._decode(frames, batch.mel_mask, spk)
         return ModelOutput(mel, post, var.log_duration, var.energy, energy_target, alignment,
@@ -216,7 +237,7 @@ class FastSpeech2(nn.Module):
         carrying them (``dataclasses.replace(batch, durations=...)``) skips the aligner: exact
         for any loss whose parameters the alignment does not depend on (everything but the token
         embedding and the aligner), and the align and binarization terms are left out."""
-        _, _, _, embedded = self._encode(batch.tokens, batch.token_lengths, batch.speakers)
+        embedded = self._encode(batch.tokens, batch.token_lengths, batch.speakers)[3]
         return self.aligner(embedded, batch.mels, batch.token_lengths, batch.mel_lengths).durations
 
     def forward(self, batch, binarization_weight: float = 1.0) -> LossOutput:
@@ -232,8 +253,8 @@ class FastSpeech2(nn.Module):
         """tokens (B, N), token_lengths (B,), speakers (B,) -> :class:`Prediction`.
         ``speaker_vectors`` (B, D) (e.g. from :meth:`encode_speaker`) replace the speakers'.
         Call under ``torch.inference_mode()`` and ``eval()`` for synthesis."""
-        x, mask, spk, _ = self._encode(tokens, token_lengths, speakers, speaker_vectors)
-        var = self.variance(x, mask)
+        x, mask, spk, _, x_var = self._encode(tokens, token_lengths, speakers, speaker_vectors)
+        var = self.variance(x, mask, predictor_input=x_var)
         durations = predicted_durations(var.log_duration, mask, pace)  # (B, N)
         path = durations_to_alignment(durations)  # (B, T, N)
         mel_lengths = durations.sum(1)
@@ -265,6 +286,8 @@ class FastSpeech2(nn.Module):
 
         - ``embedding``: ``speaker.new`` only (the new voice's vector),
         - ``conditional_norms``: + the scale/shift projections of every speaker-conditional norm,
+        - ``adapters``: + the decoder's low-rank adapters (the same as ``conditional_norms`` in a
+          model without them, ``model.adapter_rank`` 0),
         - ``decoder``: + everything downstream of the text encoder (speaker projection, variance
           adaptor, decoder, mel projection, postnet),
         - ``all``: every parameter.
@@ -272,12 +295,19 @@ class FastSpeech2(nn.Module):
         names = [n for n, _ in self.named_parameters()]
         norms = {f"{m}.{p}" for m, mod in self.named_modules()
                  if isinstance(mod, ConditionalLayerNorm) for p, _ in mod.named_parameters()}
+        adapter = set(self.adapter_names())
         downstream = ("speaker_proj.", "variance.", "decoder.", "mel_out.", "postnet.")
         embedding = ["speaker.new"]
         conditional = embedding + [n for n in names if n in norms]
-        decoder = conditional + [n for n in names if n.startswith(downstream) and n not in norms]
-        return {"embedding": embedding, "conditional_norms": conditional, "decoder": decoder,
-                "all": names}
+        adapters = conditional + [n for n in names if n in adapter]
+        decoder = adapters + [n for n in names if n.startswith(downstream)
+                              and n not in norms and n not in adapter]
+        return {"embedding": embedding, "conditional_norms": conditional, "adapters": adapters,
+                "decoder": decoder, "all": names}
+
+    def adapter_names(self) -> list[str]:
+        """Parameter names of the decoder's low-rank adapters (empty without them)."""
+        return [n for n, _ in self.named_parameters() if ".adapter." in n]
 
 
 def count_parameters(model: nn.Module, names: list[str] | None = None) -> int:

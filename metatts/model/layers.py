@@ -111,11 +111,29 @@ class ConvFeedForward(nn.Module):
         return conv1d_time_major(self.dropout(h), self.conv2)
 
 
+class LowRankAdapter(nn.Module):
+    """Residual bottleneck x + up(down(x)) of rank ``rank`` (Houlsby adapters / LoRA-style low-rank
+    update). ``up`` starts at zero, so a model with adapters computes exactly what it computed
+    without them until a voice (or meta-learning) moves them; pretraining leaves them at zero.
+    Each adds 2 * dim * rank numbers to an adapted voice."""
+
+    def __init__(self, dim: int, rank: int):
+        super().__init__()
+        self.down = nn.Linear(dim, rank, bias=False)
+        self.up = nn.Linear(rank, dim, bias=False)
+        nn.init.normal_(self.down.weight, std=dim ** -0.5)
+        nn.init.zeros_(self.up.weight)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.up(self.down(x))
+
+
 class FFTBlock(nn.Module):
-    """Feed-forward Transformer block (post-norm, as in FastSpeech 2)."""
+    """Feed-forward Transformer block (post-norm, as in FastSpeech 2), with an optional low-rank
+    residual adapter on its output (``adapter_rank`` > 0)."""
 
     def __init__(self, dim: int, heads: int, ffn_hidden: int, kernel: int, dropout: float,
-                 speaker_dim: int | None):
+                 speaker_dim: int | None, adapter_rank: int = 0):
         super().__init__()
         self.attention = SelfAttention(dim, heads, dropout)
         self.ffn = ConvFeedForward(dim, ffn_hidden, kernel, dropout)
@@ -123,21 +141,24 @@ class FFTBlock(nn.Module):
             lambda: LayerNorm(dim))
         self.norm1, self.norm2 = norm(), norm()
         self.dropout = nn.Dropout(dropout)
+        self.adapter = LowRankAdapter(dim, adapter_rank) if adapter_rank > 0 else None
 
     def forward(self, x: Tensor, mask: Tensor, speaker: Tensor | None = None) -> Tensor:
         keep = mask[..., None].to(x.dtype)
         x = self.norm1(x + self.dropout(self.attention(x, mask)), speaker) * keep
-        return self.norm2(x + self.dropout(self.ffn(x, mask)), speaker) * keep
+        x = self.norm2(x + self.dropout(self.ffn(x, mask)), speaker)
+        return (x if self.adapter is None else self.adapter(x)) * keep
 
 
 class FFTStack(nn.Module):
     """Positions + a stack of FFT blocks; speaker-conditional norms when ``speaker_dim`` is set."""
 
     def __init__(self, layers: int, dim: int, heads: int, ffn_hidden: int, kernel: int,
-                 dropout: float, speaker_dim: int | None = None):
+                 dropout: float, speaker_dim: int | None = None, adapter_rank: int = 0):
         super().__init__()
         self.blocks = nn.ModuleList(
-            FFTBlock(dim, heads, ffn_hidden, kernel, dropout, speaker_dim) for _ in range(layers))
+            FFTBlock(dim, heads, ffn_hidden, kernel, dropout, speaker_dim, adapter_rank)
+            for _ in range(layers))
 
     def forward(self, x: Tensor, mask: Tensor, speaker: Tensor | None = None) -> Tensor:
         """x (B, T, C), mask (B, T), speaker (B, speaker_dim) or None -> (B, T, C)"""

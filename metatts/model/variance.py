@@ -62,22 +62,25 @@ class VarianceAdaptor(nn.Module):
         self.energy_embedding = nn.Conv1d(1, dim, 3, padding=1) if energy else None
 
     def forward(self, x: Tensor, mask: Tensor, energy_target: Tensor | None = None,
-                pitch_target: Tensor | None = None, pitch_known: Tensor | None = None
-                ) -> VarianceOutput:
+                pitch_target: Tensor | None = None, pitch_known: Tensor | None = None,
+                predictor_input: Tensor | None = None) -> VarianceOutput:
         """x (B, N, dim); energy_target (B, N) during training (teacher forcing), else None;
         pitch_target (B, N) with pitch_known (B, N) bool, where the target holds (elsewhere the
-        prediction, detached, is used)."""
-        log_duration = self.duration(x, mask)
+        prediction, detached, is used). ``predictor_input`` (B, N, dim), when given, is what the
+        predictors read instead of x (the embeddings of pitch and energy are added to both);
+        the returned hidden states are always built on x."""
+        p = x if predictor_input is None else predictor_input
+        log_duration = self.duration(p, mask)
         pitch = energy = None
         if self.pitch is not None:
-            pitch = self.pitch(x, mask)
+            pitch = self.pitch(p, mask)
             value = pitch.detach()
             if pitch_target is not None:
                 value = torch.where(pitch_known, pitch_target, value)
             embedded = self.pitch_embedding((value * mask)[:, None]).transpose(1, 2)  # (B, N, dim)
-            x = x + embedded * mask[..., None]
+            x, p = x + embedded * mask[..., None], p + embedded * mask[..., None]
         if self.energy is not None:
-            energy = self.energy(x, mask)
+            energy = self.energy(p, mask)
             value = energy if energy_target is None else energy_target
             embedded = self.energy_embedding((value * mask)[:, None]).transpose(1, 2)  # (B, N, dim)
             x = x + embedded * mask[..., None]

@@ -160,9 +160,9 @@ def speaker_pitch_stats(utterances: Sequence[Utterance], cache: FeatureCache,
 
 @dataclass(frozen=True)
 class TrainBatch(Batch):
-    """A :class:`~metatts.data.Batch` with what the v2 model trains on besides."""
+    """A :class:`~metatts.data.Batch` (whose ``f0`` the pitch model reads) with what the v2
+    model trains on besides."""
 
-    f0: Tensor | None = None  # (B, T) Hz on the mel frames, 0 unvoiced and at padding
     references: Tensor | None = None  # (B, N_MELS, T_ref) another clip of each item's speaker
     reference_lengths: Tensor | None = None  # (B,) int64
 
@@ -175,7 +175,7 @@ class TrainBatch(Batch):
 def collate_train(items: Sequence[tuple[Example, Tensor | None, Tensor | None]]) -> TrainBatch:
     """(example, f0 (T,) or None, reference mel (N_MELS, T_ref) or None) triples -> TrainBatch"""
     base = collate([x for x, _, _ in items])
-    values = {f.name: getattr(base, f.name) for f in fields(base)}
+    values = {f.name: getattr(base, f.name) for f in fields(base) if f.name != "f0"}
     f0 = references = lengths = None
     if all(f is not None for _, f, _ in items):
         f0 = torch.zeros(base.mels.shape[0], base.mels.shape[2])

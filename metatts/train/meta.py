@@ -68,7 +68,18 @@ def inner_config(meta: MetaConfig, steps: int | None = None, seed: int | None = 
     i = meta.inner
     return InnerConfig(groups=i.groups, steps=i.steps if steps is None else steps, lr=i.lr,
                        optimizer=i.optimizer, batching=i.batching, batch_size=i.batch_size,
-                       betas=i.betas, eps=i.eps, seed=seed)
+                       betas=i.betas, eps=i.eps, seed=seed, proximal=i.proximal,
+                       terms=tuple(i.terms), lock_timing=i.lock_timing)
+
+
+def encoder_start(model: torch.nn.Module):
+    """meta.start "encoder": a task starts from the speaker encoder's vector of its support
+    clips (differentiable, so that the outer loop trains the encoder for where adaptation
+    goes)."""
+    def start(task: Task) -> dict[str, torch.Tensor]:
+        return {"speaker.new": model.speaker_encoder.pool_clips([x.mel for x in task.support])}
+
+    return start
 
 
 def init_path(meta: MetaConfig) -> Path:
@@ -123,9 +134,11 @@ def samplers(config: Config, cache: FeatureCache) -> tuple[EpisodeSampler, Episo
 
 
 def episode_task(episode: Episode, cache: FeatureCache) -> Task:
-    """An episode as a task of examples for speaker NEW_SPEAKER (the voice being adapted)."""
+    """An episode as a task of examples for speaker NEW_SPEAKER (the voice being adapted), with
+    frame F0 when the cache extracts it (pitch models)."""
     def examples(utterances: Sequence[Utterance]) -> list[Example]:
-        return [Example(u.id, NEW_SPEAKER, (f := cache.get(u)).tokens, f.mel) for u in utterances]
+        return [Example(u.id, NEW_SPEAKER, (f := cache.get(u)).tokens, f.mel, f0=f.f0)
+                for u in utterances]
 
     return Task(support=examples(episode.support), query=examples(episode.query))
 
@@ -187,12 +200,15 @@ def validate(model: torch.nn.Module, tasks: Sequence[Task], meta: MetaConfig,
     fixed = None if lrs is None else {n: r.detach() for n, r in lrs.items()}
     for task in tasks:  # one run of the longest budget keeps the parameters at every count
         start = initial_params(model, cfg.groups, detach=True)
+        if meta.start == "encoder":
+            with torch.no_grad():
+                start.update(encoder_start(model)(task))
         support = fixed_alignment(model, task.support, list(start), device)
-        kept = inner_loop(model, start, support, batch, cfg, keep=counts, lrs=fixed).kept
+        result = inner_loop(model, start, support, batch, cfg, keep=counts, lrs=fixed)
         query = batch(list(task.query))
         with torch.no_grad():
             for steps in counts:
-                sums[steps] += float(loss_fn(model)(kept[steps], query))
+                sums[steps] += float(loss_fn(model, fixed=result.fixed)(result.kept[steps], query))
     model.train(was_training)
     return {f"query_after_{steps}": total / len(tasks) for steps, total in sums.items()}
 
@@ -227,7 +243,10 @@ def _meta_train(config: Config, d: distributed.Distributed, resume: bool,
     base = load_checkpoint(init, d.device)
     config = run_config(config, base, init)
     m = config.meta
-    cache = feature_cache(config.data, run_dir)
+    cache = feature_cache(config.data, run_dir, pitch=config.model.pitch)
+    if m.start == "encoder" and base.model.speaker_encoder is None:
+        raise ConfigError(f"meta.start is 'encoder' but {init} has no speaker encoder "
+                          "(model.speaker_encoder is off); use meta.start 'learned'.")
     if d.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         train_episodes, val_episodes = samplers(config, cache)  # computes missing features once
@@ -237,10 +256,13 @@ def _meta_train(config: Config, d: distributed.Distributed, resume: bool,
 
     model = base.model.train()
     learned = {n for g in m.outer_groups for n in model.parameter_groups()[g]}
+    if m.start == "encoder":  # the encoder computes the start: it is what learns where to begin
+        learned |= {n for n, _ in model.named_parameters() if n.startswith("speaker_encoder.")}
     for name, p in model.named_parameters():  # the rest keeps its pretrained values
         p.requires_grad_(name in learned)
     model.speaker.table.weight.requires_grad_(False)  # tasks only use the new-voice vector
-    model.speaker.new.requires_grad_(m.learn_new_speaker and "speaker.new" in learned)
+    model.speaker.new.requires_grad_(m.learn_new_speaker and "speaker.new" in learned
+                                     and m.start == "learned")
     named = {n: p for n, p in model.named_parameters() if p.requires_grad}
     param_groups = [{"params": list(named.values())}]
     rates = None
@@ -289,7 +311,8 @@ def _meta_train(config: Config, d: distributed.Distributed, resume: bool,
         tasks = [episode_task(e, cache) for e in episodes]
         tasks = [Task(fixed_alignment(model, t.support, adapted, d.device), t.query)
                  for t in tasks]  # support aligned once per step by the current aligner
-        mg = meta_gradient(model, tasks, batch, cfg, m.algo, lrs=_lrs(rates))
+        mg = meta_gradient(model, tasks, batch, cfg, m.algo, lrs=_lrs(rates),
+                           start_fn=encoder_start(model) if m.start == "encoder" else None)
         grads, lr_grads = combine(mg, d)
         grads = {n: g for n, g in grads.items() if n in named}
         grad_norm = float(torch.linalg.vector_norm(

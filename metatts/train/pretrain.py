@@ -73,6 +73,10 @@ def _pretrain(config: Config, d: distributed.Distributed, resume: bool,
     torch.manual_seed(t.seed)
     model = FastSpeech2(config.model, config.loss).to(d.device)
     model.speaker.new.requires_grad_(False)  # only adaptation uses the new-voice vector
+    adapters = set(model.adapter_names())  # they stay at zero: adaptation's, not pretraining's
+    for name, p in model.named_parameters():
+        if name in adapters:
+            p.requires_grad_(False)
     if config.model.pitch:  # over the training clips; a resumed run loads the same values
         model.set_pitch_stats(speaker_pitch_stats(data.train, cache, data.speakers).to(d.device))
     params = [p for p in model.parameters() if p.requires_grad]
