@@ -25,7 +25,7 @@ PRESETS = {
     # cell); the meta-learned start(s) against fine-tuning with Adam
     "full": {"shots": (1, 5), "steps": (0, 5, 10, 20, 50, 100), "tasks": 3,
              "test_sentences": 5, "speakers": 0, "asr": "base", "bootstrap": 2000,
-             "optimizer_study": False, "finetune": ("finetune-adam",)},
+             "optimizer_study": False, "finetune": ("finetune-adam", "finetune-encoder")},
 }
 POWER = 100  # matched clips per cell the natural group should reach
 STUDY_LRS = (0.001, 0.01, 0.1, 1.0)
@@ -86,6 +86,25 @@ def load_bases(methods: list[grid.Method], checkpoint_dir: Path) -> dict:
         except (AdaptError, CheckpointError) as err:
             raise BenchmarkError(f"method {m.name}: {err}") from None
     return bases
+
+
+def needs_encoder(methods: list[grid.Method], bases: dict, named: bool
+                  ) -> tuple[list[grid.Method], list[str]]:
+    """Methods that start from the speaker encoder's estimate need a checkpoint with an encoder:
+    without one such a method is left out with a note, or, when the user named it, refused."""
+    keep, notes = [], []
+    for m in methods:
+        start = grid.FINETUNE_START.get(m.base)
+        if start == "encoder" and bases[m.checkpoint].model.speaker_encoder is None:
+            why = (f"method {m.name} starts from the speaker encoder's estimate, and the "
+                   f"{m.checkpoint} checkpoint has no speaker encoder (a previous-generation "
+                   "model)")
+            if named:
+                raise BenchmarkError(f"{why}; leave it out or pass a v2 checkpoint.")
+            notes.append(f"{why}: left out.")
+            continue
+        keep.append(m)
+    return keep, notes
 
 
 def read_tasks(options: Options) -> tuple[list[grid.Task], dict[str, str], list[str]]:
@@ -174,6 +193,8 @@ def run(options: Options, scorer: Scorer | None = None, vocoder=None) -> dict:
     tasks, speaker_group, problems = read_tasks(options)
     methods = grid_methods(options)
     bases = load_bases(methods, options.checkpoint_dir)
+    methods, dropped = needs_encoder(methods, bases, named=bool(options.methods))
+    problems += dropped
     if vocoder is None:
         from metatts.vocoder import load_vocoder
 

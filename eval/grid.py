@@ -23,7 +23,11 @@ from metatts.data.utterance import Utterance
 
 DEFAULT_DATA = Path(metatts.__file__).resolve().parent / "eval_speakers"
 META_METHODS = ("maml", "fomaml", "reptile", "meta")  # checkpoint-dir/<name>/
-FINETUNE = {"finetune-adam": "adam", "finetune-sgd": "sgd"}  # checkpoint-dir/pretrained/
+# fine-tuning the pretrained model (checkpoint-dir/pretrained/): method -> (optimizer, start);
+# "finetune-encoder" starts from the speaker encoder's estimate of the support clips without any
+# meta-training (the zero-shot + fine-tune baseline; needs a model with an encoder)
+FINETUNE = {"finetune-adam": "adam", "finetune-sgd": "sgd", "finetune-encoder": "adam"}
+FINETUNE_START = {"finetune-adam": "mean", "finetune-sgd": "mean", "finetune-encoder": "encoder"}
 OPTIONS = ("lr", "batching", "batch_size")  # method variants: "finetune-sgd:batching=minibatch"
 
 

@@ -9,7 +9,8 @@ A clip is identified by its *voice* (a hash of the checkpoint and the adapted pa
 speaker and its text: one already measured, in this run or recorded in results.jsonl, is reused,
 not synthesized again. Every step-0 unit of one checkpoint and speaker has the same voice (the
 start does not depend on the support clips), so it is synthesized once, not once per method,
-k and draw.
+k and draw; an encoder start (the encoder's estimate of the support clips) is one voice per
+draw.
 
 Each adaptation's records are appended (and flushed) as soon as its batch is scored, so an
 interrupted run loses at most the adaptation in progress; a rerun skips every unit whose records
@@ -32,7 +33,7 @@ import torch
 
 from eval import metrics
 from eval.score import mean_cosine
-from eval.grid import FINETUNE, Method, Task, Unit
+from eval.grid import FINETUNE, FINETUNE_START, Method, Task, Unit
 from eval.scorer import Measured, Scorer
 from metatts import audio
 from metatts.adapt import (AdaptError, AdaptSettings, Clip, Kept, adapt, default_settings,
@@ -90,7 +91,8 @@ def settings_for(method: Method, base: Checkpoint, steps: int, seed: int) -> Ada
     then the method's overrides."""
     settings = default_settings(method.init, base)
     if method.base in FINETUNE:
-        settings = with_changes(settings, optimizer=FINETUNE[method.base])
+        settings = with_changes(settings, optimizer=FINETUNE[method.base],
+                                start=FINETUNE_START[method.base])
     types = {"lr": float, "batching": str, "batch_size": int}
     changes = {k: types[k](v) for k, v in method.overrides}
     return with_changes(settings, steps=steps, seed=seed, **changes)

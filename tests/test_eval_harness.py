@@ -240,3 +240,35 @@ def test_one_adaptation_per_task_gives_what_separate_step_counts_give(tmp_path, 
             mine = got[(r["method"], r["steps"], r["text"])]
             assert mine["final_loss"] == pytest.approx(r["final_loss"], rel=1e-5)
             assert mine["audio_seconds"] == r["audio_seconds"]
+
+
+def test_finetune_from_the_encoder_starts_at_each_draws_estimate(tmp_path, checkpoints):
+    """finetune-encoder: step 0 is the encoder's estimate of that draw's support clips, so two
+    draws give two voices; a model without an encoder leaves the method out (or refuses it when
+    it is named)."""
+    from eval import runner
+
+    v2 = tmp_path / "v2"
+    torch.manual_seed(0)
+    config = load_config(TINY.parent / "tiny_v2.json",
+                         {"model": {"n_symbols": len(SYMBOLS), "n_speakers": 2},
+                          "data": {"tokens": "phonemes"}})
+    save_checkpoint(v2 / "pretrained", FastSpeech2(config.model, config.loss), config,
+                    SYMBOLS, ("a", "b"))
+    out = tmp_path / "out"
+    benchmark.run(options(out, v2, methods=("finetune-encoder", "finetune-adam"), steps=(0,),
+                          tasks=2, test_sentences=1, speakers=1), FakeScorer(), fake_vocoder)
+    records = runner.read_results(out / "results.jsonl")
+    encoder = {r["seed"]: r["voice"] for r in records if r["method"] == "finetune-encoder"}
+    mean = {r["seed"]: r["voice"] for r in records if r["method"] == "finetune-adam"}
+    assert len(encoder) == 2 and len(set(encoder.values())) == 2  # one voice per draw
+    assert len(set(mean.values())) == 1  # the mean start ignores the clips
+    assert not set(encoder.values()) & set(mean.values())
+
+    summary = benchmark.run(options(tmp_path / "v1", checkpoints, steps=(0,), tasks=1,
+                                    speakers=1), FakeScorer(), fake_vocoder)
+    assert any("finetune-encoder" in p and "no speaker encoder" in p
+               for p in summary["problems"])
+    with pytest.raises(benchmark.BenchmarkError, match="no speaker encoder"):
+        benchmark.run(options(tmp_path / "v1b", checkpoints, methods=("finetune-encoder",),
+                              steps=(0,), tasks=1, speakers=1), FakeScorer(), fake_vocoder)
