@@ -1,0 +1,163 @@
+"""Adaptation v2: a start computed from the clips by the speaker encoder, meta-learned through
+the one inner loop, and the intelligibility guards (proximal pull, loss terms, timing lock,
+early stopping)."""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import SPEECH
+from metatts.adapt import AdaptSettings, adapt, load_clips, support_examples
+from metatts.data import collate
+from metatts.meta import InnerConfig, Task, meta_gradient, task_gradient, write_grads
+from metatts.model.checkpoint import load_checkpoint, save_checkpoint
+from metatts.model.config import load_config
+from metatts.model.fastspeech2 import FastSpeech2
+from metatts.synthesis import synthesize
+from metatts.text import SYMBOLS
+from metatts.train.meta import encoder_start
+
+TINY_V2 = Path(__file__).parent.parent / "configs" / "tiny_v2.json"
+
+
+def v2_checkpoint(directory, seed=0):
+    torch.manual_seed(seed)
+    config = load_config(TINY_V2, {"model": {"n_symbols": len(SYMBOLS), "n_speakers": 3},
+                                   "data": {"tokens": "phonemes"}})
+    model = FastSpeech2(config.model, config.loss)
+    return load_checkpoint(save_checkpoint(directory, model, config, SYMBOLS, ("a", "b", "c")))
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    return v2_checkpoint(tmp_path_factory.mktemp("v2") / "ckpt")
+
+
+@pytest.fixture(scope="module")
+def clips():
+    return load_clips(sorted((SPEECH / "slt").glob("*.wav"))).clips
+
+
+def settings(**changes):
+    return dataclasses.replace(AdaptSettings(steps=6, lr=0.05, start="encoder"), **changes)
+
+
+# -- the start -------------------------------------------------------------------------------
+
+def test_zero_steps_give_the_encoders_voice(base, clips):
+    result = adapt(clips, base, settings(steps=0))
+    assert result.start == "encoder" and result.voice.settings["start"] == "encoder"
+    mels = [x.mel for x in support_examples(clips, base)]
+    expected = base.model.encode_speaker(mels)
+    assert torch.allclose(result.voice.params["speaker.new"], expected, atol=1e-6)
+    other = adapt(clips[:1], base, settings(steps=0)).voice.params["speaker.new"]
+    assert not torch.allclose(other, expected)  # the start is a function of the clips
+
+
+def task_of(base, clips, seed=0):
+    examples = support_examples(clips, base)
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(examples), generator=g).tolist()
+    return Task(support=[examples[i] for i in order[:2]], query=[examples[order[2]]])
+
+
+@pytest.mark.parametrize("algorithm", ["fomaml", "maml", "reptile"])
+def test_encoder_start_gradients_reach_the_encoder(base, clips, algorithm):
+    model = base.model.train()
+    try:
+        cfg = InnerConfig(groups=("embedding", "conditional_norms"), steps=2, lr=0.05,
+                          optimizer="sgd")
+        task = task_of(base, clips)
+        encoder = [n for n, _ in model.named_parameters() if n.startswith("speaker_encoder.")]
+        with_encoder = task_gradient(model, task, collate, cfg, algorithm,
+                                     start_fn=encoder_start(model))
+        assert all(n in with_encoder.grads for n in encoder)
+        assert sum(float(with_encoder.grads[n].abs().sum()) for n in encoder) > 0
+        baseline = task_gradient(model, task, collate, cfg, algorithm)  # the learned vector
+        assert all(float(baseline.grads[n].abs().sum()) == 0 for n in encoder
+                   if n in baseline.grads)
+        assert float(baseline.grads["speaker.new"].abs().sum()) > 0
+    finally:
+        model.eval()
+
+
+def test_a_tiny_meta_run_improves_the_query_loss_over_its_start(tmp_path, clips):
+    base = v2_checkpoint(tmp_path / "ckpt", seed=1)
+    model = base.model.train()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    learned = [p for n, p in model.named_parameters()
+               if n.startswith("speaker_encoder.") or n in model.parameter_groups()[
+                   "conditional_norms"]]
+    for p in learned:
+        p.requires_grad_(True)
+    cfg = InnerConfig(groups=("embedding", "conditional_norms"), steps=2, lr=0.05,
+                      optimizer="sgd")
+    tasks = [task_of(base, clips, seed) for seed in range(3)]
+    start = encoder_start(model)
+    optimizer = torch.optim.Adam(learned, lr=3e-3)
+    torch.manual_seed(0)
+    first = meta_gradient(model, tasks, collate, cfg, "fomaml", start_fn=start)
+    for _ in range(15):
+        mg = meta_gradient(model, tasks, collate, cfg, "fomaml", start_fn=start)
+        optimizer.zero_grad()
+        write_grads(dict(model.named_parameters()), mg.grads)
+        optimizer.step()
+    last = meta_gradient(model, tasks, collate, cfg, "fomaml", start_fn=start)
+    before, after = sum(first.query_losses) / 3, sum(last.query_losses) / 3
+    assert after < 0.95 * before, (before, after)
+    # and the inner steps themselves help: the support loss falls within each task
+    assert all(s[-1] < s[0] for s in last.support_losses)
+
+
+# -- the guards ------------------------------------------------------------------------------
+
+def _distance(a, b):
+    return sum(float((a[n] - b[n]).pow(2).sum()) for n in a) ** 0.5
+
+
+def test_proximal_pull_keeps_the_voice_nearer_its_start(base, clips):
+    start = adapt(clips, base, settings(steps=0, groups=("embedding", "conditional_norms")))
+    free = adapt(clips, base, settings(groups=("embedding", "conditional_norms")))
+    held = adapt(clips, base, settings(groups=("embedding", "conditional_norms"),
+                                       proximal=50.0))
+    s = start.voice.params
+    assert _distance(held.voice.params, s) < 0.7 * _distance(free.voice.params, s)
+    assert held.voice.settings["proximal"] == 50.0
+
+
+def test_loss_terms_choose_what_the_steps_follow(base, clips):
+    mel_only = adapt(clips, base, settings(terms=("mel", "postnet")))
+    everything = adapt(clips, base, settings())
+    assert not torch.allclose(mel_only.voice.params["speaker.new"],
+                              everything.voice.params["speaker.new"])
+    with pytest.raises(ValueError, match="none of the loss terms"):
+        adapt(clips, base, settings(terms=("no_such_term",)))
+
+
+def test_locked_timing_keeps_the_start_voices_durations(base, clips):
+    text = "A new sentence for the adapted voice."
+    start = adapt(clips, base, settings(steps=0)).voice
+    free = adapt(clips, base, settings(lr=0.3)).voice
+    locked = adapt(clips, base, settings(lr=0.3, lock_timing=True)).voice
+    assert torch.equal(locked.params["speaker.timing"], start.params["speaker.new"])
+    frames = {name: synthesize(base, text, v.params, vocoder=silent).mels[0].shape[-1]
+              for name, v in (("start", start), ("free", free), ("locked", locked))}
+    assert frames["locked"] == frames["start"] and frames["free"] != frames["start"]
+
+
+def silent(mel):
+    return torch.zeros(mel.shape[-1] * 256)
+
+
+def test_early_stopping_keeps_the_step_with_the_lowest_held_out_loss(base, clips):
+    result = adapt(clips, base, settings(steps=8, lr=0.5, early_stop=True))
+    losses = result.held_out_losses
+    assert len(losses) == 9 and result.stopped_at == min(range(9), key=losses.__getitem__)
+    assert result.voice.settings["stopped_at"] == result.stopped_at
+    # the same voice as adapting on the other clips for that many steps
+    shorter = adapt(clips[:-1], base, settings(steps=result.stopped_at, lr=0.5))
+    for name, value in shorter.voice.params.items():
+        assert torch.allclose(result.voice.params[name], value, atol=1e-6), name
