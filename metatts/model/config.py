@@ -173,6 +173,10 @@ class TrainConfig:
     keep_checkpoints: int = 3
     num_workers: int = 0
     device: str = "auto"  # "auto" (cuda when present), "cpu", "cuda"
+    # warm start: a checkpoint whose tensors of the same name and shape start this run (text
+    # encoder, aligner, decoder, ...); the speaker table and everything new (pitch, encoder,
+    # adapters) start fresh. Empty: from scratch. Ignored when resuming.
+    init_from: str = ""
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "log_every", "validate_every", "checkpoint_every",

@@ -18,8 +18,9 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from metatts.data import ExampleDataset, collate, load_batch
-from metatts.model.checkpoint import (CheckpointError, latest_checkpoint, load_training_state,
-                                      load_weights, read_metadata, MODEL_TENSORS)
+from metatts.model.checkpoint import (CheckpointError, latest_checkpoint, load_checkpoint,
+                                      load_training_state, load_weights, read_metadata,
+                                      MODEL_TENSORS)
 from metatts.model.config import Config, ConfigError, from_dict, replace, to_dict
 from metatts.model.fastspeech2 import FastSpeech2, count_parameters
 from metatts.text import SYMBOLS
@@ -49,6 +50,36 @@ def pretrain(config: Config, *, resume: bool = False, progress: bool = False) ->
         return _pretrain(config, d, resume, progress)
     finally:
         distributed.teardown()
+
+
+# never copied by a warm start: the other run's speakers and its new-voice vector
+NOT_WARM = ("speaker.table.weight", "speaker.new", "pitch_stats")
+
+
+def warm_start(model: FastSpeech2, init_from: str | Path, tokens: str
+               ) -> tuple[list[str], list[str]]:
+    """Copy into ``model`` every tensor of the checkpoint at ``init_from`` with the same name and
+    shape (except :data:`NOT_WARM`); returns (copied names, names left as initialized). The
+    checkpoint must use the same symbol table and ``tokens`` (the token embedding's rows are the
+    symbols)."""
+    other = load_checkpoint(init_from)
+    if other.config.data.tokens != tokens:
+        raise CheckpointError(f"train.init_from {init_from} reads {other.config.data.tokens!r} "
+                              f"and this run {tokens!r}; set data.tokens to match it.")
+    if other.symbols.symbols != SYMBOLS.symbols:
+        raise CheckpointError(f"train.init_from {init_from}: its symbol table differs from this "
+                              "project's; a warm start needs the same symbols.")
+    theirs = other.model.state_dict()
+    own = model.state_dict()
+    copied = [n for n, v in own.items() if n not in NOT_WARM and n in theirs
+              and theirs[n].shape == v.shape]
+    if not copied:
+        raise CheckpointError(f"train.init_from {init_from}: no tensor of that model fits this "
+                              "one (another size?); leave train.init_from empty to start fresh.")
+    with torch.no_grad():
+        for n in copied:
+            own[n].copy_(theirs[n])
+    return copied, [n for n in own if n not in copied]
 
 
 def _pretrain(config: Config, d: distributed.Distributed, resume: bool,
@@ -84,6 +115,12 @@ def _pretrain(config: Config, d: distributed.Distributed, resume: bool,
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer,
                                                   partial(lr_factor, warmup=t.warmup_steps))
     start = 0
+    if resume_from is None and t.init_from:
+        copied, fresh = warm_start(model, t.init_from, config.data.tokens)
+        if d.is_main:
+            log.info("warm start from %s: %d tensors copied, %d start fresh (%s)", t.init_from,
+                     len(copied), len(fresh), ", ".join(fresh[:8]) + (" ..." if len(fresh) > 8
+                                                                     else ""))
     if resume_from is not None:
         _check_resumable(config, data, read_metadata(resume_from), resume_from)
         load_weights(model, resume_from / MODEL_TENSORS)

@@ -1,0 +1,78 @@
+"""train.init_from: a v2 run starts from a v1 checkpoint's matching tensors."""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from metatts.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from metatts.model.config import load_config
+from metatts.model.fastspeech2 import FastSpeech2
+from metatts.text import SYMBOLS
+from metatts.train.pretrain import warm_start
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_V2 = ROOT / "configs" / "tiny_v2.json"
+
+
+def v1_checkpoint(directory, tokens="characters"):
+    """The tiny v2 sizes with pitch and the encoder off (a previous-generation model)."""
+    torch.manual_seed(1)
+    config = load_config(TINY_V2, {"model": {"n_symbols": len(SYMBOLS), "n_speakers": 5,
+                                             "pitch": False, "speaker_encoder": False},
+                                   "data": {"tokens": tokens}})
+    return save_checkpoint(directory, FastSpeech2(config.model, config.loss), config, SYMBOLS,
+                           tuple("abcde"))
+
+
+def test_matching_tensors_are_copied_and_the_rest_starts_fresh(tmp_path):
+    old = load_checkpoint(v1_checkpoint(tmp_path / "v1")).model
+    config = load_config(TINY_V2, {"model": {"n_symbols": len(SYMBOLS), "n_speakers": 3,
+                                             "adapter_rank": 2}})
+    torch.manual_seed(2)
+    model = FastSpeech2(config.model, config.loss)
+    fresh_before = {n: v.clone() for n, v in model.state_dict().items()}
+    copied, fresh = warm_start(model, tmp_path / "v1", "characters")
+    state, theirs = model.state_dict(), old.state_dict()
+    assert "encoder.blocks.0.attention.qkv.weight" in copied and "aligner.network.key_layer.0.conv.weight" in copied
+    assert all(torch.equal(state[n], theirs[n]) for n in copied)
+    assert {"speaker.table.weight", "pitch_stats"} <= set(fresh)
+    assert any(n.startswith("speaker_encoder.") for n in fresh)
+    assert any(".adapter." in n for n in fresh)
+    assert all(torch.equal(state[n], fresh_before[n]) for n in fresh)
+
+
+def test_a_warm_start_needs_the_same_tokens(tmp_path):
+    v1_checkpoint(tmp_path / "v1", tokens="phonemes")
+    config = load_config(TINY_V2, {"model": {"n_symbols": len(SYMBOLS), "n_speakers": 3}})
+    with pytest.raises(CheckpointError, match="data.tokens"):
+        warm_start(FastSpeech2(config.model, config.loss), tmp_path / "v1", "characters")
+
+
+def test_train_cli_warm_start_is_logged_and_resume_ignores_it(tmp_path):
+    from metatts.cli.train import main
+
+    v1_checkpoint(tmp_path / "v1")
+    common = ["--config", str(TINY_V2), "--quiet",
+              "--set", f"train.run_dir={tmp_path / 'run'}",
+              "--set", f'data.datasets=["{ROOT / "tests" / "fixtures" / "speech"}"]',
+              "--set", f"data.cache_dir={tmp_path / 'features'}",
+              "--set", f"train.init_from={tmp_path / 'v1'}", "--set", "train.checkpoint_every=1"]
+    assert main([*common, "--set", "train.steps=1"]) == 0
+    assert main([*common, "--set", "train.steps=2", "--resume"]) == 0
+    run = load_checkpoint(tmp_path / "run")
+    assert run.step == 2 and run.config.train.init_from == str(tmp_path / "v1")
+
+
+def test_the_warm_v2_config_takes_the_shipped_models_text_and_decoder_path():
+    config = load_config(ROOT / "configs" / "base_v2_warm.json",
+                         {"model": {"n_symbols": len(SYMBOLS), "n_speakers": 40}})
+    model = FastSpeech2(config.model, config.loss)
+    copied, fresh = warm_start(model, ROOT / config.train.init_from, config.data.tokens)
+    mine = dict(model.named_parameters())
+    share = sum(mine[n].numel() for n in copied if n in mine) / sum(p.numel()
+                                                                   for p in mine.values())
+    assert share > 0.6, share  # all but the encoder, pitch, adapters and speaker table
+    assert not any(n.startswith(("speaker_encoder.", "variance.pitch")) for n in copied)
