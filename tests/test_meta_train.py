@@ -184,7 +184,7 @@ def test_shipped_checkpoint_locations(monkeypatch):
 
 
 def test_meta_configs_parse():
-    for name in ("meta_tiny.json", "meta_base.json", "meta_sgd.json"):
+    for name in ("meta_tiny.json", "meta_base.json", "meta_sgd.json", "meta_v2.json"):
         assert load_config(ROOT / "configs" / name).meta is not None
 
 
@@ -207,3 +207,32 @@ def test_data_parallel_meta_step_averages_the_tasks_of_two_gloo_processes(
     a, b = dict(ckpt.model.named_parameters()), dict(single.model.named_parameters())
     assert not torch.equal(b["speaker.new"], start.model.speaker.new)
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_v2_meta_training_learns_the_encoder_start_and_adaptation_uses_it(
+        tmp_path, features, capsys):
+    """meta.start "encoder" with the timing lock and decoder adapters on the tiny v2 model:
+    the encoder and the adapters' start move, speaker.new does not (the encoder computes the
+    start), and `adapt --init meta` starts from the encoder's estimate with the lock on."""
+    pretrained = tmp_path / "pretrained"
+    assert main(["--config", str(ROOT / "configs" / "tiny_v2.json"), "--quiet",
+                 "--set", f"train.run_dir={pretrained}", "--set", "train.steps=2",
+                 "--set", f'data.datasets=["{SPEECH}"]',
+                 "--set", f"data.cache_dir={tmp_path / 'features_v2'}",
+                 "--set", "model.variance_dropout=0.0", "--set", "model.adapter_rank=2"]) == 0
+    assert main(args(tmp_path / "run", pretrained, tmp_path / "features_v2", 2,
+                     "--set", "meta.start=encoder", "--set", "meta.inner.lock_timing=true",
+                     "--set", 'meta.inner.groups=["embedding", "adapters"]',
+                     "--set", 'meta.outer_groups=["adapters"]')) == 0
+    capsys.readouterr()
+    base = load_base("meta", tmp_path / "run")
+    start = dict(load_checkpoint(pretrained).model.named_parameters())
+    moved = {n for n, p in base.model.named_parameters() if not torch.equal(p, start[n])}
+    assert any(n.startswith("speaker_encoder.") for n in moved)
+    assert any(".adapter." in n for n in moved)
+    assert "speaker.new" not in moved and "speaker.table.weight" not in moved
+    settings = default_settings("meta", base)
+    assert settings.lock_timing and settings.groups == ("embedding", "adapters")
+    clips = load_clips(sorted((SPEECH / "slt").glob("*.wav"))).clips
+    result = adapt(clips, base, settings)
+    assert result.start == "encoder" and "speaker.timing" in result.voice.params
