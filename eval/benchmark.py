@@ -64,8 +64,20 @@ def available_methods(checkpoint_dir: Path,
     methods, those in ``finetune``)."""
     names = [m for m in grid.META_METHODS if (checkpoint_dir / m).exists()]
     if (checkpoint_dir / "pretrained").exists():
-        names += [m for m in grid.FINETUNE if m in finetune]
+        encoder = _has_encoder(checkpoint_dir / "pretrained")
+        names += [m for m in grid.FINETUNE if m in finetune
+                  and (encoder or grid.FINETUNE_START[m] != "encoder")]
     return names
+
+
+def _has_encoder(path: Path) -> bool:
+    """Whether the checkpoint's saved config turns the speaker encoder on (weights not read)."""
+    from metatts.model.checkpoint import CheckpointError, read_metadata
+
+    try:
+        return bool(read_metadata(path)["config"]["model"].get("speaker_encoder", False))
+    except (CheckpointError, KeyError, TypeError, OSError):
+        return False  # load_bases reports an unreadable checkpoint
 
 
 def load_bases(methods: list[grid.Method], checkpoint_dir: Path) -> dict:

@@ -28,7 +28,27 @@ META_METHODS = ("maml", "fomaml", "reptile", "meta")  # checkpoint-dir/<name>/
 # meta-training (the zero-shot + fine-tune baseline; needs a model with an encoder)
 FINETUNE = {"finetune-adam": "adam", "finetune-sgd": "sgd", "finetune-encoder": "adam"}
 FINETUNE_START = {"finetune-adam": "mean", "finetune-sgd": "mean", "finetune-encoder": "encoder"}
-OPTIONS = ("lr", "batching", "batch_size")  # method variants: "finetune-sgd:batching=minibatch"
+
+
+def _flag(value: str) -> bool:
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{value!r} is not a yes/no value (write 1 or 0)")
+
+
+def _names(value: str) -> tuple[str, ...]:
+    return tuple(v for v in value.split("+") if v)
+
+
+# method variants, each an AdaptSettings field: "finetune-sgd:batching=minibatch",
+# "finetune-adam:lock_timing=1:proximal=0.5", "finetune-encoder:groups=embedding+adapters",
+# "finetune-adam:terms=mel+postnet" (lists joined by "+")
+OPTION_TYPES = {"lr": float, "batching": str, "batch_size": int, "optimizer": str,
+                "start": str, "groups": _names, "proximal": float, "terms": _names,
+                "lock_timing": _flag, "early_stop": _flag}
+OPTIONS = tuple(OPTION_TYPES)
 
 
 @dataclass(frozen=True)
@@ -67,7 +87,18 @@ def parse_method(name: str) -> Method:
             raise ValueError(f"method {name!r}: bad override {part!r}; write option=value with "
                              f"option one of {', '.join(OPTIONS)}.")
         overrides.append((key, value))
+    try:  # a bad value is refused here, before any work, not in the middle of a run
+        from metatts.adapt import AdaptSettings
+
+        AdaptSettings(**option_values(overrides))
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"method {name!r}: {err}") from None
     return Method(name, base, tuple(overrides))
+
+
+def option_values(overrides) -> dict:
+    """(option, text) pairs -> AdaptSettings changes of the right types."""
+    return {key: OPTION_TYPES[key](value) for key, value in overrides}
 
 
 def optimizer_study(lrs: tuple[float, ...]) -> list[str]:

@@ -33,7 +33,7 @@ import torch
 
 from eval import metrics
 from eval.score import mean_cosine
-from eval.grid import FINETUNE, FINETUNE_START, Method, Task, Unit
+from eval.grid import FINETUNE, FINETUNE_START, Method, Task, Unit, option_values
 from eval.scorer import Measured, Scorer
 from metatts import audio
 from metatts.adapt import (AdaptError, AdaptSettings, Clip, Kept, adapt, default_settings,
@@ -93,8 +93,7 @@ def settings_for(method: Method, base: Checkpoint, steps: int, seed: int) -> Ada
     if method.base in FINETUNE:
         settings = with_changes(settings, optimizer=FINETUNE[method.base],
                                 start=FINETUNE_START[method.base])
-    types = {"lr": float, "batching": str, "batch_size": int}
-    changes = {k: types[k](v) for k, v in method.overrides}
+    changes = option_values(method.overrides)
     return with_changes(settings, steps=steps, seed=seed, **changes)
 
 

@@ -101,9 +101,16 @@ def test_method_names_parse_and_refuse_typos():
     assert (m.init, m.checkpoint, m.overrides) == \
         ("pretrained", "pretrained", (("batching", "minibatch"), ("batch_size", "2")))
     assert grid.parse_method("reptile").checkpoint == "reptile"
-    for bad in ("mamll", "finetune-sgd:lr", "finetune-sgd:momentum=1"):
+    for bad in ("mamll", "finetune-sgd:lr", "finetune-sgd:momentum=1",
+                "finetune-adam:proximal=much", "finetune-adam:lock_timing=maybe",
+                "finetune-adam:start=nowhere", "finetune-adam:batching=all"):
         with pytest.raises(ValueError):
             grid.parse_method(bad)
+    guarded = grid.parse_method("finetune-encoder:lock_timing=1:proximal=0.5:terms=mel+postnet"
+                                ":groups=embedding+adapters:early_stop=0")
+    assert grid.option_values(guarded.overrides) == {
+        "lock_timing": True, "proximal": 0.5, "terms": ("mel", "postnet"),
+        "groups": ("embedding", "adapters"), "early_stop": False}
 
 
 def test_run_writes_every_record_and_resume_skips_finished_work(tmp_path, checkpoints):
@@ -244,8 +251,8 @@ def test_one_adaptation_per_task_gives_what_separate_step_counts_give(tmp_path, 
 
 def test_finetune_from_the_encoder_starts_at_each_draws_estimate(tmp_path, checkpoints):
     """finetune-encoder: step 0 is the encoder's estimate of that draw's support clips, so two
-    draws give two voices; a model without an encoder leaves the method out (or refuses it when
-    it is named)."""
+    draws give two voices; it is a default method only for a model with an encoder, and named
+    for one without, it is refused."""
     from eval import runner
 
     v2 = tmp_path / "v2"
@@ -267,8 +274,7 @@ def test_finetune_from_the_encoder_starts_at_each_draws_estimate(tmp_path, check
 
     summary = benchmark.run(options(tmp_path / "v1", checkpoints, steps=(0,), tasks=1,
                                     speakers=1), FakeScorer(), fake_vocoder)
-    assert any("finetune-encoder" in p and "no speaker encoder" in p
-               for p in summary["problems"])
+    assert "finetune-encoder" not in summary["config"]["methods"]  # not a default on v1
     with pytest.raises(benchmark.BenchmarkError, match="no speaker encoder"):
         benchmark.run(options(tmp_path / "v1b", checkpoints, methods=("finetune-encoder",),
                               steps=(0,), tasks=1, speakers=1), FakeScorer(), fake_vocoder)
