@@ -33,10 +33,10 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = Path(__file__).parent.parent / "configs" / "tiny.json"
 
 
-def tiny_checkpoint(directory, seed=0):
-    """The tiny config, randomly initialized, with phonemes as in the base config."""
+def tiny_checkpoint(directory, seed=0, config_path=TINY):
+    """The tiny config (or another), randomly initialized, with phonemes as in the base config."""
     torch.manual_seed(seed)
-    config = load_config(TINY, {"model": {"n_symbols": len(SYMBOLS), "n_speakers": 3},
+    config = load_config(config_path, {"model": {"n_symbols": len(SYMBOLS), "n_speakers": 3},
                                 "data": {"tokens": "phonemes"}})
     model = FastSpeech2(config.model, config.loss)
     return load_checkpoint(save_checkpoint(directory, model, config, SYMBOLS, ("a", "b", "c")))

@@ -9,25 +9,18 @@ import pytest
 import torch
 
 from conftest import SPEECH
+from test_adapt import tiny_checkpoint
 from metatts.adapt import AdaptSettings, adapt, load_clips, support_examples
 from metatts.data import collate
 from metatts.meta import InnerConfig, Task, meta_gradient, task_gradient, write_grads
-from metatts.model.checkpoint import load_checkpoint, save_checkpoint
-from metatts.model.config import load_config
-from metatts.model.fastspeech2 import FastSpeech2
 from metatts.synthesis import synthesize
-from metatts.text import SYMBOLS
 from metatts.train.meta import encoder_start
 
 TINY_V2 = Path(__file__).parent.parent / "configs" / "tiny_v2.json"
 
 
 def v2_checkpoint(directory, seed=0):
-    torch.manual_seed(seed)
-    config = load_config(TINY_V2, {"model": {"n_symbols": len(SYMBOLS), "n_speakers": 3},
-                                   "data": {"tokens": "phonemes"}})
-    model = FastSpeech2(config.model, config.loss)
-    return load_checkpoint(save_checkpoint(directory, model, config, SYMBOLS, ("a", "b", "c")))
+    return tiny_checkpoint(directory, seed, TINY_V2)
 
 
 @pytest.fixture(scope="module")
