@@ -54,12 +54,16 @@ def embed(
     sample_rate: int,
     *,
     model: str | None = None,
-    batch_size: int = 16,
+    batch_size: int = 1,
 ) -> torch.Tensor:
     """Unit-normalized ECAPA embeddings of mono waveforms at ``sample_rate``. -> (N, 192)
 
-    Clips are resampled to 16 kHz and batched by similar length; SpeechBrain is given relative
-    lengths, so padding moves an embedding only marginally (cosine > 0.99 to the unpadded one).
+    Clips are resampled to 16 kHz. By default each clip is embedded alone: padding to a batch's
+    longest clip costs more than batching saves (ECAPA's 3072-channel layers run on every padded
+    frame). Measured on 15 shipped clips of 1.9-12.2 s, 2 idle cores: 1.20 s per clip one at a
+    time, 1.33 in length-sorted batches of 4, 2.43 in one batch of 16. With ``batch_size`` > 1
+    the clips are batched by similar length and SpeechBrain is given relative lengths, so padding
+    moves an embedding only marginally (cosine >= 0.999 to the unpadded one on those clips).
     """
     if isinstance(wavs, np.ndarray) and wavs.ndim == 1:
         wavs = [wavs]

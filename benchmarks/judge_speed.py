@@ -1,0 +1,60 @@
+"""Seconds per clip of each benchmark judge, on the shipped natural test clips (every 7th clip).
+
+    python benchmarks/judge_speed.py [--clips 15]
+
+Prints one line per judge (Whisper base through transformers, ECAPA at batch sizes 1, 4 and 16,
+DNSMOS, GE2E). Run it on idle cores: the judges' thread pools slow down several-fold when other
+processes share the cores. Figures from 2026-12-03 (2 idle cores, 15 clips of 1.9-12.2 s, 82 s in
+all), in seconds per clip: Whisper base 1.58, ECAPA 1.20 / 1.33 / 2.43 (batch 1 / 4 / 16), DNSMOS
+1.51, GE2E 0.03. For comparison, on the same clips CTranslate2 (not a dependency) ran Whisper base
+at 1.43 (float32, the same 15 transcripts) and 1.08 (int8, 2 of 15 transcripts differ).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import time
+from pathlib import Path
+
+import soundfile as sf
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clips", type=int, default=15)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    from eval.naturalness import dnsmos
+    from metatts import asr, speaker
+
+    files = sorted(glob.glob(str(ROOT / "metatts/eval_speakers/kokoro_en_*/*.flac")))[::7]
+    files = files[: args.clips]
+    wavs = [sf.read(f, dtype="float32")[0] for f in files]
+    rate = sf.info(files[0]).samplerate
+    seconds = sum(len(w) for w in wavs) / rate
+    print(f"{len(wavs)} clips, {seconds:.1f} s of audio")
+
+    def timed(name, fn):
+        fn(wavs[:2])  # load the model and warm up
+        started = time.perf_counter()
+        fn(wavs)
+        print(f"{name}: {(time.perf_counter() - started) / len(wavs):.2f} s per clip", flush=True)
+
+    timed("Whisper base (transformers, batch 8)", lambda w: asr.transcribe(w, rate, model="base"))
+    for batch in (1, 4, 16):
+        timed(f"ECAPA batch {batch}", lambda w, b=batch: speaker.embed(w, rate, batch_size=b))
+    timed("DNSMOS", lambda w: dnsmos(w, rate))
+    try:
+        from metatts import ge2e
+    except ImportError as err:
+        print(f"GE2E: not available ({err})")
+    else:
+        timed("GE2E", lambda w: ge2e.embed_ge2e(w, rate))
+
+
+if __name__ == "__main__":
+    main()
