@@ -5,7 +5,8 @@
 Prints one line per judge (Whisper base through transformers, ECAPA at batch sizes 1, 4 and 16,
 DNSMOS, GE2E). Run it on idle cores: the judges' thread pools slow down several-fold when other
 processes share the cores. Figures from 2026-12-03 (2 idle cores, 15 clips of 1.9-12.2 s, 82 s in
-all), in seconds per clip: Whisper base 1.58, ECAPA 1.20 / 1.33 / 2.43 (batch 1 / 4 / 16), DNSMOS
+all), in seconds per clip: Whisper base 1.58 at its default batch of 8 (another run: 1.98 / 1.39 /
+1.41 at batch 1 / 4 / 16, the same transcripts), ECAPA 1.20 / 1.33 / 2.43 (batch 1 / 4 / 16), DNSMOS
 1.51, GE2E 0.03. For comparison, on the same clips CTranslate2 (not a dependency) ran Whisper base
 at 1.43 (float32, the same 15 transcripts) and 1.08 (int8, 2 of 15 transcripts differ).
 """
@@ -44,7 +45,9 @@ def main() -> None:
         fn(wavs)
         print(f"{name}: {(time.perf_counter() - started) / len(wavs):.2f} s per clip", flush=True)
 
-    timed("Whisper base (transformers, batch 8)", lambda w: asr.transcribe(w, rate, model="base"))
+    for batch in (1, 4, 8, 16):
+        timed(f"Whisper base (transformers) batch {batch}",
+              lambda w, b=batch: asr.transcribe(w, rate, model="base", batch_size=b))
     for batch in (1, 4, 16):
         timed(f"ECAPA batch {batch}", lambda w, b=batch: speaker.embed(w, rate, batch_size=b))
     timed("DNSMOS", lambda w: dnsmos(w, rate))
