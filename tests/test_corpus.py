@@ -156,6 +156,15 @@ def test_quality_sample_takes_the_first_clips_of_every_voice():
     assert [c.id for c in sample(clips, 2)] == ["s_0", "s_1", "s_2", "s_3"]
 
 
+def test_quality_sample_takes_fewer_clips_of_blended_voices():
+    clips = [Clip(f"{v}_{i}", v, "kokoro-en", v, "x", "train", "statement", "Hi there.",
+                  f"{v}/{v}_{i}.wav") for v in ("af_bella", "0.5*af_bella+0.5*am_adam")
+             for i in range(4)]
+    chosen = [c.id for c in sample(clips, 3, per_blend=1)]
+    assert chosen == ["af_bella_0", "af_bella_1", "af_bella_2", "0.5*af_bella+0.5*am_adam_0"]
+    assert len(sample(clips, 3)) == 6
+
+
 def test_eval_set_export_keeps_the_other_speakers_already_there(tmp_path):
     voices = (*_tiny_voices(), Voice("espeak-ng", "en-us+f2", "espeak_f2", "test"))
     build(tmp_path / "corpus", BuildConfig(clips_per_speaker=2), voices)

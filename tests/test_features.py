@@ -107,9 +107,24 @@ def test_bad_clips_are_reported(tmp_path, fake_tokens):
     cache = FeatureCache(tmp_path / "cache")
     good = utt(tone(tmp_path / "a.wav"))
     gone = Utterance("gone", "s1", "Hi.", tmp_path / "gone.wav", 1.0)
-    failed = cache.warm([good, utt(tmp_path / "silent.wav"), gone])
+    failed = cache.warm([good, utt(tmp_path / "silent.wav"), gone], jobs=1)
     assert set(failed) == {"silent", "gone"} and "silent" in failed["silent"]
     assert cache.path(good).is_file()
+
+
+def test_warm_in_processes_matches_one_process(tmp_path):
+    sf.write(tmp_path / "silent.wav", np.zeros(22050, np.float32), 22050)
+    clips = [utt(tone(tmp_path / f"{i}.wav", freq=200 + 50 * i), text=f"Tone {i}.")
+             for i in range(3)] + [utt(tmp_path / "silent.wav")]
+    settings = FeatureSettings(tokens="characters", pitch=True)
+    serial, parallel = FeatureCache(tmp_path / "a", settings), FeatureCache(tmp_path / "b", settings)
+    assert serial.warm(clips, jobs=1).keys() == parallel.warm(clips, jobs=2).keys() == {"silent"}
+    assert parallel.misses == 3
+    for u in clips[:3]:
+        a, b = serial.get(u), parallel.get(u)
+        assert torch.equal(a.mel, b.mel) and torch.equal(a.tokens, b.tokens)
+        assert torch.equal(a.f0, b.f0)
+    assert parallel.hits == 3  # read back, not recomputed
 
 
 def test_real_tokenizer(tmp_path):

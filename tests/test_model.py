@@ -328,3 +328,28 @@ def test_time_major_convolution_equals_conv1d(kernel):
     x = torch.randn(2, 11, 6, dtype=torch.float64)
     expected = conv(x.transpose(1, 2)).transpose(1, 2)
     assert torch.allclose(conv1d_time_major(x, conv), expected, atol=1e-12)
+
+
+def test_fused_attention_matches_the_written_out_one(monkeypatch):
+    from metatts.model import layers
+
+    torch.manual_seed(0)
+    attention = layers.SelfAttention(32, 2, dropout=0.0)
+    x = torch.randn(3, 11, 32, requires_grad=True)
+    mask = torch.arange(11) < torch.tensor([11, 7, 4])[:, None]
+    fused = attention(x, mask)
+    (fused_grad,) = torch.autograd.grad(fused.square().sum(), x)
+    monkeypatch.setattr(layers, "fused_attention", lambda q: False)
+    manual = attention(x, mask)
+    (manual_grad,) = torch.autograd.grad(manual.square().sum(), x)
+    assert torch.allclose(fused, manual, atol=1e-5)
+    assert torch.allclose(fused_grad, manual_grad, atol=1e-4)
+    # inside torch.func the written-out path runs: a gradient of a gradient exists
+    params = dict(attention.named_parameters())
+
+    def inner(p):
+        return functional_call(attention, p, (x.detach(), mask)).square().sum()
+
+    monkeypatch.undo()
+    second = grad(lambda p: grad(inner)(p)["qkv.weight"].square().sum())(params)
+    assert second["qkv.weight"].abs().sum() > 0

@@ -28,6 +28,7 @@ UNDERSTOOD_BELOW = 0.5  # a voice with a higher WER is flagged: Whisper cannot f
 @dataclass(frozen=True)
 class QualityReport:
     clips_per_voice: int  # the first n clips of every voice were scored
+    clips_per_blend: int  # ... and of every blended voice
     asr_model: str
     wer_by_engine: dict[str, float]  # pooled WER
     wer_by_voice: dict[str, float]  # key "engine:voice_id" (blends are pooled under "role")
@@ -45,13 +46,15 @@ class QualityReport:
     not_distinct: list[tuple[str, str, float]]  # pairs at or above DISTINCT_BELOW
 
 
-def sample(clips: Sequence[Clip], per_voice: int) -> list[Clip]:
-    """The first ``per_voice`` clips (manifest order) of every engine voice."""
+def sample(clips: Sequence[Clip], per_voice: int, per_blend: int | None = None) -> list[Clip]:
+    """The first ``per_voice`` clips (manifest order) of every engine voice; of a blended voice
+    (a voice id with "+") the first ``per_blend`` (default ``per_voice``)."""
+    per_blend = per_voice if per_blend is None else per_blend
     taken: dict[tuple[str, str], int] = {}
     out = []
     for clip in clips:
         key = (clip.engine, clip.voice)
-        if taken.get(key, 0) < per_voice:
+        if taken.get(key, 0) < (per_blend if "+" in clip.voice else per_voice):
             taken[key] = taken.get(key, 0) + 1
             out.append(clip)
     return out
@@ -69,8 +72,9 @@ def role(clip: Clip) -> str:
 
 def assess(root: str | Path, clips: Sequence[Clip], per_voice: int = 4, asr_model: str = "base",
            on_progress: Callable[[int], None] | None = None,
-           extra: Sequence[tuple[str, Path]] = ()) -> QualityReport:
-    """Score ``per_voice`` clips of every voice in the corpus at ``root``. ``extra`` adds
+           extra: Sequence[tuple[str, Path]] = (), per_blend: int | None = None) -> QualityReport:
+    """Score ``per_voice`` clips of every voice in the corpus at ``root`` (``per_blend`` of every
+    blended voice, default the same). ``extra`` adds
     (speaker, audio file) pairs of voices outside the corpus (a real person's recordings) to the
     coverage figures."""
     from eval.metrics import pooled_wer  # the project's one WER definition
@@ -79,7 +83,8 @@ def assess(root: str | Path, clips: Sequence[Clip], per_voice: int = 4, asr_mode
     from metatts.corpus.shift import median_f0
     from metatts.speaker import embed
 
-    chosen = sample(clips, per_voice)
+    per_blend = per_voice if per_blend is None else per_blend
+    chosen = sample(clips, per_voice, per_blend)
     wavs = [load_audio(Path(root) / clip.audio, SAMPLE_RATE) for clip in chosen]
     hypotheses = []
     for wav in wavs:  # one at a time: in a batch, one clip Whisper loops on stalls all the others
@@ -140,7 +145,7 @@ def assess(root: str | Path, clips: Sequence[Clip], per_voice: int = 4, asr_mode
         values = [median_f0(wavs[i], SAMPLE_RATE) for i in rows[s]]
         f0[s] = round(float(np.median(values)), 1)
     return QualityReport(
-        clips_per_voice=per_voice, asr_model=asr_model,
+        clips_per_voice=per_voice, clips_per_blend=per_blend, asr_model=asr_model,
         wer_by_engine=wer_of(by(lambda c: c.engine, everything)), wer_by_voice=wer_by_voice,
         wer_by_role=wer_of(by(role, everything)), dnsmos_by_voice=mos_of(by(voice_key, base)),
         dnsmos_by_role=mos_of(by(role, everything)),
