@@ -85,7 +85,8 @@ def test_jsonl_manifest(tmp_path):
     rows = [
         {"audio": "clips/kal/0.wav", "text": "One.", "speaker": "kal", "split": "train",
          "engine": "flite", "voice": "kal", "licence": "BSD"},
-        {"audio": "clips/slt/0.wav", "text": "Two.", "speaker": "slt", "split": "validation"},
+        {"audio": "clips/slt/0.wav", "text": "Two.", "speaker": "slt", "split": "validation",
+         "group": "engine"},
         {"audio": "clips/slt/1.wav", "text": "", "speaker": "slt"},
         {"audio": "clips/slt/9.wav", "text": "Gone.", "speaker": "slt"},
         {"id": "x", "audio": str(tmp_path / "clips" / "slt" / "1.wav"), "speaker": "slt"},
@@ -96,7 +97,26 @@ def test_jsonl_manifest(tmp_path):
     assert [(u.id, u.speaker, u.split) for u in out.utterances] == [
         ("clips/kal/0", "kal", "train"), ("clips/slt/0", "slt", "val")]
     assert out.utterances[0].audio == tmp_path / "clips" / "kal" / "0.wav"
+    assert [u.group for u in out.utterances] == [None, "engine"]
     assert counts(out) == {"empty_text": 1, "missing_audio": 1, "missing_transcript": 1}
+
+
+def test_training_leaves_out_excluded_groups(tmp_path):
+    from metatts.model.config import DataConfig
+    from metatts.train.data import read_utterances
+
+    for name in ("a", "b"):
+        tone(tmp_path / f"{name}.wav")
+    rows = [{"audio": "a.wav", "text": "One.", "speaker": "kal", "group": "engine"},
+            {"audio": "b.wav", "text": "Two.", "speaker": "af_bella", "group": "natural"}]
+    (tmp_path / "manifest.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    everything = read_utterances(DataConfig(datasets=(str(tmp_path),)))
+    assert [u.speaker for u in everything] == ["kal", "af_bella"]
+    natural = read_utterances(DataConfig(datasets=(str(tmp_path),), exclude_groups=("engine",)))
+    assert [u.speaker for u in natural] == ["af_bella"]
+    with pytest.raises(DatasetError, match="outside the groups"):
+        read_utterances(DataConfig(datasets=(str(tmp_path),),
+                                   exclude_groups=("engine", "natural")))
 
 
 def test_csv_manifest(tmp_path):

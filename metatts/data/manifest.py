@@ -1,7 +1,8 @@
 """A manifest listing clips: JSON Lines or CSV/TSV with columns ``audio``, ``text``, ``speaker``.
 
-Optional columns: ``id`` (default: the audio path without suffix) and ``split`` ("train", "val" or
-"test"; "valid", "validation" and "dev" mean "val"). Other columns (engine, voice, licence, ...)
+Optional columns: ``id`` (default: the audio path without suffix), ``split`` ("train", "val" or
+"test"; "valid", "validation" and "dev" mean "val") and ``group`` (a voice group, which
+``data.exclude_groups`` can leave out of training). Other columns (engine, voice, licence, ...)
 are ignored. Relative audio paths are relative to the manifest's folder.
 """
 
@@ -37,7 +38,8 @@ def read_manifest(path: str | Path) -> DatasetReadout:
             builder.skip(MISSING_TRANSCRIPT, audio)
             continue
         builder.add(str(row.get("id") or rel), str(row["speaker"]).strip(), audio, text=str(text),
-                    split=_split(row.get("split"), where))
+                    split=_split(row.get("split"), where),
+                    group=str(row.get("group") or "").strip() or None)
     return builder.build()
 
 

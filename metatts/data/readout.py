@@ -83,6 +83,7 @@ class ReadoutBuilder:
         text: str | None = None,
         transcript: Path | None = None,
         split: str | None = None,
+        group: str | None = None,
     ) -> Utterance | None:
         """Add one clip whose text is given, or read from the ``transcript`` file.
 
@@ -117,7 +118,8 @@ class ReadoutBuilder:
         if id in self._utterances:
             self.skip(DUPLICATE_ID, audio)
             return None
-        utt = Utterance(id, speaker, text, audio, info.frames / info.samplerate, split)
+        utt = Utterance(id, speaker, text, audio, info.frames / info.samplerate, split,
+                        group)
         self._utterances[id] = utt
         return utt
 

@@ -12,7 +12,8 @@ SPLITS = ("train", "val", "test")
 class Utterance:
     """A clip with its transcript. ``id`` is unique within a dataset; ``duration`` in seconds.
 
-    ``split`` is the split a manifest assigned ("train", "val" or "test"), else None.
+    ``split`` is the split a manifest assigned ("train", "val" or "test"), else None; ``group``
+    the voice group a manifest names (the corpus builder's "natural", "engine"), else None.
     """
 
     id: str
@@ -21,3 +22,4 @@ class Utterance:
     audio: Path
     duration: float
     split: str | None = None
+    group: str | None = None

@@ -140,6 +140,9 @@ class DataConfig:
     test_speakers: float = 0.1  # fraction, in [0, 1); a manifest's own split column wins
     split_seed: int = 0
     val_utterances: int = 2  # utterances per training speaker held out for validation loss
+    # manifest voice groups left out of training entirely (e.g. ["engine"]: the previous corpus's
+    # engine voices)
+    exclude_groups: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.tokens not in ("phonemes", "characters"):

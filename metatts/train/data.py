@@ -42,13 +42,17 @@ class TrainingData:
 
 
 def read_utterances(config: DataConfig) -> list[Utterance]:
-    """Every dataset's usable clips not longer than ``max_seconds``."""
-    utterances = []
+    """Every dataset's usable clips not longer than ``max_seconds`` and not of a voice group in
+    ``exclude_groups``."""
+    utterances, excluded = [], set(config.exclude_groups)
     for source in config.datasets:
         readout = read_dataset(source)
-        utterances += [u for u in readout.utterances if u.duration <= config.max_seconds]
+        utterances += [u for u in readout.utterances
+                       if u.duration <= config.max_seconds and u.group not in excluded]
     if not utterances:
-        raise DatasetError(f"no clips of at most {config.max_seconds} s in {config.datasets}.")
+        groups = f" outside the groups {sorted(excluded)}" if excluded else ""
+        raise DatasetError(f"no clips of at most {config.max_seconds} s{groups} in "
+                           f"{config.datasets}.")
     return utterances
 
 
