@@ -22,6 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from metatts.cli.train import parse_set  # noqa: E402
 from metatts.data import FeatureSettings, read_dataset  # noqa: E402
 from metatts.data.batch import Example  # noqa: E402
 from metatts.data.features import compute_features  # noqa: E402
@@ -64,8 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batches", type=int, default=8, help="timed steps (a multiple of 8)")
     p.add_argument("--attention", choices=("fused", "written", "both"), default="both")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config setting, e.g. --set model.hidden=192")
     args = p.parse_args(argv)
-    config = load_config(args.config, {})
+    config = load_config(args.config, parse_set(args.set))
     config = replace(config, model={"n_symbols": len(SYMBOLS), "n_speakers": args.speakers})
     data = batches(config, args.data, args.batch_size, args.batches, args.seed)
     modes = ("fused", "written") if args.attention == "both" else (args.attention,)
@@ -87,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                 times[mode].append(time.perf_counter() - started)
     layers.fused_attention = fused
     frames = [int(b.mel_lengths.max()) for b in data]
-    result = {"config": args.config, "parameters": count_parameters(model),
+    result = {"config": args.config, "overrides": args.set, "parameters": count_parameters(model),
               "batch_size": args.batch_size, "steps": len(data),
               "threads": torch.get_num_threads(),
               "mean_clip_s": round(sum(int(b.mel_lengths.sum()) for b in data) * 256 / 22050

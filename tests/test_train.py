@@ -61,6 +61,16 @@ def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path, features):
     assert logs[0] == logs[1]
 
 
+def test_stop_after_ends_with_a_checkpoint_that_resumes(tmp_path, features, capsys):
+    assert main(args(tmp_path / "run", features, 4, "--stop-after", "1e-9")) == 0
+    assert json.loads(capsys.readouterr().out)["step"] == 1  # time was up at the first check
+    assert load_checkpoint(tmp_path / "run").step == 1
+    assert main(args(tmp_path / "run", features, 4, "--resume")) == 0
+    assert load_checkpoint(tmp_path / "run").step == 4
+    assert main(args(tmp_path / "run", features, 4, "--stop-after", "0")) == 2
+    assert "--stop-after" in capsys.readouterr().err
+
+
 def test_bad_config_and_missing_resume_are_clear_errors(tmp_path, features, capsys):
     assert main(args(tmp_path / "r", features, 2, "--set", "train.stepz=3")) == 2
     assert "train.stepz" in capsys.readouterr().err

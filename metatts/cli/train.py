@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 
 from metatts.data import DatasetError
 from metatts.model.checkpoint import CheckpointError
@@ -45,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="override one setting, e.g. --set train.steps=200 (repeatable)")
     parser.add_argument("--algo", choices=("maml", "fomaml", "reptile"),
                         help="meta-train with this algorithm (sets meta.algo) from meta.init")
+    parser.add_argument("--stop-after", type=float, metavar="MINUTES",
+                        help="stop after this many minutes, with a checkpoint (checked every "
+                        "train.log_every steps); --resume continues from it")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -56,8 +60,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.algo:
             overrides.setdefault("meta", {})["algo"] = args.algo
         config = load_config(args.config, overrides)
+        if args.stop_after is not None and args.stop_after <= 0:
+            raise ConfigError("--stop-after takes a positive number of minutes.")
+        deadline = (None if args.stop_after is None
+                    else time.monotonic() + 60 * args.stop_after)
         run = pretrain if config.meta is None else meta_train
-        result = run(config, resume=args.resume, progress=not args.quiet)
+        result = run(config, resume=args.resume, progress=not args.quiet, deadline=deadline)
     except (ConfigError, DatasetError, CheckpointError, TextError) as err:
         print(f"metatts train: {err}", file=sys.stderr)
         return 2

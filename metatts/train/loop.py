@@ -52,8 +52,19 @@ class LoopResult:
     steps_per_second: float
 
 
-def train(run: Run, start_step: int, progress: bool = False) -> LoopResult:
-    """Steps ``start_step + 1 .. config.train.steps``; logs, validates and checkpoints."""
+def time_is_up(deadline: float | None, d: Distributed) -> bool:
+    """Whether ``deadline`` (a time.monotonic() value) has passed on any process."""
+    if deadline is None:
+        return False
+    late = mean_over_processes({"late": float(time.monotonic() >= deadline)}, d)["late"]
+    return late > 0
+
+
+def train(run: Run, start_step: int, progress: bool = False,
+          deadline: float | None = None) -> LoopResult:
+    """Steps ``start_step + 1 .. config.train.steps``; logs, validates and checkpoints. With a
+    ``deadline`` (time.monotonic()), checked at every logging step, it stops there once the time
+    is up, after writing a checkpoint of that step."""
     cfg, d = run.config.train, run.dist
     params = [p for p in run.model.parameters() if p.requires_grad]
     run.model.train()
@@ -95,10 +106,14 @@ def train(run: Run, start_step: int, progress: bool = False) -> LoopResult:
             if last_val and run.log is not None:
                 run.log.write({"split": "val", "step": step, **last_val})
             plot_losses(read_log(run.log.path), run.run_dir / "losses.png")
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+        stop = step % cfg.log_every == 0 and time_is_up(deadline, d)
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps or stop:
             if d.is_main:
                 save(run, step)
             barrier(d)
+        if stop:
+            log.info("time is up: stopped at step %d (resume with --resume)", step)
+            break
     bar.close()
     elapsed = time.perf_counter() - started
     return LoopResult(step, latest_checkpoint(run.run_dir), last_train, last_val,

@@ -48,7 +48,7 @@ from metatts.model.fastspeech2 import NEW_SPEAKER, count_parameters
 from metatts.train import distributed
 from metatts.train.data import feature_cache, read_utterances
 from metatts.train.logging import JsonlLog, plot_losses, read_log
-from metatts.train.loop import LoopResult, save_step
+from metatts.train.loop import LoopResult, save_step, time_is_up
 from metatts.train.schedule import step_seed
 
 log = logging.getLogger(__name__)
@@ -213,8 +213,8 @@ def validate(model: torch.nn.Module, tasks: Sequence[Task], meta: MetaConfig,
     return {f"query_after_{steps}": total / len(tasks) for steps, total in sums.items()}
 
 
-def meta_train(config: Config, *, resume: bool = False, progress: bool = False
-               ) -> MetaTrainResult:
+def meta_train(config: Config, *, resume: bool = False, progress: bool = False,
+               deadline: float | None = None) -> MetaTrainResult:
     """Meta-train to ``config.meta.steps`` outer steps, continuing the latest checkpoint if
     ``resume``. The checkpoints carry ``config.meta``, which adaptation reads (init "meta")."""
     if config.meta is None:
@@ -222,13 +222,13 @@ def meta_train(config: Config, *, resume: bool = False, progress: bool = False
                           "configs/meta_tiny.json), or --algo.")
     d = distributed.setup(config.train.device)
     try:
-        return _meta_train(config, d, resume, progress)
+        return _meta_train(config, d, resume, progress, deadline)
     finally:
         distributed.teardown()
 
 
 def _meta_train(config: Config, d: distributed.Distributed, resume: bool,
-                progress: bool) -> MetaTrainResult:
+                progress: bool, deadline: float | None = None) -> MetaTrainResult:
     t, run_dir = config.train, Path(config.train.run_dir)
     resume_from = latest_checkpoint(run_dir)
     if resume and resume_from is None:
@@ -350,11 +350,15 @@ def _meta_train(config: Config, d: distributed.Distributed, resume: bool,
             if last_val:
                 log_file.write({"split": "val", "step": step, **last_val})
             plot_losses(read_log(log_file.path), run_dir / "losses.png")
-        if step % t.checkpoint_every == 0 or step == m.steps:
+        stop = step % t.log_every == 0 and time_is_up(deadline, d)
+        if step % t.checkpoint_every == 0 or step == m.steps or stop:
             if d.is_main:
                 save_step(run_dir, step, model, config, base.symbols, base.speakers, optimizer,
                           inner_lrs=_lrs(rates))
             distributed.barrier(d)
+        if stop:
+            log.info("time is up: stopped at step %d (resume with --resume)", step)
+            break
     bar.close()
     elapsed = time.perf_counter() - started
     loop = LoopResult(step, latest_checkpoint(run_dir), last_train, last_val,

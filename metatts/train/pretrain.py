@@ -43,11 +43,13 @@ class PretrainResult:
     loop: LoopResult
 
 
-def pretrain(config: Config, *, resume: bool = False, progress: bool = False) -> PretrainResult:
-    """Train to ``config.train.steps``, continuing the latest checkpoint if ``resume``."""
+def pretrain(config: Config, *, resume: bool = False, progress: bool = False,
+             deadline: float | None = None) -> PretrainResult:
+    """Train to ``config.train.steps``, continuing the latest checkpoint if ``resume``; stop
+    early, with a checkpoint, once ``deadline`` (time.monotonic()) has passed."""
     d = distributed.setup(config.train.device)
     try:
-        return _pretrain(config, d, resume, progress)
+        return _pretrain(config, d, resume, progress, deadline)
     finally:
         distributed.teardown()
 
@@ -83,7 +85,7 @@ def warm_start(model: FastSpeech2, init_from: str | Path, tokens: str
 
 
 def _pretrain(config: Config, d: distributed.Distributed, resume: bool,
-              progress: bool) -> PretrainResult:
+              progress: bool, deadline: float | None = None) -> PretrainResult:
     t = config.train
     run_dir = Path(t.run_dir)
     resume_from = latest_checkpoint(run_dir)
@@ -141,7 +143,7 @@ def _pretrain(config: Config, d: distributed.Distributed, resume: bool,
     run = Run(config, model, step_model, optimizer, scheduler,
               _loader(data, cache, config, start, d), _val_batches(data, cache, config),
               SYMBOLS, data.speakers, d, run_dir, log_file)
-    result = train(run, start, progress)
+    result = train(run, start, progress, deadline)
     return PretrainResult(run_dir, result.checkpoint, count_parameters(model), result)
 
 
