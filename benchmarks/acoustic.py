@@ -12,6 +12,18 @@ clips. The mean clip-to-clip cosine is reported beside it. The real clips are al
 through mel -> vocoder and scored the same way ("vocoded"): the ceiling a perfect acoustic model
 would reach with this vocoder.
 
+Zero-shot (issue #15's targets, ``--zero-shot DIR``, default the shipped evaluation speakers,
+which no checkpoint trains on): for each held-out speaker of the natural and real groups,
+``--support`` of its clips are the reference; ``--zs-sentences`` sentences no training clip says
+are spoken three ways: from the speaker encoder's vector of the support clips (no gradient step),
+from the mean training vector (today's adaptation start), and as the training speaker whose
+learned vector is nearest to the encoder's (cosine in the model's speaker space: "pick the
+closest known voice", no judge involved). Each is scored against the speaker's *other* clips:
+ECAPA cosine to their centroid, Whisper WER, DNSMOS OVRL; the other clips themselves and their
+vocoded copies give the references. The bars: encoder >= 0.60 on the natural test voices, >= 0.40
+on the real voice and above the nearest known voice there, DNSMOS within 0.3 of the vocoded real
+clips; and adapting 5 clips x 20 steps (encoder start when there is one) in 5 s or less.
+
 Speed: training steps per second (forward, backward, AdamW; batch ``--batch-size`` of corpus
 clips), synthesis real-time factor of the acoustic model and of the vocoder separately,
 parameter count, and peak resident memory after synthesis and after training steps.
@@ -194,6 +206,130 @@ def quality(args, ckpt, utterances, vocoder) -> dict:
     return {"speakers": table, "overall": overall, "examples": examples, "synthesis": speed}
 
 
+ZS_BARS = {"natural": 0.60, "real": 0.40}  # encoder's ECAPA to the speaker's centroid
+DNSMOS_MARGIN = 0.3  # synthesized DNSMOS OVRL at most this far below the vocoded real clips
+
+
+def zero_shot(args, ckpt, utterances, vocoder) -> dict:
+    """Held-out voices from their clips with no gradient step, against the mean start and the
+    nearest known voice (see the module docstring)."""
+    from eval.metrics import pooled_wer
+    from eval.naturalness import dnsmos
+    from metatts import speaker as ecapa
+    from metatts.asr import transcribe
+    from metatts.synthesis import synthesize
+
+    held = [u for u in read_dataset(args.zero_shot).utterances
+            if u.group in ("natural", "real") and u.speaker not in set(ckpt.speakers)]
+    train_texts = {u.text for u in utterances if u.speaker in set(ckpt.speakers)}
+    held_texts = {u.text for u in held}
+    unseen = sorted({u.text for u in utterances} - train_texts - held_texts)
+    if len(unseen) < args.zs_sentences:
+        raise SystemExit(f"only {len(unseen)} sentences outside training; lower --zs-sentences.")
+    texts = random.Random(args.seed).sample(unseen, args.zs_sentences)
+    model = ckpt.model.eval()
+    table = model.speaker.table.weight.detach()
+    mean = table.mean(0)
+    rows, refs = [], []
+    for name in sorted({u.speaker for u in held}):
+        own = sorted((u for u in held if u.speaker == name), key=lambda u: u.id)
+        random.Random(f"{args.seed}:{name}").shuffle(own)
+        support, others = own[: args.support], own[args.support:]
+        group = own[0].group
+        for u in others:
+            wav = audio.load_audio(u.audio)
+            refs.append({"speaker": name, "group": group, "kind": "real", "text": u.text,
+                         "wav": wav, "source": u.id})
+            refs.append({"speaker": name, "group": group, "kind": "vocoded", "text": u.text,
+                         "wav": vocoder(audio.mel_spectrogram(wav)).numpy(), "source": u.id})
+        starts = {"mean": ({"speaker.new": mean}, None)}
+        nearest = None
+        if model.speaker_encoder is not None:
+            mels = [audio.mel_spectrogram(audio.prepare_clip(u.audio)) for u in support]
+            encoded = model.encode_speaker(mels)
+            cos = torch.nn.functional.cosine_similarity(table, encoded[None], dim=-1)
+            nearest = ckpt.speakers[int(cos.argmax())]
+            starts = {"encoder": ({"speaker.new": encoded}, None), **starts,
+                      "nearest_known": (None, nearest)}
+        for method, (params, who) in starts.items():
+            for text in texts:
+                out = synthesize(ckpt, text, params, who, vocoder=vocoder,
+                                 postfilter=not args.no_postfilter)
+                rows.append({"speaker": name, "group": group, "kind": method, "text": text,
+                             "wav": out.wav, "nearest": nearest})
+        print(f"zero-shot {name} (nearest known voice {nearest})", file=sys.stderr, flush=True)
+    everything = refs + rows
+    heard = [transcribe(r["wav"], audio.SAMPLE_RATE, model=args.asr)[0] for r in everything]
+    embeddings = ecapa.embed([r["wav"] for r in everything], audio.SAMPLE_RATE)
+    mos = [n.ovrl for n in dnsmos([r["wav"] for r in everything], audio.SAMPLE_RATE)]
+    for r, t, e, m in zip(everything, heard, embeddings, mos):
+        r.update(transcript=t, emb=e, dnsmos=m)
+    for r in everything:  # a real clip, or its vocoded copy, is left out of the centroid
+        real = [x["emb"] for x in refs if x["speaker"] == r["speaker"] and x["kind"] == "real"
+                and x["source"] != r.get("source")]
+        r["secs"] = float(ecapa.similarity(r["emb"], torch.stack(real).mean(0)))
+    table_rows = []
+    for group in ("natural", "real"):
+        for kind in ("encoder", "mean", "nearest_known", "real", "vocoded"):
+            chosen = [r for r in everything if r["group"] == group and r["kind"] == kind]
+            if not chosen:
+                continue
+            per_speaker = defaultdict(list)
+            for r in chosen:
+                per_speaker[r["speaker"]].append(r["secs"])
+            table_rows.append({
+                "group": group, "kind": kind, "clips": len(chosen), "speakers": len(per_speaker),
+                "secs_centroid": float(np.mean([np.mean(v) for v in per_speaker.values()])),
+                "wer": pooled_wer([r["text"] for r in chosen], [r["transcript"] for r in chosen]),
+                "dnsmos": float(np.mean([r["dnsmos"] for r in chosen])),
+                "per_speaker": {k: round(float(np.mean(v)), 3) for k, v in per_speaker.items()}})
+    out = {"support_clips": args.support, "sentences": texts, "rows": table_rows,
+           "nearest_known": {r["speaker"]: r["nearest"] for r in rows}}
+    natural_support = [u for u in held if u.group == "natural"]
+    if natural_support:  # adaptation cost: 5 clips x 20 steps, the start adapt would use
+        from metatts.adapt import AdaptSettings, adapt, make_clip
+
+        first = sorted({u.speaker for u in natural_support})[0]
+        clips = [make_clip(audio.load_audio(u.audio), audio.SAMPLE_RATE, u.text, u.id)
+                 for u in sorted(natural_support, key=lambda u: u.id) if u.speaker == first][:5]
+        start = "encoder" if model.speaker_encoder is not None else "mean"
+        settings = AdaptSettings(steps=20, start=start)
+        adapt(clips, ckpt, settings)  # warm-up
+        timed = adapt(clips, ckpt, settings)
+        out["adapt"] = {"speaker": first, "clips": len(clips), "steps": 20, "start": start,
+                        "seconds": round(timed.seconds, 3)}
+    return out
+
+
+def print_zero_shot(z: dict) -> None:
+    print(f"| group | voice from | clips | speakers | ECAPA to centroid | WER | DNSMOS OVRL |\n"
+          "|---|---|---|---|---|---|---|")
+    for r in z["rows"]:
+        print(f"| {r['group']} | {r['kind']} | {r['clips']} | {r['speakers']} | "
+              f"{r['secs_centroid']:.3f} | {r['wer']:.1%} | {r['dnsmos']:.2f} |")
+    cell = {(r["group"], r["kind"]): r for r in z["rows"]}
+    for group, bar in ZS_BARS.items():
+        enc = cell.get((group, "encoder"))
+        if enc is None:
+            print(f"bar {group}: no speaker encoder in this checkpoint")
+            continue
+        parts = [f"encoder {enc['secs_centroid']:.3f} >= {bar}: "
+                 f"{'met' if enc['secs_centroid'] >= bar else 'NOT met'}"]
+        if group == "real" and (group, "nearest_known") in cell:
+            near = cell[(group, "nearest_known")]["secs_centroid"]
+            parts.append(f"above the nearest known voice ({near:.3f}): "
+                         f"{'met' if enc['secs_centroid'] > near else 'NOT met'}")
+        if (group, "vocoded") in cell:
+            voc = cell[(group, "vocoded")]["dnsmos"]
+            parts.append(f"DNSMOS {enc['dnsmos']:.2f} within {DNSMOS_MARGIN} of vocoded "
+                         f"{voc:.2f}: {'met' if enc['dnsmos'] >= voc - DNSMOS_MARGIN else 'NOT met'}")
+        print(f"bar {group}: " + "; ".join(parts))
+    if "adapt" in z:
+        a = z["adapt"]
+        print(f"adapt {a['clips']} clips x {a['steps']} steps ({a['start']} start): "
+              f"{a['seconds']:.2f} s, bar 5 s: {'met' if a['seconds'] <= 5 else 'NOT met'}")
+
+
 def training_speed(args, ckpt, utterances) -> dict:
     from metatts.data.batch import Example, collate
     from metatts.text import text_to_ids
@@ -241,6 +377,11 @@ def main(argv: list[str] | None = None) -> int:
                              "kept between runs ('' to recompute every time)")
     parser.add_argument("--no-postfilter", action="store_true",
                         help="synthesize without the checkpoint's mel post-filter")
+    parser.add_argument("--zero-shot", default=str(Path(__file__).resolve().parents[1] / "metatts"
+                                                   / "eval_speakers"),
+                        help="held-out voices for the zero-shot figures ('' to skip)")
+    parser.add_argument("--support", type=int, default=5, help="reference clips per voice")
+    parser.add_argument("--zs-sentences", type=int, default=5, help="sentences per voice")
     parser.add_argument("--out", default="runs/bench/acoustic.json")
     args = parser.parse_args(argv)
 
@@ -255,7 +396,10 @@ def main(argv: list[str] | None = None) -> int:
                              else dataclasses.asdict(ckpt.config.postfilter))}
     if not args.skip_quality:
         result |= quality(args, ckpt, utterances, vocoder)
-    result["training"] = training_speed(args, ckpt, utterances)
+    if args.zero_shot:
+        result["zero_shot"] = zero_shot(args, ckpt, utterances, vocoder)
+    if args.train_steps > 0:  # a v2 model's steps: benchmarks/train_step.py
+        result["training"] = training_speed(args, ckpt, utterances)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
@@ -280,9 +424,12 @@ def main(argv: list[str] | None = None) -> int:
         s = result["synthesis"]
         print(f"synthesis RTF: acoustic {s['acoustic_rtf']:.3f}, vocoder {s['vocoder_rtf']:.3f}; "
               f"peak RSS after synthesis {s['peak_mb_synthesis']:.0f} MB")
-    t = result["training"]
-    print(f"training: {t['steps_per_second']:.2f} steps/s at batch {t['batch_size']} on "
-          f"{t['threads']} threads; peak RSS {t['peak_mb_training']:.0f} MB")
+    if "zero_shot" in result:
+        print_zero_shot(result["zero_shot"])
+    if "training" in result:
+        t = result["training"]
+        print(f"training: {t['steps_per_second']:.2f} steps/s at batch {t['batch_size']} on "
+              f"{t['threads']} threads; peak RSS {t['peak_mb_training']:.0f} MB")
     print(f"wrote {out}")
     return 0
 
