@@ -216,3 +216,40 @@ def test_synthesize_reference_speaks_in_the_encoded_voice_with_no_step(tmp_path,
     assert synthesize_main(["--text", "Hello.", "--reference", str(clips_[0]),
                             "--out", str(tmp_path / "x.wav")]) == 2
     assert "no speaker encoder" in capsys.readouterr().err
+
+
+def test_zero_shot_validation_scores_the_held_out_voice_in_the_log(tmp_path):
+    from metatts.train.logging import read_log
+
+    assert train_tiny_v2(tmp_path / "run", tmp_path / "features", 2, "--set",
+                         "data.val_speakers=0.25", "--set", "train.validate_every=2") == 0
+    records = read_log(tmp_path / "run" / "log.jsonl")
+    unseen = [r for r in records if r["split"] == "zero_shot"]
+    assert [r["step"] for r in unseen] == [2]
+    assert unseen[0]["mel"] > 0 and unseen[0]["total"] > 0  # speaker folders: no group columns
+    assert len(load_checkpoint(tmp_path / "run").speakers) == 3  # the held-out voice is not one
+
+
+def test_zero_shot_loss_depends_on_the_encoded_clips_and_is_split_by_group(tmp_path):
+    from metatts.data import FeatureCache, FeatureSettings, Utterance
+    from metatts.train.zero_shot import validate_zero_shot, zero_shot_voices
+
+    root = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "speech"
+    clips_of = {s: sorted((root / s).glob("*.wav")) for s in ("awb", "slt")}
+    utts = [Utterance(f"{s}_{i}", s, (p.with_suffix(".txt")).read_text().strip(), p,
+                      sf.info(str(p)).duration, "val", "engine" if s == "awb" else "natural")
+            for s, paths in clips_of.items() for i, p in enumerate(paths)]
+    cache = FeatureCache(tmp_path / "cache", FeatureSettings(tokens="characters", pitch=True))
+    voices = zero_shot_voices(utts, cache, pitch=True, references=2, targets=8)
+    assert [(v.speaker, v.group, len(v.references), len(v.batch)) for v in voices] == [
+        ("awb", "engine", 2, 1), ("slt", "natural", 2, 1)]
+    assert (voices[0].batch.speakers == NEW_SPEAKER).all()
+    model = v2_model()
+    model.train()
+    scores = validate_zero_shot(model, voices, torch.device("cpu"))
+    assert model.training  # restored
+    assert scores["mel"] == pytest.approx((scores["mel_engine"] + scores["mel_natural"]) / 2)
+    swapped = [dataclasses.replace(voices[0], references=voices[1].references), voices[1]]
+    assert validate_zero_shot(model, swapped, torch.device("cpu"))["mel_engine"] != \
+        scores["mel_engine"]
+    assert validate_zero_shot(v2_model(speaker_encoder=False), voices, torch.device("cpu")) == {}

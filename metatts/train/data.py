@@ -39,6 +39,9 @@ class TrainingData:
     speakers: tuple[str, ...]  # index -> name, the model's speaker table
     frames: tuple[int, ...]  # mel frames of each training clip (for length bucketing)
     skipped: dict[str, str]  # utterance id -> why it was left out
+    # clips of the validation split's speakers (never trained on), features computed: the
+    # zero-shot validation's voices (metatts.train.zero_shot)
+    held_out: tuple[Utterance, ...] = ()
 
 
 def read_utterances(config: DataConfig) -> list[Utterance]:
@@ -86,9 +89,10 @@ def prepare(config: DataConfig, cache: FeatureCache) -> TrainingData:
     if not splits.train:
         raise DatasetError("no training speakers left after the speaker split; lower "
                            "data.val_speakers / data.test_speakers.")
-    failed = cache.warm(splits.train)
-    kept, frames, skipped = [], [], dict(failed)
-    for u in splits.train:
+    failed = cache.warm([*splits.train, *splits.val])
+    kept, frames, skipped, held_out = [], [], dict(failed), []
+    train_ids = {u.id for u in splits.train}
+    for u in (*splits.train, *splits.val):
         if u.id in failed:
             continue
         f = cache.get(u)
@@ -96,15 +100,18 @@ def prepare(config: DataConfig, cache: FeatureCache) -> TrainingData:
             skipped[u.id] = (f"{f.mel.shape[-1]} mel frames for {len(f.tokens)} tokens: too short "
                              "to give each token a frame")
             continue
+        if u.id not in train_ids:
+            held_out.append(u)
+            continue
         kept.append(u)
         frames.append(int(f.mel.shape[-1]))
     if skipped:
-        log.warning("left out %d of %d training clips (e.g. %s: %s)", len(skipped),
-                    len(splits.train), *next(iter(skipped.items())))
+        log.warning("left out %d of %d clips (e.g. %s: %s)", len(skipped),
+                    len(splits.train) + len(splits.val), *next(iter(skipped.items())))
     train, val = hold_out(kept, config.val_utterances, config.split_seed)
     length = dict(zip((u.id for u in kept), frames))
     return TrainingData(tuple(train), tuple(val), tuple(sorted({u.speaker for u in kept})),
-                        tuple(length[u.id] for u in train), skipped)
+                        tuple(length[u.id] for u in train), skipped, tuple(held_out))
 
 
 class StepBatches:

@@ -47,7 +47,7 @@ def plot_losses(records: list[dict], out: str | Path) -> Path:
     FigureCanvasAgg(fig)
     for i, name in enumerate(names):
         ax = fig.add_subplot(rows, cols, i + 1)
-        for split, style in (("train", "-"), ("val", "o-")):
+        for split, style in (("train", "-"), ("val", "o-"), ("zero_shot", "s--")):
             points = [(r["step"], r[name]) for r in records
                       if r.get("split") == split and name in r and math.isfinite(r[name])]
             if points:

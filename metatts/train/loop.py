@@ -21,6 +21,7 @@ from metatts.text import SymbolTable
 from metatts.train.distributed import Distributed, barrier, mean_over_processes
 from metatts.train.logging import JsonlLog, plot_losses, read_log
 from metatts.train.schedule import binarization_weight, step_seed
+from metatts.train.zero_shot import validate_zero_shot
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,8 @@ class Run:
     dist: Distributed
     run_dir: Path
     log: JsonlLog | None  # main process only
+    # validation-split voices for the zero-shot validation (metatts.train.zero_shot)
+    zero_shot: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,9 @@ def train(run: Run, start_step: int, progress: bool = False,
             last_val = validate(run.model, run.val_batches, d.device, weight)
             if last_val and run.log is not None:
                 run.log.write({"split": "val", "step": step, **last_val})
+            unseen = validate_zero_shot(run.model, run.zero_shot, d.device, weight)
+            if unseen and run.log is not None:
+                run.log.write({"split": "zero_shot", "step": step, **unseen})
             plot_losses(read_log(run.log.path), run.run_dir / "losses.png")
         stop = step % cfg.log_every == 0 and time_is_up(deadline, d)
         if step % cfg.checkpoint_every == 0 or step == cfg.steps or stop:

@@ -31,6 +31,7 @@ from metatts.train.data import (StepBatches, TrainingData, TrainingExamples, Wit
 from metatts.train.logging import JsonlLog
 from metatts.train.loop import LoopResult, Run, train
 from metatts.train.schedule import lr_factor
+from metatts.train.zero_shot import zero_shot_voices
 
 log = logging.getLogger(__name__)
 
@@ -140,9 +141,13 @@ def _pretrain(config: Config, d: distributed.Distributed, resume: bool,
             model, device_ids=[d.local_rank] if d.device.type == "cuda" else None)
     log_file = (JsonlLog(run_dir / "log.jsonl", start if resume_from else None)
                 if d.is_main else None)
+    unseen = ()
+    if d.is_main and config.model.speaker_encoder:
+        unseen = zero_shot_voices(data.held_out, cache, config.model.pitch)
+        log.info("zero-shot validation on %d held-out voices", len(unseen))
     run = Run(config, model, step_model, optimizer, scheduler,
               _loader(data, cache, config, start, d), _val_batches(data, cache, config),
-              SYMBOLS, data.speakers, d, run_dir, log_file)
+              SYMBOLS, data.speakers, d, run_dir, log_file, unseen)
     result = train(run, start, progress, deadline)
     return PretrainResult(run_dir, result.checkpoint, count_parameters(model), result)
 

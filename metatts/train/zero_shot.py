@@ -1,0 +1,80 @@
+"""Zero-shot validation: how well the speaker encoder's vector speaks voices never trained on.
+
+For each speaker of the validation split (held out of pretraining entirely, never a test voice),
+a few of its clips are encoded into one vector (:meth:`FastSpeech2.encode_speaker`, as
+``synthesize --reference`` does) and the model's teacher-forced loss on its *other* clips is
+measured with that vector as ``speaker.new``: no gradient step, no judge model. Reported per
+voice group (natural, engine), it is the measure that decides what the training corpus holds
+(e.g. ``data.exclude_groups``) without looking at the benchmark's test voices or judges.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch.func import functional_call
+
+from metatts.data import FeatureCache, Utterance
+from metatts.data.batch import example
+from metatts.model.fastspeech2 import NEW_SPEAKER, FastSpeech2
+from metatts.train.data import collate_train
+
+
+@dataclass(frozen=True)
+class ZeroShotVoice:
+    speaker: str
+    group: str  # the manifest's voice group ("natural", "engine"), "" when it has none
+    references: tuple[Tensor, ...]  # mels (n_mels, T) of the encoded clips
+    batch: object  # TrainBatch of the other clips, speakers = NEW_SPEAKER
+
+
+def zero_shot_voices(utterances: Sequence[Utterance], cache: FeatureCache, pitch: bool,
+                     references: int = 3, targets: int = 8) -> tuple[ZeroShotVoice, ...]:
+    """Per speaker of ``utterances`` (id order): the first ``references`` clips (at most all but
+    one) encoded, the next ``targets`` scored. Speakers with one clip are skipped."""
+    by_speaker: dict[str, list[Utterance]] = defaultdict(list)
+    for u in sorted(utterances, key=lambda u: u.id):
+        by_speaker[u.speaker].append(u)
+    voices = []
+    for speaker, clips in sorted(by_speaker.items()):
+        if len(clips) < 2:
+            continue
+        n = min(references, len(clips) - 1)
+        refs = tuple(cache.get(u).mel for u in clips[:n])
+        scored = clips[n: n + targets]
+        new = {speaker: NEW_SPEAKER}
+        items = [(example(u, cache, new), cache.get(u).f0 if pitch else None, None)
+                 for u in scored]
+        voices.append(ZeroShotVoice(speaker, clips[0].group or "", refs, collate_train(items)))
+    return tuple(voices)
+
+
+@torch.no_grad()
+def validate_zero_shot(model: FastSpeech2, voices: Sequence[ZeroShotVoice],
+                       device: torch.device, binarization_weight: float = 1.0
+                       ) -> dict[str, float]:
+    """Loss terms averaged over the scored clips: overall ("mel", "total", ...) and per group
+    ("mel_natural", ...). Empty for a model without a speaker encoder or no voices."""
+    if model.speaker_encoder is None or not voices:
+        return {}
+    was_training = model.training
+    model.eval()
+    sums: dict[tuple[str, str], float] = defaultdict(float)  # (scope, term) -> weighted sum
+    counts: dict[str, int] = defaultdict(int)  # scope ("" or "_<group>") -> clips
+    try:
+        for voice in voices:
+            vector = model.encode_speaker([m.to(device) for m in voice.references])
+            items = functional_call(model, {"speaker.new": vector},
+                                    (voice.batch.to(device), binarization_weight)).items()
+            n = len(voice.batch)
+            for scope in ("", f"_{voice.group}") if voice.group else ("",):
+                counts[scope] += n
+                for k, v in items.items():
+                    sums[scope, k] += v * n
+    finally:
+        model.train(was_training)
+    return {k + scope: v / counts[scope] for (scope, k), v in sums.items()}
