@@ -143,7 +143,8 @@ def test_shipped_v1_checkpoints_load_with_the_features_off(name):
 
 
 def test_v2_configs_resolve():
-    for path in ("configs/base_v2.json", "configs/base_v2_warm.json", "configs/tiny_v2.json"):
+    for path in ("configs/base_v2.json", "configs/base_v2_warm.json",
+                 "configs/base_v2_warm_natural.json", "configs/tiny_v2.json"):
         config = load_config(path)
         assert config.model.pitch and config.model.speaker_encoder
 
