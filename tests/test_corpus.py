@@ -11,7 +11,7 @@ from metatts.corpus.build import BuildConfig, build, clips_per_speaker, plan
 from metatts.corpus.engines import Voice, parse_blend, unavailable
 from metatts.corpus.eval_set import SHIPPED, export_eval_set
 from metatts.corpus.manifest import Clip, read_manifest, write_manifest
-from metatts.corpus.quality import sample
+from metatts.corpus.quality import sample, transcripts
 from metatts.corpus.sentences import sentences
 from metatts.corpus.voices import catalogue, split_of
 
@@ -163,6 +163,37 @@ def test_quality_sample_takes_fewer_clips_of_blended_voices():
     chosen = [c.id for c in sample(clips, 3, per_blend=1)]
     assert chosen == ["af_bella_0", "af_bella_1", "af_bella_2", "0.5*af_bella+0.5*am_adam_0"]
     assert len(sample(clips, 3)) == 6
+
+
+def test_quality_transcripts_resume_from_the_cache_after_a_kill(tmp_path):
+    import numpy as np
+
+    heard, kill_at = [], [3]
+
+    def whisper(wav, sample_rate, model):
+        heard.append(len(wav))
+        if len(heard) == kill_at[0]:
+            raise KeyboardInterrupt  # killed while transcribing the third clip
+        return [f"clip of {len(wav)} by {model}"]
+
+    wavs = [np.zeros(n, dtype=np.float32) for n in (100, 200, 300, 400)]
+    keys = ["a.wav", "b.wav", "c.wav", "d.wav"]
+    cache = tmp_path / "transcripts.jsonl"
+    with pytest.raises(KeyboardInterrupt):
+        transcripts(wavs, keys, "base", cache, None, whisper)
+    assert len(cache.read_text().splitlines()) == 2  # the two finished clips were kept
+    with open(cache, "a") as f:
+        f.write('{"audio": "c.wav", "mod')  # a line cut short by the kill
+    heard.clear()
+    kill_at[0] = 0
+    out = transcripts(wavs, keys, "base", cache, None, whisper)
+    assert out == [f"clip of {n} by base" for n in (100, 200, 300, 400)]
+    assert heard == [300, 400]  # only the clips not in the cache
+    heard.clear()
+    wavs[1] = np.zeros(250, dtype=np.float32)  # b.wav re-rendered: not the cached clip
+    assert transcripts(wavs, keys, "tiny.en", cache, None, whisper)[1] == "clip of 250 by tiny.en"
+    assert transcripts(wavs, keys, "base", cache, None, whisper)[0] == "clip of 100 by base"
+    assert heard == [100, 250, 300, 400, 250]
 
 
 def test_eval_set_export_keeps_the_other_speakers_already_there(tmp_path):

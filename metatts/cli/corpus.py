@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         with tqdm(total=n, unit="clip", desc="scoring") as bar:
             report = assess(args.out, result.clips, args.report_clips, on_progress=bar.update,
                             extra=_real_voices(2 * args.report_clips),
-                            per_blend=args.report_blend_clips)
+                            per_blend=args.report_blend_clips,
+                            transcript_cache=Path(args.out) / "quality_transcripts.jsonl")
         summary["quality"] = dataclasses.asdict(report)
     if args.eval_set is not None and result.clips:
         from metatts.corpus.eval_set import export_eval_set

@@ -12,6 +12,7 @@ figures are a report only: nothing in the corpus is selected or tuned by them.
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,13 +71,49 @@ def role(clip: Clip) -> str:
     return f"natural/{clip.split}"
 
 
+def transcripts(wavs: Sequence[np.ndarray], keys: Sequence[str], asr_model: str,
+                cache: str | Path | None, on_progress: Callable[[int], None] | None,
+                transcribe: Callable[..., list[str]]) -> list[str]:
+    """Whisper's transcript of each clip, one at a time (in a batch, one clip Whisper loops on
+    stalls all the others). With ``cache``, transcripts of the same (clip ``key``, model, length
+    in samples) already in the file are reused; each new one is appended as soon as it is made."""
+    known: dict[tuple[str, str, int], str] = {}
+    if cache is not None and Path(cache).is_file():
+        text = Path(cache).read_text()
+        if text and not text.endswith("\n"):
+            with open(cache, "a") as f:
+                f.write("\n")  # end the line a kill cut short, so that the next one is whole
+        for line in text.splitlines():
+            try:
+                row = json.loads(line)
+                known[(row["audio"], row["model"], int(row["samples"]))] = row["text"]
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut short by a kill: transcribed again
+    out = []
+    for wav, key in zip(wavs, keys, strict=True):
+        slot = (key, asr_model, len(wav))
+        if slot not in known:
+            known[slot] = transcribe(wav, SAMPLE_RATE, model=asr_model)[0]
+            if cache is not None:
+                with open(cache, "a") as f:
+                    f.write(json.dumps({"audio": key, "model": asr_model, "samples": len(wav),
+                                        "text": known[slot]}) + "\n")
+        out.append(known[slot])
+        if on_progress is not None:
+            on_progress(1)
+    return out
+
+
 def assess(root: str | Path, clips: Sequence[Clip], per_voice: int = 4, asr_model: str = "base",
            on_progress: Callable[[int], None] | None = None,
-           extra: Sequence[tuple[str, Path]] = (), per_blend: int | None = None) -> QualityReport:
+           extra: Sequence[tuple[str, Path]] = (), per_blend: int | None = None,
+           transcript_cache: str | Path | None = None) -> QualityReport:
     """Score ``per_voice`` clips of every voice in the corpus at ``root`` (``per_blend`` of every
     blended voice, default the same). ``extra`` adds
     (speaker, audio file) pairs of voices outside the corpus (a real person's recordings) to the
-    coverage figures."""
+    coverage figures. Whisper is most of the time (about 5 s a clip on 2 cores): with
+    ``transcript_cache`` (a JSON-lines file) every transcript is kept as it is made, and a run
+    after a kill transcribes only the clips not in it."""
     from eval.metrics import pooled_wer  # the project's one WER definition
     from eval.naturalness import dnsmos
     from metatts.asr import transcribe
@@ -86,11 +123,8 @@ def assess(root: str | Path, clips: Sequence[Clip], per_voice: int = 4, asr_mode
     per_blend = per_voice if per_blend is None else per_blend
     chosen = sample(clips, per_voice, per_blend)
     wavs = [load_audio(Path(root) / clip.audio, SAMPLE_RATE) for clip in chosen]
-    hypotheses = []
-    for wav in wavs:  # one at a time: in a batch, one clip Whisper loops on stalls all the others
-        hypotheses += transcribe(wav, SAMPLE_RATE, model=asr_model)
-        if on_progress is not None:
-            on_progress(1)
+    hypotheses = transcripts(wavs, [c.audio for c in chosen], asr_model, transcript_cache,
+                             on_progress, transcribe)
     base = [i for i, c in enumerate(chosen) if "+" not in c.voice]
     mos = [n.ovrl for n in dnsmos(wavs, SAMPLE_RATE)]
 
