@@ -1,0 +1,137 @@
+"""Which checkpoint speaks unseen voices better from their clips alone? A paired, judge-free test.
+
+The training log's ``zero_shot`` split scores 8 clips of each validation voice from one set of 3
+reference clips: too few to tell two runs apart (it moves by 0.02 between checkpoints of one
+run). This scores *every* clip of every validation-split voice (never trained on, never a test
+voice), each from ``--draws`` different sets of ``--references`` other clips of that voice, with
+each checkpoint's speaker encoder (no gradient step), and compares the checkpoints clip by clip:
+teacher-forced mel L1, pitch and duration loss, the same terms training minimizes. No judge model
+(ECAPA, GE2E, Whisper, DNSMOS) is involved, so the result may decide what the corpus holds.
+
+    python benchmarks/zero_shot_loss.py --data-config configs/base_v2_warm.json \\
+        --checkpoints runs/base_v2_warm runs/base_v2_warm_natural
+
+Prints, per voice group (natural, engine) and checkpoint, the mean of each term over all scored
+(clip, draw) pairs, and for each checkpoint after the first the paired mean difference to the
+first with a 95 % interval (t over voices x clips, draws averaged per clip first) and the share
+of clips it does better on. ``--out`` writes the same as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.func import functional_call
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from metatts.data.batch import example  # noqa: E402
+from metatts.model.checkpoint import load_checkpoint  # noqa: E402
+from metatts.model.config import Config, from_dict  # noqa: E402
+from metatts.model.fastspeech2 import NEW_SPEAKER  # noqa: E402
+from metatts.train.data import collate_train, feature_cache, prepare  # noqa: E402
+
+TERMS = ("mel", "pitch", "duration", "energy")
+
+
+def scores(checkpoint, voices, cache, references: int, draws: int) -> dict:
+    """(speaker, clip id) -> term -> mean over draws, for one checkpoint."""
+    model = checkpoint.model
+    pitch = checkpoint.config.model.pitch
+    out: dict[tuple[str, str], dict[str, float]] = {}
+    with torch.no_grad():
+        for speaker, clips in voices.items():
+            batches = {u.id: collate_train([(example(u, cache, {speaker: NEW_SPEAKER}),
+                                             cache.get(u).f0 if pitch else None, None)])
+                       for u in clips}
+            sums: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+            counts: dict[str, int] = defaultdict(int)
+            for d in range(draws):
+                refs = [clips[(d * references + i) % len(clips)] for i in range(references)]
+                vector = model.encode_speaker([cache.get(u).mel for u in refs])
+                ref_ids = {u.id for u in refs}
+                for u in clips:
+                    if u.id in ref_ids:
+                        continue
+                    terms = functional_call(model, {"speaker.new": vector},
+                                            (batches[u.id], 1.0)).items()
+                    for k in TERMS:
+                        if k in terms:
+                            sums[u.id][k] += float(terms[k])
+                    counts[u.id] += 1
+            for uid, n in counts.items():
+                out[speaker, uid] = {k: v / n for k, v in sums[uid].items()}
+    return out
+
+
+def summary(per_ckpt: list[dict], names: list[str], group_of: dict[str, str]) -> dict:
+    report: dict = {}
+    keys = sorted(set.intersection(*(set(s) for s in per_ckpt)))
+    for group in sorted(set(group_of.values())):
+        rows = [k for k in keys if group_of[k[0]] == group]
+        entry: dict = {"clips": len(rows), "voices": len({k[0] for k in rows})}
+        for name, s in zip(names, per_ckpt):
+            entry[name] = {t: round(float(np.mean([s[k][t] for k in rows])), 4)
+                           for t in TERMS if t in s[rows[0]]}
+        for name, s in zip(names[1:], per_ckpt[1:]):
+            diffs = {}
+            for t in TERMS:
+                if t not in s[rows[0]] or t not in per_ckpt[0][rows[0]]:
+                    continue
+                d = np.array([s[k][t] - per_ckpt[0][k][t] for k in rows])
+                half = 1.96 * d.std(ddof=1) / math.sqrt(len(d)) if len(d) > 1 else float("nan")
+                diffs[t] = {"mean": round(float(d.mean()), 4),
+                            "ci95": [round(float(d.mean() - half), 4),
+                                     round(float(d.mean() + half), 4)],
+                            "better_share": round(float((d < 0).mean()), 3)}
+            entry[f"{name} - {names[0]}"] = diffs
+        report[group] = entry
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-config", default="configs/base_v2_warm.json",
+                        help="whose data section (corpus, feature cache) gives the voices")
+    parser.add_argument("--checkpoints", nargs="+", required=True,
+                        help="checkpoint or run directories (a run's latest checkpoint)")
+    parser.add_argument("--references", type=int, default=3, help="clips encoded per draw")
+    parser.add_argument("--draws", type=int, default=3, help="reference sets per voice")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+
+    config = from_dict(Config, json.loads(Path(args.data_config).read_text()))
+    cache = feature_cache(config.data, Path("."), pitch=True)
+    data = prepare(config.data, cache)
+    voices: dict[str, list] = defaultdict(list)
+    for u in sorted(data.held_out, key=lambda u: u.id):
+        voices[u.speaker].append(u)
+    group_of = {s: (c[0].group or "") for s, c in voices.items()}
+    print(f"{len(voices)} validation voices, {sum(map(len, voices.values()))} clips, "
+          f"{args.draws} draws of {args.references} references", file=sys.stderr)
+    per_ckpt, names = [], []
+    for path in args.checkpoints:
+        ckpt = load_checkpoint(path)
+        if ckpt.model.speaker_encoder is None:
+            parser.error(f"{path}: this model has no speaker encoder (model.speaker_encoder).")
+        names.append(f"{path}@{ckpt.step}")
+        per_ckpt.append(scores(ckpt, voices, cache, args.references, args.draws))
+    report = {"draws": args.draws, "references": args.references,
+              "groups": summary(per_ckpt, names, group_of)}
+    text = json.dumps(report, indent=1)
+    print(text)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
