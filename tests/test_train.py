@@ -61,6 +61,35 @@ def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path, features):
     assert logs[0] == logs[1]
 
 
+def test_weight_average_is_saved_as_the_model_and_resumes_exactly(tmp_path, features):
+    ema = ("--set", "train.ema_decay=0.5")
+    assert main(args(tmp_path / "straight", features, 4, *ema)) == 0
+    assert main(args(tmp_path / "resumed", features, 2, *ema)) == 0
+    assert main(args(tmp_path / "resumed", features, 4, "--resume", *ema)) == 0
+    names = ("model.safetensors", "training.safetensors", "training_weights.safetensors")
+    for name in names:
+        a = load_file(tmp_path / "straight/checkpoints/step_00000004" / name)
+        b = load_file(tmp_path / "resumed/checkpoints/step_00000004" / name)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    step = tmp_path / "straight/checkpoints/step_00000004"
+    average, optimized = (load_file(step / n) for n in names[::2])
+    # the model is the average, the optimized weights differ from it
+    moved = [k for k in optimized if not torch.equal(average[k], optimized[k])]
+    assert len(moved) > len(optimized) // 2
+    # averaging leaves the optimization itself alone
+    assert main(args(tmp_path / "plain", features, 4)) == 0  # the same steps, not averaged
+    plain = load_file(tmp_path / "plain/checkpoints/step_00000004/model.safetensors")
+    assert all(torch.allclose(plain[k], optimized[k]) for k in optimized if "speaker.new" != k)
+    # turning averaging off again resumes from the optimized weights, not the average
+    assert main(args(tmp_path / "resumed", features, 6, "--resume")) == 0
+    assert main(args(tmp_path / "plain", features, 6, "--resume")) == 0
+    a = load_file(tmp_path / "resumed/checkpoints/step_00000006/model.safetensors")
+    b = load_file(tmp_path / "plain/checkpoints/step_00000006/model.safetensors")
+    assert all(torch.allclose(a[k], b[k]) for k in a)
+    assert not (tmp_path / "resumed/checkpoints/step_00000006/training_weights.safetensors"
+                ).exists()
+
+
 def test_stop_after_ends_with_a_checkpoint_that_resumes(tmp_path, features, capsys):
     assert main(args(tmp_path / "run", features, 4, "--stop-after", "1e-9")) == 0
     assert json.loads(capsys.readouterr().out)["step"] == 1  # time was up at the first check

@@ -7,6 +7,8 @@ A checkpoint is a directory::
     inner_lrs.safetensors Meta-SGD's learned inner learning rates, parameter name -> rates (only
                           in checkpoints meta-trained with meta.learn_inner_lrs)
     training.safetensors  optimizer moments (only in checkpoints written by the trainer)
+    training_weights.safetensors  the optimized weights, when model.safetensors holds their
+                          moving average (train.ema_decay); --resume continues from these
     training.json         optimizer hyper-parameters, scheduler state, step
 
 A run directory holds ``checkpoints/step_XXXXXXXX/``; :func:`load_checkpoint` accepts a run
@@ -34,6 +36,7 @@ FORMAT = "metatts-acoustic"
 VERSION = 1
 MODEL_TENSORS, MODEL_JSON = "model.safetensors", "model.json"
 TRAINING_TENSORS, TRAINING_JSON = "training.safetensors", "training.json"
+TRAINING_WEIGHTS = "training_weights.safetensors"
 INNER_LRS = "inner_lrs.safetensors"
 _STEP_DIR = re.compile(r"step_(\d+)$")
 SHIPPED = Path(__file__).resolve().parents[2] / "checkpoints"  # the repository's checkpoints/
@@ -73,8 +76,10 @@ def save_checkpoint(directory: str | Path, model: FastSpeech2, config: Config,
                     symbols: SymbolTable, speakers: tuple[str, ...] | list[str], step: int = 0,
                     optimizer: torch.optim.Optimizer | None = None,
                     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-                    inner_lrs: dict[str, torch.Tensor] | None = None) -> Path:
-    """Write a checkpoint directory atomically (it appears complete or not at all)."""
+                    inner_lrs: dict[str, torch.Tensor] | None = None,
+                    training_weights: torch.nn.Module | None = None) -> Path:
+    """Write a checkpoint directory atomically (it appears complete or not at all).
+    ``training_weights``: the model being optimized, when ``model`` is its moving average."""
     if len(speakers) != config.model.n_speakers or len(symbols) != config.model.n_symbols:
         raise CheckpointError("config.model.n_speakers / n_symbols disagree with the speaker "
                               "list / symbol table being saved.")
@@ -89,6 +94,10 @@ def save_checkpoint(directory: str | Path, model: FastSpeech2, config: Config,
         if inner_lrs is not None:
             save_file({k: v.detach().cpu().contiguous() for k, v in inner_lrs.items()},
                       str(tmp / INNER_LRS))
+        if training_weights is not None:
+            save_file({k: v.detach().cpu().contiguous()
+                       for k, v in training_weights.state_dict().items()},
+                      str(tmp / TRAINING_WEIGHTS))
         if optimizer is not None:
             tensors, info = _flatten_optimizer(optimizer.state_dict())
             save_file(tensors, str(tmp / TRAINING_TENSORS))

@@ -180,8 +180,15 @@ class TrainConfig:
     # encoder, aligner, decoder, ...); the speaker table and everything new (pitch, encoder,
     # adapters) start fresh. Empty: from scratch. Ignored when resuming.
     init_from: str = ""
+    # weight averaging: an exponential moving average of the parameters with this decay per step
+    # (0: off) is what checkpoints save as the model, and what validation scores; the optimized
+    # weights travel beside it for --resume. At 0.995 it averages over about the last 200 steps.
+    ema_decay: float = 0.0
 
     def __post_init__(self):
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"train.ema_decay must be in [0, 1), got {self.ema_decay} "
+                              "(0 turns weight averaging off; 0.995 averages ~200 steps).")
         for name in ("steps", "batch_size", "log_every", "validate_every", "checkpoint_every",
                      "keep_checkpoints"):
             if getattr(self, name) < 1:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.optim.swa_utils
 from torch import nn
 from tqdm import tqdm
 
@@ -44,6 +45,14 @@ class Run:
     log: JsonlLog | None  # main process only
     # validation-split voices for the zero-shot validation (metatts.train.zero_shot)
     zero_shot: tuple = ()
+    # the parameters' moving average (train.ema_decay), main process only: what checkpoints
+    # save as the model and validation scores
+    average: torch.optim.swa_utils.AveragedModel | None = None
+
+    @property
+    def scored(self) -> FastSpeech2:
+        """The model that validation scores and checkpoints save as the model."""
+        return self.model if self.average is None else self.average.module
 
 
 @dataclass(frozen=True)
@@ -89,6 +98,8 @@ def train(run: Run, start_step: int, progress: bool = False,
                 f"raise train.warmup_steps, then resume from the last checkpoint.")
         run.optimizer.step()
         run.scheduler.step()
+        if run.average is not None:
+            run.average.update_parameters(run.model)
         for k, v in out.items().items():
             sums[k] = sums.get(k, 0.0) + v
         count += 1
@@ -105,10 +116,10 @@ def train(run: Run, start_step: int, progress: bool = False,
             bar.set_postfix(loss=f"{losses['total']:.3f}", mel=f"{losses['mel']:.3f}")
             sums, count = {}, 0
         if d.is_main and (step % cfg.validate_every == 0 or step == cfg.steps):
-            last_val = validate(run.model, run.val_batches, d.device, weight)
+            last_val = validate(run.scored, run.val_batches, d.device, weight)
             if last_val and run.log is not None:
                 run.log.write({"split": "val", "step": step, **last_val})
-            unseen = validate_zero_shot(run.model, run.zero_shot, d.device, weight)
+            unseen = validate_zero_shot(run.scored, run.zero_shot, d.device, weight)
             if unseen and run.log is not None:
                 run.log.write({"split": "zero_shot", "step": step, **unseen})
             plot_losses(read_log(run.log.path), run.run_dir / "losses.png")
@@ -146,20 +157,24 @@ def validate(model: FastSpeech2, batches: tuple[Batch, ...], device: torch.devic
 
 def save(run: Run, step: int) -> Path:
     """Write checkpoints/step_XXXXXXXX and keep the newest ``keep_checkpoints``."""
-    run.model.speaker.reset_new()  # unused in pretraining: the adaptation start is the mean voice
-    return save_step(run.run_dir, step, run.model, run.config, run.symbols, run.speakers,
-                     run.optimizer, run.scheduler)
+    run.scored.speaker.reset_new()  # unused in pretraining: the adaptation start is the mean voice
+    if run.average is not None:
+        run.model.speaker.reset_new()
+    return save_step(run.run_dir, step, run.scored, run.config, run.symbols, run.speakers,
+                     run.optimizer, run.scheduler,
+                     training_weights=None if run.average is None else run.model)
 
 
 def save_step(run_dir: Path, step: int, model: FastSpeech2, config: Config, symbols: SymbolTable,
               speakers: tuple[str, ...], optimizer: torch.optim.Optimizer,
               scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-              inner_lrs: dict[str, torch.Tensor] | None = None) -> Path:
+              inner_lrs: dict[str, torch.Tensor] | None = None,
+              training_weights: nn.Module | None = None) -> Path:
     """Write run_dir/checkpoints/step_XXXXXXXX (with training state), keep the newest
     ``config.train.keep_checkpoints``."""
     directory = run_dir / "checkpoints" / f"step_{step:08d}"
     save_checkpoint(directory, model, config, symbols, speakers, step, optimizer, scheduler,
-                    inner_lrs)
+                    inner_lrs, training_weights)
     old = sorted((run_dir / "checkpoints").glob("step_*"))[: -config.train.keep_checkpoints]
     for path in old:
         shutil.rmtree(path, ignore_errors=True)

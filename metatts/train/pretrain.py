@@ -16,11 +16,12 @@ from pathlib import Path
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from metatts.data import ExampleDataset, collate, load_batch
 from metatts.model.checkpoint import (CheckpointError, latest_checkpoint, load_checkpoint,
                                       load_training_state, load_weights, read_metadata,
-                                      MODEL_TENSORS)
+                                      MODEL_TENSORS, TRAINING_WEIGHTS)
 from metatts.model.config import Config, ConfigError, from_dict, replace, to_dict
 from metatts.model.fastspeech2 import FastSpeech2, count_parameters
 from metatts.text import SYMBOLS
@@ -124,9 +125,16 @@ def _pretrain(config: Config, d: distributed.Distributed, resume: bool,
             log.info("warm start from %s: %d tensors copied, %d start fresh (%s)", t.init_from,
                      len(copied), len(fresh), ", ".join(fresh[:8]) + (" ..." if len(fresh) > 8
                                                                      else ""))
+    # the moving average (main process only: it checkpoints and validates)
+    average = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(t.ema_decay))
+               if t.ema_decay > 0 and d.is_main else None)
     if resume_from is not None:
         _check_resumable(config, data, read_metadata(resume_from), resume_from)
-        load_weights(model, resume_from / MODEL_TENSORS)
+        optimized = resume_from / TRAINING_WEIGHTS  # present when the run averages weights
+        load_weights(model, optimized if optimized.is_file() else resume_from / MODEL_TENSORS)
+        if average is not None:  # the saved model is the average (or, turned on now, its start)
+            load_weights(average.module, resume_from / MODEL_TENSORS)
+            average.n_averaged.fill_(1)
         start = load_training_state(resume_from, optimizer, scheduler)
         log.info("resuming %s at step %d", resume_from, start)
     if d.is_main:
@@ -147,7 +155,7 @@ def _pretrain(config: Config, d: distributed.Distributed, resume: bool,
         log.info("zero-shot validation on %d held-out voices", len(unseen))
     run = Run(config, model, step_model, optimizer, scheduler,
               _loader(data, cache, config, start, d), _val_batches(data, cache, config),
-              SYMBOLS, data.speakers, d, run_dir, log_file, unseen)
+              SYMBOLS, data.speakers, d, run_dir, log_file, unseen, average)
     result = train(run, start, progress, deadline)
     return PretrainResult(run_dir, result.checkpoint, count_parameters(model), result)
 
