@@ -315,18 +315,21 @@ def resolved_start(base: Checkpoint, settings: AdaptSettings) -> str:
 
 
 def start_params(base: Checkpoint, settings: AdaptSettings,
-                 support: Sequence[Example] = ()) -> dict[str, torch.Tensor]:
-    """Detached copies of the parameters that adapt, where adaptation starts (``support``: the
-    clips' examples, which the "encoder" start encodes)."""
+                 support: Sequence[Example] = (),
+                 mels: Sequence[torch.Tensor] = ()) -> dict[str, torch.Tensor]:
+    """Detached copies of the parameters that adapt, where adaptation starts. The "encoder"
+    start encodes ``mels`` ((80, T) log-mels of the clips, no transcript needed) or, when none
+    are given, the mels of ``support`` (the clips' examples)."""
     params = initial_params(base.model, settings.groups, detach=True)
     start = resolved_start(base, settings)
     if start == "mean":  # the baseline: the mean of the training speakers
         params["speaker.new"] = base.model.speaker.table.weight.detach().mean(0).clone()
     elif start == "encoder":
-        if not support:
+        mels = list(mels) or [x.mel for x in support]
+        if not mels:
             raise AdaptError("start 'encoder' needs the clips to encode.")
         with _eval_mode(base.model):
-            params["speaker.new"] = base.model.encode_speaker([x.mel for x in support]).clone()
+            params["speaker.new"] = base.model.encode_speaker(mels).clone()
     return params
 
 

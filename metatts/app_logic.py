@@ -486,18 +486,24 @@ class StartVoice:
 
 def start_voice(wavs: Sequence[np.ndarray]) -> StartVoice:
     """The voice for clips (T,) at SAMPLE_RATE before adapting: the preview speaks with it and
-    "Adapt" refines it. Today it is the meta-learned start (the fine-tuning start where no
-    meta-learned model is installed), the same for every set of clips; a speaker encoder that
-    estimates a voice from ``wavs`` replaces this function's body."""
-    del wavs  # no speaker encoder yet
+    "Adapt" refines it. It is the meta-learned start (the fine-tuning start where no
+    meta-learned model is installed); a start meta-learned through the speaker encoder
+    (``meta.start: "encoder"``) is computed from these clips' mels, so the preview already
+    speaks in an estimate of their voice; other starts are the same for every set of clips."""
     init = "meta" if model_status("meta") is None else "pretrained"
     base = load_model(init)
     try:
         settings = adapting.default_settings(init, base)
+        kind = adapting.resolved_start(base, settings)
+        mels = [audio.mel_spectrogram(np.asarray(w, np.float32)) for w in wavs] \
+            if kind == "encoder" else []
+        params = adapting.start_params(base, settings, mels=mels)
     except adapting.AdaptError as err:
         raise AppError(str(err)) from None
-    return StartVoice(init, adapting.start_params(base, settings),
-                      f"the {LABELS[init]} start, before any adaptation step")
+    how = ("computed from your clips by the speaker encoder" if kind == "encoder" else
+           "the same for every voice")
+    return StartVoice(init, params, f"the {LABELS[init]} start ({how}), before any adaptation "
+                                    "step")
 
 
 @dataclass(frozen=True)

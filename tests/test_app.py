@@ -286,3 +286,35 @@ def test_preview_speaks_in_the_start_voice_before_adapting(tiny, tmp_path, monke
     assert all(torch.equal(start.params[k], v) for k, v in adapted_from.items())
     assert app.preview(session, progress=quiet)[1].startswith(
         "**Before adapting**, in the meta-learned start")
+
+
+def test_preview_of_an_encoder_start_is_estimated_from_the_clips(tmp_path, monkeypatch):
+    """A start meta-learned through the speaker encoder (meta.start "encoder") is computed from
+    the clips being previewed: other clips give another start voice, and it is the encoder's
+    vector of their mels, the same one adaptation starts from."""
+    from metatts import adapt as adapting
+
+    torch.manual_seed(3)
+    config = load_config(TINY.with_name("tiny_v2.json"), {
+        "model": {"n_symbols": len(SYMBOLS), "n_speakers": 3}, "data": {"tokens": "phonemes"},
+        "meta": {"start": "encoder", "inner": {"groups": ["embedding"], "steps": 2}}})
+    meta = save_checkpoint(tmp_path / "meta", FastSpeech2(config.model, config.loss), config,
+                           SYMBOLS, ("a", "b", "c"))
+    monkeypatch.setenv("METATTS_META_CHECKPOINT", str(meta))
+    monkeypatch.setenv("METATTS_CHECKPOINT", str(tiny_checkpoint(tmp_path / "ckpt")))
+    _, session = app.check_clips(slt()[:3], None, logic.Session(), progress=quiet)
+    wavs = list(session.wavs.values())
+    start = logic.start_voice(wavs)
+    assert start.init == "meta" and "computed from your clips" in start.source
+    base = logic.load_model("meta")
+    expected = base.model.encode_speaker([logic.audio.mel_spectrogram(w) for w in wavs])
+    assert torch.allclose(start.params["speaker.new"], expected, atol=1e-6)
+    assert not torch.allclose(logic.start_voice(wavs[:1]).params["speaker.new"], expected)
+    # adapting zero steps from the same clips (the encoder reads no transcript) gives it too
+    clips = [adapting.Clip(name, wav, "hello there") for name, wav in session.wavs.items()]
+    zero = adapting.adapt(clips, base, adapting.with_changes(
+        adapting.default_settings("meta", base), steps=0))
+    assert torch.allclose(zero.voice.params["speaker.new"], expected, atol=1e-6)
+    (rate, wav), note = app.preview(session, progress=quiet)
+    assert rate == SR and len(wav) > 0
+    assert note.startswith("**Before adapting**, in the meta-learned start (computed from")

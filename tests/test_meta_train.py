@@ -236,3 +236,14 @@ def test_v2_meta_training_learns_the_encoder_start_and_adaptation_uses_it(
     clips = load_clips(sorted((SPEECH / "slt").glob("*.wav"))).clips
     result = adapt(clips, base, settings)
     assert result.start == "encoder" and "speaker.timing" in result.voice.params
+
+    # meta.learn_encoder false: the pretrained encoder computes the start and stays as it was,
+    # while the adapters' start still learns
+    assert main(args(tmp_path / "frozen", pretrained, tmp_path / "features_v2", 2,
+                     "--set", "meta.start=encoder", "--set", "meta.learn_encoder=false",
+                     "--set", 'meta.inner.groups=["embedding", "adapters"]',
+                     "--set", 'meta.outer_groups=["adapters"]')) == 0
+    frozen = load_base("meta", tmp_path / "frozen")
+    moved = {n for n, p in frozen.model.named_parameters() if not torch.equal(p, start[n])}
+    assert not any(n.startswith("speaker_encoder.") for n in moved)
+    assert any(".adapter." in n for n in moved)

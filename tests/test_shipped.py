@@ -48,9 +48,10 @@ def test_shipped_files_are_small_safetensors_with_their_config():
         assert (directory / "model.safetensors").stat().st_size < 100e6
         meta = json.loads((directory / "model.json").read_text())
         assert meta["config"]["model"]["n_speakers"] == len(meta["speakers"]) > 5
-    base = json.loads((ROOT / "configs" / "base.json").read_text())["model"]
+    base = json.loads((ROOT / "configs" / "base_v2_warm.json").read_text())["model"]
     shipped = json.loads((SHIPPED / "pretrained" / "model.json").read_text())["config"]["model"]
-    assert {k: shipped[k] for k in base} == base  # reproduced by configs/base.json
+    assert {k: shipped[k] for k in base} == base  # reproduced by configs/base_v2_warm.json
+    assert shipped["pitch"] and shipped["speaker_encoder"]  # the second-generation model
     assert json.loads((SHIPPED / "meta" / "model.json").read_text())["config"]["meta"]
 
 

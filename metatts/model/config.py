@@ -246,6 +246,9 @@ class MetaConfig:
     # "encoder" (the speaker encoder's vector of the task's support clips, meta-learned with the
     # rest; v2 models)
     start: str = "learned"
+    # with start "encoder": the outer loop also trains the speaker encoder (False: the encoder
+    # keeps its pretrained weights and computes the start; the outer groups still learn)
+    learn_encoder: bool = True
     # parameter groups whose start the outer loop learns (model.parameter_groups(); the speaker
     # table never): ("all",) is the whole network; the adapted groups alone keep the rest of the
     # pretrained model exactly as it was

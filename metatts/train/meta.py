@@ -256,7 +256,8 @@ def _meta_train(config: Config, d: distributed.Distributed, resume: bool,
 
     model = base.model.train()
     learned = {n for g in m.outer_groups for n in model.parameter_groups()[g]}
-    if m.start == "encoder":  # the encoder computes the start: it is what learns where to begin
+    if m.start == "encoder" and m.learn_encoder:  # the encoder computes the start: it learns
+        # where to begin (learn_encoder False keeps the pretrained encoder as it is)
         learned |= {n for n, _ in model.named_parameters() if n.startswith("speaker_encoder.")}
     for name, p in model.named_parameters():  # the rest keeps its pretrained values
         p.requires_grad_(name in learned)

@@ -1,0 +1,117 @@
+"""Which inner loop suits a checkpoint before meta-training it: query loss after 0..N steps.
+
+For each inner-loop variant (optimizer, learning rate, adapted groups, start, guards), adapt
+from the checkpoint on the support clips of ``--episodes`` validation episodes (the meta config's
+speaker split, k support + q query clips of other sentences, seeded) and report the mean query
+loss (the meta-objective, teacher-forced, no judge model) after each step count, with the
+support loss before and after. Same tasks for every variant, so the differences are paired.
+
+    python benchmarks/inner_rate.py --checkpoint checkpoints/pretrained \
+        --config configs/meta_v2.json --variants adam:0.01 adam:0.003 adam:0.001
+A variant is ``optimizer:lr[:groups=a+b][:start=mean|encoder][:lock_timing=0|1]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from metatts.data import collate  # noqa: E402
+from metatts.meta import inner_loop, initial_params, loss_fn  # noqa: E402
+from metatts.meta.support import fixed_alignment  # noqa: E402
+from metatts.model.checkpoint import load_checkpoint  # noqa: E402
+from metatts.model.config import load_config, replace  # noqa: E402
+from metatts.train.meta import encoder_start, episode_task, inner_config, samplers  # noqa: E402
+from metatts.train.data import feature_cache  # noqa: E402
+
+
+def parse_variant(text: str, base_inner) -> tuple[dict, str]:
+    parts = text.split(":")
+    fields = {"optimizer": parts[0], "lr": float(parts[1])}
+    start = "encoder"
+    for part in parts[2:]:
+        key, value = part.split("=")
+        if key == "groups":
+            fields["groups"] = tuple(value.split("+"))
+        elif key == "start":
+            start = value
+        elif key == "lock_timing":
+            fields["lock_timing"] = value == "1"
+        elif key == "proximal":
+            fields["proximal"] = float(value)
+        else:
+            raise SystemExit(f"unknown variant field {key!r} in {text!r}")
+    return fields, start
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", default="checkpoints/pretrained")
+    p.add_argument("--config", default="configs/meta_v2.json")
+    p.add_argument("--variants", nargs="+", default=["adam:0.01", "adam:0.003", "adam:0.001"])
+    p.add_argument("--steps", default="0,5,10,20")
+    p.add_argument("--episodes", type=int, default=8)
+    p.add_argument("--out", default="runs/bench/inner_rate.json")
+    args = p.parse_args(argv)
+
+    base = load_checkpoint(args.checkpoint)
+    config = load_config(args.config)
+    config = replace(config, model=dataclasses.asdict(base.config.model))
+    cache = feature_cache(config.data, Path(config.train.run_dir), pitch=base.config.model.pitch)
+    _, val = samplers(config, cache)
+    tasks = [episode_task(val.sample(i), cache) for i in range(args.episodes)]
+    counts = [int(s) for s in args.steps.split(",")]
+    model = base.model.eval()
+    table = model.speaker.table.weight.detach()
+    rows = []
+    for text in args.variants:
+        fields, start_kind = parse_variant(text, config.meta.inner)
+        cfg = dataclasses.replace(inner_config(config.meta, steps=max(counts), seed=0), **fields)
+        query = {c: [] for c in counts}
+        first, last = [], []
+        started = time.perf_counter()
+        for task in tasks:
+            start = initial_params(model, cfg.groups, detach=True)
+            with torch.no_grad():
+                if start_kind == "encoder":
+                    start.update(encoder_start(model)(task))
+                else:
+                    start["speaker.new"] = table.mean(0).clone()
+            support = fixed_alignment(model, task.support, list(start), "cpu")
+            result = inner_loop(model, start, support, lambda xs: collate(xs), cfg, keep=counts)
+            q = collate(list(task.query))
+            with torch.no_grad():
+                for c in counts:
+                    query[c].append(float(loss_fn(model, fixed=result.fixed)(result.kept[c], q)))
+            if result.losses:
+                first.append(result.losses[0])
+                last.append(result.losses[-1])
+        row = {"variant": text, "start": start_kind, "tasks": len(tasks),
+               "seconds": round(time.perf_counter() - started, 1),
+               **{f"query_after_{c}": float(np.mean(v)) for c, v in query.items()},
+               "support_first": float(np.mean(first)) if first else None,
+               "support_last": float(np.mean(last)) if last else None,
+               "per_task_query": {c: [round(x, 4) for x in v] for c, v in query.items()}}
+        rows.append(row)
+        print(f"{text:40s} " + " ".join(f"q@{c}={row[f'query_after_{c}']:.3f}" for c in counts)
+              + f"  support {row['support_first']:.3f}->{row['support_last']:.3f}"
+              f"  ({row['seconds']} s)", flush=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"checkpoint": str(args.checkpoint), "step": base.step,
+                               "config": args.config, "rows": rows}, indent=1))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
