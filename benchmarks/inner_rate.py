@@ -34,7 +34,7 @@ from metatts.train.meta import encoder_start, episode_task, inner_config, sample
 from metatts.train.data import feature_cache  # noqa: E402
 
 
-def parse_variant(text: str, base_inner) -> tuple[dict, str]:
+def parse_variant(text: str) -> tuple[dict, str]:
     parts = text.split(":")
     fields = {"optimizer": parts[0], "lr": float(parts[1])}
     start = "encoder"
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     table = model.speaker.table.weight.detach()
     rows = []
     for text in args.variants:
-        fields, start_kind = parse_variant(text, config.meta.inner)
+        fields, start_kind = parse_variant(text)
         cfg = dataclasses.replace(inner_config(config.meta, steps=max(counts), seed=0), **fields)
         query = {c: [] for c in counts}
         first, last = [], []
