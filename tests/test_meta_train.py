@@ -241,6 +241,7 @@ def test_v2_meta_training_learns_the_encoder_start_and_adaptation_uses_it(
     # while the adapters' start still learns
     assert main(args(tmp_path / "frozen", pretrained, tmp_path / "features_v2", 2,
                      "--set", "meta.start=encoder", "--set", "meta.learn_encoder=false",
+                     "--set", "meta.algo=reptile",
                      "--set", 'meta.inner.groups=["embedding", "adapters"]',
                      "--set", 'meta.outer_groups=["adapters"]')) == 0
     frozen = load_base("meta", tmp_path / "frozen")

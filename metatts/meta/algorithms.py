@@ -131,7 +131,9 @@ def _reptile(model, task, collate, cfg, lrs, on_step, start_fn, fixed) -> TaskGr
         query = loss_fn(model, fixed=result.fixed)(result.params, collate(list(task.query)))
     grads = {name: theta[name] - phi for name, phi in result.params.items()}
     learners = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    if computed and learners:  # the start's move, sent back through what computed it
+    # the start's move, sent back through what computed it (unless that is frozen)
+    computed = {n: v for n, v in computed.items() if v.requires_grad}
+    if computed and learners:
         found = torch.autograd.grad(list(computed.values()), list(learners.values()),
                                     grad_outputs=[grads[n] for n in computed], allow_unused=True)
         for (name, p), g in zip(learners.items(), found):
