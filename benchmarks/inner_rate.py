@@ -3,8 +3,8 @@
 For each inner-loop variant (optimizer, learning rate, adapted groups, start, guards), adapt
 from the checkpoint on the support clips of ``--episodes`` validation episodes (the meta config's
 speaker split, k support + q query clips of other sentences, seeded) and report the mean query
-loss (the meta-objective, teacher-forced, no judge model) after each step count, with the
-support loss before and after. Same tasks for every variant, so the differences are paired.
+loss (the meta-objective, teacher-forced, no judge model) after each step count, as
+meta-training's validation computes it. Same tasks for every variant, so the differences are paired.
 
     python benchmarks/inner_rate.py --checkpoint checkpoints/pretrained \
         --config configs/meta_v2.json --variants adam:0.01 adam:0.003 adam:0.001
@@ -20,17 +20,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from metatts.data import collate  # noqa: E402
-from metatts.meta import inner_loop, initial_params, loss_fn  # noqa: E402
-from metatts.meta.support import fixed_alignment  # noqa: E402
 from metatts.model.checkpoint import load_checkpoint  # noqa: E402
 from metatts.model.config import load_config, replace  # noqa: E402
-from metatts.train.meta import encoder_start, episode_task, inner_config, samplers  # noqa: E402
+from metatts.train.meta import episode_task, samplers, validate  # noqa: E402
 from metatts.train.data import feature_cache  # noqa: E402
 
 
@@ -70,41 +66,22 @@ def main(argv: list[str] | None = None) -> int:
     _, val = samplers(config, cache)
     tasks = [episode_task(val.sample(i), cache) for i in range(args.episodes)]
     counts = [int(s) for s in args.steps.split(",")]
-    model = base.model.eval()
-    table = model.speaker.table.weight.detach()
     rows = []
     for text in args.variants:
         fields, start_kind = parse_variant(text)
-        cfg = dataclasses.replace(inner_config(config.meta, steps=max(counts), seed=0), **fields)
-        query = {c: [] for c in counts}
-        first, last = [], []
+        # the meta-training validation itself (metatts.train.meta.validate) with this inner loop;
+        # its "learned" start is the checkpoint's speaker.new, the mean voice in a pretrained one
+        meta = dataclasses.replace(config.meta, inner=dataclasses.replace(config.meta.inner,
+                                                                          **fields),
+                                   start="encoder" if start_kind == "encoder" else "learned",
+                                   val_steps=tuple(counts))
         started = time.perf_counter()
-        for task in tasks:
-            start = initial_params(model, cfg.groups, detach=True)
-            with torch.no_grad():
-                if start_kind == "encoder":
-                    start.update(encoder_start(model)(task))
-                else:
-                    start["speaker.new"] = table.mean(0).clone()
-            support = fixed_alignment(model, task.support, list(start), "cpu")
-            result = inner_loop(model, start, support, lambda xs: collate(xs), cfg, keep=counts)
-            q = collate(list(task.query))
-            with torch.no_grad():
-                for c in counts:
-                    query[c].append(float(loss_fn(model, fixed=result.fixed)(result.kept[c], q)))
-            if result.losses:
-                first.append(result.losses[0])
-                last.append(result.losses[-1])
+        losses = validate(base.model, tasks, meta, torch.device("cpu"))
         row = {"variant": text, "start": start_kind, "tasks": len(tasks),
-               "seconds": round(time.perf_counter() - started, 1),
-               **{f"query_after_{c}": float(np.mean(v)) for c, v in query.items()},
-               "support_first": float(np.mean(first)) if first else None,
-               "support_last": float(np.mean(last)) if last else None,
-               "per_task_query": {c: [round(x, 4) for x in v] for c, v in query.items()}}
+               "seconds": round(time.perf_counter() - started, 1), **losses}
         rows.append(row)
         print(f"{text:40s} " + " ".join(f"q@{c}={row[f'query_after_{c}']:.3f}" for c in counts)
-              + f"  support {row['support_first']:.3f}->{row['support_last']:.3f}"
-              f"  ({row['seconds']} s)", flush=True)
+              + f"  ({row['seconds']} s)", flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"checkpoint": str(args.checkpoint), "step": base.step,

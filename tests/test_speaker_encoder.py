@@ -132,11 +132,10 @@ def test_v2_checkpoint_round_trip_keeps_encoder_and_pitch_stats(tmp_path):
 
 
 def test_the_v1_checkpoint_loads_with_the_features_off():
-    name = "v1"  # the first-generation model, kept as v2's warm start
-    checkpoint = load_checkpoint(f"checkpoints/{name}")
+    checkpoint = load_checkpoint("checkpoints/v1")  # the first generation, v2's warm start
     assert checkpoint.config.model.generation == 1
     assert checkpoint.model.speaker_encoder is None and checkpoint.model.variance.pitch is None
-    saved = load_file(f"checkpoints/{name}/model.safetensors")
+    saved = load_file("checkpoints/v1/model.safetensors")
     state = checkpoint.model.state_dict()
     assert state.keys() == saved.keys()
     assert all(torch.equal(state[k], saved[k]) for k in saved)
