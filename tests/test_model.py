@@ -13,6 +13,7 @@ from metatts.model.checkpoint import CheckpointError, load_checkpoint, save_chec
 from metatts.model.config import (Config, ConfigError, ModelConfig, TrainConfig, from_dict,
                                   load_config, replace)
 from metatts.model.fastspeech2 import NEW_SPEAKER, FastSpeech2, count_parameters
+from metatts.model.layers import higher_order
 from metatts.text import SYMBOLS
 
 TINY = ModelConfig(n_symbols=len(SYMBOLS), n_speakers=3, hidden=32, heads=2, encoder_layers=1,
@@ -170,7 +171,8 @@ def test_second_order_gradient_through_functional_loss():
     def loss(p):
         return functional_call(model, p, (b,)).total
 
-    g = grad(loss)(params)
+    with higher_order():  # the inner gradient stays differentiable (as MAML's inner loop does)
+        g = grad(loss)(params)
     fast = {k: params[k] - 0.01 * g[k] for k in params}
     loss(fast).backward()
     grads = [p.grad for p in model.parameters()]
@@ -319,15 +321,21 @@ def test_inner_loop_on_pre_aligned_support_gives_the_same_voice(groups):
         torch.testing.assert_close(fast[name], plain[name])
 
 
+@pytest.mark.parametrize("native", [False, True])
 @pytest.mark.parametrize("kernel", [1, 3, 5])
-def test_time_major_convolution_equals_conv1d(kernel):
-    from metatts.model.layers import conv1d_time_major
+def test_time_major_convolution_equals_conv1d(kernel, native, monkeypatch):
+    from metatts.model import layers
 
+    monkeypatch.setattr(layers, "_NATIVE_CONV", native)  # both paths, whatever this CPU has
     torch.manual_seed(0)
     conv = torch.nn.Conv1d(6, 4, kernel, padding=kernel // 2).double()
-    x = torch.randn(2, 11, 6, dtype=torch.float64)
+    x = torch.randn(2, 11, 6, dtype=torch.float64, requires_grad=True)
     expected = conv(x.transpose(1, 2)).transpose(1, 2)
-    assert torch.allclose(conv1d_time_major(x, conv), expected, atol=1e-12)
+    got = layers.conv1d_time_major(x, conv)
+    assert torch.allclose(got, expected, atol=1e-12)
+    grads = torch.autograd.grad(got.square().sum(), [x, conv.weight])
+    reference = torch.autograd.grad(expected.square().sum(), [x, conv.weight])
+    assert all(torch.allclose(a, b, atol=1e-10) for a, b in zip(grads, reference))
 
 
 def test_fused_attention_matches_the_written_out_one(monkeypatch):
@@ -353,3 +361,21 @@ def test_fused_attention_matches_the_written_out_one(monkeypatch):
     monkeypatch.undo()
     second = grad(lambda p: grad(inner)(p)["qkv.weight"].square().sum())(params)
     assert second["qkv.weight"].abs().sum() > 0
+
+
+def test_attention_is_fused_unless_a_gradient_of_a_gradient_is_needed():
+    from metatts.model import layers
+
+    seen = []
+
+    def probe(x):
+        seen.append(layers.fused_attention(x))
+        return x.square().sum()
+
+    x = torch.ones(3)
+    probe(x)
+    grad(probe)(x)  # first-order adaptation and FOMAML: one backward, the fused kernel
+    grad(lambda y: grad(probe)(y).sum())(x)  # nested transforms: written out
+    with layers.higher_order():  # second-order MAML's inner loop: written out
+        grad(probe)(x)
+    assert seen == [True, True, False, False]

@@ -23,6 +23,7 @@ from torch.func import functional_call, grad_and_value
 from metatts.meta.inner_optim import adam_init, adam_step, sgd_step
 from metatts.meta.params import check_names
 from metatts.meta.support import BATCHINGS, Batching, support_batches
+from metatts.model.layers import higher_order
 
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
 
@@ -176,7 +177,9 @@ def inner_loop(
     kept = {0: params} if 0 in keep else {}
     state = adam_init(params) if cfg.optimizer == "adam" else None
     losses: list[float] = []
-    with _seeded(cfg.seed, params.values()) as generator:
+    # second order: the model's forward must stay differentiable twice (written-out attention)
+    twice = higher_order() if create_graph else contextlib.nullcontext()
+    with _seeded(cfg.seed, params.values()) as generator, twice:
         batches = support_batches(support, collate, cfg.batching, cfg.batch_size, generator)
         for step in range(cfg.steps):
             with torch.set_grad_enabled(create_graph):  # no outer graph of the inner backward

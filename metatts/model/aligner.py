@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from metatts._torchaudio import import_speechbrain
+from metatts.model.layers import needs_higher_order
 
 NEG = -1e9  # log of "impossible"; finite so that gradients stay finite
 
@@ -130,15 +131,16 @@ def forward_sum_loss(logits: Tensor, token_lengths: Tensor, mel_lengths: Tensor,
     ``higher_order``: True runs the forward sum as a torch loop over frames, differentiable to any
     order (second-order MAML); False uses PyTorch's CTC kernel: the same value and gradient from
     one compiled kernel instead of a Python loop over frames, but differentiable once only. None
-    (default) picks the loop exactly when ``logits`` is inside a ``torch.func`` transform
-    (``grad`` of ``grad``) and the kernel otherwise (pretraining, first-order use)."""
+    (default) picks the loop exactly where a gradient of a gradient is needed
+    (:func:`metatts.model.layers.needs_higher_order`) and the kernel otherwise (pretraining,
+    first-order meta-learning and adaptation)."""
     B, T, N = logits.shape
     real = torch.arange(N, device=logits.device) < token_lengths[:, None]  # (B, N)
     logits = torch.where(real[:, None, :], logits, NEG)
     scores = torch.cat([torch.full_like(logits[..., :1], blank_logit), logits], -1)
     log_probs = scores.log_softmax(-1)  # (B, T, 1 + N)
     if higher_order is None:
-        higher_order = torch._C._functorch.is_functorch_wrapped_tensor(logits)
+        higher_order = needs_higher_order(logits)
     if not higher_order:
         targets = torch.arange(1, N + 1, device=logits.device).expand(B, N)
         return F.ctc_loss(log_probs.transpose(0, 1), targets, mel_lengths, token_lengths,

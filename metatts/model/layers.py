@@ -7,7 +7,10 @@ Sequences are (B, T, C) with a mask (B, T) that is True at real positions.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -59,10 +62,31 @@ class LayerNorm(nn.LayerNorm):
         return super().forward(x)
 
 
+_HIGHER_ORDER: contextvars.ContextVar[bool] = contextvars.ContextVar("higher_order", default=False)
+
+
+@contextlib.contextmanager
+def higher_order() -> Iterator[None]:
+    """Within this block the model's forward stays differentiable twice: attention is written out
+    and the aligner's loss runs as a loop (second-order MAML's inner loop enters it)."""
+    token = _HIGHER_ORDER.set(True)
+    try:
+        yield
+    finally:
+        _HIGHER_ORDER.reset(token)
+
+
+def needs_higher_order(x: Tensor) -> bool:
+    """Whether a forward on ``x`` must be differentiable more than once: inside
+    :func:`higher_order`, or inside nested ``torch.func`` transforms (e.g. ``grad`` of ``grad``).
+    A single transform (first-order adaptation's ``grad``) differentiates once."""
+    return _HIGHER_ORDER.get() or torch._C._functorch.maybe_get_level(x) >= 2
+
+
 def fused_attention(q: Tensor) -> bool:
-    """Whether attention on ``q`` uses PyTorch's fused kernel: everywhere except inside a
-    ``torch.func`` transform (see :class:`SelfAttention`)."""
-    return not torch._C._functorch.is_functorch_wrapped_tensor(q)
+    """Whether attention on ``q`` uses PyTorch's fused kernel: everywhere except where a gradient
+    of a gradient is needed (see :func:`needs_higher_order` and :class:`SelfAttention`)."""
+    return not needs_higher_order(q)
 
 
 class SelfAttention(nn.Module):
@@ -82,8 +106,8 @@ class SelfAttention(nn.Module):
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :],
                                                dropout_p=self.dropout if self.training else 0.0)
             return self.out(y.transpose(1, 2).reshape(B, T, C))
-        # inside torch.func transforms (the meta-learning inner loop) written out: second-order
-        # MAML needs a double backward, which the fused kernel lacks
+        # written out where a gradient of a gradient is needed (second-order MAML's inner loop):
+        # the fused kernel is differentiable once only
         scores = (q @ k.transpose(-2, -1)) * (C // self.heads) ** -0.5  # (B, heads, T, T)
         scores = scores.masked_fill(~mask[:, None, None, :], float("-inf"))
         weights = F.dropout(scores.softmax(-1), self.dropout, self.training)
@@ -91,16 +115,24 @@ class SelfAttention(nn.Module):
         return self.out(y.transpose(1, 2).reshape(B, T, C))
 
 
+# the CPU's vector extension as PyTorch dispatches it ("AVX512", "AVX2", "DEFAULT", ...)
+_NATIVE_CONV = torch.backends.cpu.get_cpu_capability() == "AVX512"
+
+
 def conv1d_time_major(x: Tensor, conv: nn.Conv1d) -> Tensor:
     """``conv`` (odd kernel, "same" zero padding, stride 1) applied to x (B, T, C_in) ->
     (B, T, C_out), computed as one matrix product over the kernel's shifted copies of x.
 
-    Same numbers as ``conv(x.transpose(1, 2)).transpose(1, 2)`` and the same parameters. On this
-    project's CPUs (AVX, no AVX2) PyTorch's convolution backward took 45 % of a training step;
-    the FFN's kernel-3 convolution forward + backward measured 190 ms as conv1d, 120 ms so."""
+    Same numbers as ``conv(x.transpose(1, 2)).transpose(1, 2)`` and the same parameters. On CPUs
+    with AVX but no AVX-512, PyTorch's convolution backward took 45 % of a training step; the
+    FFN's kernel-3 convolution forward + backward measured 190 ms as conv1d, 120 ms so. With
+    AVX-512 (and on a GPU) the library's convolution is the faster one (2-3x here, at T = 953,
+    128 -> 512 channels, with and without weight gradients), so it is used there."""
     k = conv.kernel_size[0]
     if k == 1:
         return F.linear(x, conv.weight[..., 0], conv.bias)
+    if x.device.type != "cpu" or _NATIVE_CONV:
+        return conv(x.transpose(1, 2)).transpose(1, 2)
     T, pad = x.shape[1], k // 2
     padded = F.pad(x, (0, 0, pad, pad))  # (B, T + k - 1, C_in)
     shifted = torch.cat([padded[:, i: i + T] for i in range(k)], dim=-1)  # (B, T, k * C_in)
