@@ -91,8 +91,8 @@ def settings_for(method: Method, base: Checkpoint, steps: int, seed: int) -> Ada
     then the method's overrides."""
     settings = default_settings(method.init, base)
     if method.base in FINETUNE:
-        settings = with_changes(settings, optimizer=FINETUNE[method.base],
-                                start=FINETUNE_START[method.base])
+        settings = with_changes(default_settings(method.init, base, FINETUNE_START[method.base]),
+                                optimizer=FINETUNE[method.base])
     changes = option_values(method.overrides)
     return with_changes(settings, steps=steps, seed=seed, **changes)
 

@@ -211,12 +211,27 @@ def meta_inner_config(base: Checkpoint) -> InnerConfig | None:
     return InnerConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
-def default_settings(init: str, base: Checkpoint) -> AdaptSettings:
+# Fine-tuning from the speaker encoder's estimate (init "pretrained", start "encoder"): the
+# estimate already speaks the voice, so the steps must be small. Measured on the v2 model
+# (benchmarks/inner_rate.py, 8 validation voices, query loss at 0 / 5 / 10 / 20 steps): Adam 0.01
+# overshoots (3.196 -> 3.512 at 5 steps) and in `python -m eval` broke the speech (WER 136-154 %
+# on engine voices at 10-20 steps); Adam 0.001 on the speaker vector + adapters with the timing
+# lock is the best measured (3.092 / 3.072 / 3.062) and the inner loop the shipped meta-learned
+# start was trained with: the fair "zero-shot + fine-tune" twin of the meta-learned start.
+ENCODER_FINETUNE = {"lr": 1e-3, "groups": ("embedding", "adapters"), "lock_timing": True}
+
+
+def default_settings(init: str, base: Checkpoint, start: str | None = None) -> AdaptSettings:
     """``meta``: the inner loop the checkpoint was meta-trained with; ``pretrained``: Adam on the
     speaker embedding and the conditional norms, 20 steps at lr 0.01 (:class:`AdaptSettings`'
-    defaults)."""
+    defaults), or, with ``start="encoder"``, :data:`ENCODER_FINETUNE` from the encoder's
+    estimate. ``start`` (see :data:`STARTS`) otherwise only sets where the vector starts."""
+    if start is not None and start not in STARTS:
+        raise ValueError(f"unknown start {start!r}; choose one of {STARTS}")
     if init == "pretrained":
-        return AdaptSettings()
+        if start == "encoder":
+            return AdaptSettings(start="encoder", **ENCODER_FINETUNE)
+        return AdaptSettings() if start is None else AdaptSettings(start=start)
     if init != "meta":
         raise ValueError(f"unknown init {init!r}; choose one of {INITS}")
     inner = meta_inner_config(base)
@@ -226,7 +241,7 @@ def default_settings(init: str, base: Checkpoint) -> AdaptSettings:
                          optimizer=inner.optimizer, batching=inner.batching,
                          batch_size=inner.batch_size, learned_lrs=base.inner_lrs is not None,
                          proximal=inner.proximal, terms=tuple(inner.terms),
-                         lock_timing=inner.lock_timing)
+                         lock_timing=inner.lock_timing, start=start or "auto")
 
 
 def with_changes(settings: AdaptSettings, **changes) -> AdaptSettings:

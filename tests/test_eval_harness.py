@@ -278,3 +278,22 @@ def test_finetune_from_the_encoder_starts_at_each_draws_estimate(tmp_path, check
     with pytest.raises(benchmark.BenchmarkError, match="no speaker encoder"):
         benchmark.run(options(tmp_path / "v1b", checkpoints, methods=("finetune-encoder",),
                               steps=(0,), tasks=1, speakers=1), FakeScorer(), fake_vocoder)
+
+
+def test_finetune_from_the_encoder_takes_the_small_steps_its_start_needs(checkpoints):
+    """finetune-encoder is the meta-learned start's twin without meta-training: Adam 0.001 on the
+    speaker vector + adapters with the timing locked (Adam 0.01 from the encoder broke speech);
+    fine-tuning from the mean keeps its own defaults, and a method's overrides still win."""
+    from eval import runner
+    from metatts.adapt import ENCODER_FINETUNE, load_base
+
+    base = load_base("pretrained", checkpoints / "pretrained")
+    encoder = runner.settings_for(grid.parse_method("finetune-encoder"), base, 10, 3)
+    assert (encoder.start, encoder.optimizer, encoder.lr, encoder.groups, encoder.lock_timing,
+            encoder.steps, encoder.seed) == ("encoder", "adam", ENCODER_FINETUNE["lr"],
+                                             ("embedding", "adapters"), True, 10, 3)
+    mean = runner.settings_for(grid.parse_method("finetune-adam"), base, 10, 3)
+    assert (mean.start, mean.lr, mean.lock_timing) == ("mean", 1e-2, False)
+    faster = runner.settings_for(grid.parse_method("finetune-encoder:lr=0.01:lock_timing=0"),
+                                 base, 10, 3)
+    assert (faster.lr, faster.lock_timing, faster.start) == (0.01, False, "encoder")

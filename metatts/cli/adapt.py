@@ -34,7 +34,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", metavar="DIR",
                    help="base checkpoint (default: the shipped one for --init, checkpoints/INIT)")
     p.add_argument("--steps", type=int, help="gradient steps (default: per --init)")
-    p.add_argument("--lr", type=float, help="learning rate (default: per --init)")
+    p.add_argument("--lr", type=float, help="learning rate (default: per --init and --start)")
     p.add_argument("--optimizer", choices=OPTIMIZERS, help="default: per --init")
     p.add_argument("--groups", nargs="+", choices=GROUPS, metavar="GROUP",
                    help=f"parameter groups to adapt, of {', '.join(GROUPS)} (default: per --init)")
@@ -45,7 +45,7 @@ def parser() -> argparse.ArgumentParser:
                    "meta-learned one, the mean of the training speakers, or the speaker "
                    "encoder's vector of the clips (v2 models; --steps 0 gives that zero-shot "
                    "voice). Default auto: per --init and checkpoint")
-    p.add_argument("--lock-timing", action="store_true", default=None,
+    p.add_argument("--lock-timing", action=argparse.BooleanOptionalAction, default=None,
                    help="keep durations, pitch and energy those of the start voice (only the "
                    "sound is fitted; v2 models)")
     p.add_argument("--proximal", type=float, metavar="W",
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                      "proximal": args.proximal, "early_stop": args.early_stop,
                      "terms": tuple(args.terms) if args.terms else None}
         try:
-            settings = with_changes(default_settings(args.init, base), **overrides)
+            settings = with_changes(default_settings(args.init, base, args.start), **overrides)
         except (TypeError, ValueError) as err:  # a value out of range, e.g. --steps -1
             return _fail(str(err))
         selection = load_clips(args.clips, asr_model=args.asr,
