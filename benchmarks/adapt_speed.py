@@ -1,0 +1,90 @@
+"""Seconds to adapt a voice: 5 clips x 20 steps from the speaker encoder's start (issues #15/#16
+target: 5 s or less on 2 cores, encoder and features included), now and with the previous code
+paths, in one process on the same clips, alternating, so the ratio is paired.
+
+    python benchmarks/adapt_speed.py [--checkpoint checkpoints/pretrained] [--rounds 3]
+
+Paths compared (both give the same voice up to float rounding; the script checks the losses):
+- ``now``: attention through PyTorch's fused kernel wherever one backward suffices (first-order
+  adaptation runs inside one ``torch.func.grad``), and the library's convolution on AVX-512 CPUs;
+- ``before``: attention written out inside every ``torch.func`` transform and the FFN's
+  convolution as one matrix product over shifted copies (the code until 2026-12-04).
+Clips: the first 5 shipped clips of af_nicole (a test-only Kokoro voice). Run it on idle cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from metatts import audio  # noqa: E402
+from metatts.adapt import ENCODER_FINETUNE, AdaptSettings, adapt, load_base, make_clip  # noqa: E402
+from metatts.model import layers  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", default=str(ROOT / "checkpoints/pretrained"))
+    p.add_argument("--speaker", default="kokoro_en_af_nicole")
+    p.add_argument("--clips", type=int, default=5)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--out", default=None, help="write the figures as JSON here")
+    args = p.parse_args(argv)
+    torch.set_num_threads(2)
+    folder = ROOT / "metatts/eval_speakers" / args.speaker
+    files = sorted(folder.glob("*.flac"))[: args.clips]
+    clips = [make_clip(audio.load_audio(f), audio.SAMPLE_RATE,
+                       f.with_suffix(".txt").read_text().strip(), f.stem) for f in files]
+    speech = sum(c.seconds for c in clips)
+    base = load_base("pretrained", args.checkpoint)
+    settings = AdaptSettings(steps=args.steps, start="encoder", **ENCODER_FINETUNE)
+    fused, native = layers.fused_attention, layers._NATIVE_CONV
+
+    def use(path: str) -> None:
+        layers.fused_attention = fused if path == "now" else (lambda q: False)
+        layers._NATIVE_CONV = native if path == "now" else False
+
+    seconds: dict[str, list[float]] = {"now": [], "before": []}
+    losses: dict[str, float] = {}
+    for path in seconds:  # warm-up
+        use(path)
+        adapt(clips, base, settings)
+    for _ in range(args.rounds):
+        for path in seconds:
+            use(path)
+            result = adapt(clips, base, settings)
+            seconds[path].append(result.seconds)
+            losses[path] = result.final_loss
+    use("now")
+    out = {"clips": len(clips), "speech_seconds": round(speech, 2), "steps": args.steps,
+           "settings": settings.to_dict(), "cpu": torch.backends.cpu.get_cpu_capability(),
+           "seconds": {k: [round(x, 3) for x in v] for k, v in seconds.items()},
+           "best": {k: round(min(v), 3) for k, v in seconds.items()},
+           "speedup": round(min(seconds["before"]) / min(seconds["now"]), 2),
+           "final_loss": losses}
+    print(f"{len(clips)} clips ({speech:.1f} s of speech) x {args.steps} steps, encoder start, "
+          f"CPU {out['cpu']}")
+    for path, values in seconds.items():
+        print(f"  {path:6s}: best {min(values):.2f} s of {', '.join(f'{v:.2f}' for v in values)}"
+              f"  (final support loss {losses[path]:.4f})")
+    print(f"  speedup {out['speedup']}x; target 5 s: "
+          f"{'met' if min(seconds['now']) <= 5 else 'NOT met'}")
+    if abs(losses["now"] - losses["before"]) > 1e-3:
+        print("  WARNING: the two paths ended at different losses", file=sys.stderr)
+        return 1
+    if args.out:
+        Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
