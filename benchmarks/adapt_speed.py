@@ -6,9 +6,12 @@ paths, in one process on the same clips, alternating, so the ratio is paired.
 
 Paths compared (both give the same voice up to float rounding; the script checks the losses):
 - ``now``: attention through PyTorch's fused kernel wherever one backward suffices (first-order
-  adaptation runs inside one ``torch.func.grad``), and the library's convolution on AVX-512 CPUs;
-- ``before``: attention written out inside every ``torch.func`` transform and the FFN's
-  convolution as one matrix product over shifted copies (the code until 2026-12-04).
+  adaptation runs inside one ``torch.func.grad``), the library's convolution on AVX-512 CPUs, and
+  the clips run as parts of similar length (``metatts.data.batch.split_collate``) instead of one
+  batch padded to the longest;
+- ``before``: attention written out inside every ``torch.func`` transform, the FFN's
+  convolution as one matrix product over shifted copies, one padded batch (the code until
+  2026-12-04).
 Clips: the first 5 shipped clips of af_nicole (a test-only Kokoro voice). Run it on idle cores.
 """
 
@@ -25,8 +28,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import metatts.adapt  # noqa: E402
 from metatts import audio  # noqa: E402
 from metatts.adapt import ENCODER_FINETUNE, AdaptSettings, adapt, load_base, make_clip  # noqa: E402
+from metatts.data.batch import collate, split_collate  # noqa: E402
 from metatts.model import layers  # noqa: E402
 
 
@@ -52,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     def use(path: str) -> None:
         layers.fused_attention = fused if path == "now" else (lambda q: False)
         layers._NATIVE_CONV = native if path == "now" else False
+        metatts.adapt.split_collate = split_collate if path == "now" else collate
 
     seconds: dict[str, list[float]] = {"now": [], "before": []}
     losses: dict[str, float] = {}

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from metatts import audio
-from metatts.data.batch import Batch, Example, collate
+from metatts.data.batch import Batch, Example, Parts, split_collate
 from metatts.meta import InnerConfig, inner_loop, initial_params, loss_fn
 from metatts.meta.support import fixed_alignment
 from metatts.model.checkpoint import (SHIPPED, Checkpoint, CheckpointError, find_checkpoint,
@@ -414,8 +414,10 @@ def adapt(clips: Sequence[Clip], base: Checkpoint, settings: AdaptSettings,
     support = fixed_alignment(model, support, list(start), device)
     held_out = fixed_alignment(model, held_out, list(start), device) if held_out else []
 
-    def batch(items: list[Example]) -> Batch:
-        return collate(items).to(device)
+    def batch(items: list[Example]) -> Batch | Parts:
+        # clips of different lengths run as parts of similar length, pooled to the same loss
+        # and gradients as one padded batch (benchmarks/adapt_speed.py)
+        return split_collate(items).to(device)
 
     elapsed = {0: time.perf_counter() - started}
 

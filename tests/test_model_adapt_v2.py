@@ -153,3 +153,55 @@ def test_with_timing_locked_the_voice_vector_gets_no_gradient_from_the_predictor
         assert part_grad(term, None).abs().sum() > 0
         assert part_grad(term, voice.clone()).abs().sum() == 0
     assert part_grad("mel", voice.clone()).abs().sum() > 0
+
+
+@pytest.mark.parametrize("fixed_durations", [True, False])
+def test_a_support_set_split_by_length_has_the_whole_batch_loss_and_gradients(fixed_durations):
+    """adapt runs clips of different lengths as Parts (no padding to the longest); the pooled
+    loss, every term of it, and the gradients of what adapts equal one padded batch's, pitch
+    normalization of the new voice included (from all its clips, not each part's)."""
+    from metatts.data.batch import Parts, collate, length_groups, split_collate
+    from metatts.meta import InnerConfig, initial_params, inner_loop, loss_fn
+    from metatts.meta.support import fixed_alignment
+    from metatts.model.losses import pool
+
+    assert length_groups([30, 95, 40, 100, 33], waste=0.1) == [[3, 1], [2, 4], [0]]
+    assert length_groups([30, 95, 40, 100, 33], waste=0.0) == [[3], [1], [2], [4], [0]]
+    assert length_groups([30, 95, 40, 100, 33], waste=5.0) == [[3, 1, 2, 4, 0]]
+    model = model_with(adapter_rank=4).eval()
+    g = torch.Generator().manual_seed(3)
+    items = []
+    for i, (n, t) in enumerate([(5, 30), (12, 95), (7, 40), (14, 100), (6, 33)]):
+        mel = torch.randn(80, t, generator=g) * 0.5 - 4
+        f0 = torch.where(torch.rand(t, generator=g) < 0.7, 120.0 + 80 * torch.rand(t, generator=g),
+                         torch.zeros(t))
+        tokens = torch.randint(1, TINY.n_symbols, (n,), generator=g)
+        items.append(Example(f"u{i}", NEW_SPEAKER, tokens, mel, f0=f0))
+    names = model.parameter_groups()["adapters"]
+    if fixed_durations:
+        items = fixed_alignment(model, items, names)
+    whole, parts = collate(items), split_collate(items)
+    assert isinstance(parts, Parts) and [len(p) for p in parts] == [2, 2, 1] and len(parts) == 5
+    params = initial_params(model, ("adapters",), detach=True)
+    params["speaker.new"] = torch.randn(TINY.speaker_dim, generator=g) * 0.3
+    params = {k: v.clone().requires_grad_(True) for k, v in params.items()}
+    from torch.func import functional_call as call
+
+    one = call(model, params, (whole,))
+    pooled = pool([call(model, params, (p,)) for p in parts], model.loss_config)
+    assert set(pooled.parts) == set(one.parts) and "pitch" in one.parts
+    for term in one.parts:
+        torch.testing.assert_close(pooled.parts[term], one.parts[term], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(pooled.total, one.total, rtol=1e-5, atol=1e-6)
+    a = torch.autograd.grad(one.total, list(params.values()))
+    b = torch.autograd.grad(loss_fn(model)(params, parts), list(params.values()))
+    for x, y in zip(a, b):
+        torch.testing.assert_close(y, x, rtol=1e-4, atol=1e-6)
+    # the same adaptation either way
+    cfg = InnerConfig(groups=("adapters",), steps=3, lr=1e-2, optimizer="adam")
+    start = {k: v.detach() for k, v in params.items()}
+    padded = inner_loop(model, start, items, collate, cfg)
+    split = inner_loop(model, start, items, split_collate, cfg)
+    torch.testing.assert_close(split.losses, padded.losses, rtol=1e-5, atol=1e-6)
+    for name in start:
+        torch.testing.assert_close(split.params[name], padded.params[name], rtol=1e-4, atol=1e-6)

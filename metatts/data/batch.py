@@ -7,6 +7,7 @@ where a consumer forgets the mask.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -48,6 +49,9 @@ class Batch:
     # does not depend on: see metatts.adapt).
     durations: torch.Tensor | None = None
     f0: torch.Tensor | None = None  # (B, T) Hz on the mel frames, 0 unvoiced and at padding
+    # (2,) mean and std of log-F0 that NEW_SPEAKER items are normalized with, when the batch is
+    # one part of a larger set of the voice's clips (see split_collate); None: from this batch
+    pitch_stats: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -125,3 +129,55 @@ class ExampleDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> Example:
         return example(self.utterances[i], self.cache, self.speakers)
+
+
+class Parts(tuple):
+    """A batch split into parts of similar length (a tuple of :class:`Batch`): the model's loss
+    of the whole is pooled from the parts' (:func:`metatts.model.losses.pool`), with the same
+    value and gradients as one padded batch but without most of its padding."""
+
+    def to(self, device: str | torch.device) -> Parts:
+        return Parts(b.to(device) for b in self)
+
+    def __len__(self) -> int:  # items, as a Batch counts them
+        return sum(len(b) for b in self)
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return tuple(i for b in self for i in b.ids)
+
+
+def length_groups(lengths: Sequence[int], waste: float = 0.1) -> list[list[int]]:
+    """Indices grouped by length, longest first: a group grows while its padded frames stay
+    within ``1 + waste`` times its real frames."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    groups: list[list[int]] = []
+    for i in order:
+        group = groups[-1] if groups else None
+        if group is not None:
+            longest = lengths[group[0]]
+            real = sum(lengths[j] for j in group) + lengths[i]
+            if (len(group) + 1) * longest <= (1 + waste) * real:
+                group.append(i)
+                continue
+        groups.append([i])
+    return groups
+
+
+def split_collate(items: Sequence[Example], waste: float = 0.1) -> Batch | Parts:
+    """``collate(items)``, split into :class:`Parts` of similar mel length when padding one batch
+    would waste more than ``waste`` of its frames. Every part carries the pitch statistics of
+    all the items' NEW_SPEAKER frames, as the whole batch would compute them, so that the pooled
+    loss equals the whole batch's. Used where the same set is run many times (adaptation)."""
+    from metatts.data.pitch import voice_stats
+    from metatts.model.fastspeech2 import NEW_SPEAKER
+
+    groups = length_groups([x.mel.shape[-1] for x in items], waste)
+    if len(groups) == 1:
+        return collate(items)
+    stats = None
+    new = [x.f0 for x in items if x.speaker == NEW_SPEAKER and x.f0 is not None]
+    if new:
+        stats = voice_stats(torch.cat(new))
+    return Parts(dataclasses.replace(collate([items[i] for i in sorted(g)]), pitch_stats=stats)
+                 for g in groups)

@@ -93,6 +93,16 @@ class PitchStats:
         return cls(float(voiced.mean()), max(std, 1e-2), len(voiced))
 
 
+def voice_stats(f0: Tensor) -> Tensor | None:
+    """Mean and std (clamped to >= 0.01) of log-F0 over the voiced frames of ``f0`` (any shape,
+    Hz, 0 unvoiced), as a (2,) tensor of f0's dtype: how a voice being adapted (NEW_SPEAKER) is
+    normalized, from its own clips. None with fewer than 2 voiced frames."""
+    logf0 = torch.log(f0[f0 > 0])
+    if len(logf0) < 2:
+        return None
+    return torch.stack([logf0.mean(), logf0.std(unbiased=False).clamp(min=1e-2)])
+
+
 def normalize(f0: Tensor, mean: Tensor, std: Tensor) -> tuple[Tensor, Tensor]:
     """Frame F0 (B, T) Hz with per-item stats (B,) -> (normalized log-F0 (B, T), 0 where
     unvoiced; voiced mask (B, T) bool)."""

@@ -20,10 +20,12 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value
 
+from metatts.data.batch import Parts
 from metatts.meta.inner_optim import adam_init, adam_step, sgd_step
 from metatts.meta.params import check_names
 from metatts.meta.support import BATCHINGS, Batching, support_batches
 from metatts.model.layers import higher_order
+from metatts.model.losses import pool
 
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
 
@@ -82,14 +84,18 @@ class InnerResult:
 
 class _Loss(nn.Module):
     """``model.loss(batch).total`` as a module call, so that ``functional_call`` can swap params;
-    with ``terms``, the weighted sum of those parts only (weights from ``model.loss_config``)."""
+    with ``terms``, the weighted sum of those parts only (weights from ``model.loss_config``).
+    A :class:`~metatts.data.batch.Parts` batch is run part by part and its losses pooled."""
 
     def __init__(self, model: nn.Module, terms: Sequence[str] = ()) -> None:
         super().__init__()
         self.model, self.terms = model, tuple(terms)
 
     def forward(self, batch: Any) -> Tensor:
-        out = self.model.loss(batch)
+        if isinstance(batch, Parts):  # a support set split by length: the whole set's loss
+            out = pool([self.model.loss(part) for part in batch], self.model.loss_config)
+        else:
+            out = self.model.loss(batch)
         if not self.terms:
             return out.total
         present = [t for t in self.terms if t in out.parts]

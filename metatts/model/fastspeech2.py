@@ -39,7 +39,7 @@ from torch import Tensor, nn
 
 from metatts.audio import LOG_CLAMP
 from metatts.data.pitch import normalize as normalize_pitch
-from metatts.data.pitch import token_pitch
+from metatts.data.pitch import token_pitch, voice_stats
 from metatts.model.aligner import Aligner, Alignment, durations_to_alignment
 # GROUPS (re-exported here): the names parameter_groups() returns, each containing the one before
 from metatts.model.config import GROUPS, LossConfig, ModelConfig  # noqa: F401
@@ -222,11 +222,11 @@ class FastSpeech2(nn.Module):
         with torch.no_grad():
             stats = self.pitch_stats[batch.speakers.clamp(min=0)]  # (B, 2)
             new = batch.speakers == NEW_SPEAKER
-            if bool(new.any()):  # a voice being adapted: its own clips' statistics
-                f0 = batch.f0[new]
-                logf0 = torch.log(f0[f0 > 0])
-                if len(logf0) > 1:
-                    own = torch.stack([logf0.mean(), logf0.std(unbiased=False).clamp(min=1e-2)])
+            if bool(new.any()):  # a voice being adapted: its own clips' statistics (of all its
+                # clips when the batch is one part of a split support set: Batch.pitch_stats)
+                own = getattr(batch, "pitch_stats", None)
+                own = voice_stats(batch.f0[new]) if own is None else own.to(stats)
+                if own is not None:
                     stats = torch.where(new[:, None], own, stats)
             values, voiced = normalize_pitch(batch.f0, stats[:, 0], stats[:, 1])
             return token_pitch(values, voiced, hard)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -16,6 +17,9 @@ class LossOutput:
     total: Tensor  # scalar, the weighted sum that is optimized
     parts: dict[str, Tensor]  # unweighted: mel, postnet, duration, energy, align, binarization,
     # pitch, speaker_encoder
+    # what each part is a mean over (elements, tokens, items...), so that the losses of a batch's
+    # parts pool into the loss of the whole batch (:func:`pool`)
+    counts: dict[str, Tensor] = field(default_factory=dict)
 
     def items(self) -> dict[str, float]:
         """Python floats for logging: total and every part."""
@@ -56,7 +60,45 @@ def acoustic_loss(out, batch, weights: LossConfig, binarization_weight: float = 
     if out.encoded_speaker is not None:  # mean over dimensions of the table speakers' items
         keep = out.speaker_target_mask[:, None].expand_as(out.encoded_speaker)
         parts["speaker_encoder"] = masked_mse(out.encoded_speaker, out.speaker_target, keep)
+    items = torch.tensor(float(len(batch.token_lengths)), device=out.mel.device)
+    counts = {
+        "mel": batch.mel_mask.sum() * out.mel.shape[1],
+        "postnet": batch.mel_mask.sum() * out.mel.shape[1],
+        "duration": batch.token_mask.sum(), "energy": batch.token_mask.sum(),
+        "align": items,  # CTC's "mean": over items of each item's loss per token
+        "binarization": align.hard.sum(),
+    }
+    if out.pitch_mask is not None:
+        counts["pitch"] = out.pitch_mask.sum()
+    if out.encoded_speaker is not None:
+        counts["speaker_encoder"] = keep.sum()
+    counts = {k: counts[k] for k in parts}
+    return LossOutput(weighted_total(parts, weights, binarization_weight), parts, counts)
+
+
+def weighted_total(parts: dict[str, Tensor], weights: LossConfig,
+                   binarization_weight: float = 1.0) -> Tensor:
     scale = {"binarization": weights.binarization * binarization_weight}
-    total = sum(getattr(weights, k) * v if k not in scale else scale[k] * v
-                for k, v in parts.items())
-    return LossOutput(total, parts)
+    return sum(getattr(weights, k) * v if k not in scale else scale[k] * v
+               for k, v in parts.items())
+
+
+def pool(outputs: Sequence[LossOutput], weights: LossConfig,
+         binarization_weight: float = 1.0) -> LossOutput:
+    """The loss of a batch from the losses of its parts (disjoint sets of its items): each part
+    is the count-weighted mean of the parts' (``LossOutput.counts``), so the result equals the
+    loss of the whole batch up to float rounding, without its padding."""
+    if len(outputs) == 1:
+        return outputs[0]
+    names = list(outputs[0].parts)
+    if any(list(o.parts) != names for o in outputs):
+        raise ValueError("the parts of a split batch computed different loss terms: "
+                         f"{[sorted(o.parts) for o in outputs]}")
+    missing = [n for n in names if any(n not in o.counts for o in outputs)]
+    if missing:
+        raise ValueError(f"loss terms {missing} carry no count; they cannot be pooled")
+    parts, counts = {}, {}
+    for name in names:
+        counts[name] = sum(o.counts[name] for o in outputs)
+        parts[name] = sum(o.parts[name] * o.counts[name] for o in outputs) / counts[name].clamp(min=1)
+    return LossOutput(weighted_total(parts, weights, binarization_weight), parts, counts)
