@@ -379,3 +379,20 @@ def test_attention_is_fused_unless_a_gradient_of_a_gradient_is_needed():
     with layers.higher_order():  # second-order MAML's inner loop: written out
         grad(probe)(x)
     assert seen == [True, True, False, False]
+
+
+def test_token_expansion_is_the_alignment_matrix_product():
+    from metatts.model.aligner import expand_tokens
+
+    torch.manual_seed(0)
+    durations = torch.tensor([[2, 0, 3, 1], [1, 4, 0, 0], [0, 1, 1, 1]])  # zero-length tokens too
+    states = torch.randn(3, 4, 5, dtype=torch.float64, requires_grad=True)
+    for frames in (6, 9):  # the longest item's total, and padding past it
+        path = durations_to_alignment(durations, frames).double()
+        expected = path @ states
+        got = expand_tokens(states, durations, frames)
+        assert torch.equal(got, expected)
+        weights = torch.randn_like(expected)
+        (a,) = torch.autograd.grad((expected * weights).sum(), states)
+        (b,) = torch.autograd.grad((got * weights).sum(), states)
+        assert torch.allclose(a, b, atol=1e-12)

@@ -40,7 +40,7 @@ from torch import Tensor, nn
 from metatts.audio import LOG_CLAMP
 from metatts.data.pitch import normalize as normalize_pitch
 from metatts.data.pitch import token_pitch, voice_stats
-from metatts.model.aligner import Aligner, Alignment, durations_to_alignment
+from metatts.model.aligner import Aligner, Alignment, durations_to_alignment, expand_tokens
 # GROUPS (re-exported here): the names parameter_groups() returns, each containing the one before
 from metatts.model.config import GROUPS, LossConfig, ModelConfig  # noqa: F401
 from metatts.model.layers import ConditionalLayerNorm, FFTStack, PostNet, sequence_mask
@@ -195,7 +195,8 @@ class FastSpeech2(nn.Module):
             pitch_target, pitch_mask = self._pitch_target(batch, alignment.hard)
             pitch_mask = pitch_mask & mask
         var = self.variance(x, mask, energy_target, pitch_target, pitch_mask, x_var)
-        frames = alignment.hard @ var.hidden  # (B, T, N) @ (B, N, H) -> (B, T, H)
+        # (B, T, H): each frame its token's state (= alignment.hard @ var.hidden)
+        frames = expand_tokens(var.hidden, alignment.durations, alignment.hard.shape[1])
         mel, post = self._decode(frames, batch.mel_mask, spk)
         return ModelOutput(mel, post, var.log_duration, var.energy, energy_target, alignment,
                            var.pitch, pitch_target, pitch_mask, encoded, table, table_mask)
@@ -256,10 +257,10 @@ class FastSpeech2(nn.Module):
         x, mask, spk, _, x_var = self._encode(tokens, token_lengths, speakers, speaker_vectors)
         var = self.variance(x, mask, predictor_input=x_var)
         durations = predicted_durations(var.log_duration, mask, pace)  # (B, N)
-        path = durations_to_alignment(durations)  # (B, T, N)
         mel_lengths = durations.sum(1)
-        frame_mask = sequence_mask(mel_lengths, path.shape[1])
-        mel, post = self._decode(path @ var.hidden, frame_mask, spk)
+        frames = int(mel_lengths.max())
+        frame_mask = sequence_mask(mel_lengths, frames)
+        mel, post = self._decode(expand_tokens(var.hidden, durations, frames), frame_mask, spk)
         out = mel if post is None else post
         silence = torch.full_like(out, float(torch.log(torch.tensor(LOG_CLAMP))))
         return Prediction(torch.where(frame_mask[:, None], out, silence), mel_lengths, durations)
