@@ -320,3 +320,23 @@ def test_hub_rows_become_files(monkeypatch, tmp_path):
         ("p225_001_mic1", "p225", "Please call Stella.")]
     assert out.utterances[0].audio.read_bytes() == flac and out.layout == "hub:vctk"
     assert counts(out) == {"empty_text": 1}
+
+
+def test_inspect_counts_each_group_and_split_a_manifest_names(tmp_path, capsys):
+    for name in ("a", "b", "c"):
+        tone(tmp_path / f"{name}.wav")
+    rows = [{"audio": "a.wav", "text": "One.", "speaker": "kal", "group": "engine",
+             "split": "train"},
+            {"audio": "b.wav", "text": "Two.", "speaker": "af_bella", "group": "natural",
+             "split": "train"},
+            {"audio": "c.wav", "text": "Three.", "speaker": "af_nicole", "group": "natural",
+             "split": "test"}]
+    (tmp_path / "manifest.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    assert inspect_main([str(tmp_path)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["speakers"], summary["clips"]) == (3, 3)
+    assert {g: (c["speakers"], c["clips"]) for g, c in summary["by_group"].items()} == \
+        {"engine": (1, 1), "natural": (2, 2)}
+    assert {s: c["clips"] for s, c in summary["by_split"].items()} == {"test": 1, "train": 2}
+    assert sum(c["hours"] for c in summary["by_group"].values()) == \
+        pytest.approx(summary["hours"], abs=2e-4)

@@ -57,10 +57,20 @@ class DatasetReadout:
             "hours": round(self.hours, 4),
             "skipped": {reason: len(paths) for reason, paths in sorted(self.skipped.items())},
         }
+        for key in ("group", "split"):  # where a manifest names them: the same counts per value
+            values = sorted({getattr(u, key) for u in self.utterances} - {None})
+            if values:
+                out[f"by_{key}"] = {v: _counts([u for u in self.utterances
+                                                if getattr(u, key) == v]) for v in values}
         if verbose:
             out["skipped_files"] = {reason: [str(p) for p in paths]
                                     for reason, paths in sorted(self.skipped.items())}
         return out
+
+
+def _counts(utterances: list[Utterance]) -> dict:
+    return {"speakers": len({u.speaker for u in utterances}), "clips": len(utterances),
+            "hours": round(sum(u.duration for u in utterances) / 3600, 4)}
 
 
 class ReadoutBuilder:
