@@ -26,8 +26,8 @@ META_METHODS = ("maml", "fomaml", "reptile", "meta")  # checkpoint-dir/<name>/
 # fine-tuning the pretrained model (checkpoint-dir/pretrained/): method -> (optimizer, start);
 # "finetune-encoder" starts from the speaker encoder's estimate of the support clips without any
 # meta-training (the zero-shot + fine-tune baseline; needs a model with an encoder), with the
-# small steps such a start needs (metatts.adapt.ENCODER_FINETUNE: Adam 0.001 on the speaker
-# vector + adapters, timing locked; the inner loop of the shipped meta-learned start)
+# small steps such a start needs (metatts.adapt.ENCODER_FINETUNE: Adam 0.0005 on the decoder,
+# timing locked; the inner loop of the shipped meta-learned start)
 FINETUNE = {"finetune-adam": "adam", "finetune-sgd": "sgd", "finetune-encoder": "adam"}
 FINETUNE_START = {"finetune-adam": "mean", "finetune-sgd": "mean", "finetune-encoder": "encoder"}
 
