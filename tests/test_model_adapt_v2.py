@@ -181,7 +181,8 @@ def test_a_support_set_split_by_length_has_the_whole_batch_loss_and_gradients(fi
     if fixed_durations:
         items = fixed_alignment(model, items, names)
     whole, parts = collate(items), split_collate(items)
-    assert isinstance(parts, Parts) and [len(p) for p in parts] == [2, 2, 1] and len(parts) == 5
+    assert isinstance(parts, Parts) and [len(p) for p in parts] == [2, 2, 1] and parts.items == 5
+    assert isinstance(split_collate(items[:1]), type(whole))  # one length group: one batch
     params = initial_params(model, ("adapters",), detach=True)
     params["speaker.new"] = torch.randn(TINY.speaker_dim, generator=g) * 0.3
     params = {k: v.clone().requires_grad_(True) for k, v in params.items()}

@@ -139,7 +139,9 @@ class Parts(tuple):
     def to(self, device: str | torch.device) -> Parts:
         return Parts(b.to(device) for b in self)
 
-    def __len__(self) -> int:  # items, as a Batch counts them
+    @property
+    def items(self) -> int:
+        """Examples in all parts (``len`` counts the parts)."""
         return sum(len(b) for b in self)
 
     @property
