@@ -22,6 +22,7 @@ MODELS = {  # file under speechmos/dnsmos_models -> sha256
     "sig_bak_ovr.onnx": "269fbebdb513aa23cddfbb593542ecc540284a91849ac50516870e1ac78f6edd",
     "model_v8.onnx": "9246480c58567bc6affd4200938e77eef49468c8bc7ed3776d109c07456f6e91",
 }
+INPUT_SECONDS = 9.01  # speechmos.dnsmos.INPUT_LENGTH: the window DNSMOS scores
 NAME = "DNSMOS P.835 OVRL (speechmos 0.0.1.1, ONNX)"
 
 
@@ -65,9 +66,6 @@ def _p835(model, x: np.ndarray) -> tuple[float, float, float]:
         scores.append(model.get_polyfit_val(*raw, False))
     sig, bak, ovrl = np.mean(np.asarray(scores, dtype=np.float64), axis=0)
     return float(sig), float(bak), float(ovrl)
-
-
-INPUT_SECONDS = 9.01  # speechmos.dnsmos.INPUT_LENGTH
 
 
 def dnsmos(wavs: list[np.ndarray], sample_rate: int, p808: bool = False) -> list[Naturalness]:

@@ -144,10 +144,6 @@ class Parts(tuple):
         """Examples in all parts (``len`` counts the parts)."""
         return sum(len(b) for b in self)
 
-    @property
-    def ids(self) -> tuple[str, ...]:
-        return tuple(i for b in self for i in b.ids)
-
 
 def length_groups(lengths: Sequence[int], waste: float = 0.1) -> list[list[int]]:
     """Indices grouped by length, longest first: a group grows while its padded frames stay

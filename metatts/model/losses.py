@@ -60,17 +60,14 @@ def acoustic_loss(out, batch, weights: LossConfig, binarization_weight: float = 
     if out.encoded_speaker is not None:  # mean over dimensions of the table speakers' items
         keep = out.speaker_target_mask[:, None].expand_as(out.encoded_speaker)
         parts["speaker_encoder"] = masked_mse(out.encoded_speaker, out.speaker_target, keep)
-    items = torch.tensor(float(len(batch.token_lengths)), device=out.mel.device)
-    counts = {
-        "mel": batch.mel_mask.sum() * out.mel.shape[1],
-        "postnet": batch.mel_mask.sum() * out.mel.shape[1],
-        "duration": batch.token_mask.sum(), "energy": batch.token_mask.sum(),
-        "align": items,  # CTC's "mean": over items of each item's loss per token
-        "binarization": align.hard.sum(),
-    }
-    if out.pitch_mask is not None:
+    frames, tokens = batch.mel_mask.sum() * out.mel.shape[1], batch.token_mask.sum()
+    counts = {"mel": frames, "postnet": frames, "duration": tokens, "energy": tokens}
+    if "align" in parts:  # CTC's "mean": over items of each item's loss per token
+        counts["align"] = torch.tensor(float(len(batch.token_lengths)), device=out.mel.device)
+        counts["binarization"] = align.hard.sum()
+    if "pitch" in parts:
         counts["pitch"] = out.pitch_mask.sum()
-    if out.encoded_speaker is not None:
+    if "speaker_encoder" in parts:
         counts["speaker_encoder"] = keep.sum()
     counts = {k: counts[k] for k in parts}
     return LossOutput(weighted_total(parts, weights, binarization_weight), parts, counts)
