@@ -61,7 +61,9 @@ class SpeakerEncoder(nn.Module):
         """Clips of one voice, each (n_mels, T_i) -> (out,) the mean of their vectors."""
         if not mels:
             raise ValueError("encode at least one clip.")
-        lengths = torch.tensor([m.shape[-1] for m in mels], device=mels[0].device)
+        device = self.out.weight.device  # clips may still be where they were read (the CPU)
+        mels = [m.to(device) for m in mels]
+        lengths = torch.tensor([m.shape[-1] for m in mels], device=device)
         if int(lengths.min()) < 1:
             raise ValueError("every clip needs at least one mel frame.")
         padded = torch.zeros(len(mels), mels[0].shape[0], int(lengths.max()),
