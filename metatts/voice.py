@@ -1,7 +1,8 @@
 """A voice file: the parameters adaptation changed, and what is needed to use them.
 
 A voice is one safetensors file. Its tensors are the adapted parameters under the acoustic model's
-parameter names (``speaker.new`` alone when only the embedding adapted); the header's metadata
+parameter names (``speaker.new`` alone when only the embedding adapted), in float16
+(:data:`STORED_DTYPE`; files of float32 tensors, written before, read the same); the header's metadata
 holds one key, ``"metatts-voice"``, whose value is a JSON document::
 
     {"format": "metatts-voice", "version": 1,
@@ -38,6 +39,11 @@ from metatts.model.checkpoint import MODEL_TENSORS, Checkpoint, CheckpointError,
 FORMAT = "metatts-voice"
 VERSION = 1
 METADATA_KEY = "metatts-voice"
+# Tensors are stored in float16, read back as float32: half the size (a voice that adapted the
+# whole decoder is 3.8 MB, not 7.7 MB). Measured on a decoder voice of the real voice, two
+# sentences: the synthesized log-mel moves by 0.0005 on average (at most 0.0045) and no duration
+# changes; bfloat16 moved it by 0.005 (0.03) and changed durations, so it is not used.
+STORED_DTYPE = torch.float16
 
 
 class VoiceError(ValueError):
@@ -87,7 +93,7 @@ class Voice:
         path = Path(path)
         if path.suffix != ".safetensors":
             raise VoiceError(f"{path}: a voice file must end in .safetensors.")
-        tensors = {k: v.detach().to("cpu", torch.float32).contiguous()
+        tensors = {k: v.detach().to("cpu", STORED_DTYPE).contiguous()
                    for k, v in self.params.items()}
         with atomic_path(path) as tmp:
             save_file(tensors, str(tmp),
@@ -104,7 +110,7 @@ class Voice:
         try:
             with safe_open(str(path), "pt") as f:
                 header = (f.metadata() or {}).get(METADATA_KEY)
-                params = {k: f.get_tensor(k) for k in f.keys()}
+                params = {k: f.get_tensor(k).to(torch.float32) for k in f.keys()}
         except (SafetensorError, OSError) as err:
             raise VoiceError(f"{path}: not a voice file (not readable as safetensors: {err}). "
                              "Make one with `python -m metatts adapt`.") from None

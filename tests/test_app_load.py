@@ -77,7 +77,7 @@ def test_two_people_at_once_get_their_own_voices_and_a_queue_place(served, tmp_p
         assert all(s.code != Status.FINISHED or s.success is not False for s in run["statuses"])
         own = alone(run["clip"], run["transcript"])
         assert set(own.params) == set(run["voice"].params)
-        assert all(torch.allclose(own.params[k], v, atol=1e-5)
+        assert all(torch.allclose(own.params[k].half().float(), v, atol=1e-5)  # file: float16
                    for k, v in run["voice"].params.items())
     a, b = (r["voice"].params["speaker.new"] for r in runs)
     assert not torch.allclose(a, b, atol=1e-3)  # two clips, two voices
