@@ -218,8 +218,11 @@ def run(options: Options, scorer: Scorer | None = None, vocoder=None) -> dict:
     refs = references.reference_records_cached(options.out, real, bank, speaker_group, scorer,
                                                loader, vocoder)
     units = grid.units(methods, tasks, options.steps)
-    problems += runner.run_units(units, bases, scorer, options.out, bank, vocoder=vocoder,
-                                 progress=options.progress)
+    try:
+        problems += runner.run_units(units, bases, scorer, options.out, bank, vocoder=vocoder,
+                                     progress=options.progress)
+    except runner.StaleResultsError as err:
+        raise BenchmarkError(str(err)) from None
     wanted = {(u.method.name, u.task.speaker, u.shots, u.task.seed, u.steps):
               {t.text for t in u.task.test} for u in units}
     records = [{**r, "group": speaker_group[r["speaker"]]}

@@ -315,7 +315,13 @@ def _reference_table(reference: dict, ge2e: str) -> list[str]:
 
 
 def _is_study(row: dict) -> bool:
-    return ":" in row["method"] or row["method"] == "finetune-sgd"
+    """A row of the inner-optimizer experiment: finetune-sgd and its variants."""
+    return row["method"].split(":")[0] == "finetune-sgd"
+
+
+def _is_main(row: dict) -> bool:
+    """Any other method, with its options (e.g. ``meta:piece_frames=400``): the Methods table."""
+    return row["method"] == "finetune-sgd" or not _is_study(row)
 
 
 def markdown(summary: dict) -> str:
@@ -347,7 +353,7 @@ def markdown(summary: dict) -> str:
         speakers = summary.get("speakers", {}).get(group, [])
         lines += ["", f"## Group: {group} ({len(speakers)} speaker(s): {', '.join(speakers)})",
                   ""]
-        main = [r for r in rows if ":" not in r["method"]]
+        main = [r for r in rows if _is_main(r)]
         if main:
             lines += ["### Methods", "", *_table(main, ge2e), ""]
         match = [e for e in summary["steps_to_match"] if e["group"] == group]
@@ -460,7 +466,7 @@ def write_report(out: Path, summary: dict) -> None:
                                        for k, v in kinds.items()])
     write_csv(out / "steps_to_match.csv", summary["steps_to_match"])
     (out / "report.md").write_text(markdown(summary), encoding="utf-8")
-    main = [r for r in summary["rows"] if ":" not in r["method"]]
+    main = [r for r in summary["rows"] if _is_main(r)]
     study = [r for r in summary["rows"] if _is_study(r)]
     if main:
         similarity = ("secs", "secs_ge2e") if any(r["secs_ge2e"] is not None for r in main) \

@@ -40,6 +40,7 @@ from metatts.adapt import (AdaptError, AdaptSettings, Clip, Kept, adapt, default
                            with_changes)
 from metatts.data.utterance import Utterance
 from metatts.model.checkpoint import Checkpoint, CheckpointError
+from metatts.voice import base_model
 from metatts.synthesis import synthesize
 from metatts.text import TextError
 
@@ -60,6 +61,20 @@ def unit_key(method: str, speaker: str, shots: int, seed: int, steps: int) -> tu
 
 def record_key(r: dict) -> tuple:
     return unit_key(r["method"], r["speaker"], r["shots"], r["seed"], r["steps"])
+
+
+class StaleResultsError(ValueError):
+    """results.jsonl holds records of a unit made with other settings or another checkpoint."""
+
+
+def setup_id(method: Method, base: Checkpoint, seed: int) -> str:
+    """What a unit's voice depends on besides its clips and step count: the method's adaptation
+    settings (the shipped defaults included) and the checkpoint's sha256. Recorded with every
+    result, so that a resumed run never mixes records of an earlier setup into its tables."""
+    settings = settings_for(method, base, 0, seed).to_dict()
+    settings.pop("steps")
+    doc = json.dumps({"settings": settings, "base": base_model(base).sha256}, sort_keys=True)
+    return hashlib.sha256(doc.encode()).hexdigest()[:16]
 
 
 def read_results(path: Path) -> list[dict]:
@@ -162,6 +177,7 @@ def run_group(units: list[Unit], base: Checkpoint, scorer: Scorer, loader: Loade
     task: Task = units[0].task
     counts = sorted({u.steps for u in units})
     settings = settings_for(units[0].method, base, counts[-1], task.seed)
+    setup = setup_id(units[0].method, base, task.seed)
     result = adapt(loader.clips(task.support), base, settings, keep=counts)
     voices = {n: voice_hash(units[0].method.checkpoint, result.kept[n].params) for n in counts}
     todo: dict[tuple, tuple[int, str]] = {}  # clip key -> (steps, text), in order
@@ -179,8 +195,9 @@ def run_group(units: list[Unit], base: Checkpoint, scorer: Scorer, loader: Loade
     known.update(zip(todo, measure_clips(wavs, texts, task, refs, scorer, seconds)))
     for u in units:
         kept: Kept = result.kept[u.steps]
-        yield [unit_record(u, voices[u.steps], t.text, kept,
-                           known[clip_key(voices[u.steps], task.speaker, t.text)])
+        yield [{**unit_record(u, voices[u.steps], t.text, kept,
+                              known[clip_key(voices[u.steps], task.speaker, t.text)]),
+                "setup": setup}
                for t in task.test]
 
 
@@ -205,6 +222,21 @@ def run_units(units: list[Unit], bases: dict[str, Checkpoint], scorer: Scorer, o
 
     path = out / RESULTS
     records = read_results(path)
+    setups = {}  # unit key -> its setup id
+    for u in units:
+        key = (u.method.name, u.method.checkpoint, u.task.seed)
+        if key not in setups:
+            setups[key] = setup_id(u.method, bases[u.method.checkpoint], u.task.seed)
+    wanted = {unit_key(u.method.name, u.task.speaker, u.shots, u.task.seed, u.steps):
+              setups[u.method.name, u.method.checkpoint, u.task.seed] for u in units}
+    stale = sorted({r["method"] for r in records if "setup" in r
+                    and wanted.get(record_key(r), r["setup"]) != r["setup"]})
+    if stale:
+        raise StaleResultsError(
+            f"{path} holds results of {', '.join(stale)} made with other adaptation settings or "
+            "another checkpoint than this run's. Give a new --out folder, or move that "
+            "results.jsonl away to measure again (records written before setups were recorded "
+            "are reused as they are).")
     done, known = finished(records), known_clips(records)
     todo = [u for u in units if unit_key(u.method.name, u.task.speaker, u.shots, u.task.seed,
                                          u.steps) not in done]

@@ -298,3 +298,23 @@ def test_finetune_from_the_encoder_takes_the_small_steps_its_start_needs(checkpo
     faster = runner.settings_for(grid.parse_method("finetune-encoder:lr=0.01:lock_timing=0"),
                                  base, 10, 3)
     assert (faster.lr, faster.lock_timing, faster.start) == (0.01, False, "encoder")
+
+
+def test_a_resumed_run_refuses_records_of_other_settings(tmp_path, checkpoints, monkeypatch):
+    out = tmp_path / "out"
+    benchmark.run(options(out, checkpoints), FakeScorer(), fake_vocoder)
+    records = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert len({r["setup"] for r in records if r["method"] == "finetune-adam"}) == 2  # per seed
+    # the shipped defaults change (here: pieces of 60 frames) between the run and its resume
+    from metatts import adapt as adapt_mod
+
+    monkeypatch.setattr(adapt_mod, "PIECE_FRAMES", 60)
+    FakeScorer.calls = 0
+    with pytest.raises(benchmark.BenchmarkError, match="other adaptation settings"):
+        benchmark.run(options(out, checkpoints), FakeScorer(), fake_vocoder)
+    assert FakeScorer.calls == 0  # refused before anything was judged
+    # records written before setups were recorded are taken as they are
+    (out / "results.jsonl").write_text("".join(
+        json.dumps({k: v for k, v in r.items() if k != "setup"}) + "\n" for r in records))
+    benchmark.run(options(out, checkpoints), FakeScorer(), fake_vocoder)
+    assert FakeScorer.calls == 0

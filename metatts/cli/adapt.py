@@ -55,6 +55,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--early-stop", action="store_true", default=None,
                    help="hold out the last clip and keep the step count where its loss is "
                    "lowest (needs 2+ clips)")
+    p.add_argument("--piece-frames", type=int, metavar="N",
+                   help="step on clips longer than N mel frames as pieces of whole words "
+                   "(faster; 0: whole clips; default: per --init)")
     p.add_argument("--asr", default="tiny.en", metavar="MODEL",
                    help="Whisper model for clips without a .txt (default tiny.en)")
     p.add_argument("--recheck", default=RECHECK_MODEL, metavar="MODEL",
@@ -82,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
                      "batching": args.batching, "batch_size": args.batch_size, "seed": args.seed,
                      "start": args.start, "lock_timing": args.lock_timing,
                      "proximal": args.proximal, "early_stop": args.early_stop,
-                     "terms": tuple(args.terms) if args.terms else None}
+                     "terms": tuple(args.terms) if args.terms else None,
+                     "piece_frames": args.piece_frames}
         try:
             settings = with_changes(default_settings(args.init, base, args.start), **overrides)
         except (TypeError, ValueError) as err:  # a value out of range, e.g. --steps -1
@@ -106,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         "stopped_at": result.stopped_at,
         "guards": {"lock_timing": settings.lock_timing, "proximal": settings.proximal,
                    "terms": list(settings.terms) or "all", "early_stop": settings.early_stop},
-        "optimizer": settings.optimizer,
+        "optimizer": settings.optimizer, "piece_frames": settings.piece_frames,
         "lr": "learned (Meta-SGD)" if settings.learned_lrs else settings.lr,
         "loss_start": result.losses[0] if result.losses else result.final_loss,
         "loss_final": result.final_loss, "seconds": round(result.seconds, 2),

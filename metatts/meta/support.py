@@ -64,3 +64,49 @@ def fixed_alignment(model: torch.nn.Module, items: Sequence[Any], adapted: Seque
         model.train(training)
     return [dataclasses.replace(x, durations=durations[i, : len(x.tokens)])
             for i, x in enumerate(items)]
+
+
+def split_long(items: Sequence[Any], max_frames: int, boundaries: Sequence[int] = ()
+               ) -> list[Any]:
+    """Aligned items (with ``durations``) longer than ``max_frames`` mel frames, cut into
+    pieces of whole tokens, as even in length as the token boundaries allow, preferring to cut
+    after a token id in ``boundaries`` (spaces, punctuation) near each even cut. Every frame,
+    token and F0 value stays in exactly one piece, so a loss pooled over frames and tokens covers
+    the same targets; what changes is the context (attention sees a piece, not the whole clip),
+    and attention's cost, quadratic in length, falls. Items without durations, or not longer,
+    are kept whole. ``max_frames`` 0 keeps every item whole."""
+    if max_frames <= 0:
+        return list(items)
+    preferred = set(int(b) for b in boundaries)
+    out = []
+    for x in items:
+        frames = x.mel.shape[-1]
+        if x.durations is None or frames <= max_frames or len(x.tokens) < 2:
+            out.append(x)
+            continue
+        ends = torch.cumsum(x.durations, 0).tolist()  # frame after each token
+        pieces = -(-frames // max_frames)
+        cuts = []  # token counts: piece i covers tokens cuts[i-1]:cuts[i]
+        for p in range(1, pieces):
+            target = frames * p / pieces
+            low = cuts[-1] + 1 if cuts else 1
+            options = range(low, len(x.tokens))  # cut after token j-1: tokens [.., j)
+            if not options:
+                break
+
+            def cost(j: int) -> float:
+                # distance to the even cut, in frames; a boundary token counts as 40 frames nearer
+                return abs(ends[j - 1] - target) - (40 if int(x.tokens[j - 1]) in preferred else 0)
+
+            cuts.append(min(options, key=cost))
+        cuts.append(len(x.tokens))
+        start_token, start_frame = 0, 0
+        for n, cut in enumerate(cuts):
+            end_frame = int(ends[cut - 1]) if cut < len(x.tokens) else frames
+            out.append(dataclasses.replace(
+                x, id=f"{x.id}#{n}", tokens=x.tokens[start_token:cut],
+                mel=x.mel[:, start_frame:end_frame],
+                durations=x.durations[start_token:cut],
+                f0=None if x.f0 is None else x.f0[start_frame:end_frame]))
+            start_token, start_frame = cut, end_frame
+    return out
