@@ -36,8 +36,8 @@ sys.path.insert(0, str(ROOT))
 
 import metatts.adapt  # noqa: E402
 from metatts import audio  # noqa: E402
-from metatts.adapt import (AdaptSettings, adapt, default_settings, load_base, make_clip,  # noqa: E402
-                           with_changes)
+from metatts.adapt import (AdaptSettings, adapt, default_settings,  # noqa: E402
+                           load_base, make_clip, with_changes)
 from metatts.data.batch import collate, split_collate  # noqa: E402
 from metatts.model import layers  # noqa: E402
 

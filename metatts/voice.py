@@ -2,8 +2,8 @@
 
 A voice is one safetensors file. Its tensors are the adapted parameters under the acoustic model's
 parameter names (``speaker.new`` alone when only the embedding adapted), in float16
-(:data:`STORED_DTYPE`; files of float32 tensors, written before, read the same); the header's metadata
-holds one key, ``"metatts-voice"``, whose value is a JSON document::
+(:data:`STORED_DTYPE`; files of float32 tensors, written before, read the same); the header's
+metadata holds one key, ``"metatts-voice"``, whose value is a JSON document::
 
     {"format": "metatts-voice", "version": 1,
      "base": {"sha256": ..., "path": ..., "step": ...},  # the checkpoint adapted from

@@ -1,16 +1,17 @@
 """Pack a sample of a run's cached features into one small file, for training on a machine that
 has no corpus (the lent GPU machine takes 64 MiB of files in all).
 
-    python scripts/pack_features.py --config configs/meta_v2_decoder_gpu.json \
-        --per-speaker 10 --out .pack/features.pack.xz
+    python scripts/pack_features.py --config configs/meta_v2_gpu.json \
+        --per-speaker 9 --max-frames 450 --out .pack/features.pack.xz
 
 Which clips: for every speaker of the run's training and validation splits (the same
 :func:`metatts.data.split_speakers` call as meta-training; test voices are never packed),
 ``--per-speaker`` clips with distinct texts, drawn with a fixed seed among those of at most
-``--max-frames`` frames (then the shortest of the rest, where too few are that short). What is stored, per clip: the token ids, the frame F0 (float16) and the
-log-mel quantized to 8 bits (step ``MEL_STEP`` above ``audio.LOG_CLAMP``: rounding error at most
-0.028, against a mel loss near 0.46), delta-coded along time; the whole is a safetensors file
-compressed with xz. :class:`PackedFeatures` (scripts/device_meta_train.py) reads it back.
+``--max-frames`` frames (then the shortest of the rest, where too few are that short). What is
+stored, per clip: the token ids, the frame F0 (float16) and the log-mel quantized to 8 bits
+(step ``MEL_STEP`` above ``audio.LOG_CLAMP``: rounding error at most 0.028, against a mel loss
+near 0.46), delta-coded along time; the whole is a safetensors file compressed with xz.
+:class:`PackedFeatures` (scripts/device_meta_train.py) reads it back.
 """
 
 from __future__ import annotations
