@@ -40,9 +40,9 @@ from metatts.adapt import (AdaptError, AdaptSettings, Clip, Kept, adapt, default
                            with_changes)
 from metatts.data.utterance import Utterance
 from metatts.model.checkpoint import Checkpoint, CheckpointError
-from metatts.voice import base_model
 from metatts.synthesis import synthesize
 from metatts.text import TextError
+from metatts.voice import base_model
 
 if TYPE_CHECKING:
     from eval.references import Bank
@@ -222,7 +222,7 @@ def run_units(units: list[Unit], bases: dict[str, Checkpoint], scorer: Scorer, o
 
     path = out / RESULTS
     records = read_results(path)
-    setups = {}  # unit key -> its setup id
+    setups = {}  # (method, checkpoint folder, seed) -> setup id
     for u in units:
         key = (u.method.name, u.method.checkpoint, u.task.seed)
         if key not in setups:
