@@ -311,7 +311,9 @@ def load_base(init: str, checkpoint: str | Path | None = None,
 
 def word_boundaries(symbols) -> list[int]:
     """Ids of the symbols a clip is best cut after: spaces and punctuation."""
-    return [i for i, sym in enumerate(symbols.symbols) if not sym.strip() or sym in ",.;:!?"]
+    from metatts.text.normalize import PUNCTUATION
+
+    return [i for i, sym in enumerate(symbols.symbols) if not sym.strip() or sym in PUNCTUATION]
 
 
 def support_examples(clips: Sequence[Clip], base: Checkpoint) -> list[Example]:
