@@ -48,6 +48,7 @@ from metatts.model.checkpoint import (SHIPPED, Checkpoint, CheckpointError, find
                                       load_checkpoint, shipped_checkpoint)
 from metatts.model.fastspeech2 import NEW_SPEAKER
 from metatts.text import TextError, text_to_ids
+from metatts.text.normalize import PUNCTUATION
 from metatts.voice import Voice, base_model, make_voice
 
 INITS = ("meta", "pretrained")
@@ -311,8 +312,6 @@ def load_base(init: str, checkpoint: str | Path | None = None,
 
 def word_boundaries(symbols) -> list[int]:
     """Ids of the symbols a clip is best cut after: spaces and punctuation."""
-    from metatts.text.normalize import PUNCTUATION
-
     return [i for i, sym in enumerate(symbols.symbols) if not sym.strip() or sym in PUNCTUATION]
 
 
