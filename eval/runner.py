@@ -168,16 +168,16 @@ def measure_clips(wavs: list[np.ndarray], texts: list[str], task: Task, refs: Ba
 
 def run_group(units: list[Unit], base: Checkpoint, scorer: Scorer, loader: Loader,
               refs: Bank, known: dict[tuple, dict],
-              vocoder: Vocoder | None) -> Iterator[list[dict]]:
+              vocoder: Vocoder | None, setup: str) -> Iterator[list[dict]]:
     """Units of one method and task that differ only in their step count: one adaptation of the
     largest count, keeping the parameters at every count (the same as adapting each separately,
     since shorter runs take the same first steps); then the clips not in ``known`` are
     synthesized and judged in one batch (and added to ``known``). ``adapt_seconds`` of a unit is
-    the time to reach its step count. Yields the records of each unit in turn."""
+    the time to reach its step count. Yields the records of each unit in turn, each carrying
+    ``setup`` (:func:`setup_id` of the group)."""
     task: Task = units[0].task
     counts = sorted({u.steps for u in units})
     settings = settings_for(units[0].method, base, counts[-1], task.seed)
-    setup = setup_id(units[0].method, base, task.seed)
     result = adapt(loader.clips(task.support), base, settings, keep=counts)
     voices = {n: voice_hash(units[0].method.checkpoint, result.kept[n].params) for n in counts}
     todo: dict[tuple, tuple[int, str]] = {}  # clip key -> (steps, text), in order
@@ -253,8 +253,9 @@ def run_units(units: list[Unit], bases: dict[str, Checkpoint], scorer: Scorer, o
         for group in groups.values():
             unit, done = group[0], 0
             try:
+                setup = setups[unit.method.name, unit.method.checkpoint, unit.task.seed]
                 for records in run_group(group, bases[unit.method.checkpoint], scorer, loader,
-                                         refs, known, vocoder):
+                                         refs, known, vocoder, setup):
                     f.writelines(json.dumps(r) + "\n" for r in records)
                     done += 1
                 f.flush()
