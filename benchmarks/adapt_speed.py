@@ -7,8 +7,9 @@ paths, in one process on the same clips, alternating, so the ratio is paired.
 Paths compared:
 - ``now``: the shipped settings (``default_settings("pretrained", base, "encoder")``): clips
   longer than ``PIECE_FRAMES`` step as pieces of whole words (``AdaptSettings.piece_frames``),
-  with the code paths of ``whole``;
-- ``whole``: the same with whole clips: attention through PyTorch's fused kernel wherever one
+  with the code paths of ``whole``, in the arithmetic ``fast_precision()`` picks;
+- ``bfloat16`` or ``float32``: the same in the other arithmetic (``AdaptSettings.precision``);
+- ``whole``: the same as ``now`` in float32 with whole clips: attention through PyTorch's fused kernel wherever one
   backward suffices (first-order adaptation runs inside one ``torch.func.grad``), the library's
   convolution on AVX-512 CPUs, and the clips run as parts of similar length
   (``metatts.data.batch.split_collate``) instead of one batch padded to the longest;
@@ -60,15 +61,18 @@ def main(argv: list[str] | None = None) -> int:
     base = load_base("pretrained", args.checkpoint)
     shipped = with_changes(default_settings("pretrained", base, "encoder"), steps=args.steps)
     whole = with_changes(shipped, piece_frames=0)
+    other = "float32" if shipped.precision == "bfloat16" else "bfloat16"
     fused, native = layers.fused_attention, layers._NATIVE_CONV
 
     def use(path: str) -> AdaptSettings:
         layers.fused_attention = fused if path != "before" else (lambda q: False)
         layers._NATIVE_CONV = native if path != "before" else False
         metatts.adapt.split_collate = split_collate if path != "before" else collate
-        return shipped if path == "now" else whole
+        if path == other:
+            return with_changes(shipped, precision=other)
+        return shipped if path == "now" else with_changes(whole, precision="float32")
 
-    seconds: dict[str, list[float]] = {"now": [], "whole": [], "before": []}
+    seconds: dict[str, list[float]] = {"now": [], other: [], "whole": [], "before": []}
     losses: dict[str, float] = {}
     for path in seconds:  # warm-up
         adapt(clips, base, use(path))
@@ -84,13 +88,15 @@ def main(argv: list[str] | None = None) -> int:
            "best": {k: round(min(v), 3) for k, v in seconds.items()},
            "speedup": round(min(seconds["before"]) / min(seconds["now"]), 2),
            "speedup_pieces": round(min(seconds["whole"]) / min(seconds["now"]), 2),
+           "speedup_precision": round(min(seconds[other]) / min(seconds["now"]), 2),
            "final_loss": losses}
     print(f"{len(clips)} clips ({speech:.1f} s of speech) x {args.steps} steps, encoder start, "
           f"CPU {out['cpu']}")
     for path, values in seconds.items():
         print(f"  {path:6s}: best {min(values):.2f} s of {', '.join(f'{v:.2f}' for v in values)}"
               f"  (final support loss {losses[path]:.4f})")
-    print(f"  speedup {out['speedup']}x over before, {out['speedup_pieces']}x over whole clips; "
+    print(f"  speedup {out['speedup']}x over before, {out['speedup_pieces']}x over whole clips, "
+          f"{out['speedup_precision']}x over {other}; "
           "target 5 s: "
           f"{'met' if min(seconds['now']) <= 5 else 'NOT met'}")
     if abs(losses["whole"] - losses["before"]) > 1e-3:

@@ -67,12 +67,20 @@ class StaleResultsError(ValueError):
     """results.jsonl holds records of a unit made with other settings or another checkpoint."""
 
 
+# settings added after setup ids were first recorded, with the value every earlier record was
+# made with: at that value they stay out of the id, so those records keep matching
+LATER_SETTINGS = {"precision": "float32"}
+
+
 def setup_id(method: Method, base: Checkpoint, seed: int) -> str:
     """What a unit's voice depends on besides its clips and step count: the method's adaptation
     settings (the shipped defaults included) and the checkpoint's sha256. Recorded with every
     result, so that a resumed run never mixes records of an earlier setup into its tables."""
     settings = settings_for(method, base, 0, seed).to_dict()
     settings.pop("steps")
+    for name, before in LATER_SETTINGS.items():  # as every record before the field existed
+        if settings.get(name) == before:
+            settings.pop(name)
     doc = json.dumps({"settings": settings, "base": base_model(base).sha256}, sort_keys=True)
     return hashlib.sha256(doc.encode()).hexdigest()[:16]
 

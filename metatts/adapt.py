@@ -49,6 +49,7 @@ from metatts.model.checkpoint import (SHIPPED, Checkpoint, CheckpointError, find
 from metatts.model.fastspeech2 import NEW_SPEAKER
 from metatts.text import TextError, text_to_ids
 from metatts.text.normalize import PUNCTUATION
+from metatts.vocoder import native_bf16
 from metatts.voice import Voice, base_model, make_voice
 
 INITS = ("meta", "pretrained")
@@ -183,6 +184,9 @@ class AdaptSettings:
     # clips longer than this many mel frames step as pieces of whole tokens (metatts.meta.support
     # .split_long): the same frames and tokens, shorter attention, faster steps; 0: whole clips
     piece_frames: int = 0
+    # "bfloat16": the steps under torch.autocast (see metatts.meta.inner_loop.PRECISIONS);
+    # default_settings picks it where the processor multiplies bfloat16 natively (native_bf16)
+    precision: str = "float32"
 
     def __post_init__(self) -> None:
         if self.init not in INITS:
@@ -202,7 +206,8 @@ class AdaptSettings:
         return InnerConfig(groups=tuple(self.groups), steps=self.steps, lr=self.lr,
                            optimizer=self.optimizer, batching=self.batching,
                            batch_size=self.batch_size, seed=self.seed, proximal=self.proximal,
-                           terms=tuple(self.terms), lock_timing=self.lock_timing)
+                           terms=tuple(self.terms), lock_timing=self.lock_timing,
+                           precision=self.precision)
 
     def to_dict(self) -> dict:
         return {**dataclasses.asdict(self), "groups": list(self.groups),
@@ -242,6 +247,16 @@ ENCODER_FINETUNE = {"lr": 5e-4, "groups": ("decoder",), "lock_timing": True}
 # each), 0.497 / 0.593 against 0.488 / 0.576 on the real voice (3), WER and DNSMOS within
 # noise (Holm p >= 0.25 on every paired cell).
 PIECE_FRAMES = 400
+
+
+def fast_precision(device: str | torch.device = "cpu") -> str:
+    """"bfloat16" where ``device`` multiplies bfloat16 natively (a CPU with AVX512-BF16 or
+    AMX-BF16, a CUDA GPU that supports it), else "float32": the faster arithmetic for the steps
+    (``AdaptSettings.precision``; ``python benchmarks/adapt_speed.py`` measures both)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
+    return "bfloat16" if device.type == "cpu" and native_bf16() else "float32"
 
 
 def default_settings(init: str, base: Checkpoint, start: str | None = None) -> AdaptSettings:

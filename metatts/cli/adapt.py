@@ -15,7 +15,7 @@ from metatts.adapt import (INITS, MIN_CONFIDENCE, STARTS, RECHECK_BELOW, RECHECK
                            Progress, adapt, default_settings, load_base, load_clips, with_changes)
 from metatts.assets import AssetError
 from metatts.audio import AudioError
-from metatts.meta.inner_loop import OPTIMIZERS
+from metatts.meta.inner_loop import OPTIMIZERS, PRECISIONS
 from metatts.meta.support import BATCHINGS
 from metatts.model.checkpoint import CheckpointError
 from metatts.model.fastspeech2 import GROUPS
@@ -58,6 +58,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--piece-frames", type=int, metavar="N",
                    help="step on clips longer than N mel frames as pieces of whole words "
                    "(faster; 0: whole clips; default: per --init)")
+    p.add_argument("--precision", choices=PRECISIONS,
+                   help="arithmetic of the steps: bfloat16 (autocast; faster where the "
+                   "processor has native bfloat16) or float32 (default: per --init)")
     p.add_argument("--asr", default="tiny.en", metavar="MODEL",
                    help="Whisper model for clips without a .txt (default tiny.en)")
     p.add_argument("--recheck", default=RECHECK_MODEL, metavar="MODEL",
@@ -86,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                      "start": args.start, "lock_timing": args.lock_timing,
                      "proximal": args.proximal, "early_stop": args.early_stop,
                      "terms": tuple(args.terms) if args.terms else None,
-                     "piece_frames": args.piece_frames}
+                     "piece_frames": args.piece_frames, "precision": args.precision}
         try:
             settings = with_changes(default_settings(args.init, base, args.start), **overrides)
         except (TypeError, ValueError) as err:  # a value out of range, e.g. --steps -1
@@ -111,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         "guards": {"lock_timing": settings.lock_timing, "proximal": settings.proximal,
                    "terms": list(settings.terms) or "all", "early_stop": settings.early_stop},
         "optimizer": settings.optimizer, "piece_frames": settings.piece_frames,
+        "precision": settings.precision,
         "lr": "learned (Meta-SGD)" if settings.learned_lrs else settings.lr,
         "loss_start": result.losses[0] if result.losses else result.final_loss,
         "loss_final": result.final_loss, "seconds": round(result.seconds, 2),

@@ -28,6 +28,9 @@ from metatts.model.layers import higher_order
 from metatts.model.losses import pool
 
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
+# "bfloat16": each step's forward and backward under torch.autocast (matrix products and
+# convolutions in bfloat16, parameters, gradients and optimizer state stay float32)
+PRECISIONS: tuple[str, ...] = ("float32", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class InnerConfig:
     # ``speaker.timing`` is set to the start's ``speaker.new`` (the duration, pitch and energy
     # predictors read it instead of the adapted vector; see FastSpeech2)
     lock_timing: bool = False
+    precision: Literal["float32", "bfloat16"] = "float32"
 
     def __post_init__(self) -> None:
         if isinstance(self.groups, str) or not all(isinstance(g, str) for g in self.groups):
@@ -72,6 +76,8 @@ class InnerConfig:
             raise ValueError(f"proximal must be >= 0, got {self.proximal}")
         if isinstance(self.terms, str) or not all(isinstance(t, str) for t in self.terms):
             raise TypeError(f"terms must be a tuple of loss-term names, got {self.terms!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; choose one of {PRECISIONS}")
 
 
 @dataclass(frozen=True)
@@ -162,6 +168,9 @@ def inner_loop(
             raise ValueError(f"lrs must name exactly the adapted parameters; "
                              f"missing {sorted(set(params) - set(lrs))}, "
                              f"extra {sorted(set(lrs) - set(params))}")
+    if create_graph and cfg.precision != "float32":
+        raise ValueError("second-order differentiation runs in float32; use precision='float32' "
+                         "with create_graph")
     if create_graph and cfg.optimizer == "adam":
         raise ValueError("second-order differentiation through Adam is not supported; "
                          "use optimizer='sgd' for MAML, or a first-order method with Adam")
@@ -185,11 +194,15 @@ def inner_loop(
     losses: list[float] = []
     # second order: the model's forward must stay differentiable twice (written-out attention)
     twice = higher_order() if create_graph else contextlib.nullcontext()
+    device = next(iter(params.values())).device.type if params else "cpu"
+    cast = (torch.autocast(device, dtype=torch.bfloat16) if cfg.precision == "bfloat16"
+            else contextlib.nullcontext())
     with _seeded(cfg.seed, params.values()) as generator, twice:
         batches = support_batches(support, collate, cfg.batching, cfg.batch_size, generator)
         for step in range(cfg.steps):
-            with torch.set_grad_enabled(create_graph):  # no outer graph of the inner backward
+            with torch.set_grad_enabled(create_graph), cast:  # no outer graph of the backward
                 grads, loss = grad_fn(params, next(batches))
+            loss = loss.float()
             if cfg.proximal:  # d/dp of proximal/2 * ||p - start||^2
                 grads = {n: g + cfg.proximal * (params[n] - origin[n]) for n, g in grads.items()}
             if state is None:

@@ -1,0 +1,85 @@
+"""Adaptation steps in bfloat16 (AdaptSettings.precision): the arithmetic changes, the state does
+not. Parameters, gradients and Adam's moments stay float32; the loss follows float32's closely;
+the setting is checked, saved with the voice and kept out of older benchmark records' setup ids."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from eval import grid, runner
+from metatts.adapt import AdaptSettings, adapt, fast_precision
+from metatts.meta import InnerConfig, inner_loop
+from metatts.meta.inner_loop import PRECISIONS
+from metatts.vocoder import native_bf16
+
+from test_adapt import base, clips  # noqa: F401 - the tiny model and the slt clips
+
+
+def test_bfloat16_steps_keep_float32_state_and_follow_float32s_loss(base, clips):  # noqa: F811
+    fp32 = AdaptSettings(steps=4, lr=0.01)
+    bf16 = dataclasses.replace(fp32, precision="bfloat16")
+    a, b = adapt(clips, base, fp32), adapt(clips, base, bf16)
+    assert b.voice.settings["precision"] == "bfloat16"
+    assert all(t.dtype == torch.float32 for t in b.voice.params.values())
+    # the same start and steps, rounded differently: close, not equal
+    assert a.losses != b.losses
+    for x, y in zip(a.losses + [a.final_loss], b.losses + [b.final_loss]):
+        assert abs(x - y) < 0.03 * x
+    assert b.final_loss < b.losses[0]
+    moved = [float((b.voice.params[n] - a.voice.params[n]).abs().max()) for n in a.voice.params]
+    assert max(moved) > 0
+
+
+def test_the_inner_loop_casts_only_inside_each_step(base, clips):  # noqa: F811
+    model = base.model
+    seen = []
+    real = model.loss
+
+    def spy(batch):
+        seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu")
+                    else None)
+        return real(batch)
+
+    from metatts.adapt import fixed_alignment, support_examples
+    from metatts.data.batch import collate
+    from metatts.meta import initial_params
+    support = fixed_alignment(model, support_examples(clips, base), ["speaker.new"], "cpu")
+    params = initial_params(model, ("embedding",), detach=True)
+    model.loss = spy
+    try:
+        result = inner_loop(model, params, support, collate,
+                            InnerConfig(steps=2, lr=0.01, precision="bfloat16"))
+    finally:
+        del model.loss
+    assert seen == [torch.bfloat16, torch.bfloat16]
+    assert not torch.is_autocast_enabled("cpu")
+    assert all(p.dtype == torch.float32 for p in result.params.values())
+
+
+def test_precision_is_checked():
+    assert PRECISIONS == ("float32", "bfloat16")
+    with pytest.raises(ValueError, match="unknown precision 'float16'"):
+        InnerConfig(precision="float16")
+    with pytest.raises(ValueError, match="unknown precision"):
+        AdaptSettings(precision="half")
+    with pytest.raises(ValueError, match="second-order"):
+        inner_loop(torch.nn.Linear(1, 1), {}, [None], lambda x: x,
+                   InnerConfig(precision="bfloat16"), create_graph=True)
+
+
+def test_fast_precision_follows_the_processor(monkeypatch):
+    import metatts.adapt as adapt_mod
+
+    assert fast_precision() == ("bfloat16" if native_bf16() else "float32")
+    monkeypatch.setattr(adapt_mod, "native_bf16", lambda: False)
+    assert fast_precision("cpu") == "float32"
+    monkeypatch.setattr(adapt_mod, "native_bf16", lambda: True)
+    assert fast_precision("cpu") == "bfloat16"
+    assert fast_precision("meta") == "float32"
+
+
+def test_float32_keeps_the_setup_id_of_records_made_before_the_setting(base):  # noqa: F811
+    plain = runner.setup_id(grid.parse_method("finetune-adam"), base, 0)
+    assert runner.setup_id(grid.parse_method("finetune-adam:precision=float32"), base, 0) == plain
+    assert runner.setup_id(grid.parse_method("finetune-adam:precision=bfloat16"), base, 0) != plain
