@@ -218,6 +218,8 @@ def unit_record(unit: Unit, voice: str, text: str, kept: Kept, clip: dict) -> di
         "text": text, **clip, "adapt_seconds": kept.seconds, "final_loss": kept.loss,
         "n_test": len(task.test), "voice": voice,
         "support": [u.id for u in task.support], "references": [u.id for u in task.test],
+        # early stopping: the step count the voice is from, when not the budget
+        **({"stopped_at": kept.stopped_at} if kept.stopped_at not in (None, unit.steps) else {}),
     }
 
 

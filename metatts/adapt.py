@@ -193,9 +193,9 @@ class AdaptSettings:
             raise ValueError(f"unknown init {self.init!r}; choose one of {INITS}")
         if self.start not in STARTS:
             raise ValueError(f"unknown start {self.start!r}; choose one of {STARTS}")
-        if self.learned_lrs and (self.init != "meta" or self.optimizer != "sgd"):
-            raise ValueError("learned_lrs (Meta-SGD's rates) needs init 'meta' and optimizer "
-                             "'sgd'; give a learning rate instead to adapt another way.")
+        if self.learned_lrs and self.init != "meta":
+            raise ValueError("learned_lrs (the meta-learned inner rates) needs init 'meta'; give "
+                             "a learning rate instead to adapt another way.")
         if not isinstance(self.piece_frames, int) or not (
                 self.piece_frames == 0 or self.piece_frames >= MIN_PIECE_FRAMES):
             raise ValueError(f"piece_frames must be 0 (whole clips) or at least "
@@ -408,6 +408,7 @@ class Kept:
     loss: float  # support loss at these parameters, on the batch the next step used (all clips
     # with full batching, and after the last step)
     seconds: float  # wall time from the start of adapt() to this step, features included
+    stopped_at: int | None = None  # the step count these parameters are from (early_stop)
 
 
 @dataclass(frozen=True)
@@ -449,9 +450,6 @@ def adapt(clips: Sequence[Clip], base: Checkpoint, settings: AdaptSettings,
         if len(support) < 2:
             raise AdaptError("early stopping holds out one clip to judge the steps by, so it "
                              "needs at least 2 clips; give more clips or adapt without it.")
-        if keep:
-            raise AdaptError("early stopping chooses the step count itself; it cannot be "
-                             "combined with keeping other step counts.")
         support, held_out = support[:-1], support[-1:]
 
     start = {k: v.to(device) for k, v in start_params(base, settings, support).items()}
@@ -479,13 +477,17 @@ def adapt(clips: Sequence[Clip], base: Checkpoint, settings: AdaptSettings,
     with _eval_mode(model):
         result = inner_loop(model, start, support, batch, settings.inner(), on_step=step_done,
                             keep=range(settings.steps + 1) if held_out else keep, lrs=lrs)
+        stops = {n: n for n in keep}  # kept step count -> the step count its params are from
         with torch.no_grad():
             if held_out:  # the held-out clip's loss after each step count; keep the lowest
                 judge = loss_fn(model, fixed=result.fixed)
                 judged = [float(judge(result.kept[n], batch(held_out)))
                           for n in range(settings.steps + 1)]
                 stopped = min(range(len(judged)), key=lambda n: judged[n])
-                result = dataclasses.replace(result, params=result.kept[stopped], kept={})
+                # a shorter budget n would have stopped at the lowest loss among 0..n
+                stops = {n: min(range(n + 1), key=lambda m: judged[m]) for n in keep}
+                result = dataclasses.replace(result, params=result.kept[stopped],
+                                             kept={n: result.kept[stops[n]] for n in keep})
             final = float(loss_fn(model, fixed=result.fixed)(result.params, batch(support)))
     if not math.isfinite(final):
         raise AdaptError(_diverged(final, "after the last step", settings.lr))
@@ -493,7 +495,7 @@ def adapt(clips: Sequence[Clip], base: Checkpoint, settings: AdaptSettings,
                        {**settings.to_dict(), "start": start_kind, "stopped_at": stopped},
                        [c.seconds for c in clips], result.losses, final)
     losses = list(result.losses) + [final]  # support loss at 0, 1, ..., steps steps
-    kept = {n: Kept(n, {**p, **result.fixed}, losses[n], elapsed[n])
+    kept = {n: Kept(n, {**p, **result.fixed}, losses[stops[n]], elapsed[n], stops[n])
             for n, p in result.kept.items()}
     return Adaptation(voice, list(result.losses), final, time.perf_counter() - started, kept,
                       start=start_kind, held_out_losses=judged, stopped_at=stopped)

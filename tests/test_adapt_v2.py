@@ -154,3 +154,18 @@ def test_early_stopping_keeps_the_step_with_the_lowest_held_out_loss(base, clips
     shorter = adapt(clips[:-1], base, settings(steps=result.stopped_at, lr=0.5))
     for name, value in shorter.voice.params.items():
         assert torch.allclose(result.voice.params[name], value, atol=1e-6), name
+
+
+def test_early_stopping_keeps_for_each_budget_the_step_it_would_have_stopped_at(base, clips):
+    """keep with early_stop (how the benchmark reads several step counts from one run): each kept
+    count n holds what an early-stopped adaptation of n steps gives."""
+    long = adapt(clips, base, settings(steps=8, lr=0.5, early_stop=True), keep=[0, 3, 8])
+    losses = long.held_out_losses
+    for n in (0, 3, 8):
+        kept = long.kept[n]
+        assert kept.stopped_at == min(range(n + 1), key=losses.__getitem__)
+        alone = adapt(clips, base, settings(steps=n, lr=0.5, early_stop=True))
+        assert alone.stopped_at == kept.stopped_at
+        for name, value in alone.voice.params.items():
+            assert torch.allclose(kept.params[name], value, atol=1e-6), name
+    assert long.kept[8].stopped_at == long.stopped_at

@@ -278,3 +278,34 @@ def test_kept_steps_equal_separate_shorter_runs(model):
             torch.testing.assert_close(long.kept[n][name], alone[name])
     with pytest.raises(ValueError, match="outside 0..6"):
         inner_loop(model, start, support, collate, cfg(6), keep=(7,))
+
+
+def test_per_tensor_adam_rates_get_the_first_order_gradient(model):
+    """One Adam step moves each tensor by rate * m / sqrt(v), which the support gradient alone
+    fixes: the first-order gradient of the query loss in each tensor's rate is then exact."""
+    cfg = InnerConfig(groups=("embedding", "decoder"), steps=1, lr=0.05, optimizer="adam")
+    rates = InnerLearningRates(initial_params(model, cfg.groups, detach=True), cfg.lr,
+                               per_tensor=True).double()
+    assert all(r.shape == (1,) * p.ndim for r, p in
+               zip(rates.as_dict().values(), initial_params(model, cfg.groups, detach=True).values()))
+    t = task(6)
+    got = task_gradient(model, t, collate, cfg, "fomaml", lrs=rates.as_dict()).lr_grads
+
+    def query_at(values):
+        lrs = {n: torch.full_like(r, values.get(n, cfg.lr)) for n, r in rates.as_dict().items()}
+        phi = inner_loop(model, initial_params(model, cfg.groups, detach=True), t.support,
+                         collate, cfg, lrs=lrs).params
+        theta = {n: p.detach() for n, p in model.named_parameters()}
+        return float(reference_loss({**theta, **phi}, collate(t.query)))
+
+    h = 1e-6
+    for name in rates.names:
+        numeric = (query_at({name: cfg.lr + h}) - query_at({name: cfg.lr - h})) / (2 * h)
+        assert got[name].shape == rates.as_dict()[name].shape
+        assert abs(float(got[name].sum()) - numeric) < 1e-6 * max(1.0, abs(numeric))
+    # equal rates give exactly the plain Adam loop
+    same = inner_loop(model, initial_params(model, cfg.groups, detach=True), t.support, collate,
+                      cfg, lrs={n: r.detach() for n, r in rates.as_dict().items()}).params
+    plain = inner_loop(model, initial_params(model, cfg.groups, detach=True), t.support, collate,
+                       cfg).params
+    assert all(torch.equal(same[n], plain[n]) for n in plain)

@@ -145,6 +145,34 @@ def test_meta_sgd_learns_inner_rates_that_adaptation_then_uses(
         load_config(META_TINY, {"meta": {"algo": "reptile", "learn_inner_lrs": True}})
 
 
+def test_per_tensor_rates_of_an_adam_inner_loop_are_learned_alone(tmp_path, pretrained, features):
+    """meta.lrs_per_tensor with inner Adam and no outer groups: only one rate per adapted tensor
+    is meta-learned, the weights stay the pretrained ones, and adaptation steps with the rates."""
+    per_tensor = ("--algo", "fomaml", "--set", "meta.learn_inner_lrs=true",
+                  "--set", "meta.lrs_per_tensor=true", "--set", "meta.outer_groups=[]",
+                  "--set", "meta.inner.optimizer=adam", "--set", "meta.inner.lr=0.01",
+                  "--set", "meta.lrs_outer_lr=0.002")
+    assert main(args(tmp_path / "run", pretrained, features, 2, *per_tensor)) == 0
+    base = load_base("meta", tmp_path / "run")
+    start = load_base("pretrained", pretrained)
+    assert all(torch.equal(a, b) for a, b in zip(base.model.state_dict().values(),
+                                                 start.model.state_dict().values()))
+    params = dict(base.model.named_parameters())
+    assert all(r.shape == (1,) * params[n].ndim for n, r in base.inner_lrs.items())
+    rates = torch.cat([r.reshape(-1) for r in base.inner_lrs.values()])
+    assert (rates >= 0).all() and not torch.all(rates == 0.01)
+    settings = default_settings("meta", base)
+    assert settings.learned_lrs and settings.optimizer == "adam"
+    clips = load_clips(sorted((SPEECH / "slt").glob("*.wav"))).clips
+    learned = adapt(clips, base, settings).voice
+    plain = adapt(clips, base, with_changes(settings, lr=0.01)).voice
+    assert any(not torch.equal(learned.params[n], plain.params[n]) for n in learned.params)
+    with pytest.raises(ConfigError, match="lrs_per_tensor"):
+        load_config(META_TINY, {"meta": {"learn_inner_lrs": True, "inner": {"optimizer": "adam"}}})
+    with pytest.raises(ConfigError, match="outer_groups"):
+        load_config(META_TINY, {"meta": {"outer_groups": []}})
+
+
 def test_validation_logs_query_loss_after_adapting(tmp_path, pretrained, features):
     assert main(args(tmp_path / "run", pretrained, features, 2)) == 0
     val = [r for r in read_log(tmp_path / "run" / "log.jsonl") if r["split"] == "val"]

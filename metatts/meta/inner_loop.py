@@ -162,8 +162,6 @@ def inner_loop(
     """
     check_names(model, params)
     if lrs is not None:
-        if cfg.optimizer != "sgd":
-            raise ValueError("learned per-parameter learning rates (Meta-SGD) need optimizer='sgd'")
         if set(lrs) != set(params):
             raise ValueError(f"lrs must name exactly the adapted parameters; "
                              f"missing {sorted(set(params) - set(lrs))}, "
@@ -208,7 +206,7 @@ def inner_loop(
             if state is None:
                 updates = sgd_step(grads, cfg.lr, lrs)
             else:
-                updates, state = adam_step(grads, state, cfg.lr, cfg.betas, cfg.eps)
+                updates, state = adam_step(grads, state, cfg.lr, cfg.betas, cfg.eps, lrs)
             params = {name: p - updates[name] for name, p in params.items()}
             losses.append(loss.item())
             if step + 1 in keep:

@@ -2,7 +2,9 @@
 
 The parameters move by ``params[k] - step[k]``. SGD is a differentiable expression of its inputs
 (second-order MAML differentiates through it; Meta-SGD learns its ``lrs``); Adam is for the
-fine-tuning baseline and first-order methods and is not meant to be differentiated through.
+fine-tuning baseline and first-order methods and is not meant to be differentiated through; its
+learned rates (``lrs``, one per tensor or per element) scale the step, so a first-order method can
+learn them (the gradient of the query loss through the update sums).
 """
 
 from __future__ import annotations
@@ -42,12 +44,16 @@ def adam_step(
     lr: float,
     betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
+    lrs: Mapping[str, Tensor] | None = None,
 ) -> tuple[dict[str, Tensor], AdamState]:
-    """One Adam update (Kingma & Ba, bias-corrected; the same arithmetic as ``torch.optim.Adam``)."""
+    """One Adam update (Kingma & Ba, bias-corrected; the same arithmetic as ``torch.optim.Adam``).
+    ``lrs[name]`` (broadcastable to the parameter: one rate per tensor or per element) replaces
+    ``lr`` when given."""
     b1, b2 = betas
     t = state.step + 1
     m = {name: b1 * state.m[name] + (1 - b1) * g for name, g in grads.items()}
     v = {name: b2 * state.v[name] + (1 - b2) * g * g for name, g in grads.items()}
     c1, c2 = 1 - b1 ** t, 1 - b2 ** t
-    steps = {name: (lr / c1) * m[name] / ((v[name] / c2).sqrt() + eps) for name in grads}
+    rate = {name: lr if lrs is None else lrs[name] for name in grads}
+    steps = {name: (rate[name] / c1) * m[name] / ((v[name] / c2).sqrt() + eps) for name in grads}
     return steps, AdamState(step=t, m=m, v=v)

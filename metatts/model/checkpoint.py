@@ -171,13 +171,15 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
 
 
 def load_inner_lrs(model: torch.nn.Module, path: Path) -> dict[str, torch.Tensor]:
-    """Meta-SGD rates: each must name a model parameter and have its shape."""
+    """Meta-SGD rates: each must name a model parameter and have its shape (one rate per
+    element) or (1, ..., 1) of its rank (one rate per tensor)."""
     try:
         rates = load_file(str(path))
     except (SafetensorError, OSError) as err:
         raise CheckpointError(f"{path}: unreadable learned learning rates ({err}).") from None
     params = dict(model.named_parameters())
-    wrong = sorted(k for k, v in rates.items() if k not in params or params[k].shape != v.shape)
+    wrong = sorted(k for k, v in rates.items() if k not in params or (
+        v.shape != params[k].shape and v.shape != (1,) * params[k].ndim))
     if wrong or not rates:
         raise CheckpointError(f"{path}: learned learning rates that fit no parameter of the "
                               f"model ({wrong[:5] or 'none given'}).")

@@ -220,6 +220,7 @@ class MetaInnerConfig:
     proximal: float = 0.0  # pull toward the start (intelligibility guard)
     terms: tuple[str, ...] = ()  # loss terms the inner steps follow; empty: the whole loss
     lock_timing: bool = False  # duration, pitch and energy predictors read the start's vector
+    precision: str = "float32"  # "bfloat16": the inner steps under autocast (faster, same state)
 
 
 @dataclass(frozen=True)
@@ -258,6 +259,9 @@ class MetaConfig:
     # checkpoint then steps with them
     learn_inner_lrs: bool = False
     lrs_outer_lr: float = 1e-3  # the outer optimizer's learning rate for those rates
+    # one learned rate per adapted tensor instead of per element (MAML++'s per-layer rates); with
+    # an Adam inner loop (fomaml) each rate replaces inner.lr for its tensor's Adam steps
+    lrs_per_tensor: bool = False
     val_steps: tuple[int, ...] = (0, 5)  # inner steps at which validation query loss is measured
     val_episodes: int = 8  # episodes of validation speakers per validation
 
@@ -276,13 +280,18 @@ class MetaConfig:
                               f"{self.outer_optimizer!r}.")
         if not self.val_steps or min(self.val_steps) < 0:
             raise ConfigError(f"meta.val_steps must be step counts >= 0, got {self.val_steps}.")
-        if not self.outer_groups or set(self.outer_groups) - set(GROUPS):
+        if (not self.outer_groups and not self.learn_inner_lrs) or (
+                set(self.outer_groups) - set(GROUPS)):
             raise ConfigError(f"meta.outer_groups must name some of {', '.join(GROUPS)}, got "
-                              f"{list(self.outer_groups)}.")
-        if self.learn_inner_lrs and (self.algo == "reptile" or self.inner.optimizer != "sgd"):
-            raise ConfigError("meta.learn_inner_lrs (Meta-SGD) learns the step sizes of an SGD "
-                              "inner loop through the query loss: use meta.algo 'maml' or "
-                              "'fomaml' with meta.inner.optimizer 'sgd'.")
+                              f"{list(self.outer_groups)} (empty only with learn_inner_lrs: "
+                              "then the rates alone learn).")
+        if self.learn_inner_lrs and self.algo == "reptile":
+            raise ConfigError("meta.learn_inner_lrs learns the inner step sizes through the query "
+                              "loss, which Reptile does not use: use meta.algo 'maml' or "
+                              "'fomaml'.")
+        if self.learn_inner_lrs and self.inner.optimizer != "sgd" and not self.lrs_per_tensor:
+            raise ConfigError("meta.learn_inner_lrs with an Adam inner loop learns one rate per "
+                              "tensor: set meta.lrs_per_tensor true (or use inner SGD).")
         if not self.lrs_outer_lr > 0:
             raise ConfigError(f"meta.lrs_outer_lr must be positive, got {self.lrs_outer_lr}.")
         if self.algo == "maml" and self.inner.optimizer != "sgd":

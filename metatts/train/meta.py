@@ -69,7 +69,8 @@ def inner_config(meta: MetaConfig, steps: int | None = None, seed: int | None = 
     return InnerConfig(groups=i.groups, steps=i.steps if steps is None else steps, lr=i.lr,
                        optimizer=i.optimizer, batching=i.batching, batch_size=i.batch_size,
                        betas=i.betas, eps=i.eps, seed=seed, proximal=i.proximal,
-                       terms=tuple(i.terms), lock_timing=i.lock_timing)
+                       terms=tuple(i.terms), lock_timing=i.lock_timing,
+                       precision=getattr(i, "precision", "float32"))
 
 
 def encoder_start(model: torch.nn.Module):
@@ -265,11 +266,11 @@ def _meta_train(config: Config, d: distributed.Distributed, resume: bool,
     model.speaker.new.requires_grad_(m.learn_new_speaker and "speaker.new" in learned
                                      and m.start == "learned")
     named = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    param_groups = [{"params": list(named.values())}]
+    param_groups = [{"params": list(named.values())}] if named else []  # none: rates alone
     rates = None
-    if m.learn_inner_lrs:  # Meta-SGD: one rate per adapted element, starting at inner.lr
+    if m.learn_inner_lrs:  # Meta-SGD: one rate per adapted element (or tensor), from inner.lr
         rates = InnerLearningRates(initial_params(model, m.inner.groups, detach=True),
-                                   m.inner.lr).to(d.device)
+                                   m.inner.lr, per_tensor=m.lrs_per_tensor).to(d.device)
         param_groups.append({"params": list(rates.parameters()), "lr": m.lrs_outer_lr})
     optimizer = (torch.optim.Adam(param_groups, lr=m.outer_lr) if m.outer_optimizer == "adam"
                  else torch.optim.SGD(param_groups, lr=m.outer_lr))
