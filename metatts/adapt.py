@@ -184,8 +184,9 @@ class AdaptSettings:
     # clips longer than this many mel frames step as pieces of whole tokens (metatts.meta.support
     # .split_long): the same frames and tokens, shorter attention, faster steps; 0: whole clips
     piece_frames: int = 0
-    # "bfloat16": the steps under torch.autocast (see metatts.meta.inner_loop.PRECISIONS);
-    # default_settings picks it where the processor multiplies bfloat16 natively (native_bf16)
+    # "bfloat16": the steps under torch.autocast (see metatts.meta.inner_loop.PRECISIONS),
+    # 1.24x faster on this project's CPUs (fast_precision says where); float32 stays the default
+    # until the full benchmark run begun in float32 is published (README, "bfloat16 steps")
     precision: str = "float32"
 
     def __post_init__(self) -> None:
@@ -433,7 +434,8 @@ def adapt(clips: Sequence[Clip], base: Checkpoint, settings: AdaptSettings,
     no clips, a transcript that does not fit its clip, ``init="meta"`` on a checkpoint that was
     not meta-learned, or a loss that stops being finite (lower the learning rate).
     ``keep`` lists step counts (0..steps) whose parameters, support loss and elapsed time come
-    back in ``kept``: the same as separate adaptations of that many steps, for the price of one.
+    back in ``kept``: the same as separate adaptations of that many steps, for the price of one
+    (with ``early_stop``, each count keeps the step its own budget would have stopped at).
     """
     started = time.perf_counter()
     if not clips:
