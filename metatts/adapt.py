@@ -168,7 +168,7 @@ class AdaptSettings:
     # parameter groups that adapt (model.parameter_groups): the speaker vector and the
     # conditional norms (AdaSpeech), the same groups meta-learning adapts by default
     groups: tuple[str, ...] = ("embedding", "conditional_norms")
-    steps: int = 20
+    steps: int = 20  # ADAPT_STEPS
     lr: float = 1e-2
     optimizer: str = "adam"  # "sgd" or "adam"
     batching: str = "full"  # "full" (every clip every step), "stochastic", "minibatch"
@@ -185,8 +185,7 @@ class AdaptSettings:
     # .split_long): the same frames and tokens, shorter attention, faster steps; 0: whole clips
     piece_frames: int = 0
     # "bfloat16": the steps under torch.autocast (see metatts.meta.inner_loop.PRECISIONS),
-    # 1.24x faster on this project's CPUs (fast_precision says where); float32 stays the default
-    # until the full benchmark run begun in float32 is published (README, "bfloat16 steps")
+    # 1.24x faster on this project's CPUs; default_settings takes fast_precision()
     precision: str = "float32"
 
     def __post_init__(self) -> None:
@@ -249,6 +248,12 @@ ENCODER_FINETUNE = {"lr": 5e-4, "groups": ("decoder",), "lock_timing": True}
 # noise (Holm p >= 0.25 on every paired cell).
 PIECE_FRAMES = 400
 
+# Steps every start takes by default (the app's too). A meta-learned checkpoint was meta-trained
+# with fewer (configs/meta_v2_decoder.json: 5), but its voice keeps getting closer to 20 steps with
+# WER held: ECAPA 0.495 at 10 and 0.573 at 20 on natural voices, WER 2.2 % and 1.3 %
+# (results/eval_k5_pieces); past 20 WER rises (7.6 % at 50, results/eval_k5_guards).
+ADAPT_STEPS = 20
+
 
 def fast_precision(device: str | torch.device = "cpu") -> str:
     """"bfloat16" where ``device`` multiplies bfloat16 natively (a CPU with AVX512-BF16 or
@@ -262,26 +267,31 @@ def fast_precision(device: str | torch.device = "cpu") -> str:
 
 def default_settings(init: str, base: Checkpoint, start: str | None = None) -> AdaptSettings:
     """``meta``: the inner loop the checkpoint was meta-trained with; ``pretrained``: Adam on the
-    speaker embedding and the conditional norms, 20 steps at lr 0.01 (:class:`AdaptSettings`'
-    defaults), or, with ``start="encoder"``, :data:`ENCODER_FINETUNE` from the encoder's
-    estimate. ``start`` (see :data:`STARTS`) otherwise only sets where the vector starts."""
+    speaker embedding and the conditional norms at lr 0.01 (:class:`AdaptSettings`' defaults),
+    or, with ``start="encoder"``, :data:`ENCODER_FINETUNE` from the encoder's estimate. ``start``
+    (see :data:`STARTS`) otherwise only sets where the vector starts. Every init takes
+    :data:`ADAPT_STEPS` steps, long clips in pieces (:data:`PIECE_FRAMES`), in the arithmetic
+    :func:`fast_precision` picks for the model's device."""
     if start is not None and start not in STARTS:
         raise ValueError(f"unknown start {start!r}; choose one of {STARTS}")
+    fast = fast_precision(next(base.model.parameters()).device)
     if init == "pretrained":
         if start == "encoder":
-            return AdaptSettings(start="encoder", piece_frames=PIECE_FRAMES, **ENCODER_FINETUNE)
-        return AdaptSettings(start=start or "auto", piece_frames=PIECE_FRAMES)
+            return AdaptSettings(start="encoder", piece_frames=PIECE_FRAMES, precision=fast,
+                                 steps=ADAPT_STEPS, **ENCODER_FINETUNE)
+        return AdaptSettings(start=start or "auto", piece_frames=PIECE_FRAMES, precision=fast,
+                             steps=ADAPT_STEPS)
     if init != "meta":
         raise ValueError(f"unknown init {init!r}; choose one of {INITS}")
     inner = meta_inner_config(base)
     if inner is None:
         raise AdaptError(_not_meta_learned(base.path))
-    return AdaptSettings(init="meta", groups=inner.groups, steps=inner.steps, lr=inner.lr,
+    return AdaptSettings(init="meta", groups=inner.groups, steps=ADAPT_STEPS, lr=inner.lr,
                          optimizer=inner.optimizer, batching=inner.batching,
                          batch_size=inner.batch_size, learned_lrs=base.inner_lrs is not None,
                          proximal=inner.proximal, terms=tuple(inner.terms),
                          lock_timing=inner.lock_timing, start=start or "auto",
-                         piece_frames=PIECE_FRAMES)
+                         piece_frames=PIECE_FRAMES, precision=fast)
 
 
 def with_changes(settings: AdaptSettings, **changes) -> AdaptSettings:
@@ -480,7 +490,11 @@ def adapt(clips: Sequence[Clip], base: Checkpoint, settings: AdaptSettings,
         result = inner_loop(model, start, support, batch, settings.inner(), on_step=step_done,
                             keep=range(settings.steps + 1) if held_out else keep, lrs=lrs)
         stops = {n: n for n in keep}  # kept step count -> the step count its params are from
-        with torch.no_grad():
+        # the held-out and final losses in the steps' arithmetic, so that a kept count's loss
+        # (seen by the next step) is the final loss of an adaptation of that many steps
+        cast = (torch.autocast(device.type, dtype=torch.bfloat16)
+                if settings.precision == "bfloat16" else contextlib.nullcontext())
+        with torch.no_grad(), cast:
             if held_out:  # the held-out clip's loss after each step count; keep the lowest
                 judge = loss_fn(model, fixed=result.fixed)
                 judged = [float(judge(result.kept[n], batch(held_out)))

@@ -80,6 +80,25 @@ def test_fast_precision_follows_the_processor(monkeypatch):
 
 
 def test_float32_keeps_the_setup_id_of_records_made_before_the_setting(base):  # noqa: F811
-    plain = runner.setup_id(grid.parse_method("finetune-adam"), base, 0)
-    assert runner.setup_id(grid.parse_method("finetune-adam:precision=float32"), base, 0) == plain
-    assert runner.setup_id(grid.parse_method("finetune-adam:precision=bfloat16"), base, 0) != plain
+    import hashlib
+    import json
+
+    from metatts.voice import base_model
+
+    method = grid.parse_method("finetune-adam:precision=float32")
+    settings = runner.settings_for(method, base, 0, 0).to_dict()
+    del settings["steps"], settings["precision"]  # a record of before the setting existed
+    doc = json.dumps({"settings": settings, "base": base_model(base).sha256}, sort_keys=True)
+    before = hashlib.sha256(doc.encode()).hexdigest()[:16]
+    assert runner.setup_id(method, base, 0) == before
+    bf16 = grid.parse_method("finetune-adam:precision=bfloat16")
+    assert runner.setup_id(bf16, base, 0) != before
+
+
+def test_every_start_steps_in_the_fast_arithmetic_by_default(base):  # noqa: F811
+    from metatts.adapt import ADAPT_STEPS, default_settings
+
+    for start in (None, "encoder", "mean"):
+        settings = default_settings("pretrained", base, start)
+        assert settings.precision == fast_precision()
+        assert settings.steps == ADAPT_STEPS == 20
