@@ -101,3 +101,18 @@ def test_too_few_clips_is_a_clear_error():
         EpisodeSampler(utts, k=0, q=2)
     with pytest.raises(DatasetError, match="no speaker"):
         EpisodeSampler(utts[-3:], k=3, q=2, skip_small_speakers=True)
+
+
+def test_reserved_speakers_are_a_seeded_disjoint_share_of_the_training_speakers():
+    from metatts.data.splits import reserve_speakers
+
+    utts = corpus(10, 3)
+    pretrain, reserved = reserve_speakers(utts, 0.3, seed=1)
+    names = {u.speaker for u in reserved}
+    assert len(names) == 3 and not names & {u.speaker for u in pretrain}
+    assert len(pretrain) + len(reserved) == len(utts)
+    assert reserve_speakers(list(reversed(utts)), 0.3, seed=1)[1] and {
+        u.speaker for u in reserve_speakers(list(reversed(utts)), 0.3, seed=1)[1]} == names
+    assert reserve_speakers(utts, 0.0)[1] == () and len(reserve_speakers(utts, 0.0)[0]) == 30
+    with pytest.raises(DatasetError, match="meta_speakers"):
+        reserve_speakers(utts[:3], 0.9)

@@ -1,6 +1,7 @@
 """Meta-training: each algorithm writes a meta-learned checkpoint that adaptation accepts, resume
 is exact, validation logs post-adaptation query losses, two gloo processes share a meta-batch."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -277,3 +278,32 @@ def test_v2_meta_training_learns_the_encoder_start_and_adaptation_uses_it(
     moved = {n for n, p in frozen.model.named_parameters() if not torch.equal(p, start[n])}
     assert not any(n.startswith("speaker_encoder.") for n in moved)
     assert any(".adapter." in n for n in moved)
+
+
+def test_meta_training_draws_its_tasks_from_the_speakers_pretraining_left_out(tmp_path, features):
+    """data.meta_speakers: pretraining leaves a share of its speakers out, and meta-training from
+    that checkpoint takes its tasks from them only, voices the model never heard."""
+    from metatts.model.config import replace
+    from metatts.train.data import feature_cache
+    from metatts.train.meta import reserved_speakers, samplers
+
+    run = tmp_path / "pretrained"
+    assert main(["--config", str(ROOT / "configs" / "tiny.json"), "--quiet",
+                 "--set", f"train.run_dir={run}", "--set", "train.steps=1",
+                 "--set", f'data.datasets=["{SPEECH}"]', "--set", f"data.cache_dir={features}",
+                 "--set", "data.meta_speakers=0.25"]) == 0
+    base = load_base("pretrained", run)
+    reserved = reserved_speakers(base.config.data)
+    everyone = {p.name for p in SPEECH.iterdir() if p.is_dir()}
+    assert len(reserved) == 1 and reserved < everyone
+    assert set(base.speakers) == everyone - reserved  # pretraining never heard it
+    config = load_config(META_TINY, {"data": {"datasets": [str(SPEECH)], "val_speakers": 0.0,
+                                              "cache_dir": str(features)},
+                                     "meta": {"k": 1, "q": 1}})
+    config = replace(config, model=dataclasses.asdict(base.config.model))
+    cache = feature_cache(config.data, tmp_path, pitch=base.config.model.pitch)
+    train, _ = samplers(config, cache, base.config.data)
+    assert set(train.speakers) == reserved
+    assert main(args(tmp_path / "meta", run, features, 1, "--algo", "fomaml",
+                     "--set", "data.val_speakers=0.0", "--set", "meta.k=1",
+                     "--set", "meta.q=1")) == 0

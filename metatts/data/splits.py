@@ -58,6 +58,23 @@ def split_speakers(
     return Splits(**parts)
 
 
+def reserve_speakers(utterances: Iterable[Utterance], fraction: float, seed: int = 0
+                     ) -> tuple[tuple[Utterance, ...], tuple[Utterance, ...]]:
+    """Training clips dealt into (pretraining, reserved): ``fraction`` of the speakers, drawn with
+    ``seed``, are reserved for meta-training, so that its tasks are voices the pretrained model
+    never heard, as a test voice is. 0 reserves none. Deterministic in the speaker set."""
+    utterances = list(utterances)
+    speakers = sorted({u.speaker for u in utterances})
+    random.Random(f"reserve-{seed}").shuffle(speakers)
+    n = _count(float(fraction), len(speakers), "reserved") if fraction else 0
+    if n >= len(speakers) and speakers:
+        raise DatasetError(f"reserving {fraction} of {len(speakers)} training speakers for "
+                           "meta-training leaves none to pretrain on; lower data.meta_speakers.")
+    reserved = set(speakers[:n])
+    return (tuple(u for u in utterances if u.speaker not in reserved),
+            tuple(u for u in utterances if u.speaker in reserved))
+
+
 def _count(size: float | int, n: int, name: str) -> int:
     if isinstance(size, bool) or size < 0:
         raise DatasetError(

@@ -143,13 +143,17 @@ class DataConfig:
     # manifest voice groups left out of training entirely (e.g. ["engine"]: the previous corpus's
     # engine voices)
     exclude_groups: tuple[str, ...] = ()
+    # fraction of the training speakers reserved for meta-training (metatts.data.splits
+    # .reserve_speakers): pretraining leaves them out, and meta-training from a checkpoint
+    # pretrained so draws its tasks from them only: voices the model never heard, as at test time
+    meta_speakers: float = 0.0
 
     def __post_init__(self):
         if self.tokens not in ("phonemes", "characters"):
             raise ConfigError(f"data.tokens must be phonemes or characters, got {self.tokens!r}.")
         if not self.datasets:
             raise ConfigError("data.datasets is empty: name at least one dataset.")
-        for name in ("val_speakers", "test_speakers"):
+        for name in ("val_speakers", "test_speakers", "meta_speakers"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"data.{name} is a fraction of the speakers in [0, 1), got "
                                   f"{getattr(self, name)}; 0.1 holds out a tenth of them.")

@@ -13,6 +13,7 @@ statistics the model normalizes with are measured here (:func:`speaker_pitch_sta
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 from collections import defaultdict
@@ -25,6 +26,7 @@ from torch import Tensor
 
 from metatts.data import DatasetError, FeatureCache, FeatureSettings, Utterance, read_dataset
 from metatts.data import split_speakers
+from metatts.data.splits import reserve_speakers
 from metatts.data.batch import Batch, Example, collate, example
 from metatts.data.pitch import PitchStats
 from metatts.model.config import DataConfig
@@ -89,6 +91,11 @@ def prepare(config: DataConfig, cache: FeatureCache) -> TrainingData:
     if not splits.train:
         raise DatasetError("no training speakers left after the speaker split; lower "
                            "data.val_speakers / data.test_speakers.")
+    pretrain, reserved = reserve_speakers(splits.train, config.meta_speakers, config.split_seed)
+    if reserved:
+        log.info("%d of %d training speakers reserved for meta-training (data.meta_speakers)",
+                 len({u.speaker for u in reserved}), len({u.speaker for u in splits.train}))
+        splits = dataclasses.replace(splits, train=pretrain)
     failed = cache.warm([*splits.train, *splits.val])
     kept, frames, skipped, held_out = [], [], dict(failed), []
     train_ids = {u.id for u in splits.train}

@@ -35,6 +35,7 @@ from metatts.data import (DatasetError, EpisodeSampler, FeatureCache, Utterance,
                           split_speakers)
 from metatts.data.batch import Batch, Example
 from metatts.data.episodes import Episode
+from metatts.data.splits import reserve_speakers
 from metatts.meta.params import adapted_names
 from metatts.meta.support import fixed_alignment
 from metatts.meta import (InnerConfig, InnerLearningRates, MetaGradient, Task, initial_params,
@@ -43,7 +44,7 @@ from metatts.model.checkpoint import (INNER_LRS, MODEL_TENSORS, Checkpoint, Chec
                                       latest_checkpoint, load_checkpoint, load_inner_lrs,
                                       load_training_state, load_weights, read_metadata,
                                       shipped_checkpoint)
-from metatts.model.config import Config, ConfigError, MetaConfig, replace, to_dict
+from metatts.model.config import Config, ConfigError, DataConfig, MetaConfig, replace, to_dict
 from metatts.model.fastspeech2 import NEW_SPEAKER, count_parameters
 from metatts.train import distributed
 from metatts.train.data import feature_cache, read_utterances
@@ -114,12 +115,36 @@ def usable(utterances: Sequence[Utterance], cache: FeatureCache) -> list[Utteran
     return kept
 
 
-def samplers(config: Config, cache: FeatureCache) -> tuple[EpisodeSampler, EpisodeSampler | None]:
+def reserved_speakers(pretrained_on: DataConfig) -> set[str]:
+    """The speakers a checkpoint's pretraining left out for meta-training (its data config's
+    ``meta_speakers``), dealt as that pretraining dealt them."""
+    if not pretrained_on.meta_speakers:
+        return set()
+    d = pretrained_on
+    splits = split_speakers(read_utterances(d), d.val_speakers, d.test_speakers, d.split_seed)
+    return {u.speaker for u in reserve_speakers(splits.train, d.meta_speakers, d.split_seed)[1]}
+
+
+def samplers(config: Config, cache: FeatureCache, pretrained_on: DataConfig | None = None
+             ) -> tuple[EpisodeSampler, EpisodeSampler | None]:
     """Episode samplers of the training speakers and of the validation speakers (None if the
-    speaker split has none)."""
+    speaker split has none). ``pretrained_on``: the init checkpoint's data config; when its
+    pretraining reserved speakers for meta-training (``meta_speakers``), the training tasks are
+    those speakers only (voices the model never heard)."""
     m, d = config.meta, config.data
     splits = split_speakers(read_utterances(d), d.val_speakers, d.test_speakers, d.split_seed)
-    train_clips = usable(splits.train, cache)
+    train = splits.train
+    reserved = reserved_speakers(pretrained_on) if pretrained_on is not None else set()
+    if reserved:
+        train = tuple(u for u in train if u.speaker in reserved)
+        if not train:
+            raise DatasetError("the init checkpoint's pretraining reserved speakers for "
+                               "meta-training (data.meta_speakers), but none of them is in this "
+                               "config's training split; use the same data.datasets.")
+        log.info("meta-training tasks from %d speakers the init checkpoint's pretraining left "
+                 "out (data.meta_speakers %g)", len({u.speaker for u in train}),
+                 pretrained_on.meta_speakers)
+    train_clips = usable(train, cache)
     if not train_clips:
         raise DatasetError("no training speakers left after the speaker split; lower "
                            "data.val_speakers / data.test_speakers.")
@@ -250,10 +275,11 @@ def _meta_train(config: Config, d: distributed.Distributed, resume: bool,
                           "(model.speaker_encoder is off); use meta.start 'learned'.")
     if d.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        train_episodes, val_episodes = samplers(config, cache)  # computes missing features once
+        # computes missing features once
+        train_episodes, val_episodes = samplers(config, cache, base.config.data)
     distributed.barrier(d)
     if not d.is_main:
-        train_episodes, val_episodes = samplers(config, cache)
+        train_episodes, val_episodes = samplers(config, cache, base.config.data)
 
     model = base.model.train()
     learned = {n for g in m.outer_groups for n in model.parameter_groups()[g]}
