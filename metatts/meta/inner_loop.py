@@ -149,7 +149,8 @@ def inner_loop(
 
     ``params`` maps some of the model's parameter names to their starting values (see
     :func:`metatts.meta.initial_params`); only those move. ``lrs`` are Meta-SGD's learned
-    per-parameter learning rates (same names and shapes, SGD only), used instead of ``cfg.lr``.
+    per-parameter learning rates (same names; each of its parameter's shape, or (1, ..., 1): one
+    per tensor, which with Adam scales the tensor's steps), used instead of ``cfg.lr``.
 
     ``create_graph=True`` keeps each inner gradient in the autograd graph so that the result can be
     differentiated through the whole loop (second-order MAML); otherwise gradients are constants,
