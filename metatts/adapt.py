@@ -43,6 +43,7 @@ import torch
 from metatts import audio
 from metatts.data.batch import Batch, Example, Parts, split_collate
 from metatts.meta import InnerConfig, inner_loop, initial_params, loss_fn
+from metatts.meta.inner_loop import arithmetic
 from metatts.meta.support import fixed_alignment, split_long
 from metatts.model.checkpoint import (SHIPPED, Checkpoint, CheckpointError, find_checkpoint,
                                       load_checkpoint, shipped_checkpoint)
@@ -492,9 +493,7 @@ def adapt(clips: Sequence[Clip], base: Checkpoint, settings: AdaptSettings,
         stops = {n: n for n in keep}  # kept step count -> the step count its params are from
         # the held-out and final losses in the steps' arithmetic, so that a kept count's loss
         # (seen by the next step) is the final loss of an adaptation of that many steps
-        cast = (torch.autocast(device.type, dtype=torch.bfloat16)
-                if settings.precision == "bfloat16" else contextlib.nullcontext())
-        with torch.no_grad(), cast:
+        with torch.no_grad(), arithmetic(settings.precision, device):
             if held_out:  # the held-out clip's loss after each step count; keep the lowest
                 judge = loss_fn(model, fixed=result.fixed)
                 judged = [float(judge(result.kept[n], batch(held_out)))

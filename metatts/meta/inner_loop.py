@@ -132,6 +132,13 @@ def loss_fn(model: nn.Module, terms: Sequence[str] = (),
     return f
 
 
+def arithmetic(precision: str, device: str | torch.device) -> contextlib.AbstractContextManager:
+    """The context the steps compute in: autocast to bfloat16 on ``device``, or nothing."""
+    if precision == "bfloat16":
+        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def inner_loop(
     model: nn.Module,
     params: Mapping[str, Tensor],
@@ -193,9 +200,7 @@ def inner_loop(
     losses: list[float] = []
     # second order: the model's forward must stay differentiable twice (written-out attention)
     twice = higher_order() if create_graph else contextlib.nullcontext()
-    device = next(iter(params.values())).device.type if params else "cpu"
-    cast = (torch.autocast(device, dtype=torch.bfloat16) if cfg.precision == "bfloat16"
-            else contextlib.nullcontext())
+    cast = arithmetic(cfg.precision, next(iter(params.values())).device if params else "cpu")
     with _seeded(cfg.seed, params.values()) as generator, twice:
         batches = support_batches(support, collate, cfg.batching, cfg.batch_size, generator)
         for step in range(cfg.steps):
