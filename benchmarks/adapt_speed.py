@@ -9,8 +9,8 @@ Paths compared:
   longer than ``PIECE_FRAMES`` step as pieces of whole words (``AdaptSettings.piece_frames``),
   with the code paths of ``whole``, in the arithmetic ``fast_precision()`` picks;
 - ``bfloat16`` or ``float32``: the same in the other arithmetic (``AdaptSettings.precision``);
-- ``whole``: the same as ``now`` in float32 with whole clips: attention through PyTorch's fused kernel wherever one
-  backward suffices (first-order adaptation runs inside one ``torch.func.grad``), the library's
+- ``whole``: the same as ``now`` in float32 with whole clips: attention through PyTorch's fused
+  kernel wherever one backward suffices (first-order adaptation runs inside one ``torch.func.grad``), the library's
   convolution on AVX-512 CPUs, and the clips run as parts of similar length
   (``metatts.data.batch.split_collate``) instead of one batch padded to the longest;
 - ``before``: whole clips, attention written out inside every ``torch.func`` transform, the FFN's

@@ -161,6 +161,13 @@ def transcript_problem(text: str, confidence: float, min_confidence: float) -> s
     return None
 
 
+# Steps every start takes by default (the app's too). A meta-learned checkpoint was meta-trained
+# with fewer (configs/meta_v2_decoder.json: 5), but its voice keeps getting closer to 20 steps with
+# WER held: ECAPA 0.495 at 10 and 0.573 at 20 on natural voices, WER 2.2 % and 1.3 %
+# (results/eval_k5_pieces); past 20 WER rises (7.6 % at 50, results/eval_k5_guards).
+ADAPT_STEPS = 20
+
+
 @dataclass(frozen=True)
 class AdaptSettings:
     """How to adapt. See :func:`default_settings` for the defaults of each ``init``."""
@@ -169,7 +176,7 @@ class AdaptSettings:
     # parameter groups that adapt (model.parameter_groups): the speaker vector and the
     # conditional norms (AdaSpeech), the same groups meta-learning adapts by default
     groups: tuple[str, ...] = ("embedding", "conditional_norms")
-    steps: int = 20  # ADAPT_STEPS
+    steps: int = ADAPT_STEPS
     lr: float = 1e-2
     optimizer: str = "adam"  # "sgd" or "adam"
     batching: str = "full"  # "full" (every clip every step), "stochastic", "minibatch"
@@ -249,13 +256,6 @@ ENCODER_FINETUNE = {"lr": 5e-4, "groups": ("decoder",), "lock_timing": True}
 # noise (Holm p >= 0.25 on every paired cell).
 PIECE_FRAMES = 400
 
-# Steps every start takes by default (the app's too). A meta-learned checkpoint was meta-trained
-# with fewer (configs/meta_v2_decoder.json: 5), but its voice keeps getting closer to 20 steps with
-# WER held: ECAPA 0.495 at 10 and 0.573 at 20 on natural voices, WER 2.2 % and 1.3 %
-# (results/eval_k5_pieces); past 20 WER rises (7.6 % at 50, results/eval_k5_guards).
-ADAPT_STEPS = 20
-
-
 def fast_precision(device: str | torch.device = "cpu") -> str:
     """"bfloat16" where ``device`` multiplies bfloat16 natively (a CPU with AVX512-BF16 or
     AMX-BF16, a CUDA GPU that supports it), else "float32": the faster arithmetic for the steps
@@ -279,15 +279,14 @@ def default_settings(init: str, base: Checkpoint, start: str | None = None) -> A
     if init == "pretrained":
         if start == "encoder":
             return AdaptSettings(start="encoder", piece_frames=PIECE_FRAMES, precision=fast,
-                                 steps=ADAPT_STEPS, **ENCODER_FINETUNE)
-        return AdaptSettings(start=start or "auto", piece_frames=PIECE_FRAMES, precision=fast,
-                             steps=ADAPT_STEPS)
+                                 **ENCODER_FINETUNE)
+        return AdaptSettings(start=start or "auto", piece_frames=PIECE_FRAMES, precision=fast)
     if init != "meta":
         raise ValueError(f"unknown init {init!r}; choose one of {INITS}")
     inner = meta_inner_config(base)
     if inner is None:
         raise AdaptError(_not_meta_learned(base.path))
-    return AdaptSettings(init="meta", groups=inner.groups, steps=ADAPT_STEPS, lr=inner.lr,
+    return AdaptSettings(init="meta", groups=inner.groups, lr=inner.lr,
                          optimizer=inner.optimizer, batching=inner.batching,
                          batch_size=inner.batch_size, learned_lrs=base.inner_lrs is not None,
                          proximal=inner.proximal, terms=tuple(inner.terms),

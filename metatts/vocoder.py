@@ -97,8 +97,9 @@ class Bf16Vocoder(Vocoder):
                          ).float().clamp(-1.0, 1.0)
 
 
+@functools.cache
 def native_bf16() -> bool:
-    """True when this CPU does bfloat16 arithmetic natively (AVX512-BF16 or AMX-BF16)."""
+    """True when this CPU does bfloat16 arithmetic natively (AVX512-BF16 or AMX-BF16); read once."""
     try:
         flags = Path("/proc/cpuinfo").read_text(errors="replace")
     except OSError:

@@ -26,7 +26,7 @@ from torch import Tensor
 
 from metatts.data import DatasetError, FeatureCache, FeatureSettings, Utterance, read_dataset
 from metatts.data import split_speakers
-from metatts.data.splits import reserve_speakers
+from metatts.data.splits import Splits, reserve_speakers
 from metatts.data.batch import Batch, Example, collate, example
 from metatts.data.pitch import PitchStats
 from metatts.model.config import DataConfig
@@ -83,19 +83,26 @@ def feature_cache(config: DataConfig, run_dir: Path, pitch: bool = False) -> Fea
     return FeatureCache(root, FeatureSettings(tokens=config.tokens, pitch=pitch))
 
 
-def prepare(config: DataConfig, cache: FeatureCache) -> TrainingData:
-    """Read, split, compute missing features and drop clips the model cannot use."""
-    utterances = read_utterances(config)
+def pretraining_split(config: DataConfig, utterances: Sequence[Utterance]
+                      ) -> tuple[Splits, tuple[Utterance, ...]]:
+    """The speaker split pretraining uses, and the training clips it leaves out for
+    meta-training (``config.meta_speakers``, see :func:`metatts.data.splits.reserve_speakers`)."""
     splits = split_speakers(utterances, config.val_speakers, config.test_speakers,
                             config.split_seed)
+    pretrain, reserved = reserve_speakers(splits.train, config.meta_speakers, config.split_seed)
+    return dataclasses.replace(splits, train=pretrain), reserved
+
+
+def prepare(config: DataConfig, cache: FeatureCache) -> TrainingData:
+    """Read, split, compute missing features and drop clips the model cannot use."""
+    splits, reserved = pretraining_split(config, read_utterances(config))
     if not splits.train:
         raise DatasetError("no training speakers left after the speaker split; lower "
                            "data.val_speakers / data.test_speakers.")
-    pretrain, reserved = reserve_speakers(splits.train, config.meta_speakers, config.split_seed)
     if reserved:
-        log.info("%d of %d training speakers reserved for meta-training (data.meta_speakers)",
-                 len({u.speaker for u in reserved}), len({u.speaker for u in splits.train}))
-        splits = dataclasses.replace(splits, train=pretrain)
+        log.info("%d training speakers reserved for meta-training (data.meta_speakers), %d "
+                 "pretrain", len({u.speaker for u in reserved}),
+                 len({u.speaker for u in splits.train}))
     failed = cache.warm([*splits.train, *splits.val])
     kept, frames, skipped, held_out = [], [], dict(failed), []
     train_ids = {u.id for u in splits.train}

@@ -35,7 +35,6 @@ from metatts.data import (DatasetError, EpisodeSampler, FeatureCache, Utterance,
                           split_speakers)
 from metatts.data.batch import Batch, Example
 from metatts.data.episodes import Episode
-from metatts.data.splits import reserve_speakers
 from metatts.meta.params import adapted_names
 from metatts.meta.support import fixed_alignment
 from metatts.meta import (InnerConfig, InnerLearningRates, MetaGradient, Task, initial_params,
@@ -47,7 +46,7 @@ from metatts.model.checkpoint import (INNER_LRS, MODEL_TENSORS, Checkpoint, Chec
 from metatts.model.config import Config, ConfigError, DataConfig, MetaConfig, replace, to_dict
 from metatts.model.fastspeech2 import NEW_SPEAKER, count_parameters
 from metatts.train import distributed
-from metatts.train.data import feature_cache, read_utterances
+from metatts.train.data import feature_cache, pretraining_split, read_utterances
 from metatts.train.logging import JsonlLog, plot_losses, read_log
 from metatts.train.loop import LoopResult, save_step, time_is_up
 from metatts.train.schedule import step_seed
@@ -71,7 +70,7 @@ def inner_config(meta: MetaConfig, steps: int | None = None, seed: int | None = 
                        optimizer=i.optimizer, batching=i.batching, batch_size=i.batch_size,
                        betas=i.betas, eps=i.eps, seed=seed, proximal=i.proximal,
                        terms=tuple(i.terms), lock_timing=i.lock_timing,
-                       precision=getattr(i, "precision", "float32"))
+                       precision=i.precision)
 
 
 def encoder_start(model: torch.nn.Module):
@@ -120,9 +119,8 @@ def reserved_speakers(pretrained_on: DataConfig) -> set[str]:
     ``meta_speakers``), dealt as that pretraining dealt them."""
     if not pretrained_on.meta_speakers:
         return set()
-    d = pretrained_on
-    splits = split_speakers(read_utterances(d), d.val_speakers, d.test_speakers, d.split_seed)
-    return {u.speaker for u in reserve_speakers(splits.train, d.meta_speakers, d.split_seed)[1]}
+    _, reserved = pretraining_split(pretrained_on, read_utterances(pretrained_on))
+    return {u.speaker for u in reserved}
 
 
 def samplers(config: Config, cache: FeatureCache, pretrained_on: DataConfig | None = None
