@@ -307,3 +307,38 @@ def test_meta_training_draws_its_tasks_from_the_speakers_pretraining_left_out(tm
     assert main(args(tmp_path / "meta", run, features, 1, "--algo", "fomaml",
                      "--set", "data.val_speakers=0.0", "--set", "meta.k=1",
                      "--set", "meta.q=1")) == 0
+
+
+def _tiny_samplers(tmp_path, features, **meta):
+    from metatts.train.data import feature_cache
+    from metatts.train.meta import samplers
+
+    config = load_config(META_TINY, {"data": {"datasets": [str(SPEECH)], "val_speakers": 0.25,
+                                              "test_speakers": 0.0, "cache_dir": str(features)},
+                                     "meta": {"k": 1, "q": 1, **meta}})
+    cache = feature_cache(config.data, tmp_path, pitch=config.model.pitch)
+    return config, samplers(config, cache)
+
+
+def test_task_speakers_narrow_the_tasks_by_name_pattern_and_voice_group(tmp_path, features):
+    """meta.task_speakers: only matching speakers give tasks; validation is untouched; a pattern
+    that matches nobody is refused with the patterns named."""
+    from metatts.data import DatasetError, Utterance
+    from metatts.train.meta import task_filter
+
+    _, (every, val) = _tiny_samplers(tmp_path, features)
+    assert len(every.speakers) == 3 and val is not None
+    _, (some, val_too) = _tiny_samplers(tmp_path, features, task_speakers=["kokoro_*", "j?e"])
+    assert set(some.speakers) == {s for s in every.speakers if s in ("kokoro_jf_alpha", "joe")}
+    assert val_too.speakers == val.speakers
+    with pytest.raises(DatasetError, match=r"nobody_\*"):
+        _tiny_samplers(tmp_path, features, task_speakers=["nobody_*"])
+    keep = task_filter(["group:engine", "kokoro_en_*"])
+    clip = dict(id="x", audio=Path("x.wav"), text="a b", duration=1.0)
+    assert keep(Utterance(speaker="flite_kal", group="engine", **clip))
+    assert keep(Utterance(speaker="kokoro_en_af_bella", group="natural", **clip))
+    assert not keep(Utterance(speaker="kokoro_mix_0001", group="natural", **clip))
+    assert task_filter([])(Utterance(speaker="anyone", **clip))
+    for bad in (["group:"], [""]):
+        with pytest.raises(ConfigError, match="task_speakers"):
+            load_config(META_TINY, {"meta": {"task_speakers": bad}})

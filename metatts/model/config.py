@@ -268,6 +268,9 @@ class MetaConfig:
     lrs_per_tensor: bool = False
     val_steps: tuple[int, ...] = (0, 5)  # inner steps at which validation query loss is measured
     val_episodes: int = 8  # episodes of validation speakers per validation
+    # keep only training-task speakers matching one of these: shell patterns of speaker names
+    # ("kokoro_en_*") or "group:NAME" for a voice group ("group:engine"); empty keeps all
+    task_speakers: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.algo not in ALGOS:
@@ -284,6 +287,10 @@ class MetaConfig:
                               f"{self.outer_optimizer!r}.")
         if not self.val_steps or min(self.val_steps) < 0:
             raise ConfigError(f"meta.val_steps must be step counts >= 0, got {self.val_steps}.")
+        if isinstance(self.task_speakers, str) or any(
+                not isinstance(t, str) or t.strip() in ("", "group:") for t in self.task_speakers):
+            raise ConfigError("meta.task_speakers must be a list of speaker-name patterns or "
+                              f"\"group:NAME\" entries, got {self.task_speakers!r}.")
         if (not self.outer_groups and not self.learn_inner_lrs) or (
                 set(self.outer_groups) - set(GROUPS)):
             raise ConfigError(f"meta.outer_groups must name some of {', '.join(GROUPS)}, got "

@@ -19,11 +19,12 @@ Checkpoints, resume, log.jsonl and losses.png work as in pretraining (:mod:`meta
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,12 +124,26 @@ def reserved_speakers(pretrained_on: DataConfig) -> set[str]:
     return {u.speaker for u in reserved}
 
 
+def task_filter(patterns: Sequence[str]) -> Callable[[Utterance], bool]:
+    """``meta.task_speakers`` as a predicate: a clip qualifies when its speaker name matches one
+    shell pattern or its voice group is named by a "group:NAME" entry (no entries: every clip)."""
+    names = [p for p in patterns if not p.startswith("group:")]
+    groups = {p.removeprefix("group:") for p in patterns if p.startswith("group:")}
+
+    def keep(u: Utterance) -> bool:
+        return not patterns or u.group in groups or any(fnmatch.fnmatchcase(u.speaker, p)
+                                                         for p in names)
+    return keep
+
+
 def samplers(config: Config, cache: FeatureCache, pretrained_on: DataConfig | None = None
              ) -> tuple[EpisodeSampler, EpisodeSampler | None]:
     """Episode samplers of the training speakers and of the validation speakers (None if the
     speaker split has none). ``pretrained_on``: the init checkpoint's data config; when its
     pretraining reserved speakers for meta-training (``meta_speakers``), the training tasks are
-    those speakers only (voices the model never heard)."""
+    those speakers only (voices the model never heard). ``meta.task_speakers`` narrows the task
+    speakers further (e.g. to packs and engine voices, whose tasks adaptation helps:
+    ``benchmarks/task_groups.py``)."""
     m, d = config.meta, config.data
     splits = split_speakers(read_utterances(d), d.val_speakers, d.test_speakers, d.split_seed)
     train = splits.train
@@ -142,6 +157,16 @@ def samplers(config: Config, cache: FeatureCache, pretrained_on: DataConfig | No
         log.info("meta-training tasks from %d speakers the init checkpoint's pretraining left "
                  "out (data.meta_speakers %g)", len({u.speaker for u in train}),
                  pretrained_on.meta_speakers)
+    if m.task_speakers:
+        pool = len({u.speaker for u in train})
+        keep = task_filter(m.task_speakers)
+        train = tuple(u for u in train if keep(u))
+        if not train:
+            raise DatasetError(f"no training speaker matches meta.task_speakers "
+                               f"{list(m.task_speakers)} (of {pool} speakers); check the patterns "
+                               "against `python -m metatts inspect`.")
+        log.info("meta-training tasks from %d of %d training speakers (meta.task_speakers: %s)",
+                 len({u.speaker for u in train}), pool, ", ".join(m.task_speakers))
     train_clips = usable(train, cache)
     if not train_clips:
         raise DatasetError("no training speakers left after the speaker split; lower "
