@@ -35,7 +35,8 @@ from metatts.train.meta import episode_task, reserved_speakers, usable, validate
 
 
 def speaker_kinds(manifest: Path) -> dict[str, str]:
-    """speaker -> pack | blend | blend_shifted | engine, from the corpus manifest's recipe."""
+    """speaker -> pack | blend | blend_shifted | pack_shifted_beyond | engine, from the corpus
+    manifest's recipe."""
     kinds: dict[str, str] = {}
     for line in manifest.read_text().splitlines():
         row = json.loads(line)
@@ -43,6 +44,8 @@ def speaker_kinds(manifest: Path) -> dict[str, str]:
             continue
         if row.get("group") != "natural":
             kinds[row["speaker"]] = "engine"
+        elif row["speaker"].startswith("shifted_"):  # scripts/shifted_task_voices.py
+            kinds[row["speaker"]] = "pack_shifted_beyond"
         elif row["speaker"].startswith("kokoro_en_"):
             kinds[row["speaker"]] = "pack"
         else:
@@ -58,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", default="0,10")
     p.add_argument("--episodes", type=int, default=8, help="episodes per group")
     p.add_argument("--reserved-only", action="store_true")
+    p.add_argument("--groups", nargs="+", metavar="GROUP",
+                   help="only these rows (e.g. train_pack_shifted_beyond val_pack)")
     p.add_argument("--out", default="runs/bench/task_groups.json")
     args = p.parse_args(argv)
 
@@ -85,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     meta = dataclasses.replace(config.meta, val_steps=tuple(counts))
     rows = []
     for name, utts in sorted(groups.items()):
+        if args.groups and name not in args.groups:
+            continue
         sampler = EpisodeSampler(usable(utts, cache), meta.k, meta.q, config.train.seed,
                                  skip_small_speakers=True)
         episodes = [sampler.sample(i) for i in range(args.episodes)]
