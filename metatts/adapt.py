@@ -245,7 +245,8 @@ def meta_inner_config(base: Checkpoint) -> InnerConfig | None:
 #   on natural voices (2.80 against 2.90 at 20 steps).
 # It is the inner loop of the shipped meta-learned start (configs/meta_v2_decoder.json): this
 # is its "zero-shot + fine-tune" twin without meta-training.
-ENCODER_FINETUNE = {"lr": 5e-4, "groups": ("decoder",), "lock_timing": True}
+ENCODER_FINETUNE = {"lr": 5e-4, "groups": ("decoder",), "lock_timing": True,
+                    "terms": ("mel", "postnet", "pitch", "energy")}
 
 # Clips longer than 400 mel frames (4.6 s) step as pieces of whole words (AdaptSettings
 # .piece_frames). Measured on 5 clips x 20 steps from the encoder start: 1.25-1.30x faster in

@@ -169,3 +169,21 @@ def test_early_stopping_keeps_for_each_budget_the_step_it_would_have_stopped_at(
         for name, value in alone.voice.params.items():
             assert torch.allclose(kept.params[name], value, atol=1e-6), name
     assert long.kept[8].stopped_at == long.stopped_at
+
+
+def test_the_default_encoder_fine_tune_leaves_the_duration_predictor_as_it_was(base, clips):
+    """ENCODER_FINETUNE (and the shipped meta inner loop) follows mel, pitch and energy but not
+    duration: fitting the duration predictor to 5 clips is what made WER rise past 20 steps."""
+    from metatts.adapt import default_settings, with_changes
+
+    tuned = default_settings("pretrained", base, start="encoder")
+    assert "duration" not in tuned.terms and {"mel", "pitch"} <= set(tuned.terms)
+    voice = adapt(clips, base, with_changes(tuned, steps=3, lr=0.05)).voice
+    start = dict(base.model.named_parameters())
+    duration = [n for n in voice.params if n.startswith("variance.duration.")]
+    pitch = [n for n in voice.params if n.startswith("variance.pitch.")]
+    assert duration and pitch
+    assert all(torch.equal(voice.params[n], start[n]) for n in duration)
+    assert any(not torch.equal(voice.params[n], start[n]) for n in pitch)
+    everything = adapt(clips, base, with_changes(tuned, steps=3, lr=0.05, terms=())).voice
+    assert any(not torch.equal(everything.params[n], start[n]) for n in duration)

@@ -51,7 +51,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--proximal", type=float, metavar="W",
                    help="pull the adapted values back toward the start with weight W")
     p.add_argument("--terms", nargs="+", metavar="TERM", help="follow only these loss terms "
-                   "(e.g. mel postnet)")
+                   "(e.g. mel postnet pitch energy, the default of a v2 model's inner loop: no "
+                   "duration gradient); 'all' follows the whole loss")
     p.add_argument("--early-stop", action="store_true", default=None,
                    help="hold out the last clip and keep the step count where its loss is "
                    "lowest (needs 2+ clips)")
@@ -88,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
                      "batching": args.batching, "batch_size": args.batch_size, "seed": args.seed,
                      "start": args.start, "lock_timing": args.lock_timing,
                      "proximal": args.proximal, "early_stop": args.early_stop,
-                     "terms": tuple(args.terms) if args.terms else None,
+                     "terms": (() if args.terms == ["all"] else tuple(args.terms))
+                     if args.terms else None,
                      "piece_frames": args.piece_frames, "precision": args.precision}
         try:
             settings = with_changes(default_settings(args.init, base, args.start), **overrides)
