@@ -187,3 +187,18 @@ def test_the_default_encoder_fine_tune_leaves_the_duration_predictor_as_it_was(b
     assert any(not torch.equal(voice.params[n], start[n]) for n in pitch)
     everything = adapt(clips, base, with_changes(tuned, steps=3, lr=0.05, terms=())).voice
     assert any(not torch.equal(everything.params[n], start[n]) for n in duration)
+
+
+def test_adapt_cli_reports_the_terms_and_takes_all(base, tmp_path, capsys):
+    import json
+
+    from metatts.cli import adapt as adapt_cli
+
+    wavs = [str(p) for p in sorted((SPEECH / "slt").glob("*.wav"))]
+    common = [*wavs, "--init", "pretrained", "--start", "encoder", "--steps", "1",
+              "--checkpoint", str(base.path), "--out", str(tmp_path / "v.safetensors")]
+    assert adapt_cli.main(common) == 0
+    assert json.loads(capsys.readouterr().out)["guards"]["terms"] == [
+        "mel", "postnet", "pitch", "energy"]
+    assert adapt_cli.main([*common, "--terms", "all"]) == 0
+    assert json.loads(capsys.readouterr().out)["guards"]["terms"] == "all"
