@@ -24,10 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from metatts.model.checkpoint import load_checkpoint  # noqa: E402
-from metatts.model.config import load_config, replace  # noqa: E402
-from metatts.train.meta import episode_task, samplers, validate  # noqa: E402
-from metatts.train.data import feature_cache  # noqa: E402
+from metatts.train.meta import episode_task, samplers, validate, with_checkpoint  # noqa: E402
 
 
 def parse_variant(text: str) -> tuple[dict, str]:
@@ -59,10 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="runs/bench/inner_rate.json")
     args = p.parse_args(argv)
 
-    base = load_checkpoint(args.checkpoint)
-    config = load_config(args.config)
-    config = replace(config, model=dataclasses.asdict(base.config.model))
-    cache = feature_cache(config.data, Path(config.train.run_dir), pitch=base.config.model.pitch)
+    base, config, cache = with_checkpoint(args.checkpoint, args.config)
     _, val = samplers(config, cache)
     tasks = [episode_task(val.sample(i), cache) for i in range(args.episodes)]
     counts = [int(s) for s in args.steps.split(",")]

@@ -28,10 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from metatts.data.episodes import EpisodeSampler  # noqa: E402
 from metatts.data.splits import split_speakers  # noqa: E402
-from metatts.model.checkpoint import load_checkpoint  # noqa: E402
-from metatts.model.config import load_config, replace  # noqa: E402
-from metatts.train.data import feature_cache, read_utterances  # noqa: E402
-from metatts.train.meta import episode_task, reserved_speakers, usable, validate  # noqa: E402
+from metatts.train.data import read_utterances  # noqa: E402
+from metatts.train.meta import (episode_task, reserved_speakers, usable, validate,  # noqa: E402
+                                with_checkpoint)
 
 
 def speaker_kinds(manifest: Path) -> dict[str, str]:
@@ -66,10 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="runs/bench/task_groups.json")
     args = p.parse_args(argv)
 
-    base = load_checkpoint(args.checkpoint)
-    config = load_config(args.config)
-    config = replace(config, model=dataclasses.asdict(base.config.model))
-    cache = feature_cache(config.data, Path(config.train.run_dir), pitch=base.config.model.pitch)
+    base, config, cache = with_checkpoint(args.checkpoint, args.config)
     d = config.data
     splits = split_speakers(read_utterances(d), d.val_speakers, d.test_speakers, d.split_seed)
     kinds: dict[str, str] = {}

@@ -25,6 +25,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +45,8 @@ from metatts.model.checkpoint import (INNER_LRS, MODEL_TENSORS, Checkpoint, Chec
                                       latest_checkpoint, load_checkpoint, load_inner_lrs,
                                       load_training_state, load_weights, read_metadata,
                                       shipped_checkpoint)
-from metatts.model.config import Config, ConfigError, DataConfig, MetaConfig, replace, to_dict
+from metatts.model.config import (Config, ConfigError, DataConfig, MetaConfig, load_config,
+                                   replace, to_dict)
 from metatts.model.fastspeech2 import NEW_SPEAKER, count_parameters
 from metatts.train import distributed
 from metatts.train.data import feature_cache, pretraining_split, read_utterances
@@ -122,6 +124,16 @@ def reserved_speakers(pretrained_on: DataConfig) -> set[str]:
         return set()
     _, reserved = pretraining_split(pretrained_on, read_utterances(pretrained_on))
     return {u.speaker for u in reserved}
+
+
+def with_checkpoint(checkpoint: str | Path, config_path: str | Path
+                    ) -> tuple[Checkpoint, Config, FeatureCache]:
+    """A checkpoint, a meta config with that checkpoint's model section, and the config's feature
+    cache: what a benchmark needs to draw and adapt episodes as meta-training does."""
+    base = load_checkpoint(checkpoint)
+    config = replace(load_config(config_path), model=dataclasses.asdict(base.config.model))
+    cache = feature_cache(config.data, Path(config.train.run_dir), pitch=base.config.model.pitch)
+    return base, config, cache
 
 
 def task_filter(patterns: Sequence[str]) -> Callable[[Utterance], bool]:
