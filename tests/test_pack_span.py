@@ -1,0 +1,40 @@
+"""benchmarks/pack_span.py: the span residual is 0 inside the hull or span and grows outside it, and
+a tarball that is not the checked release is refused."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("pack_span", ROOT / "benchmarks" / "pack_span.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_residual_inside_and_outside_hull_and_span():
+    span = _script()
+    basis = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])  # columns e1, e2 in 3-d
+    inside = 0.3 * basis[:, 0] + 0.7 * basis[:, 1]
+    assert span.residual(inside, basis, convex=True) == pytest.approx(0.0, abs=1e-4)
+    # 2*e1 is on the linear span but outside the convex hull (weights must sum to 1)
+    far = 2.0 * basis[:, 0]
+    assert span.residual(far, basis, convex=False) == pytest.approx(0.0, abs=1e-9)
+    assert span.residual(far, basis, convex=True) == pytest.approx(0.5, abs=1e-3)
+    # a direction no column has stays out of both: residual 1
+    off = np.array([0.0, 0.0, 3.0])
+    assert span.residual(off, basis, convex=False) == pytest.approx(1.0)
+    assert span.residual(off, basis, convex=True) > 1.0
+
+
+def test_refuses_a_tarball_that_is_not_the_checked_release(tmp_path):
+    span = _script()
+    fake = tmp_path / "kokoro-js-1.2.1.tgz"
+    fake.write_bytes(b"not the release")
+    with pytest.raises(SystemExit, match="sha256"):
+        span.all_packs(fake)
