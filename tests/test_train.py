@@ -128,3 +128,16 @@ def test_data_parallel_with_two_gloo_processes(tmp_path, features):
     assert ckpt.step == 2 and ckpt.config.train.batch_size == 2
     assert [r["step"] for r in read_log(tmp_path / "ddp" / "log.jsonl")
             if r["split"] == "train"] == [1, 2]
+
+
+def test_resume_may_change_the_objective_but_not_the_model(tmp_path, features, capsys):
+    assert main(args(tmp_path / "run", features, 1)) == 0
+    capsys.readouterr()
+    # continuing with speaker consistency switched on: loss weights and novel voices may change
+    assert main(args(tmp_path / "run", features, 2, "--resume", "--set", "loss.consistency=1",
+                     "--set", "loss.novel=1", "--set", "model.novel_voices=0.5")) == 0
+    ckpt = load_checkpoint(tmp_path / "run")
+    assert ckpt.step == 2 and ckpt.config.loss.consistency == 1.0
+    capsys.readouterr()
+    assert main(args(tmp_path / "run", features, 3, "--resume", "--set", "model.heads=4")) == 2
+    assert "heads" in capsys.readouterr().err

@@ -53,6 +53,12 @@ class ModelConfig:
     # rank of a zero-initialized low-rank residual adapter after each decoder block (0: none);
     # adapted (group "adapters") and meta-learned, never pretrained
     adapter_rank: int = 0
+    # share of training items also decoded with a *novel* speaker vector (their own pushed away
+    # from another item's: row + u * (row - other), u uniform in [0, novel_range]), which no
+    # audio exists for: only the speaker-consistency term (loss.novel) trains on it, so that the
+    # decoder learns to render vectors beyond the training speakers (0: off)
+    novel_voices: float = 0.0
+    novel_range: float = 0.5
     postnet_layers: int = 5  # 0 for none
     postnet_channels: int = 256
     postnet_kernel: int = 5
@@ -80,6 +86,11 @@ class ModelConfig:
         if not 0.0 <= self.speaker_encoder_mix <= 1.0:
             raise ConfigError(f"model.speaker_encoder_mix is a fraction in [0, 1], got "
                               f"{self.speaker_encoder_mix}.")
+        if not 0.0 <= self.novel_voices <= 1.0:
+            raise ConfigError(f"model.novel_voices is a fraction in [0, 1], got "
+                              f"{self.novel_voices}.")
+        if self.novel_range < 0:
+            raise ConfigError(f"model.novel_range must be >= 0, got {self.novel_range}.")
 
     @property
     def generation(self) -> int:
@@ -97,6 +108,12 @@ class LossConfig:
     energy: float = 0.1  # MSE on phoneme-level energy
     pitch: float = 0.1  # MSE on token-level normalized log-F0, voiced tokens only
     speaker_encoder: float = 1.0  # MSE of the encoder's vector to the (detached) table row
+    # speaker consistency (training only, models with an encoder; 0: not computed): MSE between
+    # the encoder's vector of the *predicted* mel (encoder weights held fixed for this term) and
+    # the vector it was spoken with, for the training speakers' items ...
+    consistency: float = 0.0
+    # ... and for the novel vectors of model.novel_voices
+    novel: float = 0.0
     align: float = 1.0  # forward-sum (CTC over [blank, tokens]) negative log-likelihood
     binarization: float = 1.0  # pulls soft attention toward the hard MAS path
 

@@ -103,6 +103,11 @@ class ModelOutput:
     encoded_speaker: Tensor | None = None  # (B, D) the encoder's vector of the references
     speaker_target: Tensor | None = None  # (B, D) the table rows it is pulled to (detached)
     speaker_target_mask: Tensor | None = None  # (B,) bool, items of a table speaker
+    # speaker consistency (training only, when its loss weights are on): the encoder's vector of
+    # the predicted mel (B', D) beside the vector it was spoken with (B', D, detached), for the
+    # table speakers' items and for the novel vectors (see ModelConfig.novel_voices)
+    consistency: tuple[Tensor, Tensor] | None = None
+    novel: tuple[Tensor, Tensor] | None = None
 
 
 @dataclass(frozen=True)
@@ -149,9 +154,10 @@ class FastSpeech2(nn.Module):
     def _encode(self, tokens: Tensor, token_lengths: Tensor, speakers: Tensor,
                 speaker_vectors: Tensor | None = None):
         """-> token states (B, N, H), token mask (B, N), speaker vectors (B, D), embeddings,
-        and the token states the variance predictors read (B, N, H): the same unless a timing
-        vector is set (:meth:`SpeakerTable.timing_vectors`). ``speaker_vectors`` (B, D), when
-        given, replace the speakers' vectors."""
+        the token states the variance predictors read (B, N, H): the same unless a timing
+        vector is set (:meth:`SpeakerTable.timing_vectors`), and the text encoder's states
+        before any speaker is added (B, N, H). ``speaker_vectors`` (B, D), when given, replace
+        the speakers' vectors."""
         if int(token_lengths.min()) < 1:
             raise ValueError("every item needs at least one token.")
         if int(speakers.max()) >= self.config.n_speakers or int(speakers.min()) < NEW_SPEAKER:
@@ -165,7 +171,7 @@ class FastSpeech2(nn.Module):
         timing = self.speaker.timing_vectors(speakers, spk)
         x_var = x if timing is None else (
             states + self.speaker_proj(timing)[:, None] * mask[..., None])
-        return x, mask, spk, embedded, x_var
+        return x, mask, spk, embedded, x_var, states
 
     def _decode(self, frames: Tensor, frame_mask: Tensor, spk: Tensor):
         """frames (B, T, H) -> decoder mel and postnet mel, each (B, n_mels, T) or None"""
@@ -180,8 +186,8 @@ class FastSpeech2(nn.Module):
             raise ValueError(f"expected mels (B, {self.config.n_mels}, T), got "
                              f"{tuple(batch.mels.shape)}.")
         encoded, table, table_mask, mixed = self._speaker_vectors(batch)
-        x, mask, spk, embedded, x_var = self._encode(batch.tokens, batch.token_lengths,
-                                                     batch.speakers, mixed)
+        x, mask, spk, embedded, x_var, states = self._encode(
+            batch.tokens, batch.token_lengths, batch.speakers, mixed)
         if getattr(batch, "durations", None) is None:
             alignment = self.aligner(embedded, batch.mels, batch.token_lengths, batch.mel_lengths)
         else:  # fixed beforehand (see align()): the aligner is skipped
@@ -198,8 +204,58 @@ class FastSpeech2(nn.Module):
         # (B, T, H): each frame its token's state (= alignment.hard @ var.hidden)
         frames = expand_tokens(var.hidden, alignment.durations, alignment.hard.shape[1])
         mel, post = self._decode(frames, batch.mel_mask, spk)
+        consistency = novel = None
+        if self.training and self.speaker_encoder is not None:
+            known = batch.speakers != NEW_SPEAKER
+            if self.loss_config.consistency > 0 and bool(known.any()):
+                said = mel if post is None else post
+                consistency = (self._fixed_encoder(said[known], batch.mel_lengths[known]),
+                               spk[known].detach())
+            if self.loss_config.novel > 0 and self.config.novel_voices > 0:
+                novel = self._novel(batch, known, states, mask, spk, energy_target,
+                                    pitch_target, pitch_mask, alignment)
         return ModelOutput(mel, post, var.log_duration, var.energy, energy_target, alignment,
-                           var.pitch, pitch_target, pitch_mask, encoded, table, table_mask)
+                           var.pitch, pitch_target, pitch_mask, encoded, table, table_mask,
+                           consistency, novel)
+
+    def _fixed_encoder(self, mels: Tensor, lengths: Tensor) -> Tensor:
+        """The speaker encoder's vectors of ``mels`` (B, n_mels, T) with its weights held fixed:
+        the gradient reaches the mels (the decoder that made them), never the encoder."""
+        fixed = {k: v.detach() for k, v in self.speaker_encoder.named_parameters()}
+        return torch.func.functional_call(self.speaker_encoder, fixed, (mels, lengths))
+
+    def _novel(self, batch, known: Tensor, states: Tensor, mask: Tensor, spk: Tensor,
+               energy_target, pitch_target, pitch_mask, alignment):
+        """Decode a ``novel_voices`` share of the table speakers' items again with a vector no
+        training speaker has: the item's own pushed away from another item's of a different
+        speaker, ``v + u * (v - w)`` with u uniform in [0, novel_range]; same text, timing and
+        intonation targets. -> (the encoder's vectors of those mels, the novel vectors), or None
+        when no item is drawn or no partner exists."""
+        c = self.config
+        rows = spk.detach()
+        pick = known & (torch.rand(len(rows), device=rows.device) < c.novel_voices)
+        if not bool(pick.any()):
+            return None
+        chosen, partners = [], []
+        candidates = known.nonzero().flatten()
+        for i in pick.nonzero().flatten().tolist():  # a partner of another speaker, at random
+            other = candidates[batch.speakers[candidates] != batch.speakers[i]]
+            if len(other):
+                chosen.append(i)
+                partners.append(int(other[torch.randint(len(other), (1,))]))
+        if not chosen:
+            return None
+        idx = torch.tensor(chosen, device=rows.device)
+        u = torch.rand(len(chosen), 1, device=rows.device) * c.novel_range
+        vectors = rows[idx] + u * (rows[idx] - rows[torch.tensor(partners, device=rows.device)])
+        x_new = states[idx] + self.speaker_proj(vectors)[:, None] * mask[idx, :, None]
+        sub = (lambda t: None if t is None else t[idx])
+        var_new = self.variance(x_new, mask[idx], sub(energy_target), sub(pitch_target),
+                                sub(pitch_mask), x_new)
+        frames = expand_tokens(var_new.hidden, alignment.durations[idx], alignment.hard.shape[1])
+        mel, post = self._decode(frames, batch.mel_mask[idx], vectors)
+        said = mel if post is None else post
+        return self._fixed_encoder(said, batch.mel_lengths[idx]), vectors
 
     def _speaker_vectors(self, batch):
         """With an encoder and references in the batch: (encoded (B, D), detached table rows
@@ -254,7 +310,8 @@ class FastSpeech2(nn.Module):
         """tokens (B, N), token_lengths (B,), speakers (B,) -> :class:`Prediction`.
         ``speaker_vectors`` (B, D) (e.g. from :meth:`encode_speaker`) replace the speakers'.
         Call under ``torch.inference_mode()`` and ``eval()`` for synthesis."""
-        x, mask, spk, _, x_var = self._encode(tokens, token_lengths, speakers, speaker_vectors)
+        x, mask, spk, _, x_var, _ = self._encode(tokens, token_lengths, speakers,
+                                                 speaker_vectors)
         var = self.variance(x, mask, predictor_input=x_var)
         durations = predicted_durations(var.log_duration, mask, pace)  # (B, N)
         mel_lengths = durations.sum(1)

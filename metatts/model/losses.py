@@ -16,7 +16,7 @@ from metatts.model.config import LossConfig
 class LossOutput:
     total: Tensor  # scalar, the weighted sum that is optimized
     parts: dict[str, Tensor]  # unweighted: mel, postnet, duration, energy, align, binarization,
-    # pitch, speaker_encoder
+    # pitch, speaker_encoder, consistency, novel
     # what each part is a mean over (elements, tokens, items...), so that the losses of a batch's
     # parts pool into the loss of the whole batch (:func:`pool`)
     counts: dict[str, Tensor] = field(default_factory=dict)
@@ -60,6 +60,10 @@ def acoustic_loss(out, batch, weights: LossConfig, binarization_weight: float = 
     if out.encoded_speaker is not None:  # mean over dimensions of the table speakers' items
         keep = out.speaker_target_mask[:, None].expand_as(out.encoded_speaker)
         parts["speaker_encoder"] = masked_mse(out.encoded_speaker, out.speaker_target, keep)
+    for name in ("consistency", "novel"):  # mean over dimensions of the items' vectors
+        pair = getattr(out, name, None)
+        if pair is not None:
+            parts[name] = torch.nn.functional.mse_loss(*pair)
     frames, tokens = batch.mel_mask.sum() * out.mel.shape[1], batch.token_mask.sum()
     counts = {"mel": frames, "postnet": frames, "duration": tokens, "energy": tokens}
     if "align" in parts:  # CTC's "mean": over items of each item's loss per token
@@ -69,6 +73,10 @@ def acoustic_loss(out, batch, weights: LossConfig, binarization_weight: float = 
         counts["pitch"] = out.pitch_mask.sum()
     if "speaker_encoder" in parts:
         counts["speaker_encoder"] = keep.sum()
+    for name in ("consistency", "novel"):
+        if name in parts:
+            counts[name] = torch.tensor(float(getattr(out, name)[0].numel()),
+                                        device=out.mel.device)
     counts = {k: counts[k] for k in parts}
     return LossOutput(weighted_total(parts, weights, binarization_weight), parts, counts)
 

@@ -196,13 +196,21 @@ def _val_batches(data: TrainingData, cache, config: Config) -> tuple:
                  for i in range(0, len(items), size))
 
 
+# model settings a resumed run may change besides the loss weights: what the objective asks,
+# not what the model is (e.g. continuing a pretrained model with speaker consistency switched on)
+OBJECTIVE = frozenset({"novel_voices", "novel_range"})
+
+
 def _check_resumable(config: Config, data: TrainingData, meta: dict, path: Path) -> None:
-    """A resumed run must train the same model on the same speakers (steps etc. may change)."""
+    """A resumed run must train the same model on the same data (steps, loss weights and the
+    :data:`OBJECTIVE` settings may change)."""
     saved = to_dict(from_dict(Config, meta["config"]))  # fields added since default as they did
     now = to_dict(config)
-    for section in ("model", "loss", "data"):
-        if saved[section] != now[section]:
-            changed = sorted(k for k in now[section] if saved[section].get(k) != now[section][k])
+    for section in ("model", "data"):
+        free = OBJECTIVE if section == "model" else frozenset()
+        changed = sorted(k for k in now[section]
+                         if saved[section].get(k) != now[section][k] and k not in free)
+        if changed:
             raise ConfigError(f"cannot resume {path}: config section {section!r} changed "
                               f"({', '.join(changed)}). Resume with the config it was "
                               "trained with.")

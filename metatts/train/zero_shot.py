@@ -53,12 +53,35 @@ def zero_shot_voices(utterances: Sequence[Utterance], cache: FeatureCache, pitch
     return tuple(voices)
 
 
+class _Spoken(torch.nn.Module):
+    """The teacher-forced mel the model speaks a batch with (postnet output where it has one)."""
+
+    def __init__(self, model: FastSpeech2):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch) -> Tensor:
+        out = self.model.outputs(batch)
+        return out.mel if out.mel_postnet is None else out.mel_postnet
+
+
+@torch.no_grad()
+def cycle(model: FastSpeech2, vector: Tensor, batch) -> float:
+    """Whether the decoder renders ``vector``: the mean cosine between the speaker encoder's
+    vectors of the clips the model speaks (teacher-forced, with ``vector`` as ``speaker.new``)
+    and ``vector`` itself. Near 1 when the voice comes out as the encoder heard it; no judge."""
+    mels = functional_call(_Spoken(model), {"model.speaker.new": vector}, (batch,))
+    heard = model.speaker_encoder(mels, batch.mel_lengths)
+    return float(torch.nn.functional.cosine_similarity(heard, vector[None], dim=1).mean())
+
+
 @torch.no_grad()
 def validate_zero_shot(model: FastSpeech2, voices: Sequence[ZeroShotVoice],
                        device: torch.device, binarization_weight: float = 1.0
                        ) -> dict[str, float]:
-    """Loss terms averaged over the scored clips: overall ("mel", "total", ...) and per group
-    ("mel_natural", ...). Empty for a model without a speaker encoder or no voices."""
+    """Loss terms averaged over the scored clips, and :func:`cycle`: overall ("mel", "total",
+    "cycle", ...) and per group ("mel_natural", ...). Empty for a model without a speaker
+    encoder or no voices."""
     if model.speaker_encoder is None or not voices:
         return {}
     was_training = model.training
@@ -68,8 +91,10 @@ def validate_zero_shot(model: FastSpeech2, voices: Sequence[ZeroShotVoice],
     try:
         for voice in voices:
             vector = model.encode_speaker([m.to(device) for m in voice.references])
+            batch = voice.batch.to(device)
             items = functional_call(model, {"speaker.new": vector},
-                                    (voice.batch.to(device), binarization_weight)).items()
+                                    (batch, binarization_weight)).items()
+            items["cycle"] = cycle(model, vector, batch)
             n = len(voice.batch)
             for scope in ("", f"_{voice.group}") if voice.group else ("",):
                 counts[scope] += n
