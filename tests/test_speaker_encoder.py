@@ -249,7 +249,11 @@ def test_zero_shot_loss_depends_on_the_encoded_clips_and_is_split_by_group(tmp_p
     scores = validate_zero_shot(model, voices, torch.device("cpu"))
     assert model.training  # restored
     assert scores["mel"] == pytest.approx((scores["mel_engine"] + scores["mel_natural"]) / 2)
+    # cycle: a cosine, per group too, and it depends on the vector spoken with
+    assert -1 <= scores["cycle_engine"] <= 1 and -1 <= scores["cycle_natural"] <= 1
+    assert scores["cycle"] == pytest.approx((scores["cycle_engine"] + scores["cycle_natural"]) / 2)
     swapped = [dataclasses.replace(voices[0], references=voices[1].references), voices[1]]
-    assert validate_zero_shot(model, swapped, torch.device("cpu"))["mel_engine"] != \
-        scores["mel_engine"]
+    swapped_scores = validate_zero_shot(model, swapped, torch.device("cpu"))
+    assert swapped_scores["mel_engine"] != scores["mel_engine"]
+    assert swapped_scores["cycle_engine"] != scores["cycle_engine"]
     assert validate_zero_shot(v2_model(speaker_encoder=False), voices, torch.device("cpu")) == {}
