@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.func import functional_call
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -36,15 +35,21 @@ from metatts.data.batch import example  # noqa: E402
 from metatts.model.checkpoint import load_checkpoint  # noqa: E402
 from metatts.model.config import Config, from_dict  # noqa: E402
 from metatts.model.fastspeech2 import NEW_SPEAKER  # noqa: E402
+from metatts.model.losses import acoustic_loss  # noqa: E402
 from metatts.train.data import collate_train, feature_cache, prepare  # noqa: E402
+from metatts.train.zero_shot import outputs_as  # noqa: E402
 
-TERMS = ("mel", "pitch", "duration", "energy")
+TERMS = ("mel", "pitch", "duration", "energy", "cycle")
 
 
-def scores(checkpoint, voices, cache, references: int, draws: int) -> dict:
-    """(speaker, clip id) -> term -> mean over draws, for one checkpoint."""
+def scores(checkpoint, voices, cache, references: int, draws: int, gain: float = 1.0) -> dict:
+    """(speaker, clip id) -> term -> mean over draws, for one checkpoint. With ``gain`` g the
+    voice is spoken with m + g (v - m), v the encoded vector and m the mean of the training
+    speakers' vectors (g > 1 moves it further from the average voice). "cycle": the cosine
+    between the speaker encoder's vector of the clip the model speaks and v (no judge)."""
     model = checkpoint.model
     pitch = checkpoint.config.model.pitch
+    mean = model.speaker.table.weight.detach().mean(0)
     out: dict[tuple[str, str], dict[str, float]] = {}
     with torch.no_grad():
         for speaker, clips in voices.items():
@@ -55,16 +60,21 @@ def scores(checkpoint, voices, cache, references: int, draws: int) -> dict:
             counts: dict[str, int] = defaultdict(int)
             for d in range(draws):
                 refs = [clips[(d * references + i) % len(clips)] for i in range(references)]
-                vector = model.encode_speaker([cache.get(u).mel for u in refs])
+                encoded = model.encode_speaker([cache.get(u).mel for u in refs])
+                vector = mean + gain * (encoded - mean)
                 ref_ids = {u.id for u in refs}
                 for u in clips:
                     if u.id in ref_ids:
                         continue
-                    terms = functional_call(model, {"speaker.new": vector},
-                                            (batches[u.id], 1.0)).items()
+                    batch = batches[u.id]
+                    spoken = outputs_as(model, vector, batch)
+                    terms = acoustic_loss(spoken, batch, model.loss_config, 1.0).items()
                     for k in TERMS:
                         if k in terms:
                             sums[u.id][k] += float(terms[k])
+                    heard = model.speaker_encoder(spoken.spoken, batch.mel_lengths)
+                    sums[u.id]["cycle"] += float(torch.nn.functional.cosine_similarity(
+                        heard, encoded[None], dim=1).mean())
                     counts[u.id] += 1
             for uid, n in counts.items():
                 out[speaker, uid] = {k: v / n for k, v in sums[uid].items()}
@@ -90,7 +100,9 @@ def summary(per_ckpt: list[dict], names: list[str], group_of: dict[str, str]) ->
                 diffs[t] = {"mean": round(float(d.mean()), 4),
                             "ci95": [round(float(d.mean() - half), 4),
                                      round(float(d.mean() + half), 4)],
-                            "better_share": round(float((d < 0).mean()), 3)}
+                            # cycle: higher is better; the losses: lower
+                            "better_share": round(float(((d > 0) if t == "cycle"
+                                                         else (d < 0)).mean()), 3)}
             entry[f"{name} - {names[0]}"] = diffs
         report[group] = entry
     return report
@@ -104,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="checkpoint or run directories (a run's latest checkpoint)")
     parser.add_argument("--references", type=int, default=3, help="clips encoded per draw")
     parser.add_argument("--draws", type=int, default=3, help="reference sets per voice")
+    parser.add_argument("--gains", type=float, nargs="+", default=[1.0],
+                        help="speak each voice with mean + g (encoded - mean) for each g "
+                             "(each checkpoint x gain is one row; the first row is the baseline)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
 
@@ -121,8 +136,10 @@ def main(argv: list[str] | None = None) -> int:
         ckpt = load_checkpoint(path)
         if ckpt.model.speaker_encoder is None:
             parser.error(f"{path}: this model has no speaker encoder (model.speaker_encoder).")
-        names.append(f"{path}@{ckpt.step}")
-        per_ckpt.append(scores(ckpt, voices, cache, args.references, args.draws))
+        for gain in args.gains:
+            names.append(f"{path}@{ckpt.step}" + (f" gain {gain:g}" if len(args.gains) > 1
+                                                  else ""))
+            per_ckpt.append(scores(ckpt, voices, cache, args.references, args.draws, gain))
     report = {"draws": args.draws, "references": args.references,
               "groups": summary(per_ckpt, names, group_of)}
     text = json.dumps(report, indent=1)

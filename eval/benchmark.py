@@ -52,6 +52,9 @@ class Options:
     plan: bool = False  # only count the work (and estimate its time from costs_from)
     costs_from: Path | None = None  # an earlier run's folder, for the per-unit costs
     finetune: tuple[str, ...] = tuple(grid.FINETUNE)  # fine-tuning methods run by default
+    # where the tables go (summary, report, CSVs, plots); None: ``out``. A finished run read
+    # against another baseline writes here and leaves the run's own tables as they are.
+    report_dir: Path | None = None
 
 
 class BenchmarkError(ValueError):
@@ -236,7 +239,9 @@ def run(options: Options, scorer: Scorer | None = None, vocoder=None) -> dict:
         "problems": problems,
         "timing": {"this_run_seconds": time.perf_counter() - started},
     })
-    report.write_report(options.out, summary)
+    report_dir = options.report_dir or options.out
+    report_dir.mkdir(parents=True, exist_ok=True)
+    report.write_report(report_dir, summary)
     return summary
 
 
@@ -309,6 +314,10 @@ def parse_args(argv: list[str]) -> Options:
     p.add_argument("--costs-from", type=Path, metavar="RUN_DIR",
                    help="with --plan: an earlier run of this version whose results.jsonl gives "
                    "the measured per-unit costs")
+    p.add_argument("--report-dir", type=Path, metavar="DIR",
+                   help="write the tables (summary, report.md, CSVs, plots) here instead of "
+                   "--out, e.g. to read a finished run against another --baseline; results, "
+                   "references and adaptations stay in --out")
     a = p.parse_args(argv)
     preset = PRESETS[a.preset]
 
@@ -326,7 +335,7 @@ def parse_args(argv: list[str]) -> Options:
         speakers=pick(a.speakers, "speakers"), seed=a.seed, asr=pick(a.asr, "asr"),
         bootstrap=preset["bootstrap"], optimizer_study=pick(a.optimizer_study, "optimizer_study"),
         baseline=a.baseline, progress=not a.no_progress, finetune=preset["finetune"],
-        plan=a.plan, costs_from=a.costs_from)
+        plan=a.plan, costs_from=a.costs_from, report_dir=a.report_dir)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -345,5 +354,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warning: {problem}", file=sys.stderr)
     print(f"{sum(r['n'] for r in summary['rows'])} clips in the tables "
           f"({summary['timing']['this_run_seconds']:.0f} s this run); wrote results.jsonl, "
-          f"summary.json, report.md, CSV and plots to {options.out}")
+          f"summary.json, report.md, CSV and plots to {options.out}"
+          + (f" (tables to {options.report_dir})" if options.report_dir else ""))
     return 0

@@ -133,6 +133,17 @@ def test_run_writes_every_record_and_resume_skips_finished_work(tmp_path, checkp
     FakeScorer.calls = FakeScorer.clips_heard = 0
     benchmark.run(options(out, checkpoints), FakeScorer(), fake_vocoder)
     assert FakeScorer.calls == 0  # nothing left to do, references cached
+
+    # the finished run read against another baseline: its tables go to --report-dir, the
+    # run's own tables stay, nothing is judged again
+    own = (out / "report.md").read_text()
+    other = tmp_path / "vs_sgd"
+    again = benchmark.run(options(out, checkpoints, baseline="finetune-sgd", report_dir=other),
+                          FakeScorer(), fake_vocoder)
+    assert FakeScorer.calls == 0 and (out / "report.md").read_text() == own
+    assert "against `finetune-sgd`" in (other / "report.md").read_text()
+    assert {r["method"]: r["p_vs_finetune"] is None for r in again["rows"]} == \
+        {"finetune-sgd": True, "finetune-adam": False}
     lines = (out / "results.jsonl").read_text().splitlines()
     # interrupted: finetune-sgd's last two speakers lost (2 tasks x 2 steps x 2 sentences each)
     (out / "results.jsonl").write_text("\n".join(lines[:-16]) + "\n{\"cut off")
