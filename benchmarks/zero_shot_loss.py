@@ -11,6 +11,10 @@ teacher-forced mel L1, pitch and duration loss, the same terms training minimize
     python benchmarks/zero_shot_loss.py --data-config configs/base_v2_warm.json \\
         --checkpoints runs/base_v2_warm runs/base_v2_warm_natural
 
+``--gains 1.0 1.5`` speaks each encoded vector v as m + g (v - m) (m: the mean training voice),
+one row per checkpoint and gain; "cycle" is how much of v the model's own encoder hears in what
+the model speaks (cosine, higher is better).
+
 Prints, per voice group (natural, engine) and checkpoint, the mean of each term over all scored
 (clip, draw) pairs, and for each checkpoint after the first the paired mean difference to the
 first with a 95 % interval (t over voices x clips, draws averaged per clip first) and the share
