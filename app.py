@@ -22,6 +22,7 @@ import pandas as pd
 
 from metatts import app_logic as logic
 from metatts import audio as audio_io
+from metatts.adapt import ADAPT_STEPS
 from metatts.app_logic import LABELS, AppError, Session
 
 # One heavy job (Whisper, adaptation, synthesis, scoring) at a time across every event and
@@ -272,7 +273,7 @@ def build_demo() -> gr.Blocks:
         with gr.Row():
             init = gr.Radio(choices, value=choices[-1] if choices else None,
                             label="Start from", interactive=bool(choices))
-            steps = gr.Slider(1, logic.MAX_STEPS, value=20, step=1, label="Steps")
+            steps = gr.Slider(1, logic.MAX_STEPS, value=ADAPT_STEPS, step=1, label="Steps")
         with gr.Accordion("Advanced", open=False):
             lr = gr.Number(0, label="Learning rate (0: the method's default)")
         adapt_btn = gr.Button("Adapt", variant="primary", interactive=bool(choices),

@@ -162,10 +162,13 @@ def transcript_problem(text: str, confidence: float, min_confidence: float) -> s
 
 
 # Steps every start takes by default (the app's too). A meta-learned checkpoint was meta-trained
-# with fewer (configs/meta_v2_decoder.json: 5), but its voice keeps getting closer to 20 steps with
-# WER held: ECAPA 0.495 at 10 and 0.573 at 20 on natural voices, WER 2.2 % and 1.3 %
-# (results/eval_k5_pieces); past 20 WER rises (7.6 % at 50, results/eval_k5_guards).
-ADAPT_STEPS = 20
+# with fewer (configs/meta_v2_decoder.json: 5), but its voice keeps getting closer with WER held
+# since the steps leave the duration predictor alone. The full preset (results/eval_full, meta,
+# k = 5, 105 clips per natural cell, 15 real): ECAPA after 20 / 50 / 100 steps natural 0.598 /
+# 0.676 / 0.703, real 0.550 / 0.573 / 0.577; WER natural 2.9 / 3.3 / 3.4 % (1.9 % at 0), real
+# 0.4 / 0.0 / 0.6 %; DNSMOS 3.16 at each; mean time 3.2 / 7.6 / 15.1 s on 2 cores. 50 keeps most
+# of what 100 adds at half its time (it was 20 while WER rose past 20 steps).
+ADAPT_STEPS = 50
 
 
 @dataclass(frozen=True)
@@ -491,11 +494,12 @@ def adapt(clips: Sequence[Clip], base: Checkpoint, settings: AdaptSettings,
         result = inner_loop(model, start, support, batch, settings.inner(), on_step=step_done,
                             keep=range(settings.steps + 1) if held_out else keep, lrs=lrs)
         stops = {n: n for n in keep}  # kept step count -> the step count its params are from
-        # the held-out and final losses in the steps' arithmetic, so that a kept count's loss
-        # (seen by the next step) is the final loss of an adaptation of that many steps
+        # the held-out and final losses in the steps' arithmetic and of the loss terms they
+        # follow, so that a kept count's loss (seen by the next step) is the final loss of an
+        # adaptation of that many steps, and the last loss continues the steps' curve
         with torch.no_grad(), arithmetic(settings.precision, device):
             if held_out:  # the held-out clip's loss after each step count; keep the lowest
-                judge = loss_fn(model, fixed=result.fixed)
+                judge = loss_fn(model, settings.terms, fixed=result.fixed)
                 judged = [float(judge(result.kept[n], batch(held_out)))
                           for n in range(settings.steps + 1)]
                 stopped = min(range(len(judged)), key=lambda n: judged[n])
@@ -503,7 +507,8 @@ def adapt(clips: Sequence[Clip], base: Checkpoint, settings: AdaptSettings,
                 stops = {n: min(range(n + 1), key=lambda m: judged[m]) for n in keep}
                 result = dataclasses.replace(result, params=result.kept[stopped],
                                              kept={n: result.kept[stops[n]] for n in keep})
-            final = float(loss_fn(model, fixed=result.fixed)(result.params, batch(support)))
+            final = float(loss_fn(model, settings.terms, fixed=result.fixed)(result.params,
+                                                                            batch(support)))
     if not math.isfinite(final):
         raise AdaptError(_diverged(final, "after the last step", settings.lr))
     voice = make_voice({**result.params, **result.fixed}, base_model(base),

@@ -65,6 +65,15 @@ def test_adaptation_lowers_the_support_loss(base, clips):
     assert result.voice.losses == tuple(result.losses) and result.voice.clips == len(clips) == 3
 
 
+def test_the_final_loss_is_of_the_terms_the_steps_follow(base, clips):
+    # a step too small to move anything: the final loss is the first step's, term for term
+    for terms in (("mel",), ("mel", "pitch", "energy"), ()):
+        result = adapt(clips, base, settings(terms=terms, steps=1, lr=1e-12))
+        assert result.final_loss == pytest.approx(result.losses[0], rel=1e-4), terms
+    mel_only = adapt(clips, base, settings(terms=("mel",), steps=1, lr=1e-12)).final_loss
+    assert mel_only < adapt(clips, base, settings(steps=1, lr=1e-12)).final_loss
+
+
 def test_embedding_only_moves_the_embedding_and_nothing_else(base, clips):
     before = {k: v.clone() for k, v in base.model.state_dict().items()}
     voice = adapt(clips, base, settings(groups=("embedding",))).voice
@@ -146,7 +155,7 @@ def test_meta_init_uses_the_checkpoints_inner_loop_and_embedding(base, clips):
     meta = dataclasses.replace(base, config=SimpleNamespace(meta=SimpleNamespace(inner=inner),
                                                             data=base.config.data))
     s = default_settings("meta", meta)
-    # the inner loop's rule and groups; the step count every start takes (the app's 20), since
+    # the inner loop's rule and groups; the step count every start takes (the app's 50), since
     # the voice keeps getting closer past the meta-trained count (adapt.ADAPT_STEPS)
     assert (s.init, s.groups, s.steps, s.lr, s.optimizer) == (
         "meta", ("conditional_norms",), adapt_mod.ADAPT_STEPS, 0.02, "sgd")

@@ -101,4 +101,4 @@ def test_every_start_steps_in_the_fast_arithmetic_by_default(base):  # noqa: F81
     for start in (None, "encoder", "mean"):
         settings = default_settings("pretrained", base, start)
         assert settings.precision == fast_precision()
-        assert settings.steps == ADAPT_STEPS == 20
+        assert settings.steps == ADAPT_STEPS == 50
