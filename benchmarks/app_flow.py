@@ -91,8 +91,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--choice", default="fine-tuning",
                    help="initialization: meta-learned, fine-tuning, or the side-by-side choice")
     p.add_argument("--text", default="The quick brown fox jumps over the lazy dog.")
+    p.add_argument("--steps", type=int, default=None,
+                   help="adaptation steps (default: the page's, metatts.adapt.ADAPT_STEPS)")
     p.add_argument("--out", default="runs/bench/app_flow.json")
     args = p.parse_args(argv)
+    if args.steps is None:
+        sys.path.insert(0, str(ROOT))
+        from metatts.adapt import ADAPT_STEPS
+
+        args.steps = ADAPT_STEPS
 
     from gradio_client import Client, handle_file
 
@@ -109,11 +116,12 @@ def main(argv: list[str] | None = None) -> int:
         _, preview_note = client.predict(api_name="/preview")
         preview = time.perf_counter() - t0
         t0 = time.perf_counter()
-        _, note, _ = client.predict(table, args.choice, 20, 0, api_name="/adapt")
+        _, note, _ = client.predict(table, args.choice, args.steps, 0, api_name="/adapt")
         adapted = time.perf_counter() - t0
         first, spoken, outputs = speak_timed(client, args.text)
         used = served.memory_mib()
         result = {"speaker": args.speaker, "clips": len(wavs), "choice": args.choice,
+                  "steps": args.steps,
                   "text": args.text, "startup_s": round(served.startup_s, 1),
                   "check_clips_s": round(check, 1), "preview_s": round(preview, 1),
                   "adapt_s": round(adapted, 1), "speak_to_first_audio_s": round(first, 2),

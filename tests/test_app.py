@@ -145,14 +145,26 @@ def test_no_clips_or_too_many_is_a_sentence():
         app.check_clips(slt() * 4, None, logic.Session(), progress=quiet)
 
 
-def test_adapt_yields_every_step_then_a_voice_file(tiny):
+def test_adapt_yields_every_step_then_a_voice_file(tiny, monkeypatch):
+    monkeypatch.setattr(app, "CURVE_SECONDS", 0.0)  # redraw the curve at every step
     table, session = app.check_clips(slt(), None, logic.Session(), progress=quiet)
     events = list(app.adapt(table, "fine-tuning", 5, 0, session, progress=quiet))
     assert [len(e[1]) for e in events[:-1]] == [1, 2, 3, 4, 5]  # the loss curve grows live
+    # while it adapts, the page gets the curve only: the session (clips, voices) comes at the end
+    assert all(isinstance(e[0], type(gr.skip())) for e in events[:-1])
     session, curve, note, files = events[-1]
     assert "Adapted 3 clips" in note and list(session.voices) == ["pretrained"]
     assert Path(files[0]).name == "voice-pretrained.safetensors"
     assert set(curve["method"]) == {"fine-tuning"}
+
+
+def test_the_curve_is_redrawn_at_most_every_curve_seconds(tiny, monkeypatch):
+    monkeypatch.setattr(app, "CURVE_SECONDS", 3600.0)
+    table, session = app.check_clips(slt(), None, logic.Session(), progress=quiet)
+    events = list(app.adapt(table, "fine-tuning", 6, 0, session, progress=quiet))
+    # the first step and the last one are drawn; the final update has the whole curve
+    assert [len(e[1]) for e in events] == [1, 6, 6]
+    assert "Adapted 3 clips" in events[-1][2]
 
 
 def test_unticked_clips_and_empty_transcripts(tiny):
@@ -247,6 +259,7 @@ def test_both_methods_adapt_side_by_side(tiny, tmp_path, monkeypatch):
     monkeypatch.setenv("METATTS_META_CHECKPOINT", str(tiny_checkpoint(tmp_path / "meta", 2)))
     monkeypatch.setattr(logic, "model_status", lambda init: None)
     monkeypatch.setattr(adapting, "meta_inner_config", lambda base: InnerConfig(steps=3, lr=0.1))
+    monkeypatch.setattr(app, "CURVE_SECONDS", 0.0)  # redraw the curve at every step
     assert app.init_choices() == list(app.CHOICES)
     table, session = app.check_clips(slt()[:2], None, logic.Session(), progress=quiet)
     updates = list(app.adapt(table, "both side by side", 4, 0, session, progress=quiet))
