@@ -63,11 +63,16 @@ and voices stay in your session and are not kept after it ends.
 
 @contextlib.contextmanager
 def friendly():
-    """Problems a person can fix become a message in the page, not a traceback."""
+    """Problems a person can fix become a message in the page, not a traceback. Every heavy call
+    runs inside it; on the way out its thread lets go of its idle OpenMP workers, so that the
+    next heavy call, on another of Gradio's threads or adaptation's own, runs at full speed
+    (logic.release_compute_threads)."""
     try:
         yield
     except AppError as err:
         raise gr.Error(str(err), print_exception=False) from None
+    finally:
+        logic.release_compute_threads()
 
 
 def status_markdown() -> str:

@@ -331,3 +331,27 @@ def test_preview_of_an_encoder_start_is_estimated_from_the_clips(tmp_path, monke
     (rate, wav), note = app.preview(session, progress=quiet)
     assert rate == SR and len(wav) > 0
     assert note.startswith("**Before adapting**, in the meta-learned start (computed from")
+
+
+def test_a_thread_lets_go_of_its_openmp_workers_and_computes_on():
+    import sys
+    import threading
+
+    import torch
+
+    a = torch.randn(256, 256)
+    expected = a @ a
+    freed = logic.release_compute_threads()
+    if sys.platform.startswith("linux"):  # PyTorch's wheels bundle libgomp there
+        assert freed
+    out = {}
+
+    def work():
+        out["product"] = a @ a
+        out["freed"] = logic.release_compute_threads()
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    assert torch.allclose(out["product"], expected) and out["freed"] == freed
+    assert torch.allclose(a @ a, expected)  # the workers come back when needed
