@@ -1,0 +1,116 @@
+"""Can Kokoro speak new voices beyond blends? A probe of voices drawn from the packs' span.
+
+The test voices lie outside the convex hull of the 17 training packs (``benchmarks/pack_span.py``:
+timbre residual 0.642), and only linear combinations with the 26 non-English packs, which blends
+are not, come closer (0.479). This draws ``--voices`` voices at random from a Gaussian over that
+span: style = m + sum_i z_i (p_i - m) / sqrt(N), z ~ N(0, 1), over the N = 43 training and
+non-English packs (never a test or validation pack), m their mean; a voice is a whole (510, 256)
+style table, so it is a linear combination of packs whose weights sum to 1, some negative. Each
+speaks ``--sentences`` fixed sentences (US accent), and the clips are scored as a report:
+Whisper base WER, DNSMOS OVRL, ECAPA between a voice's own clips and between voices. No figure
+here selects anything; the question is only whether such voices are intelligible, natural and
+distinct enough to be worth rendering as training speakers.
+
+    python benchmarks/span_voices.py [--voices 4] [--seed 0] [--out results/span_voices.json]
+
+Needs the generator venv and the Kokoro packs (`sudo bash scripts/install_corpus_engines.sh`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from metatts.corpus import engines, kokoro_packs  # noqa: E402
+from metatts.corpus.voices import NATURAL_TRAIN  # noqa: E402
+
+SENTENCES = ("The old man walked slowly along the river bank in the morning light.",
+             "Could you send me the report before Friday afternoon?",
+             "Seven bright kites were flying high above the quiet village.",
+             "She bought three oranges, a loaf of bread and some cheese.")
+
+
+def span_styles(count: int, seed: int) -> tuple[list[str], list[np.ndarray]]:
+    """The basis packs' names and ``count`` random style tables (510, 1, 256) from their span."""
+    packs = kokoro_packs.all_packs(kokoro_packs.tarball_path())
+    basis = sorted(n for n in packs if n in NATURAL_TRAIN or n not in kokoro_packs.ENGLISH)
+    tables = np.stack([packs[n].reshape(510, 256).astype(np.float64) for n in basis])
+    mean = tables.mean(0)
+    rng = np.random.default_rng(seed)
+    styles = []
+    for _ in range(count):
+        z = rng.standard_normal(len(basis))
+        style = mean + np.tensordot(z, tables - mean, 1) / np.sqrt(len(basis))
+        styles.append(style.reshape(510, 1, 256).astype(np.float32))
+    return basis, styles
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--voices", type=int, default=4)
+    p.add_argument("--sentences", type=int, default=3, choices=range(1, len(SENTENCES) + 1))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("results/span_voices.json"))
+    args = p.parse_args(argv)
+    if kokoro_packs.missing():
+        raise SystemExit(kokoro_packs.missing())
+    why = engines.unavailable(engines.Voice("kokoro-en", "af_heart", "probe", ""))
+    if why:
+        raise SystemExit(why)
+
+    from eval.metrics import wer
+    from eval.scorer import Scorer
+    from metatts.audio import load_audio
+
+    texts = SENTENCES[: args.sentences]
+    basis, styles = span_styles(args.voices, args.seed)
+    work = Path(tempfile.mkdtemp(prefix="span-voices-"))
+    started = time.perf_counter()
+    for i, style in enumerate(styles):
+        np.save(work / f"voice{i}.npy", style)
+        job = {"style": str(work / f"voice{i}.npy"), "lang": "en-us", "speed": 1.0,
+               "threads": 2, "items": [{"text": t, "path": str(work / f"voice{i}_{j}.wav")}
+                                       for j, t in enumerate(texts)]}
+        engines._run([engines._gen_python(), Path(engines.__file__).with_name("kokoro_job.py")],
+                     stdin=json.dumps(job), what=f"kokoro span voice {i}")
+    render_s = time.perf_counter() - started
+    keys = [(i, j) for i in range(len(styles)) for j in range(len(texts))]
+    wavs = [load_audio(work / f"voice{i}_{j}.wav", 16000) for i, j in keys]
+    measured = Scorer(asr_model="base", ge2e=False).measure(wavs, 16000)
+    emb = np.stack([m.ecapa for m in measured])
+    sim = emb @ emb.T
+    voices = []
+    for i in range(len(styles)):
+        own = [k for k, key in enumerate(keys) if key[0] == i]
+        others = [k for k, key in enumerate(keys) if key[0] != i]
+        voices.append({
+            "voice": i,
+            "wer": [round(wer(texts[keys[k][1]], measured[k].transcript), 3) for k in own],
+            "dnsmos": [round(measured[k].mos, 2) for k in own],
+            "transcripts": [measured[k].transcript for k in own],
+            "ecapa_within": round(float(np.mean([sim[a, b] for a in own for b in own if a < b])),
+                                  3) if len(own) > 1 else None,
+            "ecapa_to_other_voices": round(float(np.mean(sim[np.ix_(own, others)])), 3)
+            if others else None})
+    report = {"basis": basis, "seed": args.seed, "sentences": list(texts),
+              "render_seconds": round(render_s, 1), "voices": voices,
+              "mean": {"wer": round(float(np.mean([w for v in voices for w in v["wer"]])), 3),
+                       "dnsmos": round(float(np.mean([d for v in voices for d in v["dnsmos"]])),
+                                       2)}}
+    text = json.dumps(report, indent=1)
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
