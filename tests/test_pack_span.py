@@ -39,3 +39,29 @@ def test_refuses_a_tarball_that_is_not_the_checked_release(tmp_path):
     fake.write_bytes(b"not the release")
     with pytest.raises(PackError, match="sha256"):
         all_packs(fake)
+
+
+def test_span_voices_are_seeded_mixtures_of_training_and_foreign_packs_only():
+    from metatts.corpus import kokoro_packs
+    from metatts.corpus.voices import NATURAL_TEST, NATURAL_TRAIN, NATURAL_VAL
+
+    if kokoro_packs.missing():
+        pytest.skip(kokoro_packs.missing())
+    spec = importlib.util.spec_from_file_location("span_voices",
+                                                  ROOT / "benchmarks" / "span_voices.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    basis, styles = module.span_styles(3, seed=0)
+    assert not set(basis) & set(NATURAL_TEST + NATURAL_VAL)  # never a held-out voice
+    assert set(NATURAL_TRAIN) <= set(basis) and len(basis) == 43
+    again = module.span_styles(3, seed=0)[1]
+    assert all(np.array_equal(a, b) for a, b in zip(styles, again))  # a pure function of the seed
+    assert not np.array_equal(styles[0], styles[1])
+    assert all(s.shape == (510, 1, 256) and s.dtype == np.float32 for s in styles)
+    # each is a combination of the basis packs whose weights sum to 1: on their affine span
+    packs = kokoro_packs.all_packs(kokoro_packs.tarball_path())
+    tables = np.stack([packs[n].reshape(-1) for n in basis]).astype(np.float64)
+    lifted = np.vstack([tables.T, np.ones(len(basis))])
+    target = np.append(styles[0].reshape(-1).astype(np.float64), 1.0)
+    weights = np.linalg.lstsq(lifted, target, rcond=None)[0]
+    assert np.abs(lifted @ weights - target).max() < 1e-3
