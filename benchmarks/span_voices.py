@@ -5,7 +5,8 @@ timbre residual 0.642), and only linear combinations with the 26 non-English pac
 are not, come closer (0.479). This draws ``--voices`` voices at random from a Gaussian over that
 span: style = m + sum_i z_i (p_i - m) / sqrt(N), z ~ N(0, 1), over the N = 43 training and
 non-English packs (never a test or validation pack), m their mean; a voice is a whole (510, 256)
-style table, so it is a linear combination of packs whose weights sum to 1, some negative. Each
+style table, so it is a linear combination of packs whose weights sum to 1, some negative: the
+voices `python -m metatts corpus --span-speakers N` renders (kokoro_packs.span_style). Each
 speaks ``--sentences`` fixed sentences (US accent), and the clips are scored as a report:
 Whisper base WER, DNSMOS OVRL, ECAPA between a voice's own clips and between voices. No figure
 here selects anything; the question is only whether such voices are intelligible, natural and
@@ -30,7 +31,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from metatts.corpus import engines, kokoro_packs  # noqa: E402
-from metatts.corpus.voices import NATURAL_TRAIN  # noqa: E402
 
 SENTENCES = ("The old man walked slowly along the river bank in the morning light.",
              "Could you send me the report before Friday afternoon?",
@@ -38,19 +38,11 @@ SENTENCES = ("The old man walked slowly along the river bank in the morning ligh
              "She bought three oranges, a loaf of bread and some cheese.")
 
 
-def span_styles(count: int, seed: int) -> tuple[list[str], list[np.ndarray]]:
-    """The basis packs' names and ``count`` random style tables (510, 1, 256) from their span."""
-    packs = kokoro_packs.all_packs(kokoro_packs.tarball_path())
-    basis = sorted(n for n in packs if n in NATURAL_TRAIN or n not in kokoro_packs.ENGLISH)
-    tables = np.stack([packs[n].reshape(510, 256).astype(np.float64) for n in basis])
-    mean = tables.mean(0)
-    rng = np.random.default_rng(seed)
-    styles = []
-    for _ in range(count):
-        z = rng.standard_normal(len(basis))
-        style = mean + np.tensordot(z, tables - mean, 1) / np.sqrt(len(basis))
-        styles.append(style.reshape(510, 1, 256).astype(np.float32))
-    return basis, styles
+def span_styles(count: int, seed: int) -> tuple[tuple[str, ...], list[np.ndarray]]:
+    """The basis packs' names and the style tables (510, 1, 256) of span voices 0..count-1 of
+    ``seed``: the voices the corpus's ``--span-speakers`` renders (kokoro_packs.span_style)."""
+    return kokoro_packs.span_basis(), [kokoro_packs.span_style(seed, i).reshape(510, 1, 256)
+                                       for i in range(count)]
 
 
 def main(argv: list[str] | None = None) -> int:

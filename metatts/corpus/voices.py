@@ -94,16 +94,37 @@ def virtual_voices(count: int = VIRTUAL_SPEAKERS, seed: int = 0) -> tuple[Voice,
     return tuple(voices)
 
 
-def natural_catalogue(virtual: int = VIRTUAL_SPEAKERS, seed: int = 0) -> tuple[Voice, ...]:
-    """The 28 English base voices (test and validation first) and ``virtual`` blends."""
+SPAN_PREFIX = "kokoro_span_"
+
+
+def span_voices(count: int = 0, seed: int = 0) -> tuple[Voice, ...]:
+    """``count`` speakers drawn from the span of the training and non-English packs
+    (:func:`metatts.corpus.kokoro_packs.span_style`; voice id ``span<seed>:<index>``), half with a
+    US and half with a UK accent, each at its own rate; training split, no audio shift."""
+    rng = random.Random(f"metatts-span:{seed}")
+    return tuple(Voice("kokoro-span", f"span{seed}:{i}", f"{SPAN_PREFIX}{i:04d}", KOKORO_EN,
+                       speed=round(rng.uniform(*SPEED_RANGE), 3), group="natural")
+                 for i in range(count))
+
+
+def parse_span(voice_id: str) -> tuple[int, int]:
+    """"span0:12" -> (seed 0, index 12)."""
+    seed, _, index = voice_id.removeprefix("span").partition(":")
+    return int(seed), int(index)
+
+
+def natural_catalogue(virtual: int = VIRTUAL_SPEAKERS, seed: int = 0,
+                      span: int = 0) -> tuple[Voice, ...]:
+    """The 28 English base voices (test and validation first), ``virtual`` blends and ``span``
+    span voices."""
     base = [Voice("kokoro-en", pack, natural_name(pack), KOKORO_EN, group="natural")
             for pack in (*NATURAL_TEST, *NATURAL_VAL, *NATURAL_TRAIN)]
-    return (*base, *virtual_voices(virtual, seed))
+    return (*base, *virtual_voices(virtual, seed), *span_voices(span, seed))
 
 
-def catalogue(virtual: int = VIRTUAL_SPEAKERS, seed: int = 0) -> tuple[Voice, ...]:
+def catalogue(virtual: int = VIRTUAL_SPEAKERS, seed: int = 0, span: int = 0) -> tuple[Voice, ...]:
     """Every voice the builder knows, in a fixed order: the natural voices, then the engines."""
-    return (*natural_catalogue(virtual, seed), *engine_catalogue())
+    return (*natural_catalogue(virtual, seed, span), *engine_catalogue())
 
 
 def engine_catalogue() -> tuple[Voice, ...]:
