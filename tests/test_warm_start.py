@@ -44,6 +44,26 @@ def test_matching_tensors_are_copied_and_the_rest_starts_fresh(tmp_path):
     assert all(torch.equal(state[n], fresh_before[n]) for n in fresh)
 
 
+def test_speaker_rows_are_carried_over_by_name(tmp_path):
+    """A run that adds speakers (e.g. the corpus's span voices) keeps the trained rows of the
+    speakers it shares with the checkpoint, wherever they now sit; new ones keep their start."""
+    old = load_checkpoint(v1_checkpoint(tmp_path / "v1")).model  # speakers a..e
+    config = load_config(TINY_V2, {"model": {"n_symbols": len(SYMBOLS), "n_speakers": 4}})
+    torch.manual_seed(3)
+    model = FastSpeech2(config.model, config.loss)
+    start = model.speaker.table.weight.detach().clone()
+    copied, _ = warm_start(model, tmp_path / "v1", "characters", ("c", "new1", "a", "new2"))
+    rows, theirs = model.speaker.table.weight.detach(), old.speaker.table.weight.detach()
+    assert torch.equal(rows[0], theirs[2]) and torch.equal(rows[2], theirs[0])
+    assert torch.equal(rows[1], start[1]) and torch.equal(rows[3], start[3])
+    assert "speaker.table.weight[2/4]" in copied
+    # without the names nothing is carried over
+    torch.manual_seed(3)
+    plain = FastSpeech2(config.model, config.loss)
+    warm_start(plain, tmp_path / "v1", "characters")
+    assert torch.equal(plain.speaker.table.weight.detach(), start)
+
+
 def test_a_warm_start_needs_the_same_tokens(tmp_path):
     v1_checkpoint(tmp_path / "v1", tokens="phonemes")
     config = load_config(TINY_V2, {"model": {"n_symbols": len(SYMBOLS), "n_speakers": 3}})

@@ -60,12 +60,14 @@ def pretrain(config: Config, *, resume: bool = False, progress: bool = False,
 NOT_WARM = ("speaker.table.weight", "speaker.new", "pitch_stats")
 
 
-def warm_start(model: FastSpeech2, init_from: str | Path, tokens: str
-               ) -> tuple[list[str], list[str]]:
+def warm_start(model: FastSpeech2, init_from: str | Path, tokens: str,
+               speakers: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
     """Copy into ``model`` every tensor of the checkpoint at ``init_from`` with the same name and
     shape (except :data:`NOT_WARM`); returns (copied names, names left as initialized). The
     checkpoint must use the same symbol table and ``tokens`` (the token embedding's rows are the
-    symbols)."""
+    symbols). With this run's ``speakers`` (index -> name), the speaker table's rows of the
+    speakers both runs have are copied too, by name (reported as ``speaker.table.weight[n/m]``),
+    so that a run can add speakers to a trained model; new speakers keep their initial rows."""
     other = load_checkpoint(init_from)
     if other.config.data.tokens != tokens:
         raise CheckpointError(f"train.init_from {init_from} reads {other.config.data.tokens!r} "
@@ -83,6 +85,13 @@ def warm_start(model: FastSpeech2, init_from: str | Path, tokens: str
     with torch.no_grad():
         for n in copied:
             own[n].copy_(theirs[n])
+        index = {name: i for i, name in enumerate(other.speakers)}
+        shared = [(i, index[name]) for i, name in enumerate(speakers) if name in index]
+        table = "speaker.table.weight"
+        if shared and own[table].shape[1] == theirs[table].shape[1]:
+            mine, its = zip(*shared)
+            own[table][list(mine)] = theirs[table][list(its)]
+            copied.append(f"{table}[{len(shared)}/{len(speakers)}]")
     return copied, [n for n in own if n not in copied]
 
 
@@ -120,7 +129,7 @@ def _pretrain(config: Config, d: distributed.Distributed, resume: bool,
                                                   partial(lr_factor, warmup=t.warmup_steps))
     start = 0
     if resume_from is None and t.init_from:
-        copied, fresh = warm_start(model, t.init_from, config.data.tokens)
+        copied, fresh = warm_start(model, t.init_from, config.data.tokens, data.speakers)
         if d.is_main:
             log.info("warm start from %s: %d tensors copied, %d start fresh (%s)", t.init_from,
                      len(copied), len(fresh), ", ".join(fresh[:8]) + (" ..." if len(fresh) > 8
