@@ -191,15 +191,21 @@ def test_pitch_shift_moves_the_median_f0_and_leaves_silence_alone():
         apply_shift(wav, 22050, Shift(formant=3.0))
 
 
-def test_a_shifted_blend_renders_when_installed(tmp_path):
-    voice = Voice("kokoro-en", "0.6*af_heart+0.4*am_liam", "kokoro_mix_t", KOKORO_EN, speed=1.05,
-                  formant=1.05, pitch=1.1, group="natural")
+def render_one(tmp_path, voice):
+    """Build a one-clip corpus of ``voice`` (skipped where its engine is missing); its clip."""
     why = unavailable(voice)
     if why is not None:
         pytest.skip(why)
     result = build(tmp_path, BuildConfig(natural_scale=1 / 16, jobs=1), [voice])
     assert not result.failures and len(result.clips) == 1
     (clip,) = read_manifest(tmp_path)
+    return clip
+
+
+def test_a_shifted_blend_renders_when_installed(tmp_path):
+    voice = Voice("kokoro-en", "0.6*af_heart+0.4*am_liam", "kokoro_mix_t", KOKORO_EN, speed=1.05,
+                  formant=1.05, pitch=1.1, group="natural")
+    clip = render_one(tmp_path, voice)
     assert (clip.group, clip.speed, clip.formant, clip.pitch) == ("natural", 1.05, 1.05, 1.1)
     assert clip.engine == "kokoro-en" and clip.seconds > 1.0
     assert os.path.getsize(tmp_path / clip.audio) > 10_000
@@ -251,10 +257,5 @@ def test_a_span_voice_renders_when_installed(tmp_path):
     from metatts.corpus.voices import span_voices
 
     (voice,) = span_voices(1, seed=0)
-    why = unavailable(voice)
-    if why is not None:
-        pytest.skip(why)
-    result = build(tmp_path, BuildConfig(natural_scale=1 / 16, jobs=1), [voice])
-    assert not result.failures and len(result.clips) == 1
-    (clip,) = read_manifest(tmp_path)
+    clip = render_one(tmp_path, voice)
     assert clip.engine == "kokoro-span" and clip.voice == "span0:0" and clip.seconds > 1.0
