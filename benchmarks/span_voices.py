@@ -7,7 +7,8 @@ span: style = m + sum_i z_i (p_i - m) / sqrt(N), z ~ N(0, 1), over the N = 43 tr
 non-English packs (never a test or validation pack), m their mean; a voice is a whole (510, 256)
 style table, so it is a linear combination of packs whose weights sum to 1, some negative: the
 voices `python -m metatts corpus --span-speakers N` renders (kokoro_packs.span_style). Each
-speaks ``--sentences`` fixed sentences (US accent), and the clips are scored as a report:
+speaks ``--sentences`` fixed sentences as the corpus renders it (its own rate; odd voices with a UK accent), and the clips
+are scored as a report:
 Whisper base WER, DNSMOS OVRL, ECAPA between a voice's own clips and between voices. No figure
 here selects anything; the question is only whether such voices are intelligible, natural and
 distinct enough to be worth rendering as training speakers.
@@ -31,6 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from metatts.corpus import engines, kokoro_packs  # noqa: E402
+from metatts.corpus.voices import span_voices  # noqa: E402
 
 SENTENCES = ("The old man walked slowly along the river bank in the morning light.",
              "Could you send me the report before Friday afternoon?",
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if kokoro_packs.missing():
         raise SystemExit(kokoro_packs.missing())
-    why = engines.unavailable(engines.Voice("kokoro-en", "af_heart", "probe", ""))
+    why = engines.unavailable(span_voices(1, args.seed)[0])
     if why:
         raise SystemExit(why)
 
@@ -63,28 +65,25 @@ def main(argv: list[str] | None = None) -> int:
     from metatts.audio import load_audio
 
     texts = SENTENCES[: args.sentences]
-    basis, styles = span_styles(args.voices, args.seed)
+    basis = kokoro_packs.span_basis()
+    voices_ = span_voices(args.voices, args.seed)  # as the corpus renders them: own rate, accent
     work = Path(tempfile.mkdtemp(prefix="span-voices-"))
     started = time.perf_counter()
-    for i, style in enumerate(styles):
-        np.save(work / f"voice{i}.npy", style)
-        job = {"style": str(work / f"voice{i}.npy"), "lang": "en-us", "speed": 1.0,
-               "threads": 2, "items": [{"text": t, "path": str(work / f"voice{i}_{j}.wav")}
-                                       for j, t in enumerate(texts)]}
-        engines._run([engines._gen_python(), Path(engines.__file__).with_name("kokoro_job.py")],
-                     stdin=json.dumps(job), what=f"kokoro span voice {i}")
+    for i, voice in enumerate(voices_):
+        engines.render(voice, texts, [work / f"voice{i}_{j}.wav" for j in range(len(texts))])
     render_s = time.perf_counter() - started
-    keys = [(i, j) for i in range(len(styles)) for j in range(len(texts))]
+    keys = [(i, j) for i in range(len(voices_)) for j in range(len(texts))]
     wavs = [load_audio(work / f"voice{i}_{j}.wav", 16000) for i, j in keys]
     measured = Scorer(asr_model="base", ge2e=False).measure(wavs, 16000)
     emb = np.stack([m.ecapa for m in measured])
     sim = emb @ emb.T
     voices = []
-    for i in range(len(styles)):
+    for i, voice in enumerate(voices_):
         own = [k for k, key in enumerate(keys) if key[0] == i]
         others = [k for k, key in enumerate(keys) if key[0] != i]
         voices.append({
-            "voice": i,
+            "voice": voice.voice_id, "speaker": voice.speaker, "speed": voice.speed,
+            "accent": "en-gb" if i % 2 else "en-us",
             "wer": [round(wer(texts[keys[k][1]], measured[k].transcript), 3) for k in own],
             "dnsmos": [round(measured[k].mos, 2) for k in own],
             "transcripts": [measured[k].transcript for k in own],
