@@ -176,8 +176,8 @@ def span_style(seed: int, index: int, tarball: str | Path | None = None) -> np.n
     Gaussian over the linear span of :func:`span_basis`, m + sum_i z_i (p_i - m) / sqrt(N) with
     z ~ N(0, 1) and m the packs' mean: a combination of packs with weights summing to 1, some
     negative, which a blend never is. A pure function of (seed, index).
-    ``benchmarks/span_voices.py`` measured such voices: intelligible, as natural as the packs,
-    and distinct from each other."""
+    ``benchmarks/span_voices.py`` measured such voices: intelligible, about as natural as the
+    test packs (DNSMOS 3.10 against 3.11; the training packs 3.33), and distinct from each other."""
     path = Path(tarball) if tarball is not None else tarball_path()
     if not path.is_file():
         raise PackError(missing() if tarball is None else f"{path} does not exist")
