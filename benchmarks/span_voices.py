@@ -7,9 +7,9 @@ span: style = m + sum_i z_i (p_i - m) / sqrt(N), z ~ N(0, 1), over the N = 43 tr
 non-English packs (never a test or validation pack), m their mean; a voice is a whole (510, 256)
 style table, so it is a linear combination of packs whose weights sum to 1, some negative: the
 voices `python -m metatts corpus --span-speakers N` renders (kokoro_packs.span_style). Each
-speaks ``--sentences`` fixed sentences as the corpus renders it (its own rate; odd voices with a UK accent), and the clips
-are scored as a report:
-Whisper base WER, DNSMOS OVRL, ECAPA between a voice's own clips and between voices. No figure
+speaks ``--sentences`` fixed sentences as the corpus renders it (its own rate; odd voices with a
+UK accent), and the clips are scored as a report: Whisper base WER, DNSMOS OVRL, ECAPA between a
+voice's own clips and between voices. No figure
 here selects anything; the question is only whether such voices are intelligible, natural and
 distinct enough to be worth rendering as training speakers.
 
@@ -32,7 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from metatts.corpus import engines, kokoro_packs  # noqa: E402
-from metatts.corpus.voices import span_voices  # noqa: E402
+from metatts.corpus.voices import span_accent, span_voices  # noqa: E402
 
 SENTENCES = ("The old man walked slowly along the river bank in the morning light.",
              "Could you send me the report before Friday afternoon?",
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         others = [k for k, key in enumerate(keys) if key[0] != i]
         voices.append({
             "voice": voice.voice_id, "speaker": voice.speaker, "speed": voice.speed,
-            "accent": "en-gb" if i % 2 else "en-us",
+            "accent": span_accent(i),
             "wer": [round(wer(texts[keys[k][1]], measured[k].transcript), 3) for k in own],
             "dnsmos": [round(measured[k].mos, 2) for k in own],
             "transcripts": [measured[k].transcript for k in own],

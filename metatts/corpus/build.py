@@ -34,7 +34,7 @@ from metatts.corpus.manifest import Clip, read_manifest, write_manifest
 from metatts.corpus.sentences import sentences
 from metatts.corpus.shift import Shift, apply_shift
 from metatts.corpus.store import pack, unpack
-from metatts.corpus.voices import VIRTUAL_SPEAKERS, catalogue, split_of
+from metatts.corpus.voices import VIRTUAL_SPEAKERS, catalogue, is_drawn, split_of
 
 DEFAULT_HOURS = 1.5  # of the engine voices; the natural voices have fixed counts (NATURAL_CLIPS)
 MEAN_CLIP_SECONDS = 2.6  # measured over all engines on this grammar; turns hours into clip counts
@@ -85,8 +85,7 @@ def natural_role(voice: Voice) -> str:
     """"test", "val", "train" (a base voice) or "virtual" (a blend or span voice) for a natural
     voice."""
     split = split_of(voice.speaker)
-    drawn = "+" in voice.voice_id or voice.engine == "kokoro-span"
-    return "virtual" if split == "train" and drawn else split
+    return "virtual" if split == "train" and is_drawn(voice.engine, voice.voice_id) else split
 
 
 def clips_per_speaker(hours: float, voices: Sequence[Voice]) -> int:

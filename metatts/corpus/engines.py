@@ -184,40 +184,38 @@ def _render_kokoro(voice: Voice, texts: Sequence[str], paths: Sequence[Path]) ->
     _run([_gen_python(), script], stdin=json.dumps(job), what=f"kokoro {voice.voice_id}")
 
 
-def _render_kokoro_en(voice: Voice, texts: Sequence[str], paths: Sequence[Path]) -> None:
-    """An English pack or a blend of packs: mixed and sha256-checked here, then handed to the
-    job as a .npy style table; the phonemes follow the heaviest parent's accent."""
+def _render_kokoro_style(voice: Voice, style, lang: str, texts: Sequence[str],
+                         paths: Sequence[Path]) -> None:
+    """Kokoro with a (510, 256) style table, handed to the job as a .npy file."""
     import numpy as np
 
+    path = Path(paths[0]).parent / "style.npy"
+    np.save(path, style)
+    job = {"style": str(path), "lang": lang, "speed": voice.speed, "threads": 1,
+           "items": [{"text": t, "path": str(p)} for t, p in zip(texts, paths, strict=True)]}
+    script = Path(__file__).with_name("kokoro_job.py")
+    _run([_gen_python(), script], stdin=json.dumps(job), what=f"{voice.engine} {voice.voice_id}")
+
+
+def _render_kokoro_en(voice: Voice, texts: Sequence[str], paths: Sequence[Path]) -> None:
+    """An English pack or a blend of packs, mixed and sha256-checked here; the phonemes follow
+    the heaviest parent's accent."""
     from metatts.corpus import kokoro_packs
 
     weights = parse_blend(voice.voice_id)
     heaviest = max(weights, key=weights.get)
-    style = Path(paths[0]).parent / "style.npy"
-    np.save(style, kokoro_packs.blend(weights))
-    job = {"style": str(style), "lang": kokoro_packs.accent(heaviest), "speed": voice.speed,
-           "threads": 1, "items": [{"text": t, "path": str(p)} for t, p in zip(texts, paths,
-                                                                             strict=True)]}
-    script = Path(__file__).with_name("kokoro_job.py")
-    _run([_gen_python(), script], stdin=json.dumps(job), what=f"kokoro-en {voice.voice_id}")
+    _render_kokoro_style(voice, kokoro_packs.blend(weights), kokoro_packs.accent(heaviest), texts,
+                         paths)
 
 
 def _render_kokoro_span(voice: Voice, texts: Sequence[str], paths: Sequence[Path]) -> None:
-    """A voice drawn from the packs' span (kokoro_packs.span_style); even indices speak with a
-    US accent, odd ones with a UK accent."""
-    import numpy as np
-
+    """A voice drawn from the packs' span (kokoro_packs.span_style), accent by its index."""
     from metatts.corpus import kokoro_packs
-    from metatts.corpus.voices import parse_span
+    from metatts.corpus.voices import parse_span, span_accent
 
     seed, index = parse_span(voice.voice_id)
-    style = Path(paths[0]).parent / "style.npy"
-    np.save(style, kokoro_packs.span_style(seed, index))
-    job = {"style": str(style), "lang": "en-gb" if index % 2 else "en-us", "speed": voice.speed,
-           "threads": 1, "items": [{"text": t, "path": str(p)} for t, p in zip(texts, paths,
-                                                                             strict=True)]}
-    script = Path(__file__).with_name("kokoro_job.py")
-    _run([_gen_python(), script], stdin=json.dumps(job), what=f"kokoro-span {voice.voice_id}")
+    _render_kokoro_style(voice, kokoro_packs.span_style(seed, index), span_accent(index), texts,
+                         paths)
 
 
 def parse_blend(voice_id: str) -> dict[str, float]:

@@ -21,6 +21,7 @@ import numpy as np
 
 from metatts.audio import SAMPLE_RATE, load_audio
 from metatts.corpus.manifest import Clip
+from metatts.corpus.voices import is_drawn
 
 DISTINCT_BELOW = 0.8  # two corpus speakers with a higher mean ECAPA cosine are not distinct
 UNDERSTOOD_BELOW = 0.5  # a voice with a higher WER is flagged: Whisper cannot follow it
@@ -47,11 +48,6 @@ class QualityReport:
     not_distinct: list[tuple[str, str, float]]  # pairs at or above DISTINCT_BELOW
 
 
-def _drawn(clip: Clip) -> bool:
-    """A made-up natural voice: a blend (voice id with "+") or a span voice (kokoro-span)."""
-    return "+" in clip.voice or clip.engine == "kokoro-span"
-
-
 def sample(clips: Sequence[Clip], per_voice: int, per_blend: int | None = None) -> list[Clip]:
     """The first ``per_voice`` clips (manifest order) of every engine voice; of a blended voice
     (a voice id with "+") or span voice the first ``per_blend`` (default ``per_voice``)."""
@@ -60,7 +56,7 @@ def sample(clips: Sequence[Clip], per_voice: int, per_blend: int | None = None) 
     out = []
     for clip in clips:
         key = (clip.engine, clip.voice)
-        if taken.get(key, 0) < (per_blend if _drawn(clip) else per_voice):
+        if taken.get(key, 0) < (per_blend if is_drawn(clip.engine, clip.voice) else per_voice):
             taken[key] = taken.get(key, 0) + 1
             out.append(clip)
     return out
@@ -133,7 +129,7 @@ def assess(root: str | Path, clips: Sequence[Clip], per_voice: int = 4, asr_mode
     wavs = [load_audio(Path(root) / clip.audio, SAMPLE_RATE) for clip in chosen]
     hypotheses = transcripts(wavs, [c.audio for c in chosen], asr_model, transcript_cache,
                              on_progress, transcribe)
-    base = [i for i, c in enumerate(chosen) if not _drawn(c)]
+    base = [i for i, c in enumerate(chosen) if not is_drawn(c.engine, c.voice)]
     mos = [n.ovrl for n in dnsmos(wavs, SAMPLE_RATE)]
 
     def by(key: Callable[[Clip], str], idx: Sequence[int]) -> dict[str, list[int]]:

@@ -113,6 +113,16 @@ def parse_span(voice_id: str) -> tuple[int, int]:
     return int(seed), int(index)
 
 
+def span_accent(index: int) -> str:
+    """Kokoro's phoneme language of span voice ``index``: even US, odd UK."""
+    return "en-gb" if index % 2 else "en-us"
+
+
+def is_drawn(engine: str, voice_id: str) -> bool:
+    """A made-up natural voice: a blend of packs (voice id with "+") or a span voice."""
+    return "+" in voice_id or engine == "kokoro-span"
+
+
 def natural_catalogue(virtual: int = VIRTUAL_SPEAKERS, seed: int = 0,
                       span: int = 0) -> tuple[Voice, ...]:
     """The 28 English base voices (test and validation first), ``virtual`` blends and ``span``
