@@ -30,7 +30,8 @@ from metatts.corpus.manifest import Clip
 
 STORE_RATE = 24000  # Hz; one of Opus's rates, above the corpus's 22,050 so nothing is lost to it
 STORE_LEVEL = 0.88  # libsndfile compression level for Opus: about 40 kbit/s for speech
-STORED_ENGINES = frozenset({"kokoro-en", "kokoro-span", "kokoro", "piper"})  # the ones that are slow to render
+# the engines that are slow to render
+STORED_ENGINES = frozenset({"kokoro-en", "kokoro-span", "kokoro", "piper"})
 
 
 def encode(wav: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
