@@ -48,12 +48,13 @@ UPLOAD_TYPES = ["audio", ".webm", ".weba", ".opus", ".ogg", ".m4a", ".mp3", ".fl
 ABOUT = """
 **Meta-learned initialization.** Fine-tuning starts a new voice from the average of the voices the
 model was trained on and nudges it towards your clips. The *meta-learned* start is computed from
-your clips by a speaker encoder, and the weights that adaptation changes were meta-trained (first-
-order MAML) so that a few steps from that start fit a new voice. Choose *both* to hear the two side
-by side on the same clips. What the project's benchmark measured (7 unseen natural voices, 105
-clips per cell): after 10 steps the meta-learned start is as close to the voice as fine-tuning is
-after 100, but the same start and steps *without* meta-training do just as well, so the gain comes
-from starting at the encoder's estimate, not yet from meta-learning (README, "The full preset").
+your clips by a speaker encoder, and the weights that adaptation changes were meta-trained
+(first-order MAML) so that a few steps from that start fit a new voice. Choose *both* to hear the
+two side by side on the same clips. What the project's benchmark measured (7 unseen natural voices,
+105 clips per cell): after 10 steps the meta-learned start is as close to the voice as fine-tuning
+is after 100, but the same start and steps *without* meta-training do just as well, so the gain
+comes from starting at the encoder's estimate, not yet from meta-learning (README, "The full
+preset").
 
 **Consent and responsible use.** Only use voices you have the right to use: your own, or a
 person's who has agreed to it. Do not use cloned voices to deceive, impersonate or harass. Clips
