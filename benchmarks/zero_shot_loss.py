@@ -12,8 +12,12 @@ teacher-forced mel L1, pitch and duration loss, the same terms training minimize
         --checkpoints runs/base_v2_warm runs/base_v2_warm_natural
 
 ``--gains 1.0 1.5`` speaks each encoded vector v as m + g (v - m) (m: the mean training voice),
-one row per checkpoint and gain; "cycle" is how much of v the model's own encoder hears in what
-the model speaks (cosine, higher is better).
+one row per checkpoint and gain. ``--starts`` adds other ways to turn v into the voice spoken,
+one row each: ``nearest`` (the training speaker whose table row is closest to v in cosine: the
+"closest known voice" the encoder must beat) and ``blend:T`` (the table rows weighted by a
+softmax of their cosine to v at temperature T: v projected onto voices the decoder was trained
+to speak). "cycle" is how much of v the model's own encoder hears in what the model speaks
+(cosine, higher is better).
 
 Prints, per voice group (natural, engine) and checkpoint, the mean of each term over all scored
 (clip, draw) pairs, and for each checkpoint after the first the paired mean difference to the
@@ -46,14 +50,30 @@ from metatts.train.zero_shot import outputs_as  # noqa: E402
 TERMS = ("mel", "pitch", "duration", "energy", "cycle")
 
 
-def scores(checkpoint, voices, cache, references: int, draws: int, gain: float = 1.0) -> dict:
-    """(speaker, clip id) -> term -> mean over draws, for one checkpoint. With ``gain`` g the
-    voice is spoken with m + g (v - m), v the encoded vector and m the mean of the training
-    speakers' vectors (g > 1 moves it further from the average voice). "cycle": the cosine
-    between the speaker encoder's vector of the clip the model speaks and v (no judge)."""
+def start_vector(start: str, encoded: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """The vector spoken for a voice encoded as ``encoded``: ``gain:G`` m + G (v - m) (m: the
+    mean row of ``table``; ``gain:1`` is v itself), ``nearest`` the row closest to v in cosine,
+    ``blend:T`` the rows weighted by softmax(cosine / T)."""
+    kind, _, value = start.partition(":")
+    if kind == "gain":
+        mean = table.mean(0)
+        return mean + float(value) * (encoded - mean)
+    similarity = torch.nn.functional.cosine_similarity(table, encoded[None], dim=1)
+    if kind == "nearest":
+        return table[int(similarity.argmax())]
+    if kind == "blend":
+        return torch.softmax(similarity / float(value), dim=0) @ table
+    raise ValueError(f"unknown start {start!r}: use gain:G, nearest or blend:T.")
+
+
+def scores(checkpoint, voices, cache, references: int, draws: int, start: str = "gain:1"
+           ) -> dict:
+    """(speaker, clip id) -> term -> mean over draws, for one checkpoint, each voice spoken
+    with :func:`start_vector` of its encoded vector v. "cycle": the cosine between the speaker
+    encoder's vector of the clip the model speaks and v (no judge)."""
     model = checkpoint.model
     pitch = checkpoint.config.model.pitch
-    mean = model.speaker.table.weight.detach().mean(0)
+    table = model.speaker.table.weight.detach()
     out: dict[tuple[str, str], dict[str, float]] = {}
     with torch.no_grad():
         for speaker, clips in voices.items():
@@ -65,7 +85,7 @@ def scores(checkpoint, voices, cache, references: int, draws: int, gain: float =
             for d in range(draws):
                 refs = [clips[(d * references + i) % len(clips)] for i in range(references)]
                 encoded = model.encode_speaker([cache.get(u).mel for u in refs])
-                vector = mean + gain * (encoded - mean)
+                vector = start_vector(start, encoded, table)
                 ref_ids = {u.id for u in refs}
                 for u in clips:
                     if u.id in ref_ids:
@@ -112,6 +132,13 @@ def summary(per_ckpt: list[dict], names: list[str], group_of: dict[str, str]) ->
     return report
 
 
+def _positive(text: str) -> bool:
+    try:
+        return float(text) > 0
+    except ValueError:
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-config", default="configs/base_v2_warm.json",
@@ -123,8 +150,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gains", type=float, nargs="+", default=[1.0],
                         help="speak each voice with mean + g (encoded - mean) for each g "
                              "(each checkpoint x gain is one row; the first row is the baseline)")
+    parser.add_argument("--starts", nargs="+", default=[],
+                        help="further rows per checkpoint: nearest (closest table row to the "
+                             "encoded vector), blend:T (table rows softmax-weighted by cosine / T)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
+    for start in args.starts:
+        kind, _, value = start.partition(":")
+        if not (start == "nearest" or (kind == "blend" and _positive(value))):
+            parser.error(f"--starts {start}: use nearest or blend:T with a temperature T > 0.")
 
     config = from_dict(Config, json.loads(Path(args.data_config).read_text()))
     cache = feature_cache(config.data, Path("."), pitch=True)
@@ -140,10 +174,11 @@ def main(argv: list[str] | None = None) -> int:
         ckpt = load_checkpoint(path)
         if ckpt.model.speaker_encoder is None:
             parser.error(f"{path}: this model has no speaker encoder (model.speaker_encoder).")
-        for gain in args.gains:
-            names.append(f"{path}@{ckpt.step}" + (f" gain {gain:g}" if len(args.gains) > 1
-                                                  else ""))
-            per_ckpt.append(scores(ckpt, voices, cache, args.references, args.draws, gain))
+        starts = [(f" gain {g:g}" if len(args.gains) > 1 else "", f"gain:{g}")
+                  for g in args.gains] + [(f" {s}", s) for s in args.starts]
+        for label, start in starts:
+            names.append(f"{path}@{ckpt.step}{label}")
+            per_ckpt.append(scores(ckpt, voices, cache, args.references, args.draws, start))
     report = {"draws": args.draws, "references": args.references,
               "groups": summary(per_ckpt, names, group_of)}
     text = json.dumps(report, indent=1)

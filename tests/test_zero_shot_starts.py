@@ -1,0 +1,43 @@
+"""benchmarks/zero_shot_loss.py's starts: the vector spoken for an encoded voice."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("zero_shot_loss",
+                                                  ROOT / "benchmarks" / "zero_shot_loss.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_starts_gain_nearest_and_blend():
+    start_vector = _script().start_vector
+    table = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    v = torch.tensor([0.9, 0.3])
+    assert torch.equal(start_vector("gain:1", v, table), v)
+    mean = table.mean(0)
+    assert torch.allclose(start_vector("gain:2", v, table), mean + 2 * (v - mean))
+    assert torch.equal(start_vector("nearest", v, table), table[0])
+    # a cold softmax picks the nearest row, a hot one averages the rows; always a convex mix
+    assert torch.allclose(start_vector("blend:0.001", v, table), table[0], atol=1e-5)
+    assert torch.allclose(start_vector("blend:1000", v, table), mean, atol=1e-3)
+    mid = start_vector("blend:0.5", v, table)
+    assert 0 < float(mid[0]) < 1 and 0 < float(mid[1]) < 1
+    with pytest.raises(ValueError, match="unknown start"):
+        start_vector("closest", v, table)
+
+
+def test_bad_starts_are_refused_before_any_work(capsys):
+    script = _script()
+    for bad in ("blend", "blend:0", "blend:x", "farthest"):
+        with pytest.raises(SystemExit) as stop:
+            script.main(["--checkpoints", "nowhere", "--starts", bad])
+        assert stop.value.code == 2
+        assert "use nearest or blend:T" in capsys.readouterr().err
