@@ -1,0 +1,107 @@
+"""Two benchmark runs of the same grid on different checkpoints, compared clip by clip.
+
+    python -m eval.compare runs/eval/span_control runs/eval/span [--out compare.json]
+
+Each run is a ``python -m eval --out DIR`` folder. Records are paired by (speaker, method, shots,
+task, seed, steps, text), and a pair counts only when both runs adapted from the same support
+clips, so that the difference is the checkpoint's alone. Per voice group, method and step count
+it prints each judge's mean (WER in %) in A and in B, the mean difference B - A with its 95 %
+cluster bootstrap interval (a cluster is one speaker's task, as in the report), the share of clips where
+B is higher, and the two-sided Wilcoxon p of the pairs. Nothing is judged again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from eval.runner import RESULTS, read_results
+from eval.stats import cluster_bootstrap, paired_test
+
+JUDGES = {"secs": "ECAPA", "secs_ge2e": "GE2E", "wer": "WER %", "mos": "DNSMOS"}
+SCALE = {"wer": 100.0}  # shown as a percentage
+
+
+def pair_key(r: dict) -> tuple:
+    return (r["speaker"], r["method"], r["shots"], r.get("task", 0), r["seed"], r["steps"],
+            r["text"])
+
+
+def compare(a: list[dict], b: list[dict]) -> tuple[list[dict], int]:
+    """Rows (group, method, shots, steps, judge, clips, a, b, difference, low, high, b_higher,
+    p) and how many pairs were dropped for different support clips."""
+    first = {pair_key(r): r for r in a}
+    pairs: dict[tuple, list[tuple[dict, dict]]] = defaultdict(list)
+    mismatched = 0
+    for r in b:
+        other = first.get(pair_key(r))
+        if other is None:
+            continue
+        if other.get("support") != r.get("support"):
+            mismatched += 1
+            continue
+        pairs[r.get("group") or "", r["method"], r["shots"], r["steps"]].append((other, r))
+    rows = []
+    for (group, method, shots, steps), matched in sorted(pairs.items()):
+        for field, judge in JUDGES.items():
+            scale = SCALE.get(field, 1.0)
+            both = [(scale * x[field], scale * y[field],
+                     (x["speaker"], x.get("task", 0), x["seed"])) for x, y in matched
+                    if x.get(field) is not None and y.get(field) is not None]
+            if not both:
+                continue
+            diff = cluster_bootstrap([y - x for x, y, _ in both], [c for _, _, c in both])
+            test = paired_test({i: y for i, (_, y, _) in enumerate(both)},
+                               {i: x for i, (x, _, _) in enumerate(both)})
+            rows.append({"group": group, "method": method, "shots": shots, "steps": steps,
+                         "judge": judge, "clips": len(both),
+                         "a": sum(x for x, _, _ in both) / len(both),
+                         "b": sum(y for _, y, _ in both) / len(both),
+                         "difference": diff.mean, "low": diff.low, "high": diff.high,
+                         "b_higher": sum(y > x for x, y, _ in both) / len(both),
+                         "p": test.p})
+    return rows, mismatched
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m eval.compare",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("a", help="the first run's folder (the reference)")
+    parser.add_argument("b", help="the second run's folder")
+    parser.add_argument("--out", default=None, help="also write the rows as JSON here")
+    args = parser.parse_args(argv)
+    runs = []
+    for folder in (args.a, args.b):
+        records = read_results(Path(folder) / RESULTS)
+        if not records:
+            print(f"error: {folder} has no {RESULTS}: give a folder written by "
+                  f"'python -m eval --out FOLDER'.", file=sys.stderr)
+            return 2
+        runs.append(records)
+    rows, mismatched = compare(*runs)
+    if not rows:
+        print(f"error: no clip of {args.b} matches one of {args.a} (same speaker, method, shots, "
+              "task, seed, steps, text and support clips): run both with the same grid.",
+              file=sys.stderr)
+        return 2
+    print(f"A = {args.a}, B = {args.b}")
+    print("| group | method | k | steps | judge | clips | A | B | B - A [95 % CI] | B higher | p |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        p = "n/a" if r["p"] is None else f"{r['p']:.2g}"
+        print(f"| {r['group']} | {r['method']} | {r['shots']} | {r['steps']} | {r['judge']} | "
+              f"{r['clips']} | {r['a']:.3f} | {r['b']:.3f} | {r['difference']:+.3f} "
+              f"[{r['low']:+.3f}, {r['high']:+.3f}] | {100 * r['b_higher']:.0f} % | {p} |")
+    if mismatched:
+        print(f"{mismatched} clips left out: adapted from different support clips in the two runs")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"a": args.a, "b": args.b, "rows": rows,
+                                              "left_out": mismatched}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

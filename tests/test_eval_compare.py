@@ -1,0 +1,49 @@
+"""python -m eval.compare: two runs of one grid paired clip by clip."""
+
+import json
+
+import pytest
+
+from eval.compare import compare, main
+
+
+def _record(speaker, text, secs, support=("a", "b"), steps=0, group="natural"):
+    return {"speaker": speaker, "group": group, "method": "finetune-encoder", "shots": 2,
+            "task": 0, "seed": 0, "steps": steps, "text": text, "secs": secs,
+            "secs_ge2e": secs + 0.3, "wer": 0.1, "mos": 3.0, "support": list(support)}
+
+
+def _write(folder, records):
+    folder.mkdir()
+    (folder / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def test_pairs_by_clip_and_drops_other_supports():
+    a = [_record(s, t, 0.3) for s in ("v1", "v2") for t in ("one", "two", "three")]
+    b = [_record(s, t, 0.4 if s == "v1" else 0.35) for s in ("v1", "v2")
+         for t in ("one", "two", "three")]
+    b[0]["support"] = ["c", "d"]  # adapted from other clips: not a pair
+    b.append(_record("v3", "one", 0.9))  # not in A
+    rows, mismatched = compare(a, b)
+    assert mismatched == 1
+    ecapa = next(r for r in rows if r["judge"] == "ECAPA")
+    assert ecapa["clips"] == 5 and ecapa["a"] == pytest.approx(0.3)
+    assert ecapa["b"] == pytest.approx((2 * 0.4 + 3 * 0.35) / 5)
+    assert ecapa["difference"] == pytest.approx(0.07) and ecapa["b_higher"] == 1.0
+    assert ecapa["low"] <= ecapa["difference"] <= ecapa["high"]
+    wer = next(r for r in rows if r["judge"] == "WER %")
+    assert wer["a"] == pytest.approx(10.0) and wer["p"] is None  # no difference: no test
+
+
+def test_cli_prints_the_table_and_refuses_unmatched_runs(tmp_path, capsys):
+    _write(tmp_path / "a", [_record("v1", "one", 0.3, steps=s) for s in (0, 20)])
+    _write(tmp_path / "b", [_record("v1", "one", 0.5, steps=s) for s in (0, 20)])
+    assert main([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "c.json")]) == 0
+    out = capsys.readouterr().out
+    assert "| natural | finetune-encoder | 2 | 20 | ECAPA | 1 | 0.300 | 0.500 | +0.200" in out
+    assert len(json.loads((tmp_path / "c.json").read_text())["rows"]) == 8
+    _write(tmp_path / "other", [_record("v9", "one", 0.5)])
+    assert main([str(tmp_path / "a"), str(tmp_path / "other")]) == 2
+    assert "no clip of" in capsys.readouterr().err
+    assert main([str(tmp_path / "a"), str(tmp_path / "missing")]) == 2
+    assert "has no results.jsonl" in capsys.readouterr().err
