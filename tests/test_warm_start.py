@@ -17,14 +17,14 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY_V2 = ROOT / "configs" / "tiny_v2.json"
 
 
-def v1_checkpoint(directory, tokens="characters"):
+def v1_checkpoint(directory, tokens="characters", speakers=tuple("abcde")):
     """The tiny v2 sizes with pitch and the encoder off (a previous-generation model)."""
     torch.manual_seed(1)
     config = load_config(TINY_V2, {"model": {"n_symbols": len(SYMBOLS), "n_speakers": 5,
                                              "pitch": False, "speaker_encoder": False},
                                    "data": {"tokens": tokens}})
     return save_checkpoint(directory, FastSpeech2(config.model, config.loss), config, SYMBOLS,
-                           tuple("abcde"))
+                           tuple(speakers))
 
 
 def test_matching_tensors_are_copied_and_the_rest_starts_fresh(tmp_path):
@@ -71,17 +71,24 @@ def test_a_warm_start_needs_the_same_tokens(tmp_path):
         warm_start(FastSpeech2(config.model, config.loss), tmp_path / "v1", "characters")
 
 
-def test_train_cli_warm_start_is_logged_and_resume_ignores_it(tmp_path):
+def test_train_cli_warm_start_is_logged_and_resume_ignores_it(tmp_path, caplog):
     from metatts.cli.train import main
 
-    v1_checkpoint(tmp_path / "v1")
+    v1_checkpoint(tmp_path / "v1", speakers=("awb", "x", "slt", "y", "z"))
     common = ["--config", str(TINY_V2), "--quiet",
               "--set", f"train.run_dir={tmp_path / 'run'}",
               "--set", f'data.datasets=["{ROOT / "tests" / "fixtures" / "speech"}"]',
               "--set", f"data.cache_dir={tmp_path / 'features'}",
               "--set", f"train.init_from={tmp_path / 'v1'}", "--set", "train.checkpoint_every=1"]
-    assert main([*common, "--set", "train.steps=1"]) == 0
-    assert main([*common, "--set", "train.steps=2", "--resume"]) == 0
+    with caplog.at_level("INFO", logger="metatts.train.pretrain"):
+        assert main([*common, "--set", "train.steps=1"]) == 0
+    # the fixture's 4 speakers: awb and slt keep their rows from the checkpoint, by name
+    warm = [r.getMessage() for r in caplog.records if "warm start from" in r.getMessage()]
+    assert len(warm) == 1 and "rows [2/4] of the speaker table" in warm[0], warm
+    caplog.clear()
+    with caplog.at_level("INFO", logger="metatts.train.pretrain"):
+        assert main([*common, "--set", "train.steps=2", "--resume"]) == 0
+    assert not any("warm start from" in r.getMessage() for r in caplog.records)
     run = load_checkpoint(tmp_path / "run")
     assert run.step == 2 and run.config.train.init_from == str(tmp_path / "v1")
 
