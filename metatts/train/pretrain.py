@@ -131,10 +131,11 @@ def _pretrain(config: Config, d: distributed.Distributed, resume: bool,
     if resume_from is None and t.init_from:
         copied, fresh = warm_start(model, t.init_from, config.data.tokens, data.speakers)
         if d.is_main:
-            rows = [n for n in copied if n.startswith("speaker.table.weight[")]
+            table = "speaker.table.weight"
+            rows = [n[len(table):] for n in copied if n.startswith(table + "[")]
             log.info("warm start from %s: %d tensors copied%s, %d start fresh (%s)", t.init_from,
-                     len(copied) - len(rows), f" and the rows {rows[0][len('speaker.table.weight'):]}"
-                     " of the speaker table (speakers by name)" if rows else "", len(fresh),
+                     len(copied) - len(rows), f" and the rows {rows[0]} of the speaker table "
+                     "(speakers by name)" if rows else "", len(fresh),
                      ", ".join(fresh[:8]) + (" ..." if len(fresh) > 8 else ""))
     # the moving average (main process only: it checkpoints and validates)
     average = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(t.ema_decay))
