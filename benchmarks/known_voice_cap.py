@@ -73,9 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         for u in sorted((u for u in data.val if u.speaker in chosen), key=lambda u: u.id):
             features = cache.get(u)
             batch = collate_train([(example(u, cache, index), features.f0, None)])
-            mel = model.outputs(batch).spoken[0]
-            mel = apply_postfilter(mel, ckpt.config.postfilter) \
-                if ckpt.config.postfilter.active else mel
+            mel = apply_postfilter(model.outputs(batch).spoken[0], ckpt.config.postfilter)
             wav = audio.load_audio(u.audio)
             rows += [
                 {"speaker": u.speaker, "id": u.id, "kind": "real", "wav": wav},

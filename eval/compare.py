@@ -6,8 +6,8 @@ Each run is a ``python -m eval --out DIR`` folder. Records are paired by (speake
 task, seed, steps, text), and a pair counts only when both runs adapted from the same support
 clips, so that the difference is the checkpoint's alone. Per voice group, method and step count
 it prints each judge's mean (WER in %) in A and in B, the mean difference B - A with its 95 %
-cluster bootstrap interval (a cluster is one speaker's task, as in the report), the share of clips where
-B is higher, and the two-sided Wilcoxon p of the pairs. Nothing is judged again.
+cluster bootstrap interval (a cluster is one speaker's task, as in the report), the share of
+clips where B is higher, and the two-sided Wilcoxon p of the pairs. Nothing is judged again.
 """
 
 from __future__ import annotations
