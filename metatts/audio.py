@@ -281,6 +281,37 @@ def _mel_to_hz(m):
     return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
 
 
+@functools.cache
+def _mel_centers_hz() -> np.ndarray:
+    """Centre frequency of each mel band of :func:`mel_filters` (N_MELS,)."""
+    return _mel_to_hz(np.linspace(_hz_to_mel(F_MIN), _hz_to_mel(F_MAX), N_MELS + 2))[1:-1]
+
+
+def warp_matrix(alpha: float) -> torch.Tensor:
+    """(N_MELS, N_MELS) linear map of a log-mel spectrogram to the one of the same voice with every
+    frequency scaled by ``alpha`` (pitch and formants together; vocal-tract-length perturbation):
+    band i takes the value the spectrum had at ``centre_i / alpha``, interpolated between the two
+    nearest bands in mel (clamped at the edges)."""
+    if not 0.5 <= alpha <= 2.0:
+        raise ValueError(f"a frequency warp factor must be in [0.5, 2], got {alpha}.")
+    centres = _mel_centers_hz()
+    position = np.interp(_hz_to_mel(centres / alpha), _hz_to_mel(centres), np.arange(N_MELS))
+    low = np.floor(position).astype(int)
+    high = np.minimum(low + 1, N_MELS - 1)
+    frac = position - low
+    weights = np.zeros((N_MELS, N_MELS))
+    rows = np.arange(N_MELS)
+    np.add.at(weights, (rows, low), 1 - frac)
+    np.add.at(weights, (rows, high), frac)
+    return torch.from_numpy(weights.astype(np.float32))
+
+
+def warp_mel(mel: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Log-mel (N_MELS, T) or (B, N_MELS, T) -> the same with every frequency scaled by ``alpha``
+    (see :func:`warp_matrix`); frames of silence stay silence."""
+    return torch.einsum("ij,...jt->...it", warp_matrix(alpha).to(mel), mel)
+
+
 def mel_spectrogram(wav: torch.Tensor | np.ndarray) -> torch.Tensor:
     """Log-mel spectrogram in HiFi-GAN's convention. wav (T,) or (B, T) at 22,050 Hz ->
     (N_MELS, T // HOP_LENGTH) or (B, N_MELS, T // HOP_LENGTH), natural log, float32."""

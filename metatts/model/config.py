@@ -59,6 +59,13 @@ class ModelConfig:
     # decoder learns to render vectors beyond the training speakers (0: off)
     novel_voices: float = 0.0
     novel_range: float = 0.5
+    # share of training items (and their reference clips) turned into a voice no training speaker
+    # has by scaling every frequency of their mel and F0 by one factor drawn log-uniformly from
+    # [exp(-warp_range), exp(warp_range)] (vocal-tract-length perturbation; metatts.audio.warp_mel):
+    # such an item is spoken from the encoder's vector of its warped reference, never its table
+    # row, so encoder and decoder meet voices beyond the training speakers' span (0: off)
+    warp_voices: float = 0.0
+    warp_range: float = 0.15
     postnet_layers: int = 5  # 0 for none
     postnet_channels: int = 256
     postnet_kernel: int = 5
@@ -91,6 +98,15 @@ class ModelConfig:
                               f"{self.novel_voices}.")
         if self.novel_range < 0:
             raise ConfigError(f"model.novel_range must be >= 0, got {self.novel_range}.")
+        if not 0.0 <= self.warp_voices <= 1.0:
+            raise ConfigError(f"model.warp_voices is a fraction in [0, 1], got "
+                              f"{self.warp_voices}.")
+        if not 0.0 <= self.warp_range <= 0.5:
+            raise ConfigError(f"model.warp_range is a log frequency factor in [0, 0.5], got "
+                              f"{self.warp_range}.")
+        if self.warp_voices > 0 and not (self.speaker_encoder and self.pitch):
+            raise ConfigError("model.warp_voices needs model.speaker_encoder and model.pitch "
+                              "(a warped voice is spoken from the encoder's vector).")
 
     @property
     def generation(self) -> int:

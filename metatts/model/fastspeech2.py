@@ -31,13 +31,14 @@ build exactly the v1 modules and state dict):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from metatts.audio import LOG_CLAMP
+from metatts.audio import LOG_CLAMP, warp_matrix
 from metatts.data.pitch import normalize as normalize_pitch
 from metatts.data.pitch import token_pitch, voice_stats
 from metatts.model.aligner import Aligner, Alignment, durations_to_alignment, expand_tokens
@@ -239,6 +240,9 @@ class FastSpeech2(nn.Module):
         c = self.config
         rows = spk.detach()
         pick = known & (torch.rand(len(rows), device=rows.device) < c.novel_voices)
+        warped = _warped(batch)
+        if warped is not None:  # pushed from a warped voice's vector: not a table speaker's
+            pick, known = pick & ~warped, known & ~warped
         if not bool(pick.any()):
             return None
         chosen, partners = [], []
@@ -277,12 +281,17 @@ class FastSpeech2(nn.Module):
         if self.training:
             use = known & (torch.rand(len(rows), device=rows.device)
                            < self.config.speaker_encoder_mix)
+        warped = _warped(batch)
+        if warped is not None:  # a voice no table row is: always the encoder's, never pulled
+            use, known = use | (warped & known), known & ~warped
         return encoded, rows.detach(), known, torch.where(use[:, None], encoded, rows)
 
     def _pitch_target(self, batch, hard: Tensor) -> tuple[Tensor, Tensor]:
         """Token-level normalized log-F0 (B, N) and where it exists (B, N) bool."""
         with torch.no_grad():
             stats = self.pitch_stats[batch.speakers.clamp(min=0)]  # (B, 2)
+            if getattr(batch, "warp", None) is not None:  # its F0 was scaled by exp(warp)
+                stats = stats + torch.stack([batch.warp, torch.zeros_like(batch.warp)], 1)
             new = batch.speakers == NEW_SPEAKER
             if bool(new.any()):  # a voice being adapted: its own clips' statistics (of all its
                 # clips when the batch is one part of a split support set: Batch.pitch_stats)
@@ -303,7 +312,12 @@ class FastSpeech2(nn.Module):
         return self.aligner(embedded, batch.mels, batch.token_lengths, batch.mel_lengths).durations
 
     def forward(self, batch, binarization_weight: float = 1.0) -> LossOutput:
-        """The training loss for ``batch``; see :func:`metatts.model.losses.acoustic_loss`."""
+        """The training loss for ``batch``; see :func:`metatts.model.losses.acoustic_loss`.
+        In training with ``model.warp_voices`` on, a share of the items is first turned into
+        new voices (:func:`warp_voices`), targets included."""
+        c = self.config
+        if self.training and c.warp_voices > 0:
+            batch = warp_voices(batch, c.warp_voices, c.warp_range)
         return acoustic_loss(self.outputs(batch), batch, self.loss_config, binarization_weight)
 
     def loss(self, batch, binarization_weight: float = 1.0) -> LossOutput:
@@ -371,6 +385,34 @@ class FastSpeech2(nn.Module):
     def adapter_names(self) -> list[str]:
         """Parameter names of the decoder's low-rank adapters (empty without them)."""
         return [n for n, _ in self.named_parameters() if ".adapter." in n]
+
+
+def _warped(batch) -> Tensor | None:
+    """(B,) bool: the items :func:`warp_voices` turned into new voices, or None."""
+    warp = getattr(batch, "warp", None)
+    return None if warp is None else warp != 0
+
+
+def warp_voices(batch, share: float, max_log: float):
+    """A copy of a training batch in which each table speaker's item is, with probability
+    ``share``, a voice no training speaker has: its mel, its reference clip's mel and its F0
+    scaled in frequency by ``exp(u)``, u uniform in [-max_log, max_log]
+    (:func:`metatts.audio.warp_mel`; the vocoder renders such a mel at the scaled pitch), and
+    ``warp`` holds u (0 for the others). Needs a batch with ``f0`` and ``references`` (else it
+    is returned as it is); draws from torch's global generator, as the trainer's other draws."""
+    if getattr(batch, "references", None) is None or getattr(batch, "f0", None) is None:
+        return batch
+    device = batch.speakers.device
+    pick = (batch.speakers != NEW_SPEAKER) & (torch.rand(len(batch.speakers), device=device)
+                                              < share)
+    if not bool(pick.any()):
+        return batch
+    u = (torch.rand(len(pick), device=device) * 2 - 1) * max_log * pick
+    matrices = torch.stack([warp_matrix(math.exp(float(x))) for x in u]).to(batch.mels)
+    return dataclasses.replace(
+        batch, mels=torch.einsum("bij,bjt->bit", matrices, batch.mels),
+        references=torch.einsum("bij,bjt->bit", matrices, batch.references),
+        f0=batch.f0 * torch.exp(u)[:, None], warp=u)
 
 
 def count_parameters(model: nn.Module, names: list[str] | None = None) -> int:

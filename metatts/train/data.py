@@ -190,6 +190,9 @@ class TrainBatch(Batch):
 
     references: Tensor | None = None  # (B, N_MELS, T_ref) another clip of each item's speaker
     reference_lengths: Tensor | None = None  # (B,) int64
+    # (B,) log of the factor each item's frequencies (mel, F0, reference) were scaled by, 0 where
+    # none (metatts.model.fastspeech2.warp_voices); None: no item is warped
+    warp: Tensor | None = None
 
     def to(self, device: str | torch.device) -> TrainBatch:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
