@@ -35,7 +35,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.func import functional_call
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -47,6 +46,7 @@ from metatts.model.config import PostFilterConfig  # noqa: E402
 from metatts.model.fastspeech2 import NEW_SPEAKER  # noqa: E402
 from metatts.postfilter import apply as apply_postfilter  # noqa: E402
 from metatts.postfilter import local_mean  # noqa: E402
+from metatts.train.zero_shot import outputs_with  # noqa: E402
 
 
 def parse_variant(text: str) -> tuple[int, float]:
@@ -80,8 +80,7 @@ def estimate(model, params: Mapping[str, torch.Tensor], support: Sequence[Exampl
     model.eval()
     try:
         batch = collate(list(support)).to(next(model.parameters()).device)
-        out = functional_call(_Outputs(model), {f"model.{k}": v for k, v in params.items()},
-                              (batch,), strict=False)
+        out = outputs_with(model, params, batch)
     finally:
         model.train(was_training)
     total, weight = 0.0, 0.0
@@ -102,29 +101,6 @@ def equalize(mel: torch.Tensor, eq: torch.Tensor | None, strength: float = 1.0) 
     if eq is None or strength == 0:
         return mel
     return mel + strength * eq.to(mel)[:, None] * speech_weight(mel)[None]
-
-
-class _Outputs(torch.nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, batch):
-        return self.model.outputs(batch)
-
-
-def adapted(ckpt, utterances, steps: list[int]) -> dict[int, dict]:
-    """The voice of ``utterances`` after each of ``steps`` steps of fine-tuning from the
-    encoder's estimate (the shipped twin's inner loop), from one adaptation."""
-    from metatts.adapt import adapt, default_settings, make_clip, with_changes
-
-    clips = [make_clip(audio.prepare_clip(u.audio), audio.SAMPLE_RATE, u.text, u.id)
-             for u in utterances]
-    settings = with_changes(default_settings("pretrained", ckpt, start="encoder"),
-                            steps=max(steps))
-    with torch.enable_grad():
-        result = adapt(clips, ckpt, settings, keep=steps)
-    return {n: result.kept[n].params for n in steps}
 
 
 def loss_read(args, ckpt) -> dict:
@@ -153,31 +129,23 @@ def loss_read(args, ckpt) -> dict:
                 support = [items[i] for i in ids]
                 targets = [x for i, x in enumerate(items) if i not in ids][: args.targets]
                 batch = collate(targets)
-                if args.adapt_steps:  # the voice after n steps of the encoder-start fine-tuning
-                    voices_at = adapted(ckpt, [clips[i] for i in ids], args.adapt_steps)
-                else:
-                    voices_at = {0: {"speaker.new": model.encode_speaker([x.mel
-                                                                          for x in support])}}
-                for steps, params in voices_at.items():
-                    eqs = {v: estimate(model, params, support, pf, smooth=v[0])
-                           for v in variants}
-                    spoken = functional_call(_Outputs(model),
-                                             {f"model.{k}": v for k, v in params.items()},
-                                             (batch,), strict=False).spoken
-                    for i, x in enumerate(targets):
-                        frames = x.mel.shape[-1]
-                        mel = apply_postfilter(spoken[i, :, :frames].float(), pf)
-                        row = {"speaker": speaker, "group": clips[0].group or "", "draw": d,
-                               "steps": steps, "id": x.id,
-                               "none": float((mel - x.mel).abs().mean())}
-                        for v, eq in eqs.items():
-                            eqd = equalize(mel, eq, v[1])
-                            row[f"{v[0]}:{v[1]:g}"] = float((eqd - x.mel).abs().mean())
-                        rows.append(row)
+                vector = model.encode_speaker([x.mel for x in support])
+                params = {"speaker.new": vector}
+                eqs = {v: estimate(model, params, support, pf, smooth=v[0]) for v in variants}
+                spoken = outputs_with(model, params, batch).spoken
+                for i, x in enumerate(targets):
+                    frames = x.mel.shape[-1]
+                    mel = apply_postfilter(spoken[i, :, :frames].float(), pf)
+                    row = {"speaker": speaker, "group": clips[0].group or "", "draw": d,
+                           "id": x.id, "none": float((mel - x.mel).abs().mean())}
+                    for v, eq in eqs.items():
+                        row[f"{v[0]}:{v[1]:g}"] = float((equalize(mel, eq, v[1])
+                                                         - x.mel).abs().mean())
+                    rows.append(row)
             print(f"{speaker}: {len(rows)} rows", file=sys.stderr, flush=True)
     summary: dict = {}
-    for group, steps in sorted({(r["group"], r["steps"]) for r in rows}):
-        chosen = [r for r in rows if r["group"] == group and r["steps"] == steps]
+    for group in sorted({r["group"] for r in rows}):
+        chosen = [r for r in rows if r["group"] == group]
         cell = {"clips": len(chosen), "none": float(np.mean([r["none"] for r in chosen]))}
         for v in variants:
             key = f"{v[0]}:{v[1]:g}"
@@ -185,7 +153,7 @@ def loss_read(args, ckpt) -> dict:
             cell[key] = {"mel_l1": float(np.mean([r[key] for r in chosen])),
                          "difference": float(diffs.mean()),
                          "better_share": float((diffs < 0).mean())}
-        summary[f"{group}, {steps} steps"] = cell
+        summary[group] = cell
     return {"read": "loss", "support": args.support, "draws": args.draws, "summary": summary,
             "rows": rows}
 
@@ -275,9 +243,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--targets", type=int, default=8)
     parser.add_argument("--variants", nargs="+", default=["1:1", "5:1", "1:0.5"],
                         help="loss read: equalizers as smooth:strength")
-    parser.add_argument("--adapt-steps", type=int, nargs="+", default=[],
-                        help="loss read: read the voice after these fine-tuning steps too "
-                             "(e.g. 0 20), not only the encoder's vector")
     parser.add_argument("--variant", default="1:1", help="judged read: the one equalizer")
     parser.add_argument("--sentences", type=int, default=5)
     parser.add_argument("--asr", default="base")

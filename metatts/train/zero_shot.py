@@ -66,9 +66,16 @@ class _Outputs(torch.nn.Module):
         return self.model.outputs(batch)
 
 
+def outputs_with(model: FastSpeech2, params: dict[str, Tensor], batch):
+    """Teacher-forced :class:`ModelOutput` of ``batch`` with ``params`` (a voice: parameter
+    name -> value, e.g. an adaptation's) in place of the model's own."""
+    return functional_call(_Outputs(model), {f"model.{k}": v for k, v in params.items()},
+                           (batch,), strict=False)
+
+
 def outputs_as(model: FastSpeech2, vector: Tensor, batch):
     """Teacher-forced :class:`ModelOutput` of ``batch`` spoken with ``vector`` as speaker.new."""
-    return functional_call(_Outputs(model), {"model.speaker.new": vector}, (batch,))
+    return outputs_with(model, {"speaker.new": vector}, batch)
 
 
 @torch.no_grad()
