@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from metatts.audio import LOG_CLAMP, warp_matrix
+from metatts.audio import LOG_CLAMP, warp_mel
 from metatts.data.pitch import normalize as normalize_pitch
 from metatts.data.pitch import token_pitch, voice_stats
 from metatts.model.aligner import Aligner, Alignment, durations_to_alignment, expand_tokens
@@ -408,11 +408,14 @@ def warp_voices(batch, share: float, max_log: float):
     if not bool(pick.any()):
         return batch
     u = (torch.rand(len(pick), device=device) * 2 - 1) * max_log * pick
-    matrices = torch.stack([warp_matrix(math.exp(float(x))) for x in u]).to(batch.mels)
-    return dataclasses.replace(
-        batch, mels=torch.einsum("bij,bjt->bit", matrices, batch.mels),
-        references=torch.einsum("bij,bjt->bit", matrices, batch.references),
-        f0=batch.f0 * torch.exp(u)[:, None], warp=u)
+    factors = [math.exp(float(x)) for x in u]
+
+    def warped(mels: Tensor) -> Tensor:
+        return torch.stack([warp_mel(m, a) for m, a in zip(mels, factors)])
+
+    return dataclasses.replace(batch, mels=warped(batch.mels),
+                               references=warped(batch.references),
+                               f0=batch.f0 * torch.exp(u)[:, None], warp=u)
 
 
 def count_parameters(model: nn.Module, names: list[str] | None = None) -> int:
