@@ -198,11 +198,11 @@ def judged_read(args, ckpt) -> dict:
     real_emb = ecapa.embed([r["wav"] for r in reals], audio.SAMPLE_RATE)
     emb = ecapa.embed([r["wav"] for r in rows], audio.SAMPLE_RATE)
     mos = [n.ovrl for n in dnsmos([r["wav"] for r in rows], audio.SAMPLE_RATE)]
-    for r, e, m in zip(rows, emb, mos):
+    heard = transcribe([r.pop("wav") for r in rows], audio.SAMPLE_RATE, model=args.asr)
+    for r, e, m, t in zip(rows, emb, mos, heard):
         centroid = torch.stack([x for x, s in zip(real_emb, reals) if s["speaker"] == r["speaker"]
                                 and s["source"] != r["source"]]).mean(0)
-        r.update(secs=float(ecapa.similarity(e, centroid)), dnsmos=m,
-                 transcript=transcribe(r.pop("wav"), audio.SAMPLE_RATE, model=args.asr)[0])
+        r.update(secs=float(ecapa.similarity(e, centroid)), dnsmos=m, transcript=t)
     summary = {}
     for group in ("natural", "real"):
         pairs = defaultdict(dict)
