@@ -77,9 +77,12 @@ def save_checkpoint(directory: str | Path, model: FastSpeech2, config: Config,
                     optimizer: torch.optim.Optimizer | None = None,
                     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
                     inner_lrs: dict[str, torch.Tensor] | None = None,
-                    training_weights: torch.nn.Module | None = None) -> Path:
+                    training_weights: torch.nn.Module | None = None,
+                    extra_files: dict[str, bytes | dict[str, torch.Tensor]] | None = None) -> Path:
     """Write a checkpoint directory atomically (it appears complete or not at all).
-    ``training_weights``: the model being optimized, when ``model`` is its moving average."""
+    ``training_weights``: the model being optimized, when ``model`` is its moving average;
+    ``extra_files``: more of the training state (file name -> tensors, saved as safetensors, or
+    bytes written as they are), e.g. the discriminator of adversarial training."""
     if len(speakers) != config.model.n_speakers or len(symbols) != config.model.n_symbols:
         raise CheckpointError("config.model.n_speakers / n_symbols disagree with the speaker "
                               "list / symbol table being saved.")
@@ -99,11 +102,16 @@ def save_checkpoint(directory: str | Path, model: FastSpeech2, config: Config,
                        for k, v in training_weights.state_dict().items()},
                       str(tmp / TRAINING_WEIGHTS))
         if optimizer is not None:
-            tensors, info = _flatten_optimizer(optimizer.state_dict())
+            tensors, info = flatten_optimizer(optimizer.state_dict())
             save_file(tensors, str(tmp / TRAINING_TENSORS))
             info = {"step": step, "optimizer": info,
                     "scheduler": None if scheduler is None else scheduler.state_dict()}
             (tmp / TRAINING_JSON).write_text(json.dumps(info, indent=1))
+        for name, content in (extra_files or {}).items():
+            if isinstance(content, bytes):
+                (tmp / name).write_bytes(content)
+            else:
+                save_file(content, str(tmp / name))
     return directory
 
 
@@ -215,13 +223,13 @@ def load_training_state(directory: str | Path, optimizer: torch.optim.Optimizer,
         raise CheckpointError(f"{directory}: no readable training state to resume from ({err}). "
                               "Only checkpoints written by the trainer can be resumed.") from None
     device = next(iter(optimizer.param_groups[0]["params"])).device
-    optimizer.load_state_dict(_unflatten_optimizer(tensors, info["optimizer"], device))
+    optimizer.load_state_dict(unflatten_optimizer(tensors, info["optimizer"], device))
     if scheduler is not None and info["scheduler"] is not None:
         scheduler.load_state_dict(info["scheduler"])
     return int(info["step"])
 
 
-def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+def flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
     """Optimizer state dict -> (tensors named state.<param>.<key>, JSON-ready rest)."""
     tensors, scalars = {}, {}
     for index, values in state["state"].items():
@@ -233,7 +241,7 @@ def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
     return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
 
 
-def _unflatten_optimizer(tensors: dict[str, torch.Tensor], info: dict, device) -> dict:
+def unflatten_optimizer(tensors: dict[str, torch.Tensor], info: dict, device) -> dict:
     state: dict[int, dict] = {}
     for name, value in tensors.items():
         _, index, key = name.split(".", 2)

@@ -221,8 +221,31 @@ class TrainConfig:
     # (0: off) is what checkpoints save as the model, and what validation scores; the optimized
     # weights travel beside it for --resume. At 0.995 it averages over about the last 200 steps.
     ema_decay: float = 0.0
+    # adversarial training of the mel against over-smoothing (metatts.train.adversarial):
+    # weight of the generator's LSGAN term (0: off, no discriminator), of feature matching (as
+    # a multiple of the mel L1's size), the discriminator's window (frames), width, Adam rate,
+    # and its steps alone before the generator's terms count
+    adversarial: float = 0.0
+    feature_matching: float = 0.0
+    adversarial_window: int = 32
+    adversarial_channels: int = 32
+    adversarial_lr: float = 2e-4
+    adversarial_warmup: int = 100
+
+    @property
+    def adversarial_on(self) -> bool:
+        return self.adversarial > 0 or self.feature_matching > 0
 
     def __post_init__(self):
+        for name in ("adversarial", "feature_matching", "adversarial_warmup"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train.{name} must be 0 or more, got {getattr(self, name)}.")
+        if self.adversarial_window < 8 or self.adversarial_channels < 1 or \
+                not self.adversarial_lr > 0:
+            raise ConfigError("train.adversarial_window must be at least 8 frames, "
+                              "adversarial_channels at least 1 and adversarial_lr positive; got "
+                              f"{self.adversarial_window}, {self.adversarial_channels}, "
+                              f"{self.adversarial_lr}.")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"train.ema_decay must be in [0, 1), got {self.ema_decay} "
                               "(0 turns weight averaging off; 0.995 averages ~200 steps).")

@@ -109,6 +109,7 @@ class ModelOutput:
     # table speakers' items and for the novel vectors (see ModelConfig.novel_voices)
     consistency: tuple[Tensor, Tensor] | None = None
     novel: tuple[Tensor, Tensor] | None = None
+    speaker_vector: Tensor | None = None  # (B, D) the vectors the items were spoken with
 
     @property
     def spoken(self) -> Tensor:
@@ -222,7 +223,7 @@ class FastSpeech2(nn.Module):
                                     pitch_target, pitch_mask, alignment)
         return ModelOutput(mel, post, var.log_duration, var.energy, energy_target, alignment,
                            var.pitch, pitch_target, pitch_mask, encoded, table, table_mask,
-                           consistency, novel)
+                           consistency, novel, spk)
 
     def _fixed_encoder(self, mels: Tensor, lengths: Tensor) -> Tensor:
         """The speaker encoder's vectors of ``mels`` (B, n_mels, T) with its weights held fixed:
@@ -318,7 +319,9 @@ class FastSpeech2(nn.Module):
         c = self.config
         if self.training and c.warp_voices > 0:
             batch = warp_voices(batch, c.warp_voices, c.warp_range)
-        return acoustic_loss(self.outputs(batch), batch, self.loss_config, binarization_weight)
+        out = self.outputs(batch)
+        loss = acoustic_loss(out, batch, self.loss_config, binarization_weight)
+        return dataclasses.replace(loss, output=out, batch=batch) if self.training else loss
 
     def loss(self, batch, binarization_weight: float = 1.0) -> LossOutput:
         return self(batch, binarization_weight)

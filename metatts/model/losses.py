@@ -20,6 +20,10 @@ class LossOutput:
     # what each part is a mean over (elements, tokens, items...), so that the losses of a batch's
     # parts pool into the loss of the whole batch (:func:`pool`)
     counts: dict[str, Tensor] = field(default_factory=dict)
+    # in training, the model's outputs and the batch they are for (warped items included), for
+    # terms computed outside the model (metatts.train.adversarial)
+    output: object = None
+    batch: object = None
 
     def items(self) -> dict[str, float]:
         """Python floats for logging: total and every part."""

@@ -48,6 +48,8 @@ class Run:
     # the parameters' moving average (train.ema_decay), main process only: what checkpoints
     # save as the model and validation scores
     average: torch.optim.swa_utils.AveragedModel | None = None
+    # adversarial training's discriminator (train.adversarial), single-process runs only
+    adversary: object = None  # metatts.train.adversarial.Adversary
 
     @property
     def scored(self) -> FastSpeech2:
@@ -80,7 +82,7 @@ def train(run: Run, start_step: int, progress: bool = False,
     cfg, d = run.config.train, run.dist
     params = [p for p in run.model.parameters() if p.requires_grad]
     run.model.train()
-    step, sums, count, last_train, last_val = start_step, {}, 0, {}, {}
+    step, sums, counts, count, last_train, last_val = start_step, {}, {}, 0, {}, {}
     bar = tqdm(total=cfg.steps, initial=start_step, disable=not (progress and d.is_main),
                unit="step", dynamic_ncols=True)
     started, timed_from = time.perf_counter(), start_step
@@ -89,8 +91,17 @@ def train(run: Run, start_step: int, progress: bool = False,
         torch.manual_seed(step_seed(cfg.seed, step, d.rank))
         weight = binarization_weight(step, cfg.binarization_start, cfg.binarization_ramp)
         out = run.step_model(batch.to(d.device), weight)
+        total, logged = out.total, out.items()
+        if run.adversary is not None:
+            seen = out.output
+            gan = run.adversary.terms(out.batch.mels, seen.spoken, out.batch.mel_lengths,
+                                      seen.speaker_vector, out.parts["mel"])
+            if gan:
+                total = total + gan["gan"]
+                logged.update({k: float(v.detach()) for k, v in gan.items() if k != "gan"})
+                logged["total"] = float(total.detach())
         run.optimizer.zero_grad(set_to_none=True)
-        out.total.backward()
+        total.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         if not torch.isfinite(grad_norm):  # gradients are all-reduced: every process agrees
             raise FloatingPointError(
@@ -100,12 +111,13 @@ def train(run: Run, start_step: int, progress: bool = False,
         run.scheduler.step()
         if run.average is not None:
             run.average.update_parameters(run.model)
-        for k, v in out.items().items():
+        for k, v in logged.items():
             sums[k] = sums.get(k, 0.0) + v
+            counts[k] = counts.get(k, 0) + 1
         count += 1
         bar.update(1)
         if step % cfg.log_every == 0 or step == cfg.steps:
-            losses = mean_over_processes({k: v / count for k, v in sums.items()}, d)
+            losses = mean_over_processes({k: v / counts[k] for k, v in sums.items()}, d)
             rate = (step - timed_from) / (time.perf_counter() - started)
             last_train = losses
             if run.log is not None:
@@ -114,7 +126,7 @@ def train(run: Run, start_step: int, progress: bool = False,
                                "binarization_weight": weight, "grad_norm": float(grad_norm),
                                "steps_per_second": rate})
             bar.set_postfix(loss=f"{losses['total']:.3f}", mel=f"{losses['mel']:.3f}")
-            sums, count = {}, 0
+            sums, counts, count = {}, {}, 0
         if d.is_main and (step % cfg.validate_every == 0 or step == cfg.steps):
             last_val = validate(run.scored, run.val_batches, d.device, weight)
             if last_val and run.log is not None:
@@ -162,19 +174,21 @@ def save(run: Run, step: int) -> Path:
         run.model.speaker.reset_new()
     return save_step(run.run_dir, step, run.scored, run.config, run.symbols, run.speakers,
                      run.optimizer, run.scheduler,
-                     training_weights=None if run.average is None else run.model)
+                     training_weights=None if run.average is None else run.model,
+                     extra_files=None if run.adversary is None else run.adversary.files())
 
 
 def save_step(run_dir: Path, step: int, model: FastSpeech2, config: Config, symbols: SymbolTable,
               speakers: tuple[str, ...], optimizer: torch.optim.Optimizer,
               scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
               inner_lrs: dict[str, torch.Tensor] | None = None,
-              training_weights: nn.Module | None = None) -> Path:
+              training_weights: nn.Module | None = None,
+              extra_files: dict | None = None) -> Path:
     """Write run_dir/checkpoints/step_XXXXXXXX (with training state), keep the newest
     ``config.train.keep_checkpoints``."""
     directory = run_dir / "checkpoints" / f"step_{step:08d}"
     save_checkpoint(directory, model, config, symbols, speakers, step, optimizer, scheduler,
-                    inner_lrs, training_weights)
+                    inner_lrs, training_weights, extra_files)
     old = sorted((run_dir / "checkpoints").glob("step_*"))[: -config.train.keep_checkpoints]
     for path in old:
         shutil.rmtree(path, ignore_errors=True)

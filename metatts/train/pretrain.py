@@ -26,6 +26,7 @@ from metatts.model.config import Config, ConfigError, from_dict, replace, to_dic
 from metatts.model.fastspeech2 import FastSpeech2, count_parameters
 from metatts.text import SYMBOLS
 from metatts.train import distributed
+from metatts.train.adversarial import Adversary
 from metatts.train.data import (StepBatches, TrainingData, TrainingExamples, WithReferences,
                                 clips_by_speaker, collate_train, feature_cache, prepare,
                                 reference_choice, speaker_pitch_stats)
@@ -165,9 +166,23 @@ def _pretrain(config: Config, d: distributed.Distributed, resume: bool,
     if d.is_main and config.model.speaker_encoder:
         unseen = zero_shot_voices(data.held_out, cache, config.model.pitch)
         log.info("zero-shot validation on %d held-out voices", len(unseen))
+    adversary = None
+    if t.adversarial_on:
+        if d.world_size > 1:
+            raise ConfigError("train.adversarial runs in one process only; run it without "
+                              "torchrun, or set train.adversarial and feature_matching to 0.")
+        if config.model.generation == 1:
+            raise ConfigError("train.adversarial needs a v2 model (model.pitch or "
+                              "model.speaker_encoder on).")
+        adversary = Adversary(t, config.model.n_mels, config.model.speaker_dim, d.device)
+        if resume_from is not None and adversary.load(resume_from):
+            log.info("discriminator resumed at its step %d", adversary.steps)
+        else:
+            log.info("a new discriminator: %d steps alone before the generator's terms count",
+                     t.adversarial_warmup)
     run = Run(config, model, step_model, optimizer, scheduler,
               _loader(data, cache, config, start, d), _val_batches(data, cache, config),
-              SYMBOLS, data.speakers, d, run_dir, log_file, unseen, average)
+              SYMBOLS, data.speakers, d, run_dir, log_file, unseen, average, adversary)
     result = train(run, start, progress, deadline)
     return PretrainResult(run_dir, result.checkpoint, count_parameters(model), result)
 
