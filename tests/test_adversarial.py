@@ -65,7 +65,7 @@ def test_the_discriminator_learns_to_tell_detail_from_a_smoothed_mel_and_the_ter
         if step <= 5:  # the warm-up: the discriminator alone
             assert float(terms["gan"].detach()) == 0.0
     assert adversary.steps == 60
-    assert float(terms["gan"]) > 0
+    assert float(terms["gan"].detach()) > 0
     d = adversary.discriminator.eval()
     with torch.no_grad():
         real_score = d(real[:, :, :16], speaker)[0].mean()
@@ -122,3 +122,33 @@ def test_adversarial_training_logs_checkpoints_and_resumes_exactly(tmp_path):
     logs = [[(r["split"], r["step"], r["total"]) for r in read_log(tmp_path / d / "log.jsonl")]
             for d in ("straight", "resumed")]
     assert logs[0] == logs[1]
+
+
+def test_adaptation_follows_the_critic_of_an_adversarially_trained_checkpoint(tmp_path):
+    from metatts.adapt import AdaptSettings, adapt, load_clips
+    from metatts.model.checkpoint import load_checkpoint
+    assert main(args(tmp_path / "run", tmp_path / "features", 2)) == 0
+    base = load_checkpoint(tmp_path / "run")
+    assert base.model.critic is not None and "critic" not in "".join(base.model.state_dict())
+    clips = load_clips(sorted((SPEECH / "slt").glob("*.wav"))).clips
+    terms = ("mel", "pitch", "energy", "critic_fm", "critic_adv")
+    settings = AdaptSettings(steps=3, lr=0.01, start="encoder", terms=terms)
+    critic = {k: v.clone() for k, v in base.model.critic.state_dict().items()}
+    with_critic = adapt(clips, base, settings)
+    without = adapt(clips, base, AdaptSettings(steps=3, lr=0.01, start="encoder",
+                                              terms=("mel", "pitch", "energy")))
+    assert all(torch.isfinite(torch.tensor(with_critic.losses)))
+    # the critic's terms count in the loss and move the voice elsewhere; the critic stays fixed
+    assert with_critic.losses[0] > without.losses[0]
+    moved = [k for k in without.voice.params
+             if not torch.allclose(with_critic.voice.params[k], without.voice.params[k])]
+    assert moved
+    assert all(torch.equal(v, critic[k]) for k, v in base.model.critic.state_dict().items())
+    # a checkpoint without a discriminator says so
+    plain = ["--config", str(ROOT / "configs" / "tiny_v2.json"), "--quiet",
+             "--set", f"train.run_dir={tmp_path / 'plain'}", "--set", "train.steps=1",
+             "--set", f'data.datasets=["{SPEECH}"]',
+             "--set", f"data.cache_dir={tmp_path / 'features'}"]
+    assert main(plain) == 0
+    with pytest.raises(ValueError, match="holds no discriminator"):
+        adapt(clips, load_checkpoint(tmp_path / "plain"), settings)

@@ -12,6 +12,7 @@ model's of the same names for that call and the model itself is never modified.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -21,6 +22,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value
 
 from metatts.data.batch import Parts
+from metatts.model.discriminator import CRITIC_TERMS, critic_terms
 from metatts.meta.inner_optim import adam_init, adam_step, sgd_step
 from metatts.meta.params import check_names
 from metatts.meta.support import BATCHINGS, Batching, support_batches
@@ -98,12 +100,21 @@ class _Loss(nn.Module):
         self.model, self.terms = model, tuple(terms)
 
     def forward(self, batch: Any) -> Tensor:
-        if isinstance(batch, Parts):  # a support set split by length: the whole set's loss
-            out = pool([self.model.loss(part) for part in batch], self.model.loss_config)
-        else:
-            out = self.model.loss(batch)
+        parts = list(batch) if isinstance(batch, Parts) else [batch]
+        losses = [self.model.loss(part) for part in parts]
+        # a support set split by length: the whole set's loss
+        out = losses[0] if len(losses) == 1 else pool(losses, self.model.loss_config)
         if not self.terms:
             return out.total
+        if any(t in CRITIC_TERMS for t in self.terms):
+            critic = getattr(self.model, "critic", None)
+            if critic is None:
+                raise ValueError(f"the inner loop's terms {self.terms} ask for the critic, and "
+                                 "this checkpoint holds no discriminator (it was not trained "
+                                 "with train.adversarial); leave critic_fm / critic_adv out.")
+            found = critic_terms(critic, self.model.critic_window,
+                                 [o.output for o in losses], [o.batch for o in losses])
+            out = dataclasses.replace(out, parts={**out.parts, **found})
         present = [t for t in self.terms if t in out.parts]
         if not present:
             raise ValueError(f"none of the loss terms {self.terms} is computed for this batch; "

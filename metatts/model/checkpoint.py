@@ -28,7 +28,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from metatts.assets import atomic_path
-from metatts.model.config import Config, ConfigError, from_dict, to_dict
+from metatts.model.config import Config, ConfigError, TrainConfig, from_dict, to_dict
+from metatts.model.discriminator import MelDiscriminator
 from metatts.model.fastspeech2 import FastSpeech2
 from metatts.text import SymbolTable
 
@@ -38,6 +39,7 @@ MODEL_TENSORS, MODEL_JSON = "model.safetensors", "model.json"
 TRAINING_TENSORS, TRAINING_JSON = "training.safetensors", "training.json"
 TRAINING_WEIGHTS = "training_weights.safetensors"
 INNER_LRS = "inner_lrs.safetensors"
+CRITIC_TENSORS = "discriminator.safetensors"  # metatts.train.adversarial writes it
 _STEP_DIR = re.compile(r"step_(\d+)$")
 SHIPPED = Path(__file__).resolve().parents[2] / "checkpoints"  # the repository's checkpoints/
 SHIPPED_INITS = ("meta", "pretrained")
@@ -171,6 +173,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
         raise CheckpointError(f"{directory / MODEL_JSON}: {err}") from None
     model = FastSpeech2(config.model, config.loss)
     load_weights(model, directory / MODEL_TENSORS)
+    if (directory / CRITIC_TENSORS).is_file():  # adversarial pretraining's discriminator
+        attach_critic(model, config.train, directory / CRITIC_TENSORS)
     rates = directory / INNER_LRS
     lrs = load_inner_lrs(model, rates) if rates.is_file() else None
     return Checkpoint(model.to(device).eval(), config, symbols, tuple(meta["speakers"]),
@@ -192,6 +196,18 @@ def load_inner_lrs(model: torch.nn.Module, path: Path) -> dict[str, torch.Tensor
         raise CheckpointError(f"{path}: learned learning rates that fit no parameter of the "
                               f"model ({wrong[:5] or 'none given'}).")
     return rates
+
+
+def attach_critic(model: FastSpeech2, train: TrainConfig, path: Path) -> None:
+    """Give ``model`` the discriminator saved beside it (weights fixed, eval mode) as
+    ``model.critic``, outside its parameters and state dict: only an inner loop whose terms
+    name the critic uses it (metatts.meta.inner_loop)."""
+    critic = MelDiscriminator(model.config.n_mels, model.config.speaker_dim,
+                              train.adversarial_channels)
+    load_weights(critic, path)
+    critic.eval().requires_grad_(False)
+    object.__setattr__(model, "critic", critic)  # not a submodule: not saved, not adapted
+    object.__setattr__(model, "critic_window", train.adversarial_window)
 
 
 def load_weights(model: torch.nn.Module, path: Path) -> None:

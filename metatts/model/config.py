@@ -130,6 +130,11 @@ class LossConfig:
     consistency: float = 0.0
     # ... and for the novel vectors of model.novel_voices
     novel: float = 0.0
+    # adaptation only, when its terms name them and the checkpoint holds the discriminator of
+    # adversarial pretraining (metatts.model.discriminator.critic_terms): feature matching
+    # (scaled to the mel L1's size) and the LSGAN term against that fixed discriminator
+    critic_fm: float = 0.5
+    critic_adv: float = 0.1
     align: float = 1.0  # forward-sum (CTC over [blank, tokens]) negative log-likelihood
     binarization: float = 1.0  # pulls soft attention toward the hard MAS path
 

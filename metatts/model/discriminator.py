@@ -70,3 +70,33 @@ def crop(mels: Tensor, items: Tensor, starts: Tensor, width: int) -> Tensor:
     index = starts.to(mels.device)[:, None] + torch.arange(width, device=mels.device)  # (K, W)
     picked = mels[items.to(mels.device)]  # (K, n_mels, T)
     return torch.gather(picked, 2, index[:, None, :].expand(-1, mels.shape[1], -1))
+
+
+CRITIC_TERMS = ("critic_fm", "critic_adv")
+
+
+def critic_terms(critic: MelDiscriminator, window: int, outputs: list, batches: list
+                 ) -> dict[str, Tensor]:
+    """The generator's terms against a fixed discriminator, for adaptation: ``outputs`` the
+    :class:`~metatts.model.fastspeech2.ModelOutput` of each of ``batches`` (the parts of a
+    support set). One random window per item long enough (global RNG), all parts together ->
+    {"critic_fm": feature matching scaled to the mean mel L1's size, "critic_adv": mean
+    (D(predicted) - 1)^2}. The discriminator's weights get no gradient."""
+    real, fake, speakers, mel_l1 = [], [], [], []
+    for out, batch in zip(outputs, batches):
+        items, starts = window_starts(batch.mel_lengths.cpu(), window)
+        if len(items):
+            real.append(crop(batch.mels, items, starts, window))
+            fake.append(crop(out.spoken, items, starts, window))
+            speakers.append(out.speaker_vector[items.to(out.speaker_vector.device)].detach())
+            mel_l1.append((fake[-1] - real[-1]).abs().mean().detach())
+    if not real:
+        raise ValueError(f"no support clip is {window} frames long; the critic terms need "
+                         "longer clips (or leave them out of the inner loop's terms).")
+    real_w, fake_w, cond = torch.cat(real), torch.cat(fake), torch.cat(speakers)
+    with torch.no_grad():
+        _, real_features = critic(real_w.detach(), cond)
+    score, fake_features = critic(fake_w, cond)
+    fm = sum((f - r).abs().mean() for f, r in zip(fake_features, real_features)) / len(fake_features)
+    scale = torch.stack(mel_l1).mean() / fm.detach().clamp(min=1e-8)
+    return {"critic_fm": fm * scale, "critic_adv": ((score - 1) ** 2).mean()}

@@ -321,7 +321,7 @@ class FastSpeech2(nn.Module):
             batch = warp_voices(batch, c.warp_voices, c.warp_range)
         out = self.outputs(batch)
         loss = acoustic_loss(out, batch, self.loss_config, binarization_weight)
-        return dataclasses.replace(loss, output=out, batch=batch) if self.training else loss
+        return dataclasses.replace(loss, output=out, batch=batch)
 
     def loss(self, batch, binarization_weight: float = 1.0) -> LossOutput:
         return self(batch, binarization_weight)
