@@ -82,7 +82,7 @@ def train(run: Run, start_step: int, progress: bool = False,
     cfg, d = run.config.train, run.dist
     params = [p for p in run.model.parameters() if p.requires_grad]
     run.model.train()
-    step, sums, counts, count, last_train, last_val = start_step, {}, {}, 0, {}, {}
+    step, sums, counts, last_train, last_val = start_step, {}, {}, {}, {}
     bar = tqdm(total=cfg.steps, initial=start_step, disable=not (progress and d.is_main),
                unit="step", dynamic_ncols=True)
     started, timed_from = time.perf_counter(), start_step
@@ -114,7 +114,6 @@ def train(run: Run, start_step: int, progress: bool = False,
         for k, v in logged.items():
             sums[k] = sums.get(k, 0.0) + v
             counts[k] = counts.get(k, 0) + 1
-        count += 1
         bar.update(1)
         if step % cfg.log_every == 0 or step == cfg.steps:
             losses = mean_over_processes({k: v / counts[k] for k, v in sums.items()}, d)
@@ -126,7 +125,7 @@ def train(run: Run, start_step: int, progress: bool = False,
                                "binarization_weight": weight, "grad_norm": float(grad_norm),
                                "steps_per_second": rate})
             bar.set_postfix(loss=f"{losses['total']:.3f}", mel=f"{losses['mel']:.3f}")
-            sums, counts, count = {}, {}, 0
+            sums, counts = {}, {}
         if d.is_main and (step % cfg.validate_every == 0 or step == cfg.steps):
             last_val = validate(run.scored, run.val_batches, d.device, weight)
             if last_val and run.log is not None:
