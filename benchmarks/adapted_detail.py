@@ -26,11 +26,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from metatts.data import collate  # noqa: E402
-from metatts.meta import initial_params, inner_loop  # noqa: E402
 from metatts.postfilter import detail_ratios  # noqa: E402
-from metatts.meta.support import fixed_alignment  # noqa: E402
-from metatts.train.meta import (encoder_start, episode_task,  # noqa: E402
-                                inner_config, samplers, with_checkpoint)
+from metatts.train.meta import (adapt_task, episode_task, inner_config, samplers,  # noqa: E402
+                                with_checkpoint)
 from metatts.train.zero_shot import outputs_with  # noqa: E402
 
 
@@ -58,12 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device("cpu")
     real, predicted = [], {c: [] for c in counts}
     for task in tasks:
-        start = initial_params(model, cfg.groups, detach=True)
-        with torch.no_grad():
-            start.update(encoder_start(model)(task))
-        support = fixed_alignment(model, task.support, list(start), device)
-        result = inner_loop(model, start, support, lambda items: collate(items).to(device), cfg,
-                            keep=counts)
+        result = adapt_task(model, task, meta, cfg, device, counts)
         query = collate(list(task.query)).to(device)
         lengths = query.mel_lengths.tolist()
         real += [m[:, :n] for m, n in zip(query.mels, lengths)]

@@ -72,6 +72,18 @@ def crop(mels: Tensor, items: Tensor, starts: Tensor, width: int) -> Tensor:
     return torch.gather(picked, 2, index[:, None, :].expand(-1, mels.shape[1], -1))
 
 
+def generator_terms(critic: MelDiscriminator, real: Tensor, predicted: Tensor,
+                    speaker: Tensor | None) -> tuple[Tensor, Tensor]:
+    """The generator's terms for windows ``real`` and ``predicted`` (K, n_mels, W): (LSGAN, mean
+    (D(predicted) - 1)^2; feature matching, the L1 distance between the critic's features of the
+    two, mean over layers). Hold the critic's weights fixed beforehand if they must not learn."""
+    with torch.no_grad():
+        _, real_features = critic(real.detach(), speaker)
+    score, fake_features = critic(predicted, speaker)
+    fm = sum((f - r).abs().mean() for f, r in zip(fake_features, real_features))
+    return ((score - 1) ** 2).mean(), fm / len(fake_features)
+
+
 CRITIC_TERMS = ("critic_fm", "critic_adv")
 
 
@@ -93,10 +105,6 @@ def critic_terms(critic: MelDiscriminator, window: int, outputs: list, batches: 
     if not real:
         raise ValueError(f"no support clip is {window} frames long; the critic terms need "
                          "longer clips (or leave them out of the inner loop's terms).")
-    real_w, fake_w, cond = torch.cat(real), torch.cat(fake), torch.cat(speakers)
-    with torch.no_grad():
-        _, real_features = critic(real_w.detach(), cond)
-    score, fake_features = critic(fake_w, cond)
-    fm = sum((f - r).abs().mean() for f, r in zip(fake_features, real_features)) / len(fake_features)
+    adv, fm = generator_terms(critic, torch.cat(real), torch.cat(fake), torch.cat(speakers))
     scale = torch.stack(mel_l1).mean() / fm.detach().clamp(min=1e-8)
-    return {"critic_fm": fm * scale, "critic_adv": ((score - 1) ** 2).mean()}
+    return {"critic_fm": fm * scale, "critic_adv": adv}

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from metatts.model.checkpoint import CheckpointError, flatten_optimizer, unflatten_optimizer
 from metatts.model.config import TrainConfig
-from metatts.model.discriminator import MelDiscriminator, crop, window_starts
+from metatts.model.discriminator import MelDiscriminator, crop, generator_terms, window_starts
 
 TENSORS, STATE_TENSORS, STATE_JSON = ("discriminator.safetensors",
                                       "discriminator_training.safetensors",
@@ -75,15 +75,10 @@ class Adversary:
         for p in d.parameters():
             p.requires_grad_(False)
         try:
-            with torch.no_grad():
-                _, real_features = d(real_w, cond)
-            fake_score, fake_features = d(fake_w, cond)
+            adv, fm = generator_terms(d, real_w, fake_w, cond)
         finally:
             for p in d.parameters():
                 p.requires_grad_(True)
-        adv = ((fake_score - 1) ** 2).mean()
-        fm = sum((f - r).abs().mean() for f, r in zip(fake_features, real_features))
-        fm = fm / len(fake_features)
         on = float(self.steps > c.adversarial_warmup)
         scale = (mel_loss.detach() / fm.detach().clamp(min=1e-8)) * c.feature_matching
         gan = on * (c.adversarial * adv + scale * fm)

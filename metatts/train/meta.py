@@ -258,20 +258,30 @@ def validate(model: torch.nn.Module, tasks: Sequence[Task], meta: MetaConfig,
     counts = sorted(set(meta.val_steps))
     cfg = inner_config(meta, steps=counts[-1], seed=0)
     sums = dict.fromkeys(counts, 0.0)
-    fixed = None if lrs is None else {n: r.detach() for n, r in lrs.items()}
     for task in tasks:  # one run of the longest budget keeps the parameters at every count
-        start = initial_params(model, cfg.groups, detach=True)
-        if meta.start == "encoder":
-            with torch.no_grad():
-                start.update(encoder_start(model)(task))
-        support = fixed_alignment(model, task.support, list(start), device)
-        result = inner_loop(model, start, support, batch, cfg, keep=counts, lrs=fixed)
+        result = adapt_task(model, task, meta, cfg, device, counts, lrs)
         query = batch(list(task.query))
         with torch.no_grad():
             for steps in counts:
                 sums[steps] += float(loss_fn(model, fixed=result.fixed)(result.kept[steps], query))
     model.train(was_training)
     return {f"query_after_{steps}": total / len(tasks) for steps, total in sums.items()}
+
+
+def adapt_task(model: torch.nn.Module, task: Task, meta: MetaConfig, cfg: InnerConfig,
+               device: torch.device, keep: Sequence[int],
+               lrs: dict[str, torch.Tensor] | None = None):
+    """The inner loop ``cfg`` on ``task``'s support clips (alignment fixed beforehand) from the
+    model's start (the encoder's vector of the support clips when ``meta.start`` is "encoder"),
+    keeping the parameters after each of ``keep`` steps: an :class:`InnerResult`."""
+    start = initial_params(model, cfg.groups, detach=True)
+    if meta.start == "encoder":
+        with torch.no_grad():
+            start.update(encoder_start(model)(task))
+    support = fixed_alignment(model, task.support, list(start), device)
+    fixed = None if lrs is None else {n: r.detach() for n, r in lrs.items()}
+    return inner_loop(model, start, support, lambda items: collate(items).to(device), cfg,
+                      keep=keep, lrs=fixed)
 
 
 def meta_train(config: Config, *, resume: bool = False, progress: bool = False,
