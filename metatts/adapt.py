@@ -47,6 +47,7 @@ from metatts.meta.inner_loop import arithmetic
 from metatts.meta.support import fixed_alignment, split_long
 from metatts.model.checkpoint import (SHIPPED, Checkpoint, CheckpointError, find_checkpoint,
                                       load_checkpoint, shipped_checkpoint)
+from metatts.model.discriminator import CRITIC_TERMS
 from metatts.model.fastspeech2 import NEW_SPEAKER
 from metatts.text import TextError, text_to_ids
 from metatts.text.normalize import PUNCTUATION
@@ -273,7 +274,8 @@ def fast_precision(device: str | torch.device = "cpu") -> str:
 def default_settings(init: str, base: Checkpoint, start: str | None = None) -> AdaptSettings:
     """``meta``: the inner loop the checkpoint was meta-trained with; ``pretrained``: Adam on the
     speaker embedding and the conditional norms at lr 0.01 (:class:`AdaptSettings`' defaults),
-    or, with ``start="encoder"``, :data:`ENCODER_FINETUNE` from the encoder's estimate. ``start``
+    or, with ``start="encoder"``, :data:`ENCODER_FINETUNE` from the encoder's estimate (and the
+    critic's terms, :data:`CRITIC_TERMS`, where the checkpoint carries a discriminator). ``start``
     (see :data:`STARTS`) otherwise only sets where the vector starts. Every init takes
     :data:`ADAPT_STEPS` steps, long clips in pieces (:data:`PIECE_FRAMES`), in the arithmetic
     :func:`fast_precision` picks for the model's device."""
@@ -282,8 +284,11 @@ def default_settings(init: str, base: Checkpoint, start: str | None = None) -> A
     fast = fast_precision(next(base.model.parameters()).device)
     if init == "pretrained":
         if start == "encoder":
+            settings = dict(ENCODER_FINETUNE)
+            if getattr(base.model, "critic", None) is not None:  # adversarially trained
+                settings["terms"] = settings["terms"] + CRITIC_TERMS
             return AdaptSettings(start="encoder", piece_frames=PIECE_FRAMES, precision=fast,
-                                 **ENCODER_FINETUNE)
+                                 **settings)
         return AdaptSettings(start=start or "auto", piece_frames=PIECE_FRAMES, precision=fast)
     if init != "meta":
         raise ValueError(f"unknown init {init!r}; choose one of {INITS}")

@@ -152,3 +152,44 @@ def test_adaptation_follows_the_critic_of_an_adversarially_trained_checkpoint(tm
     assert main(plain) == 0
     with pytest.raises(ValueError, match="holds no discriminator"):
         adapt(clips, load_checkpoint(tmp_path / "plain"), settings)
+
+
+def test_a_meta_run_from_an_adversarial_base_keeps_its_critic_and_adaptation_follows_it(
+        tmp_path):
+    from metatts.adapt import adapt, default_settings, load_base, load_clips, with_changes
+    from metatts.model.checkpoint import CRITIC_TENSORS, load_checkpoint
+    from metatts.model.discriminator import CRITIC_TERMS
+    features = tmp_path / "features"
+    assert main(args(tmp_path / "base", features, 2, "--set", "train.adversarial_channels=8")) == 0
+    base = load_checkpoint(tmp_path / "base")
+    # fine-tuning from the encoder's estimate follows the critic a checkpoint carries ...
+    assert set(CRITIC_TERMS) <= set(default_settings("pretrained", base, "encoder").terms)
+    # ... and a meta run from such a checkpoint keeps it, with what rebuilds it
+    terms = '["mel", "pitch", "energy", "critic_fm", "critic_adv"]'
+    meta = ["--config", str(ROOT / "configs" / "meta_tiny.json"), "--quiet",
+            "--set", f"train.run_dir={tmp_path / 'meta'}", "--set", "meta.steps=2",
+            "--set", f"meta.init={tmp_path / 'base'}", "--set", "meta.start=encoder",
+            "--set", f"meta.inner.terms={terms}", "--set", f'data.datasets=["{SPEECH}"]',
+            "--set", f"data.cache_dir={features}", "--set", "train.checkpoint_every=2",
+            "--set", "train.validate_every=2"]
+    assert main(meta) == 0
+    learned = load_base("meta", tmp_path / "meta")
+    assert learned.config.train.adversarial_channels == 8
+    assert (learned.path / CRITIC_TENSORS).is_file()
+    ours, theirs = learned.model.critic.state_dict(), base.model.critic.state_dict()
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    settings = default_settings("meta", learned)
+    assert set(CRITIC_TERMS) <= set(settings.terms)
+    clips = load_clips(sorted((SPEECH / "slt").glob("*.wav"))).clips
+    losses = adapt(clips, learned, with_changes(settings, steps=2)).losses
+    assert len(losses) == 2 and all(torch.isfinite(torch.tensor(losses)))
+    # without a critic the meta checkpoint carries none
+    plain = ["--config", str(ROOT / "configs" / "tiny_v2.json"), "--quiet",
+             "--set", f"train.run_dir={tmp_path / 'plain'}", "--set", "train.steps=1",
+             "--set", f'data.datasets=["{SPEECH}"]', "--set", f"data.cache_dir={features}"]
+    assert main(plain) == 0
+    meta[meta.index(f"train.run_dir={tmp_path / 'meta'}")] = f"train.run_dir={tmp_path / 'm2'}"
+    meta[meta.index(f"meta.init={tmp_path / 'base'}")] = f"meta.init={tmp_path / 'plain'}"
+    meta[meta.index(f"meta.inner.terms={terms}")] = 'meta.inner.terms=["mel"]'
+    assert main(meta) == 0
+    assert not (load_base("meta", tmp_path / "m2").path / CRITIC_TENSORS).exists()

@@ -41,10 +41,10 @@ from metatts.meta.params import adapted_names
 from metatts.meta.support import fixed_alignment
 from metatts.meta import (InnerConfig, InnerLearningRates, MetaGradient, Task, initial_params,
                           inner_loop, loss_fn, meta_gradient, write_grads)
-from metatts.model.checkpoint import (INNER_LRS, MODEL_TENSORS, Checkpoint, CheckpointError,
-                                      latest_checkpoint, load_checkpoint, load_inner_lrs,
-                                      load_training_state, load_weights, read_metadata,
-                                      shipped_checkpoint)
+from metatts.model.checkpoint import (CRITIC_TENSORS, INNER_LRS, MODEL_TENSORS, Checkpoint,
+                                      CheckpointError, latest_checkpoint, load_checkpoint,
+                                      load_inner_lrs, load_training_state, load_weights,
+                                      read_metadata, shipped_checkpoint)
 from metatts.model.config import (Config, ConfigError, DataConfig, MetaConfig, load_config,
                                    replace, to_dict)
 from metatts.model.fastspeech2 import NEW_SPEAKER, count_parameters
@@ -97,8 +97,23 @@ def run_config(config: Config, base: Checkpoint, init: Path) -> Config:
     if config.data.tokens != base.config.data.tokens:
         raise ConfigError(f"data.tokens is {config.data.tokens!r} but {init} was trained on "
                           f"{base.config.data.tokens!r}; set data.tokens to match it.")
+    # a base trained adversarially carries its discriminator (the inner loop's critic terms):
+    # the run's checkpoints keep it and the settings that rebuild it
+    critic = ({} if getattr(base.model, "critic", None) is None else
+              {"train": {k: getattr(base.config.train, k)
+                         for k in ("adversarial_window", "adversarial_channels")}})
     return replace(config, model=to_dict(base.config.model), loss=to_dict(base.config.loss),
-                   postfilter=to_dict(base.config.postfilter), meta={"init": str(init)})
+                   postfilter=to_dict(base.config.postfilter), meta={"init": str(init)},
+                   **critic)
+
+
+def critic_files(model: torch.nn.Module) -> dict | None:
+    """The fixed discriminator a model carries (``model.critic``), as checkpoint files."""
+    critic = getattr(model, "critic", None)
+    if critic is None:
+        return None
+    return {CRITIC_TENSORS: {k: v.detach().cpu().contiguous()
+                             for k, v in critic.state_dict().items()}}
 
 
 def usable(utterances: Sequence[Utterance], cache: FeatureCache) -> list[Utterance]:
@@ -427,7 +442,7 @@ def _meta_train(config: Config, d: distributed.Distributed, resume: bool,
         if step % t.checkpoint_every == 0 or step == m.steps or stop:
             if d.is_main:
                 save_step(run_dir, step, model, config, base.symbols, base.speakers, optimizer,
-                          inner_lrs=_lrs(rates))
+                          inner_lrs=_lrs(rates), extra_files=critic_files(base.model))
             distributed.barrier(d)
         if stop:
             log.info("time is up: stopped at step %d (resume with --resume)", step)
