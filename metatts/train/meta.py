@@ -343,6 +343,7 @@ def _meta_train(config: Config, d: distributed.Distributed, resume: bool,
 
     model = base.model.train()
     learned = {n for g in m.outer_groups for n in model.parameter_groups()[g]}
+    critic = critic_files(model)  # fixed: the same files in every checkpoint
     if m.start == "encoder" and m.learn_encoder:  # the encoder computes the start: it learns
         # where to begin (learn_encoder False keeps the pretrained encoder as it is)
         learned |= {n for n, _ in model.named_parameters() if n.startswith("speaker_encoder.")}
@@ -442,7 +443,7 @@ def _meta_train(config: Config, d: distributed.Distributed, resume: bool,
         if step % t.checkpoint_every == 0 or step == m.steps or stop:
             if d.is_main:
                 save_step(run_dir, step, model, config, base.symbols, base.speakers, optimizer,
-                          inner_lrs=_lrs(rates), extra_files=critic_files(base.model))
+                          inner_lrs=_lrs(rates), extra_files=critic)
             distributed.barrier(d)
         if stop:
             log.info("time is up: stopped at step %d (resume with --resume)", step)
