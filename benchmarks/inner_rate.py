@@ -5,10 +5,14 @@ from the checkpoint on the support clips of ``--episodes`` validation episodes (
 speaker split, k support + q query clips of other sentences, seeded) and report the mean query
 loss (the meta-objective, teacher-forced, no judge model) after each step count, as
 meta-training's validation computes it. Same tasks for every variant, so the differences are paired.
+With a speaker encoder in the model, also the query clips' identity distance (``id@N``: the
+model's own encoder's vector of the teacher-forced query prediction against its vector of the real
+clip, FastSpeech2.identity_distance; no judge model either).
 
     python benchmarks/inner_rate.py --checkpoint checkpoints/pretrained \
         --config configs/meta_v2.json --variants adam:0.01 adam:0.003 adam:0.001
-A variant is ``optimizer:lr[:groups=a+b][:start=mean|encoder][:lock_timing=0|1]``.
+A variant is ``optimizer:lr[:groups=a+b][:start=mean|encoder][:lock_timing=0|1][:proximal=W]
+[:identity=W]``.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ def parse_variant(text: str) -> tuple[dict, str]:
             fields["lock_timing"] = value == "1"
         elif key == "proximal":
             fields["proximal"] = float(value)
+        elif key == "identity":
+            fields["identity"] = float(value)
         else:
             raise SystemExit(f"unknown variant field {key!r} in {text!r}")
     return fields, start
@@ -70,11 +76,14 @@ def main(argv: list[str] | None = None) -> int:
                                    start="encoder" if start_kind == "encoder" else "learned",
                                    val_steps=tuple(counts))
         started = time.perf_counter()
-        losses = validate(base.model, tasks, meta, torch.device("cpu"))
+        losses = validate(base.model, tasks, meta, torch.device("cpu"),
+                          identity=base.model.speaker_encoder is not None)
         row = {"variant": text, "start": start_kind, "tasks": len(tasks),
                "seconds": round(time.perf_counter() - started, 1), **losses}
         rows.append(row)
         print(f"{text:40s} " + " ".join(f"q@{c}={row[f'query_after_{c}']:.3f}" for c in counts)
+              + "".join(f" id@{c}={row[f'identity_after_{c}']:.4f}" for c in counts
+                        if f"identity_after_{c}" in row)
               + f"  ({row['seconds']} s)", flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

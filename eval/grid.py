@@ -49,7 +49,7 @@ def _names(value: str) -> tuple[str, ...]:
 # "finetune-adam:terms=mel+postnet" (lists joined by "+")
 OPTION_TYPES = {"lr": float, "batching": str, "batch_size": int, "optimizer": str,
                 "start": str, "groups": _names, "proximal": float, "terms": _names,
-                "lock_timing": _flag, "early_stop": _flag, "piece_frames": int,
+                "identity": float, "lock_timing": _flag, "early_stop": _flag, "piece_frames": int,
                 "precision": str}
 OPTIONS = tuple(OPTION_TYPES)
 

@@ -199,6 +199,9 @@ class AdaptSettings:
     # "bfloat16": the steps under torch.autocast (see metatts.meta.inner_loop.PRECISIONS),
     # 1.24x faster on this project's CPUs; default_settings takes fast_precision()
     precision: str = "float32"
+    # weight of the identity term (metatts.meta.inner_loop.InnerConfig.identity): the steps also
+    # pull the voice toward the clips' as the model's own speaker encoder hears it; 0: off
+    identity: float = 0.0
 
     def __post_init__(self) -> None:
         if self.init not in INITS:
@@ -219,7 +222,7 @@ class AdaptSettings:
                            optimizer=self.optimizer, batching=self.batching,
                            batch_size=self.batch_size, seed=self.seed, proximal=self.proximal,
                            terms=tuple(self.terms), lock_timing=self.lock_timing,
-                           precision=self.precision)
+                           precision=self.precision, identity=self.identity)
 
     def to_dict(self) -> dict:
         return {**dataclasses.asdict(self), "groups": list(self.groups),
@@ -300,7 +303,8 @@ def default_settings(init: str, base: Checkpoint, start: str | None = None) -> A
                          batch_size=inner.batch_size, learned_lrs=base.inner_lrs is not None,
                          proximal=inner.proximal, terms=tuple(inner.terms),
                          lock_timing=inner.lock_timing, start=start or "auto",
-                         piece_frames=PIECE_FRAMES, precision=fast)
+                         piece_frames=PIECE_FRAMES, precision=fast,
+                         identity=getattr(inner, "identity", 0.0))
 
 
 def with_changes(settings: AdaptSettings, **changes) -> AdaptSettings:
@@ -504,7 +508,8 @@ def adapt(clips: Sequence[Clip], base: Checkpoint, settings: AdaptSettings,
         # adaptation of that many steps, and the last loss continues the steps' curve
         with torch.no_grad(), arithmetic(settings.precision, device):
             if held_out:  # the held-out clip's loss after each step count; keep the lowest
-                judge = loss_fn(model, settings.terms, fixed=result.fixed)
+                judge = loss_fn(model, settings.terms, fixed=result.fixed,
+                                identity=settings.identity)
                 judged = [float(judge(result.kept[n], batch(held_out)))
                           for n in range(settings.steps + 1)]
                 stopped = min(range(len(judged)), key=lambda n: judged[n])
@@ -512,8 +517,8 @@ def adapt(clips: Sequence[Clip], base: Checkpoint, settings: AdaptSettings,
                 stops = {n: min(range(n + 1), key=lambda m: judged[m]) for n in keep}
                 result = dataclasses.replace(result, params=result.kept[stopped],
                                              kept={n: result.kept[stops[n]] for n in keep})
-            final = float(loss_fn(model, settings.terms, fixed=result.fixed)(result.params,
-                                                                            batch(support)))
+            final = float(loss_fn(model, settings.terms, fixed=result.fixed,
+                                  identity=settings.identity)(result.params, batch(support)))
     if not math.isfinite(final):
         raise AdaptError(_diverged(final, "after the last step", settings.lr))
     voice = make_voice({**result.params, **result.fixed}, base_model(base),

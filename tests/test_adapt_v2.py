@@ -76,6 +76,36 @@ def test_encoder_start_gradients_reach_the_encoder(base, clips, algorithm):
         model.eval()
 
 
+def test_query_identity_adds_the_identity_term_to_the_outer_objective(base, clips):
+    from metatts.meta.inner_loop import IDENTITY, loss_fn
+
+    model = base.model.train()
+    try:
+        cfg = InnerConfig(groups=("embedding", "conditional_norms"), steps=2, lr=0.05,
+                          optimizer="sgd", seed=0)
+        task = task_of(base, clips)
+        runs = {}
+        for weight in (0.0, 50.0):
+            torch.manual_seed(0)
+            runs[weight] = task_gradient(model, task, collate, cfg, "fomaml",
+                                         start_fn=encoder_start(model), query_identity=weight)
+        # the same inner steps; the query loss gains 50 x the query clips' identity distance
+        assert runs[0.0].support_losses == pytest.approx(runs[50.0].support_losses)
+        gained = runs[50.0].query_loss - runs[0.0].query_loss
+        assert gained > 0
+        names = [n for n in runs[0.0].grads if n.startswith("decoder.")]
+        assert any(not torch.allclose(runs[0.0].grads[n], runs[50.0].grads[n]) for n in names)
+        # the encoder's vector of the query clips is the target: the term is an identity
+        # distance of the adapted voice, read by the model's own (fixed) encoder
+        model.eval()
+        with torch.no_grad():
+            distance = float(loss_fn(model, (IDENTITY,))(
+                {"speaker.new": model.speaker.new.detach()}, collate(list(task.query))))
+        assert distance > 0
+    finally:
+        model.eval()
+
+
 def test_a_tiny_meta_run_improves_the_query_loss_over_its_start(tmp_path, clips):
     base = v2_checkpoint(tmp_path / "ckpt", seed=1)
     model = base.model.train()
@@ -128,6 +158,46 @@ def test_loss_terms_choose_what_the_steps_follow(base, clips):
                               everything.voice.params["speaker.new"])
     with pytest.raises(ValueError, match="none of the loss terms"):
         adapt(clips, base, settings(terms=("no_such_term",)))
+
+
+def _identity(base, clips, params):
+    from metatts.data.batch import collate
+    from metatts.meta.inner_loop import IDENTITY, loss_fn
+
+    base.model.eval()
+    with torch.no_grad():
+        return float(loss_fn(base.model, (IDENTITY,))(params, collate(
+            support_examples(clips, base))))
+
+
+def test_identity_term_brings_the_voice_nearer_as_the_model_hears_it(base, clips):
+    groups = ("embedding", "conditional_norms")
+    start = adapt(clips, base, settings(steps=0, groups=groups)).voice
+    plain = adapt(clips, base, settings(groups=groups)).voice
+    pulled = adapt(clips, base, settings(groups=groups, identity=1000.0)).voice
+    assert pulled.settings["identity"] == 1000.0
+    before = _identity(base, clips, start.params)
+    assert before > 0
+    assert _identity(base, clips, pulled.params) < min(before, _identity(base, clips,
+                                                                         plain.params))
+    # the term's gradient reaches what the adapted voice speaks with, never the encoder
+    from metatts.data.batch import collate
+
+    model = base.model
+    model.zero_grad()
+    out = model.loss(collate(support_examples(clips, base)))
+    model.identity_distance([out.output], [out.batch]).backward()
+    assert all(p.grad is None or not p.grad.any() for p in model.speaker_encoder.parameters())
+    assert model.mel_out.weight.grad.abs().sum() > 0
+    model.zero_grad()
+    with pytest.raises(ValueError, match="identity must be >= 0"):
+        settings(identity=-1.0)
+
+
+def test_identity_term_needs_a_speaker_encoder(tmp_path, clips):
+    v1 = tiny_checkpoint(tmp_path / "v1", 0)
+    with pytest.raises(ValueError, match="speaker encoder"):
+        adapt(clips, v1, dataclasses.replace(AdaptSettings(steps=1, lr=0.05), identity=1.0))
 
 
 def test_locked_timing_keeps_the_start_voices_durations(base, clips):

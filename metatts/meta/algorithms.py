@@ -76,6 +76,7 @@ def task_gradient(
     on_step: Callable[[int, float], None] | None = None,
     start_fn: StartFn | None = None,
     fixed: Mapping[str, Tensor] | None = None,
+    query_identity: float = 0.0,
 ) -> TaskGradient:
     """The meta-gradient of one task, starting the inner loop from the model's current values.
 
@@ -83,6 +84,8 @@ def task_gradient(
     vector of its support clips, for ``speaker.new``) that replace the model's: MAML and FOMAML
     differentiate the query loss through them into whatever computed them, and Reptile sends
     its difference ``start - adapted`` back through them. ``fixed``: see :func:`inner_loop`.
+    ``query_identity`` weighs the identity term (:class:`InnerConfig`) in the query loss, the
+    outer objective (Reptile has none: it only reports the query loss).
 
     Clip order and dropout come from the global RNG (seed it once in the trainer): ``cfg.seed``
     is for reproducible adaptation and would give every task of every meta-batch the same draws.
@@ -93,7 +96,7 @@ def task_gradient(
     if len(task.query) == 0:
         raise ValueError("the task's query set is empty; a meta-learning task needs query clips")
     if algorithm == "reptile":
-        return _reptile(model, task, collate, cfg, lrs, on_step, start_fn, fixed)
+        return _reptile(model, task, collate, cfg, lrs, on_step, start_fn, fixed, query_identity)
     weights = {name: p for name, p in model.named_parameters() if p.requires_grad}
     rates = {name: r for name, r in (lrs or {}).items() if r.requires_grad}
     if not weights and not rates:
@@ -104,7 +107,8 @@ def task_gradient(
             start.update(start_fn(task))
         result = inner_loop(model, start, task.support, collate, cfg, lrs=lrs,
                             create_graph=algorithm == "maml", on_step=on_step, fixed=fixed)
-        query = loss_fn(model, fixed=result.fixed)(result.params, collate(list(task.query)))
+        query = loss_fn(model, fixed=result.fixed, identity=query_identity)(
+            result.params, collate(list(task.query)))
     found = torch.autograd.grad(query, [*weights.values(), *rates.values()], allow_unused=True)
     grads = [torch.zeros_like(t) if g is None else g
              for t, g in zip([*weights.values(), *rates.values()], found)]
@@ -116,7 +120,8 @@ def task_gradient(
     )
 
 
-def _reptile(model, task, collate, cfg, lrs, on_step, start_fn, fixed) -> TaskGradient:
+def _reptile(model, task, collate, cfg, lrs, on_step, start_fn, fixed, query_identity
+             ) -> TaskGradient:
     if lrs is not None:
         raise ValueError("Reptile gives no gradient for learned learning rates; "
                          "use 'maml' or 'fomaml' with Meta-SGD")
@@ -128,7 +133,8 @@ def _reptile(model, task, collate, cfg, lrs, on_step, start_fn, fixed) -> TaskGr
         theta.update({name: value.detach() for name, value in computed.items()})
     result = inner_loop(model, theta, task.support, collate, cfg, on_step=on_step, fixed=fixed)
     with torch.no_grad():
-        query = loss_fn(model, fixed=result.fixed)(result.params, collate(list(task.query)))
+        query = loss_fn(model, fixed=result.fixed, identity=query_identity)(
+            result.params, collate(list(task.query)))
     grads = {name: theta[name] - phi for name, phi in result.params.items()}
     learners = {n: p for n, p in model.named_parameters() if p.requires_grad}
     # the start's move, sent back through what computed it (unless that is frozen)
@@ -157,6 +163,7 @@ def meta_gradient(
     lrs: Mapping[str, Tensor] | None = None,
     start_fn: StartFn | None = None,
     fixed: Mapping[str, Tensor] | None = None,
+    query_identity: float = 0.0,
 ) -> MetaGradient:
     """The mean of :func:`task_gradient` over a meta-batch of ``tasks``."""
     if not tasks:
@@ -166,7 +173,7 @@ def meta_gradient(
     support_losses, query_losses = [], []
     for task in tasks:  # one task's graph at a time
         t = task_gradient(model, task, collate, cfg, algorithm, lrs=lrs, start_fn=start_fn,
-                          fixed=fixed)
+                          fixed=fixed, query_identity=query_identity)
         _accumulate(grads, t.grads, len(tasks))
         _accumulate(lr_grads, t.lr_grads, len(tasks))
         support_losses.append(t.support_losses)

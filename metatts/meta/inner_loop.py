@@ -30,6 +30,7 @@ from metatts.model.layers import higher_order
 from metatts.model.losses import pool
 
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
+IDENTITY = "identity"  # the term of FastSpeech2.identity_distance (see InnerConfig.identity)
 # "bfloat16": each step's forward and backward under torch.autocast (matrix products and
 # convolutions in bfloat16, parameters, gradients and optimizer state stay float32)
 PRECISIONS: tuple[str, ...] = ("float32", "bfloat16")
@@ -56,6 +57,10 @@ class InnerConfig:
     # predictors read it instead of the adapted vector; see FastSpeech2)
     lock_timing: bool = False
     precision: Literal["float32", "bfloat16"] = "float32"
+    # weight of the identity term added to the loss the steps follow (0: none): how far the
+    # spoken mels are from the clips' voice as the model's own speaker encoder hears it
+    # (FastSpeech2.identity_distance; the name IDENTITY in ``terms`` selects it alone)
+    identity: float = 0.0
 
     def __post_init__(self) -> None:
         if isinstance(self.groups, str) or not all(isinstance(g, str) for g in self.groups):
@@ -80,6 +85,8 @@ class InnerConfig:
             raise TypeError(f"terms must be a tuple of loss-term names, got {self.terms!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {self.precision!r}; choose one of {PRECISIONS}")
+        if not self.identity >= 0:
+            raise ValueError(f"identity must be >= 0, got {self.identity}")
 
 
 @dataclass(frozen=True)
@@ -92,20 +99,28 @@ class InnerResult:
 
 class _Loss(nn.Module):
     """``model.loss(batch).total`` as a module call, so that ``functional_call`` can swap params;
-    with ``terms``, the weighted sum of those parts only (weights from ``model.loss_config``).
+    with ``terms``, the weighted sum of those parts only (weights from ``model.loss_config``);
+    plus ``identity`` times the identity term (see :class:`InnerConfig`).
     A :class:`~metatts.data.batch.Parts` batch is run part by part and its losses pooled."""
 
-    def __init__(self, model: nn.Module, terms: Sequence[str] = ()) -> None:
+    def __init__(self, model: nn.Module, terms: Sequence[str] = (), identity: float = 0.0
+                 ) -> None:
         super().__init__()
-        self.model, self.terms = model, tuple(terms)
+        self.model, self.terms, self.identity = model, tuple(terms), identity
 
     def forward(self, batch: Any) -> Tensor:
         parts = list(batch) if isinstance(batch, Parts) else [batch]
         losses = [self.model.loss(part) for part in parts]
         # a support set split by length: the whole set's loss
         out = losses[0] if len(losses) == 1 else pool(losses, self.model.loss_config)
+        extra = 0.0
+        if self.identity or IDENTITY in self.terms:
+            distance = self.model.identity_distance([o.output for o in losses],
+                                                    [o.batch for o in losses])
+            out = dataclasses.replace(out, parts={**out.parts, IDENTITY: distance})
+            extra = self.identity * distance
         if not self.terms:
-            return out.total
+            return out.total + extra
         if any(t in CRITIC_TERMS for t in self.terms):
             critic = getattr(self.model, "critic", None)
             if critic is None:
@@ -120,16 +135,17 @@ class _Loss(nn.Module):
             raise ValueError(f"none of the loss terms {self.terms} is computed for this batch; "
                              f"it has {sorted(out.parts)}")
         weights = getattr(self.model, "loss_config", None)
-        return sum(getattr(weights, t, 1.0) * out.parts[t] for t in present)
+        return sum(getattr(weights, t, 1.0) * out.parts[t] for t in present) + extra
 
 
 def loss_fn(model: nn.Module, terms: Sequence[str] = (),
-            fixed: Mapping[str, Tensor] | None = None
+            fixed: Mapping[str, Tensor] | None = None, identity: float = 0.0
             ) -> Callable[[Mapping[str, Tensor], Any], Tensor]:
     """``f(params, batch) -> scalar loss`` of ``model`` with ``params`` in place of its own.
-    ``terms`` picks loss parts (see :class:`InnerConfig`); ``fixed`` are further values (e.g.
-    the buffer ``speaker.timing``) that replace the model's in every call but never move."""
-    module = _Loss(model, terms)
+    ``terms`` picks loss parts and ``identity`` weighs the identity term (see
+    :class:`InnerConfig`); ``fixed`` are further values (e.g. the buffer ``speaker.timing``)
+    that replace the model's in every call but never move."""
+    module = _Loss(model, terms, identity)
     constant = {f"model.{k}": v for k, v in (fixed or {}).items()}
 
     def f(params: Mapping[str, Tensor], batch: Any) -> Tensor:
@@ -203,7 +219,7 @@ def inner_loop(
             raise ValueError(f"{type(model).__name__} has no speaker.timing buffer to lock the "
                              "timing with; adapt without lock_timing")
         fixed.setdefault("speaker.timing", params["speaker.new"].detach())
-    grad_fn = grad_and_value(loss_fn(model, cfg.terms, fixed))
+    grad_fn = grad_and_value(loss_fn(model, cfg.terms, fixed, cfg.identity))
     params = dict(params)
     origin = {name: p.detach() for name, p in params.items()} if cfg.proximal else {}
     kept = {0: params} if 0 in keep else {}

@@ -286,6 +286,7 @@ class MetaInnerConfig:
     terms: tuple[str, ...] = ()  # loss terms the inner steps follow; empty: the whole loss
     lock_timing: bool = False  # duration, pitch and energy predictors read the start's vector
     precision: str = "float32"  # "bfloat16": the inner steps under autocast (faster, same state)
+    identity: float = 0.0  # weight of the own-encoder identity term (InnerConfig.identity)
 
 
 @dataclass(frozen=True)
@@ -332,6 +333,10 @@ class MetaConfig:
     # keep only training-task speakers matching one of these: shell patterns of speaker names
     # ("kokoro_en_*") or "group:NAME" for a voice group ("group:engine"); empty keeps all
     task_speakers: tuple[str, ...] = ()
+    # weight of the identity term in the query loss, the outer objective (the model's own speaker
+    # encoder's view of the adapted voice against the query clips': see
+    # metatts.meta.InnerConfig.identity); 0: the query loss alone
+    query_identity: float = 0.0
 
     def __post_init__(self):
         if self.algo not in ALGOS:
@@ -343,6 +348,8 @@ class MetaConfig:
                 raise ConfigError(f"meta.{name} must be at least 1, got {getattr(self, name)}.")
         if not self.outer_lr > 0:
             raise ConfigError(f"meta.outer_lr must be positive, got {self.outer_lr}.")
+        if not self.query_identity >= 0:
+            raise ConfigError(f"meta.query_identity must be >= 0, got {self.query_identity}.")
         if self.outer_optimizer not in ("adam", "sgd"):
             raise ConfigError(f"meta.outer_optimizer must be adam or sgd, got "
                               f"{self.outer_optimizer!r}.")

@@ -37,6 +37,7 @@ from metatts.data import (DatasetError, EpisodeSampler, FeatureCache, Utterance,
                           split_speakers)
 from metatts.data.batch import Batch, Example
 from metatts.data.episodes import Episode
+from metatts.meta.inner_loop import IDENTITY
 from metatts.meta.params import adapted_names
 from metatts.meta.support import fixed_alignment
 from metatts.meta import (InnerConfig, InnerLearningRates, MetaGradient, Task, initial_params,
@@ -73,7 +74,7 @@ def inner_config(meta: MetaConfig, steps: int | None = None, seed: int | None = 
                        optimizer=i.optimizer, batching=i.batching, batch_size=i.batch_size,
                        betas=i.betas, eps=i.eps, seed=seed, proximal=i.proximal,
                        terms=tuple(i.terms), lock_timing=i.lock_timing,
-                       precision=i.precision)
+                       precision=i.precision, identity=getattr(i, "identity", 0.0))
 
 
 def encoder_start(model: torch.nn.Module):
@@ -257,11 +258,13 @@ def step_losses(mg: MetaGradient, d: distributed.Distributed) -> dict[str, float
 
 
 def validate(model: torch.nn.Module, tasks: Sequence[Task], meta: MetaConfig,
-             device: torch.device, lrs: dict[str, torch.Tensor] | None = None
-             ) -> dict[str, float]:
+             device: torch.device, lrs: dict[str, torch.Tensor] | None = None,
+             identity: bool = False) -> dict[str, float]:
     """Mean query loss of ``tasks`` after each of ``meta.val_steps`` inner steps from the
     model's current start (eval mode, seeded: the same model gives the same numbers), with
-    Meta-SGD's rates ``lrs`` when given."""
+    Meta-SGD's rates ``lrs`` when given; with ``identity``, also the query clips' identity
+    distance (``identity_after_N``: the model's own speaker encoder's view of the voice, see
+    FastSpeech2.identity_distance; no judge model)."""
     if not tasks:
         return {}
     was_training = model.training
@@ -273,14 +276,28 @@ def validate(model: torch.nn.Module, tasks: Sequence[Task], meta: MetaConfig,
     counts = sorted(set(meta.val_steps))
     cfg = inner_config(meta, steps=counts[-1], seed=0)
     sums = dict.fromkeys(counts, 0.0)
+    distances = dict.fromkeys(counts, 0.0)
     for task in tasks:  # one run of the longest budget keeps the parameters at every count
         result = adapt_task(model, task, meta, cfg, device, counts, lrs)
         query = batch(list(task.query))
         with torch.no_grad():
             for steps in counts:
                 sums[steps] += float(loss_fn(model, fixed=result.fixed)(result.kept[steps], query))
+                if identity:
+                    distances[steps] += float(loss_fn(model, (IDENTITY,), result.fixed)(
+                        result.kept[steps], query))
     model.train(was_training)
-    return {f"query_after_{steps}": total / len(tasks) for steps, total in sums.items()}
+    out = {f"query_after_{steps}": total / len(tasks) for steps, total in sums.items()}
+    if identity:
+        out.update({f"identity_after_{steps}": total / len(tasks)
+                    for steps, total in distances.items()})
+    return out
+
+
+def _identity_on(model: torch.nn.Module, meta: MetaConfig) -> bool:
+    """Whether validation reports the identity distance: the run follows the identity term."""
+    return getattr(model, "speaker_encoder", None) is not None and (
+        meta.query_identity > 0 or getattr(meta.inner, "identity", 0.0) > 0)
 
 
 def adapt_task(model: torch.nn.Module, task: Task, meta: MetaConfig, cfg: InnerConfig,
@@ -387,7 +404,8 @@ def _meta_train(config: Config, d: distributed.Distributed, resume: bool,
 
     if d.is_main and start == 0 and val_tasks:  # where adaptation starts before meta-training
         log_file.write({"split": "val", "step": 0,
-                        **validate(model, val_tasks, m, d.device, _lrs(rates))})
+                        **validate(model, val_tasks, m, d.device, _lrs(rates),
+                                   identity=_identity_on(model, m))})
     cfg = inner_config(m)
     adapted = adapted_names(model, cfg.groups)
     step, sums, count, last_train, last_val = start, {}, 0, {}, {}
@@ -401,7 +419,8 @@ def _meta_train(config: Config, d: distributed.Distributed, resume: bool,
         tasks = [Task(fixed_alignment(model, t.support, adapted, d.device), t.query)
                  for t in tasks]  # support aligned once per step by the current aligner
         mg = meta_gradient(model, tasks, batch, cfg, m.algo, lrs=_lrs(rates),
-                           start_fn=encoder_start(model) if m.start == "encoder" else None)
+                           start_fn=encoder_start(model) if m.start == "encoder" else None,
+                           query_identity=m.query_identity)
         grads, lr_grads = combine(mg, d)
         grads = {n: g for n, g in grads.items() if n in named}
         grad_norm = float(torch.linalg.vector_norm(
@@ -435,7 +454,8 @@ def _meta_train(config: Config, d: distributed.Distributed, resume: bool,
             bar.set_postfix(query=f"{last_train['query']:.3f}")
             sums, count = {}, 0
         if d.is_main and (step % t.validate_every == 0 or step == m.steps):
-            last_val = validate(model, val_tasks, m, d.device, _lrs(rates))
+            last_val = validate(model, val_tasks, m, d.device, _lrs(rates),
+                                identity=_identity_on(model, m))
             if last_val:
                 log_file.write({"split": "val", "step": step, **last_val})
             plot_losses(read_log(log_file.path), run_dir / "losses.png")
