@@ -52,11 +52,13 @@ def test_speaker_rows_are_carried_over_by_name(tmp_path):
     torch.manual_seed(3)
     model = FastSpeech2(config.model, config.loss)
     start = model.speaker.table.weight.detach().clone()
-    copied, _ = warm_start(model, tmp_path / "v1", "characters", ("c", "new1", "a", "new2"))
+    copied, fresh = warm_start(model, tmp_path / "v1", "characters", ("c", "new1", "a", "new2"))
     rows, theirs = model.speaker.table.weight.detach(), old.speaker.table.weight.detach()
     assert torch.equal(rows[0], theirs[2]) and torch.equal(rows[2], theirs[0])
     assert torch.equal(rows[1], start[1]) and torch.equal(rows[3], start[3])
     assert "speaker.table.weight[2/4]" in copied
+    # reported fresh: the two new rows, not the table
+    assert "speaker.table.weight[2 new rows]" in fresh and "speaker.table.weight" not in fresh
     # without the names nothing is carried over
     torch.manual_seed(3)
     plain = FastSpeech2(config.model, config.loss)
