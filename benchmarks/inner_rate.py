@@ -12,7 +12,7 @@ clip, FastSpeech2.identity_distance; no judge model either).
     python benchmarks/inner_rate.py --checkpoint checkpoints/pretrained \
         --config configs/meta_v2.json --variants adam:0.01 adam:0.003 adam:0.001
 A variant is ``optimizer:lr[:groups=a+b][:start=mean|encoder][:lock_timing=0|1][:proximal=W]
-[:identity=W]``.
+[:identity=W][:vector_lr=R]`` (``vector_lr``: the speaker vector's own rate).
 """
 
 from __future__ import annotations
@@ -47,9 +47,24 @@ def parse_variant(text: str) -> tuple[dict, str]:
             fields["proximal"] = float(value)
         elif key == "identity":
             fields["identity"] = float(value)
+        elif key == "vector_lr":  # the speaker vector's own Adam rate (the rest: lr)
+            fields["vector_lr"] = float(value)
         else:
             raise SystemExit(f"unknown variant field {key!r} in {text!r}")
     return fields, start
+
+
+def rates(model: torch.nn.Module, inner, vector_lr: float | None
+          ) -> dict[str, torch.Tensor] | None:
+    """Per-tensor rates (the inner loop's ``lrs``, one per adapted tensor): ``inner.lr`` for
+    every adapted tensor but the speaker vector, which steps at ``vector_lr``; None without it."""
+    if vector_lr is None:
+        return None
+    groups = model.parameter_groups()
+    names = sorted({n for g in inner.groups for n in groups[g]})
+    shapes = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    return {n: torch.full([1] * shapes[n].dim(), vector_lr if n == "speaker.new" else inner.lr)
+            for n in names}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,12 +86,14 @@ def main(argv: list[str] | None = None) -> int:
         fields, start_kind = parse_variant(text)
         # the meta-training validation itself (metatts.train.meta.validate) with this inner loop;
         # its "learned" start is the checkpoint's speaker.new, the mean voice in a pretrained one
+        vector_lr = fields.pop("vector_lr", None)
         meta = dataclasses.replace(config.meta, inner=dataclasses.replace(config.meta.inner,
                                                                           **fields),
                                    start="encoder" if start_kind == "encoder" else "learned",
                                    val_steps=tuple(counts))
         started = time.perf_counter()
         losses = validate(base.model, tasks, meta, torch.device("cpu"),
+                          rates(base.model, meta.inner, vector_lr),
                           identity=base.model.speaker_encoder is not None)
         row = {"variant": text, "start": start_kind, "tasks": len(tasks),
                "seconds": round(time.perf_counter() - started, 1), **losses}
