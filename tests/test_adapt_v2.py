@@ -192,6 +192,22 @@ def test_identity_term_brings_the_voice_nearer_as_the_model_hears_it(base, clips
     model.zero_grad()
     with pytest.raises(ValueError, match="identity must be >= 0"):
         settings(identity=-1.0)
+    with pytest.raises(ValueError, match="not both"):
+        settings(identity=1.0, terms=("mel", "identity"))
+    # by name in terms it is one term among them, of weight 1
+    named = adapt(clips, base, settings(groups=groups, terms=("mel", "identity"), steps=1))
+    assert named.voice.settings["terms"] == ["mel", "identity"]
+
+
+def test_identity_term_in_pieces_and_bfloat16(base, clips):
+    """The shipped path (long clips in pieces of similar length, run as parts; bfloat16 steps)
+    with the term on: finite, and the term still lowers the support clips' distance."""
+    groups = ("embedding", "conditional_norms")
+    fast = dict(groups=groups, piece_frames=200, precision="bfloat16")
+    plain = adapt(clips, base, settings(**fast)).voice
+    pulled = adapt(clips, base, settings(identity=1000.0, **fast)).voice
+    assert all(torch.isfinite(v).all() for v in pulled.params.values())
+    assert _identity(base, clips, pulled.params) < _identity(base, clips, plain.params)
 
 
 def test_identity_term_needs_a_speaker_encoder(tmp_path, clips):

@@ -87,12 +87,30 @@ def test_float32_keeps_the_setup_id_of_records_made_before_the_setting(base):  #
 
     method = grid.parse_method("finetune-adam:precision=float32")
     settings = runner.settings_for(method, base, 0, 0).to_dict()
-    del settings["steps"], settings["precision"]  # a record of before the setting existed
+    # a record of before the setting existed (and before the later identity setting)
+    del settings["steps"], settings["precision"], settings["identity"]
     doc = json.dumps({"settings": settings, "base": base_model(base).sha256}, sort_keys=True)
     before = hashlib.sha256(doc.encode()).hexdigest()[:16]
     assert runner.setup_id(method, base, 0) == before
     bf16 = grid.parse_method("finetune-adam:precision=bfloat16")
     assert runner.setup_id(bf16, base, 0) != before
+
+
+def test_no_identity_term_keeps_the_setup_id_of_records_made_before_it(base):  # noqa: F811
+    import hashlib
+    import json
+
+    from metatts.voice import base_model
+
+    method = grid.parse_method("finetune-encoder")
+    settings = runner.settings_for(method, base, 0, 0).to_dict()
+    del settings["steps"], settings["identity"]  # a record of before the setting existed
+    if settings.get("precision") == "float32":
+        del settings["precision"]
+    doc = json.dumps({"settings": settings, "base": base_model(base).sha256}, sort_keys=True)
+    assert runner.setup_id(method, base, 0) == hashlib.sha256(doc.encode()).hexdigest()[:16]
+    pulled = grid.parse_method("finetune-encoder:identity=10")
+    assert runner.setup_id(pulled, base, 0) != runner.setup_id(method, base, 0)
 
 
 def test_every_start_steps_in_the_fast_arithmetic_by_default(base):  # noqa: F811

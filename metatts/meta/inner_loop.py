@@ -87,6 +87,9 @@ class InnerConfig:
             raise ValueError(f"unknown precision {self.precision!r}; choose one of {PRECISIONS}")
         if not self.identity >= 0:
             raise ValueError(f"identity must be >= 0, got {self.identity}")
+        if self.identity and "identity" in self.terms:
+            raise ValueError("give the identity term either as a weight (identity) or by name in "
+                             "terms, not both")
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,8 @@ class _Loss(nn.Module):
             distance = self.model.identity_distance([o.output for o in losses],
                                                     [o.batch for o in losses])
             out = dataclasses.replace(out, parts={**out.parts, IDENTITY: distance})
-            extra = self.identity * distance
+            # named in terms it is one of them (weight 1); otherwise it is added at its weight
+            extra = 0.0 if IDENTITY in self.terms else self.identity * distance
         if not self.terms:
             return out.total + extra
         if any(t in CRITIC_TERMS for t in self.terms):

@@ -335,7 +335,8 @@ class MetaConfig:
     task_speakers: tuple[str, ...] = ()
     # weight of the identity term in the query loss, the outer objective (the model's own speaker
     # encoder's view of the adapted voice against the query clips': see
-    # metatts.meta.InnerConfig.identity); 0: the query loss alone
+    # metatts.meta.InnerConfig.identity); 0: the query loss alone. The training log's "query"
+    # then includes the term; validation's query_after_N never does (identity_after_N beside it)
     query_identity: float = 0.0
 
     def __post_init__(self):

@@ -237,12 +237,19 @@ class FastSpeech2(nn.Module):
             raise ValueError("the identity term needs the model's speaker encoder, and this "
                              "model has none (model.speaker_encoder is off); leave it out.")
         errors, items = [], 0
-        for out, batch in zip(outputs, batches):
-            with torch.no_grad():
-                real = self.speaker_encoder(batch.mels, batch.mel_lengths)
-            said = self._fixed_encoder(out.spoken, batch.mel_lengths)
-            errors.append((said.float() - real.float()).square().mean(1).sum())
-            items += len(real)
+        encoder = self.speaker_encoder
+        training = encoder.training
+        encoder.eval()  # no dropout: the same clip always has the same target
+        try:
+            for out, batch in zip(outputs, batches):
+                with torch.no_grad():
+                    real = encoder(batch.mels.float(), batch.mel_lengths)
+                # float32 mels: under autocast the two vectors are pooled alike
+                said = self._fixed_encoder(out.spoken.float(), batch.mel_lengths)
+                errors.append((said.float() - real.float()).square().mean(1).sum())
+                items += len(real)
+        finally:
+            encoder.train(training)
         if not items:
             raise ValueError("the identity term got no items.")
         return torch.stack(errors).sum() / items

@@ -350,6 +350,10 @@ def _meta_train(config: Config, d: distributed.Distributed, resume: bool,
     if m.start == "encoder" and base.model.speaker_encoder is None:
         raise ConfigError(f"meta.start is 'encoder' but {init} has no speaker encoder "
                           "(model.speaker_encoder is off); use meta.start 'learned'.")
+    if (m.query_identity or getattr(m.inner, "identity", 0.0)) \
+            and base.model.speaker_encoder is None:
+        raise ConfigError(f"meta.query_identity / meta.inner.identity need the model's speaker "
+                          f"encoder, and {init} has none; set them to 0.")
     if d.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         # computes missing features once

@@ -64,8 +64,8 @@ NOT_WARM = ("speaker.table.weight", "speaker.new", "pitch_stats")
 def warm_start(model: FastSpeech2, init_from: str | Path, tokens: str,
                speakers: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
     """Copy into ``model`` every tensor of the checkpoint at ``init_from`` with the same name and
-    shape (except :data:`NOT_WARM`); returns (copied names, names left as initialized, the
-    speaker table's new rows as ``speaker.table.weight[n new rows]``). The
+    shape (except :data:`NOT_WARM`); returns (copied names, names left as initialized: among
+    them the speaker table's new rows as ``speaker.table.weight[n new rows]``). The
     checkpoint must use the same symbol table and ``tokens`` (the token embedding's rows are the
     symbols). With this run's ``speakers`` (index -> name), the speaker table's rows of the
     speakers both runs have are copied too, by name (reported as ``speaker.table.weight[n/m]``),
@@ -95,8 +95,8 @@ def warm_start(model: FastSpeech2, init_from: str | Path, tokens: str,
             own[table][list(mine)] = theirs[table][list(its)]
             copied.append(f"{table}[{len(shared)}/{len(speakers)}]")
     fresh = [n for n in own if n not in copied]
-    if shared and table in fresh:  # copied by rows: only the speakers it lacks start fresh
-        fresh.remove(table)
+    if any(n.startswith(f"{table}[") for n in copied):  # copied by rows: only the speakers
+        fresh.remove(table)  # it lacks start fresh
         if len(shared) < len(speakers):
             fresh.append(f"{table}[{len(speakers) - len(shared)} new rows]")
     return copied, fresh
