@@ -64,7 +64,7 @@ def rates(model: torch.nn.Module, inner, vector_lr: float | None
     names = sorted({n for g in inner.groups for n in groups[g]})
     if "speaker.new" not in names:
         raise SystemExit(f"vector_lr: the groups {inner.groups} do not adapt the speaker vector")
-    shapes = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    shapes = dict(model.named_parameters())
     return {n: torch.full([1] * shapes[n].dim(), vector_lr if n == "speaker.new" else inner.lr)
             for n in names}
 

@@ -304,7 +304,7 @@ def default_settings(init: str, base: Checkpoint, start: str | None = None) -> A
                          proximal=inner.proximal, terms=tuple(inner.terms),
                          lock_timing=inner.lock_timing, start=start or "auto",
                          piece_frames=PIECE_FRAMES, precision=fast,
-                         identity=getattr(inner, "identity", 0.0))
+                         identity=inner.identity)
 
 
 def with_changes(settings: AdaptSettings, **changes) -> AdaptSettings:

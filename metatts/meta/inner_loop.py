@@ -87,7 +87,7 @@ class InnerConfig:
             raise ValueError(f"unknown precision {self.precision!r}; choose one of {PRECISIONS}")
         if not self.identity >= 0:
             raise ValueError(f"identity must be >= 0, got {self.identity}")
-        if self.identity and "identity" in self.terms:
+        if self.identity and IDENTITY in self.terms:
             raise ValueError("give the identity term either as a weight (identity) or by name in "
                              "terms, not both")
 

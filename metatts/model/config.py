@@ -339,6 +339,12 @@ class MetaConfig:
     # then includes the term; validation's query_after_N never does (identity_after_N beside it)
     query_identity: float = 0.0
 
+    @property
+    def uses_identity(self) -> bool:
+        """Whether the run follows the identity term (inner loop or outer objective); its
+        validation then reports the query clips' identity distance."""
+        return self.query_identity > 0 or self.inner.identity > 0
+
     def __post_init__(self):
         if self.algo not in ALGOS:
             raise ConfigError(f"meta.algo must be one of {', '.join(ALGOS)}, got {self.algo!r}.")

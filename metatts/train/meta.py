@@ -74,7 +74,7 @@ def inner_config(meta: MetaConfig, steps: int | None = None, seed: int | None = 
                        optimizer=i.optimizer, batching=i.batching, batch_size=i.batch_size,
                        betas=i.betas, eps=i.eps, seed=seed, proximal=i.proximal,
                        terms=tuple(i.terms), lock_timing=i.lock_timing,
-                       precision=i.precision, identity=getattr(i, "identity", 0.0))
+                       precision=i.precision, identity=i.identity)
 
 
 def encoder_start(model: torch.nn.Module):
@@ -294,12 +294,6 @@ def validate(model: torch.nn.Module, tasks: Sequence[Task], meta: MetaConfig,
     return out
 
 
-def _identity_on(model: torch.nn.Module, meta: MetaConfig) -> bool:
-    """Whether validation reports the identity distance: the run follows the identity term."""
-    return getattr(model, "speaker_encoder", None) is not None and (
-        meta.query_identity > 0 or getattr(meta.inner, "identity", 0.0) > 0)
-
-
 def adapt_task(model: torch.nn.Module, task: Task, meta: MetaConfig, cfg: InnerConfig,
                device: torch.device, keep: Sequence[int],
                lrs: dict[str, torch.Tensor] | None = None):
@@ -350,8 +344,7 @@ def _meta_train(config: Config, d: distributed.Distributed, resume: bool,
     if m.start == "encoder" and base.model.speaker_encoder is None:
         raise ConfigError(f"meta.start is 'encoder' but {init} has no speaker encoder "
                           "(model.speaker_encoder is off); use meta.start 'learned'.")
-    if (m.query_identity or getattr(m.inner, "identity", 0.0)) \
-            and base.model.speaker_encoder is None:
+    if m.uses_identity and base.model.speaker_encoder is None:
         raise ConfigError(f"meta.query_identity / meta.inner.identity need the model's speaker "
                           f"encoder, and {init} has none; set them to 0.")
     if d.is_main:
@@ -409,7 +402,7 @@ def _meta_train(config: Config, d: distributed.Distributed, resume: bool,
     if d.is_main and start == 0 and val_tasks:  # where adaptation starts before meta-training
         log_file.write({"split": "val", "step": 0,
                         **validate(model, val_tasks, m, d.device, _lrs(rates),
-                                   identity=_identity_on(model, m))})
+                                   identity=m.uses_identity)})
     cfg = inner_config(m)
     adapted = adapted_names(model, cfg.groups)
     step, sums, count, last_train, last_val = start, {}, 0, {}, {}
@@ -459,7 +452,7 @@ def _meta_train(config: Config, d: distributed.Distributed, resume: bool,
             sums, count = {}, 0
         if d.is_main and (step % t.validate_every == 0 or step == m.steps):
             last_val = validate(model, val_tasks, m, d.device, _lrs(rates),
-                                identity=_identity_on(model, m))
+                                identity=m.uses_identity)
             if last_val:
                 log_file.write({"split": "val", "step": step, **last_val})
             plot_losses(read_log(log_file.path), run_dir / "losses.png")
