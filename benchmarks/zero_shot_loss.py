@@ -16,7 +16,8 @@ one row per checkpoint and gain. ``--starts`` adds other ways to turn v into the
 one row each: ``nearest`` (the training speaker whose table row is closest to v in cosine: the
 "closest known voice" the encoder must beat) and ``blend:T`` (the table rows weighted by a
 softmax of their cosine to v at temperature T: v projected onto voices the decoder was trained
-to speak). "cycle" is how much of v the model's own encoder hears in what the model speaks
+to speak), ``crops:N`` (v encoded from windows of N frames of the reference clips, pooled: the
+encoder was trained on windows of ``model.speaker_encoder_crop`` frames, 256). "cycle" is how much of v the model's own encoder hears in what the model speaks
 (cosine, higher is better).
 
 Prints, per voice group (natural, engine) and checkpoint, the mean of each term over all scored
@@ -66,6 +67,19 @@ def start_vector(start: str, encoded: torch.Tensor, table: torch.Tensor) -> torc
     raise ValueError(f"unknown start {start!r}: use gain:G, nearest or blend:T.")
 
 
+def windows(mels: list[torch.Tensor], frames: int) -> list[torch.Tensor]:
+    """Each clip (n_mels, T) cut into consecutive windows of ``frames`` (the last one the clip's
+    final ``frames``, overlapping its neighbour; a shorter clip whole)."""
+    out = []
+    for m in mels:
+        T = m.shape[-1]
+        starts = list(range(0, max(T - frames, 0) + 1, frames))
+        if starts[-1] + frames < T:
+            starts.append(T - frames)
+        out += [m[:, s: s + frames] for s in starts]
+    return out
+
+
 def scores(checkpoint, voices, cache, references: int, draws: int, start: str = "gain:1"
            ) -> dict:
     """(speaker, clip id) -> term -> mean over draws, for one checkpoint, each voice spoken
@@ -84,8 +98,12 @@ def scores(checkpoint, voices, cache, references: int, draws: int, start: str = 
             counts: dict[str, int] = defaultdict(int)
             for d in range(draws):
                 refs = [clips[(d * references + i) % len(clips)] for i in range(references)]
-                encoded = model.encode_speaker([cache.get(u).mel for u in refs])
-                vector = start_vector(start, encoded, table)
+                mels = [cache.get(u).mel for u in refs]
+                if start.startswith("crops:"):  # windows of at most N frames, as in training
+                    mels = windows(mels, int(start.partition(":")[2]))
+                encoded = model.encode_speaker(mels)
+                vector = start_vector("gain:1" if start.startswith("crops:") else start,
+                                      encoded, table)
                 ref_ids = {u.id for u in refs}
                 for u in clips:
                     if u.id in ref_ids:
@@ -152,13 +170,15 @@ def main(argv: list[str] | None = None) -> int:
                              "(each checkpoint x gain is one row; the first row is the baseline)")
     parser.add_argument("--starts", nargs="+", default=[],
                         help="further rows per checkpoint: nearest (closest table row to the "
-                             "encoded vector), blend:T (table rows softmax-weighted by cosine / T)")
+                             "encoded vector), blend:T (table rows softmax-weighted by cosine / T), "
+                             "crops:N (the clips encoded as windows of N frames, pooled)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     for start in args.starts:
         kind, _, value = start.partition(":")
-        if not (start == "nearest" or (kind == "blend" and _positive(value))):
-            parser.error(f"--starts {start}: use nearest or blend:T with a temperature T > 0.")
+        if not (start == "nearest" or (kind in ("blend", "crops") and _positive(value))):
+            parser.error(f"--starts {start}: use nearest, blend:T with a temperature T > 0 "
+                         "or crops:N with N > 0 frames.")
 
     config = from_dict(Config, json.loads(Path(args.data_config).read_text()))
     cache = feature_cache(config.data, Path("."), pitch=True)

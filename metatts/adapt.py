@@ -44,7 +44,7 @@ from metatts import audio
 from metatts.data.batch import Batch, Example, Parts, split_collate
 from metatts.meta import InnerConfig, inner_loop, initial_params, loss_fn
 from metatts.meta.inner_loop import arithmetic
-from metatts.meta.support import fixed_alignment, split_long
+from metatts.meta.support import fixed_alignment, fixed_text_states, split_long
 from metatts.model.checkpoint import (SHIPPED, Checkpoint, CheckpointError, find_checkpoint,
                                       load_checkpoint, shipped_checkpoint)
 from metatts.model.discriminator import CRITIC_TERMS
@@ -263,6 +263,12 @@ ENCODER_FINETUNE = {"lr": 5e-4, "groups": ("decoder",), "lock_timing": True,
 # each), 0.497 / 0.593 against 0.488 / 0.576 on the real voice (3), WER and DNSMOS within
 # noise (Holm p >= 0.25 on every paired cell).
 PIECE_FRAMES = 400
+# The support set steps as parts of similar length only where one padded batch would pad more
+# than half its frames (split_collate's waste): with pieces of at most PIECE_FRAMES, fewer and
+# larger products beat less padding. 5 clips x 20 steps, encoder start, 2 cores
+# (benchmarks/adapt_speed.py and the 2026-12-05 night note in the README): waste 0.5 against
+# 0.1, 0.80-0.93x the time on three voices; one batch always (waste 10) no faster.
+PIECE_WASTE = 0.5
 
 def fast_precision(device: str | torch.device = "cpu") -> str:
     """"bfloat16" where ``device`` multiplies bfloat16 natively (a CPU with AVX512-BF16 or
@@ -481,11 +487,15 @@ def adapt(clips: Sequence[Clip], base: Checkpoint, settings: AdaptSettings,
     support = split_long(fixed_alignment(model, support, list(start), device),
                          settings.piece_frames, word_boundaries(base.symbols))
     held_out = fixed_alignment(model, held_out, list(start), device) if held_out else []
+    # the text encoder's output, once, where the steps cannot change it
+    support, held_out = (fixed_text_states(model, items, list(start), device,
+                                           arithmetic(settings.precision, device))
+                         for items in (support, held_out))
 
     def batch(items: list[Example]) -> Batch | Parts:
         # clips of different lengths run as parts of similar length, pooled to the same loss
         # and gradients as one padded batch (benchmarks/adapt_speed.py)
-        return split_collate(items).to(device)
+        return split_collate(items, PIECE_WASTE).to(device)
 
     elapsed = {0: time.perf_counter() - started}
 

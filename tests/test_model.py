@@ -378,7 +378,45 @@ def test_attention_is_fused_unless_a_gradient_of_a_gradient_is_needed():
     grad(lambda y: grad(probe)(y).sum())(x)  # nested transforms: written out
     with layers.higher_order():  # second-order MAML's inner loop: written out
         grad(probe)(x)
-    assert seen == [True, True, False, False]
+    probe(x.bfloat16())  # bfloat16 on a CPU: written out, the faster one there
+    assert seen == [True, True, False, False, False]
+
+
+@pytest.mark.parametrize("groups", [("embedding",), ("decoder",), ("all",)])
+def test_inner_loop_on_encoded_text_gives_the_same_voice_without_the_text_encoder(
+        groups, monkeypatch):
+    """fixed_text_states attaches the text encoder's output unless the encoder or the token
+    embedding adapts; the inner loop then takes the same steps without running the encoder."""
+    from metatts.meta import InnerConfig, initial_params, inner_loop
+    from metatts.meta.support import fixed_alignment, fixed_text_states
+
+    model = tiny_model().eval()
+    g = torch.Generator().manual_seed(1)
+    items = [Example(f"c{i}", NEW_SPEAKER, torch.randint(1, TINY.n_symbols, (n,), generator=g),
+                     torch.randn(80, t, generator=g) - 5) for i, (n, t) in enumerate(
+                         [(6, 30), (8, 41), (5, 33)])]
+    start = initial_params(model, groups, detach=True)
+    aligned = fixed_alignment(model, items, list(start))
+    encoded = fixed_text_states(model, aligned, list(start))
+    cached = groups != ("all",)
+    assert all((x.text_states is not None) == cached for x in encoded)
+    if cached:
+        assert [tuple(x.text_states.shape) for x in encoded] == [(6, TINY.hidden),
+                                                                 (8, TINY.hidden),
+                                                                 (5, TINY.hidden)]
+    # SGD: Adam would scale the rounding of near-zero gradients up to a step
+    cfg = InnerConfig(groups=groups, steps=3, lr=0.05, optimizer="sgd", batching="minibatch",
+                      batch_size=2)
+    plain = inner_loop(model, start, aligned, collate, cfg)
+    calls = []
+    monkeypatch.setattr(model.encoder, "forward",
+                        lambda *a, f=model.encoder.forward: calls.append(1) or f(*a))
+    fast = inner_loop(model, start, encoded, collate, cfg)
+    assert (len(calls) == 0) == cached  # the steps never ran the text encoder
+    assert fast.losses == pytest.approx(plain.losses, rel=1e-5)
+    # the same up to float rounding (each item encoded alone instead of padded in its batch)
+    for name in start:
+        torch.testing.assert_close(fast.params[name], plain.params[name])
 
 
 def test_token_expansion_is_the_alignment_matrix_product():

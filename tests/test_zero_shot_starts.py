@@ -36,8 +36,18 @@ def test_starts_gain_nearest_and_blend():
 
 def test_bad_starts_are_refused_before_any_work(capsys):
     script = _script()
-    for bad in ("blend", "blend:0", "blend:x", "farthest"):
+    for bad in ("blend", "blend:0", "blend:x", "farthest", "crops", "crops:0"):
         with pytest.raises(SystemExit) as stop:
             script.main(["--checkpoints", "nowhere", "--starts", bad])
         assert stop.value.code == 2
-        assert "use nearest or blend:T" in capsys.readouterr().err
+        assert "use nearest, blend:T" in capsys.readouterr().err
+
+
+def test_windows_cover_every_frame_in_pieces_of_the_training_crop():
+    windows = _script().windows
+    clips = [torch.arange(10.0)[None].repeat(2, 1), torch.arange(4.0)[None]]
+    got = windows(clips, 4)
+    assert [w.shape[-1] for w in got] == [4, 4, 4, 4]  # 0-3, 4-7, 6-9 (the last overlaps), short
+    assert got[2][0].tolist() == [6.0, 7.0, 8.0, 9.0]
+    assert torch.equal(got[3], clips[1])  # a clip no longer than a window stays whole
+    assert torch.equal(torch.cat(got[:2], -1), clips[0][:, :8])

@@ -32,6 +32,8 @@ class Example:
     mel: torch.Tensor  # (N_MELS, T) float32
     durations: torch.Tensor | None = None  # (L,) int64 frames per token, when aligned beforehand
     f0: torch.Tensor | None = None  # (T,) float32 Hz on the mel frames, 0 unvoiced (pitch models)
+    # (L, H) the text encoder's output for these tokens, computed beforehand (see Batch)
+    text_states: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,10 @@ class Batch:
     # (2,) mean and std of log-F0 that NEW_SPEAKER items are normalized with, when the batch is
     # one part of a larger set of the voice's clips (see split_collate); None: from this batch
     pitch_stats: torch.Tensor | None = None
+    # (B, L, H) the text encoder's output, computed beforehand, or None. When given, the model
+    # uses it instead of running its text encoder (adaptation of parameters the text encoder's
+    # output does not depend on: see metatts.meta.support.fixed_text_states).
+    text_states: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -93,6 +99,9 @@ def collate(items: Sequence[Example]) -> Batch:
         durations=(torch.nn.utils.rnn.pad_sequence([x.durations for x in items], batch_first=True)
                    if all(x.durations is not None for x in items) else None),
         f0=_padded_f0(items, mels.shape[2]) if all(x.f0 is not None for x in items) else None,
+        text_states=(torch.nn.utils.rnn.pad_sequence([x.text_states for x in items],
+                                                     batch_first=True)
+                     if all(x.text_states is not None for x in items) else None),
     )
 
 

@@ -160,12 +160,13 @@ class FastSpeech2(nn.Module):
 
     # -- shared pieces ---------------------------------------------------------------------------
     def _encode(self, tokens: Tensor, token_lengths: Tensor, speakers: Tensor,
-                speaker_vectors: Tensor | None = None):
+                speaker_vectors: Tensor | None = None, text_states: Tensor | None = None):
         """-> token states (B, N, H), token mask (B, N), speaker vectors (B, D), embeddings,
         the token states the variance predictors read (B, N, H): the same unless a timing
         vector is set (:meth:`SpeakerTable.timing_vectors`), and the text encoder's states
         before any speaker is added (B, N, H). ``speaker_vectors`` (B, D), when given, replace
-        the speakers' vectors."""
+        the speakers' vectors; ``text_states`` (B, N, H), when given, are the text encoder's
+        output computed beforehand (:meth:`text_states`), and the encoder is not run."""
         if int(token_lengths.min()) < 1:
             raise ValueError("every item needs at least one token.")
         if int(speakers.max()) >= self.config.n_speakers or int(speakers.min()) < NEW_SPEAKER:
@@ -174,7 +175,7 @@ class FastSpeech2(nn.Module):
         mask = sequence_mask(token_lengths, tokens.shape[1])
         embedded = self.token_embedding(tokens) * mask[..., None]  # (B, N, H)
         spk = self.speaker(speakers) if speaker_vectors is None else speaker_vectors  # (B, D)
-        states = self.encoder(embedded, mask)
+        states = self.encoder(embedded, mask) if text_states is None else text_states
         x = states + self.speaker_proj(spk)[:, None] * mask[..., None]
         timing = self.speaker.timing_vectors(speakers, spk)
         x_var = x if timing is None else (
@@ -195,7 +196,8 @@ class FastSpeech2(nn.Module):
                              f"{tuple(batch.mels.shape)}.")
         encoded, table, table_mask, mixed = self._speaker_vectors(batch)
         x, mask, spk, embedded, x_var, states = self._encode(
-            batch.tokens, batch.token_lengths, batch.speakers, mixed)
+            batch.tokens, batch.token_lengths, batch.speakers, mixed,
+            getattr(batch, "text_states", None))
         if getattr(batch, "durations", None) is None:
             alignment = self.aligner(embedded, batch.mels, batch.token_lengths, batch.mel_lengths)
         else:  # fixed beforehand (see align()): the aligner is skipped
@@ -331,6 +333,14 @@ class FastSpeech2(nn.Module):
                     stats = torch.where(new[:, None], own, stats)
             values, voiced = normalize_pitch(batch.f0, stats[:, 0], stats[:, 1])
             return token_pitch(values, voiced, hard)
+
+    @torch.no_grad()
+    def text_states(self, batch) -> Tensor:
+        """The text encoder's output (B, N, H) for a batch's tokens, without gradient: what a
+        batch may carry as ``text_states`` while no parameter it depends on (the token embedding
+        and the text encoder) moves, so that each step skips the text encoder."""
+        mask = sequence_mask(batch.token_lengths, batch.tokens.shape[1])
+        return self.encoder(self.token_embedding(batch.tokens) * mask[..., None], mask)
 
     @torch.no_grad()
     def align(self, batch) -> Tensor:
