@@ -8,6 +8,13 @@ clips, so that the difference is the checkpoint's alone. Per voice group, method
 it prints each judge's mean (WER in %) in A and in B, the mean difference B - A with its 95 %
 cluster bootstrap interval (a cluster is one speaker's task, as in the report), the share of
 clips where B is higher, and the two-sided Wilcoxon p of the pairs. Nothing is judged again.
+
+    python -m eval.compare RUN RUN --cells meta:10 finetune-adam:100
+
+compares two cells of one grid instead (A: the first method after its step count, B: the second;
+the same run may be given twice): pairs are the same clips (speaker, shots, task, seed, text and
+support clips), e.g. issue #16's "the meta-learned start after 10 steps against fine-tuning from
+the mean after 100".
 """
 
 from __future__ import annotations
@@ -66,13 +73,38 @@ def compare(a: list[dict], b: list[dict]) -> tuple[list[dict], int]:
     return rows, mismatched
 
 
+def cell(spec: str) -> tuple[str, int]:
+    """"METHOD:STEPS" -> (method, steps); the method may itself hold colons (variants)."""
+    method, _, steps = spec.rpartition(":")
+    if not method or not steps.isdigit():
+        raise ValueError(f"--cells {spec!r}: give METHOD:STEPS, e.g. meta:10 or "
+                         "finetune-adam:100")
+    return method, int(steps)
+
+
+def one_cell(records: list[dict], method: str, steps: int, label: str) -> list[dict]:
+    """The records of one (method, steps) cell, relabelled ``label`` at step 0, so that
+    :func:`compare` pairs two cells clip by clip."""
+    return [{**r, "method": label, "steps": 0} for r in records
+            if r["method"] == method and r["steps"] == steps]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.compare",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("a", help="the first run's folder (the reference)")
     parser.add_argument("b", help="the second run's folder")
     parser.add_argument("--out", default=None, help="also write the rows as JSON here")
+    parser.add_argument("--cells", nargs=2, metavar=("METHOD:STEPS", "METHOD:STEPS"),
+                        help="compare these two cells (A from the first run, B from the second) "
+                             "instead of the same cells of two runs")
     args = parser.parse_args(argv)
+    cells = None
+    if args.cells:
+        try:
+            cells = [cell(spec) for spec in args.cells]
+        except ValueError as err:
+            parser.error(str(err))
     runs = []
     for folder in (args.a, args.b):
         records = read_results(Path(folder) / RESULTS)
@@ -81,13 +113,21 @@ def main(argv: list[str] | None = None) -> int:
                   f"'python -m eval --out FOLDER'.", file=sys.stderr)
             return 2
         runs.append(records)
+    if cells:
+        label = " vs ".join(args.cells)
+        runs = [one_cell(records, method, steps, label)
+                for records, (method, steps) in zip(runs, cells)]
     rows, mismatched = compare(*runs)
     if not rows:
         print(f"error: no clip of {args.b} matches one of {args.a} (same speaker, method, shots, "
               "task, seed, steps, text and support clips): run both with the same grid.",
               file=sys.stderr)
         return 2
-    print(f"A = {args.a}, B = {args.b}")
+    if cells:
+        print(f"A = {args.cells[0]} of {args.a}, B = {args.cells[1]} of {args.b} "
+              "(the steps column reads 0 for both cells)")
+    else:
+        print(f"A = {args.a}, B = {args.b}")
     print("| group | method | k | steps | judge | clips | A | B | B - A [95 % CI] | B higher | p |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
@@ -98,8 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     if mismatched:
         print(f"{mismatched} clips left out: adapted from different support clips in the two runs")
     if args.out:
-        Path(args.out).write_text(json.dumps({"a": args.a, "b": args.b, "rows": rows,
-                                              "left_out": mismatched}, indent=1) + "\n")
+        Path(args.out).write_text(json.dumps({"a": args.a, "b": args.b, "cells": args.cells,
+                                              "rows": rows, "left_out": mismatched},
+                                             indent=1) + "\n")
     return 0
 
 

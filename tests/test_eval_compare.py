@@ -47,3 +47,21 @@ def test_cli_prints_the_table_and_refuses_unmatched_runs(tmp_path, capsys):
     assert "no clip of" in capsys.readouterr().err
     assert main([str(tmp_path / "a"), str(tmp_path / "missing")]) == 2
     assert "has no results.jsonl" in capsys.readouterr().err
+
+
+def test_two_cells_of_one_run_pair_their_clips(tmp_path, capsys):
+    records = [dict(_record(s, t, 0.3 + 0.1 * (m == "meta"), steps=n), method=m)
+               for s in ("v1", "v2") for t in ("one", "two")
+               for m, n in (("meta", 10), ("finetune-adam", 100), ("meta", 100))]
+    _write(tmp_path / "run", records)
+    run = str(tmp_path / "run")
+    assert main([run, run, "--cells", "finetune-adam:100", "meta:10",
+                 "--out", str(tmp_path / "c.json")]) == 0
+    out = capsys.readouterr().out
+    assert "| natural | finetune-adam:100 vs meta:10 | 2 | 0 | ECAPA | 4 | 0.300 | 0.400 |" in out
+    saved = json.loads((tmp_path / "c.json").read_text())
+    assert saved["cells"] == ["finetune-adam:100", "meta:10"]
+    for bad in ("meta", "meta:ten", ":10"):
+        with pytest.raises(SystemExit):
+            main([run, run, "--cells", bad, "meta:10"])
+        assert "give METHOD:STEPS" in capsys.readouterr().err
