@@ -298,6 +298,14 @@ def test_fixed_durations_skip_the_aligner_exactly():
         torch.testing.assert_close(g_fixed[name], g_full[name])
 
 
+def _support_items() -> list[Example]:
+    """Three support clips of a new voice for the tiny model: random tokens and mels."""
+    g = torch.Generator().manual_seed(1)
+    return [Example(f"c{i}", NEW_SPEAKER, torch.randint(1, TINY.n_symbols, (n,), generator=g),
+                    torch.randn(80, t, generator=g) - 5)
+            for i, (n, t) in enumerate([(6, 30), (8, 41), (5, 33)])]
+
+
 @pytest.mark.parametrize("groups", [("embedding",), ("decoder",), ("all",)])
 def test_inner_loop_on_pre_aligned_support_gives_the_same_voice(groups):
     """fixed_alignment attaches durations unless the aligner itself adapts; the inner loop then
@@ -305,11 +313,7 @@ def test_inner_loop_on_pre_aligned_support_gives_the_same_voice(groups):
     from metatts.meta import InnerConfig, initial_params, inner_loop
     from metatts.meta.support import fixed_alignment
 
-    model = tiny_model().eval()
-    g = torch.Generator().manual_seed(1)
-    items = [Example(f"c{i}", NEW_SPEAKER, torch.randint(1, TINY.n_symbols, (n,), generator=g),
-                     torch.randn(80, t, generator=g) - 5) for i, (n, t) in enumerate(
-                         [(6, 30), (8, 41), (5, 33)])]
+    model, items = tiny_model().eval(), _support_items()
     start = initial_params(model, groups, detach=True)
     aligned = fixed_alignment(model, items, list(start))
     assert all((x.durations is None) == (groups == ("all",)) for x in aligned)
@@ -390,11 +394,7 @@ def test_inner_loop_on_encoded_text_gives_the_same_voice_without_the_text_encode
     from metatts.meta import InnerConfig, initial_params, inner_loop
     from metatts.meta.support import fixed_alignment, fixed_text_states
 
-    model = tiny_model().eval()
-    g = torch.Generator().manual_seed(1)
-    items = [Example(f"c{i}", NEW_SPEAKER, torch.randint(1, TINY.n_symbols, (n,), generator=g),
-                     torch.randn(80, t, generator=g) - 5) for i, (n, t) in enumerate(
-                         [(6, 30), (8, 41), (5, 33)])]
+    model, items = tiny_model().eval(), _support_items()
     start = initial_params(model, groups, detach=True)
     aligned = fixed_alignment(model, items, list(start))
     encoded = fixed_text_states(model, aligned, list(start))
