@@ -64,7 +64,8 @@ def start_vector(start: str, encoded: torch.Tensor, table: torch.Tensor) -> torc
         return table[int(similarity.argmax())]
     if kind == "blend":
         return torch.softmax(similarity / float(value), dim=0) @ table
-    raise ValueError(f"unknown start {start!r}: use gain:G, nearest or blend:T.")
+    raise ValueError(f"unknown start {start!r}: use gain:G, nearest or blend:T (crops:N is "
+                     "handled where the clips are encoded).")
 
 
 def windows(mels: list[torch.Tensor], frames: int) -> list[torch.Tensor]:
@@ -176,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for start in args.starts:
         kind, _, value = start.partition(":")
-        if not (start == "nearest" or (kind in ("blend", "crops") and _positive(value))):
+        if not (start == "nearest" or (kind == "blend" and _positive(value))
+                or (kind == "crops" and value.isdigit() and int(value) > 0)):
             parser.error(f"--starts {start}: use nearest, blend:T with a temperature T > 0 "
                          "or crops:N with N > 0 frames.")
 

@@ -115,8 +115,15 @@ def main(argv: list[str] | None = None) -> int:
         runs.append(records)
     if cells:
         label = " vs ".join(args.cells)
-        runs = [one_cell(records, method, steps, label)
-                for records, (method, steps) in zip(runs, cells)]
+        picked = [one_cell(records, method, steps, label)
+                  for records, (method, steps) in zip(runs, cells)]
+        for spec, chosen, records, folder in zip(args.cells, picked, runs, (args.a, args.b)):
+            if not chosen:
+                present = sorted({f"{r['method']}:{r['steps']}" for r in records})
+                print(f"error: {folder} has no clip of the cell {spec}; it has "
+                      f"{', '.join(present)}.", file=sys.stderr)
+                return 2
+        runs = picked
     rows, mismatched = compare(*runs)
     if not rows:
         print(f"error: no clip of {args.b} matches one of {args.a} (same speaker, method, shots, "

@@ -288,3 +288,45 @@ def test_adapt_cli_reports_the_terms_and_takes_all(base, tmp_path, capsys):
         "mel", "postnet", "pitch", "energy"]
     assert adapt_cli.main([*common, "--terms", "all"]) == 0
     assert json.loads(capsys.readouterr().out)["guards"]["terms"] == "all"
+
+
+@pytest.mark.parametrize("groups", [("decoder",), ("all",)])
+def test_adapting_with_the_text_encoder_run_once_gives_the_same_voice(base, clips, groups,
+                                                                      monkeypatch):
+    """adapt() encodes the text once when the steps cannot change it (metatts.meta.support
+    .fixed_text_states): the same losses and voice as running the encoder at every step."""
+    import metatts.adapt
+
+    chosen = settings(groups=groups, piece_frames=60, precision="float32", optimizer="sgd",
+                      lr=0.005, steps=8)
+    calls, mark = [], []
+    monkeypatch.setattr(base.model.encoder, "forward",
+                        lambda *a, f=base.model.encoder.forward: calls.append(1) or f(*a))
+    encode_once = metatts.adapt.fixed_text_states
+
+    def counted(fn):  # the encoder's calls from here on are the steps' (and the final loss')
+        return lambda *a, **k: (fn(*a, **k), mark.append(len(calls)))[0]
+
+    monkeypatch.setattr(metatts.adapt, "fixed_text_states", counted(encode_once))
+    once = adapt(clips, base, chosen)
+    in_steps_once = len(calls) - mark[-1]
+    monkeypatch.setattr(metatts.adapt, "fixed_text_states",
+                        counted(lambda model, items, *a: list(items)))
+    every = adapt(clips, base, chosen)
+    in_steps_every = len(calls) - mark[-1]
+    # the steps never run the text encoder when they cannot change it; adapting the encoder
+    # itself ("all") runs it at every step (and for the final loss) either way
+    assert in_steps_every >= chosen.steps + 1
+    assert in_steps_once == (0 if groups != ("all",) else in_steps_every)
+    assert once.losses == pytest.approx(every.losses, rel=1e-5)
+    for name, value in every.voice.params.items():
+        torch.testing.assert_close(once.voice.params[name], value, atol=1e-5, rtol=1e-4)
+
+
+def test_text_states_of_other_tokens_are_refused(base, clips):
+    from metatts.meta.support import fixed_text_states
+
+    items = fixed_text_states(base.model, support_examples(clips, base), ["speaker.new"])
+    wrong = dataclasses.replace(items[0], text_states=items[0].text_states[:-1])
+    with pytest.raises(ValueError, match="do not belong to"):
+        base.model.loss(collate([wrong]))

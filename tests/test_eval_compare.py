@@ -65,3 +65,16 @@ def test_two_cells_of_one_run_pair_their_clips(tmp_path, capsys):
         with pytest.raises(SystemExit):
             main([run, run, "--cells", bad, "meta:10"])
         assert "give METHOD:STEPS" in capsys.readouterr().err
+
+
+def test_cells_take_variant_names_and_name_what_a_run_holds(tmp_path, capsys):
+    variant = "finetune-sgd:lr=0.1"
+    records = [dict(_record("v1", t, secs, steps=n), method=m)
+               for t in ("one", "two") for m, n, secs in ((variant, 20, 0.2), ("meta", 10, 0.5))]
+    _write(tmp_path / "run", records)
+    run = str(tmp_path / "run")
+    assert main([run, run, "--cells", f"{variant}:20", "meta:10"]) == 0
+    assert "| 2 | 0.200 | 0.500 | +0.300" in capsys.readouterr().out
+    assert main([run, run, "--cells", "meta:100", "meta:10"]) == 2
+    err = capsys.readouterr().err
+    assert "no clip of the cell meta:100" in err and f"{variant}:20, meta:10" in err

@@ -76,3 +76,10 @@ def test_adapting_on_pieces_follows_nearly_the_same_loss(base, clips):  # noqa: 
     assert a.losses[0] != b.losses[0]
     assert abs(a.losses[0] - b.losses[0]) < 0.1 * a.losses[0]
     assert b.losses[-1] < b.losses[0]
+
+
+def test_pieces_drop_text_states_of_the_whole_clip():
+    x = aligned(torch.full((40,), 10))
+    x = dataclasses.replace(x, text_states=torch.randn(40, 8))
+    pieces = split_long([x], 200)
+    assert len(pieces) == 2 and all(p.text_states is None for p in pieces)

@@ -36,7 +36,7 @@ def test_starts_gain_nearest_and_blend():
 
 def test_bad_starts_are_refused_before_any_work(capsys):
     script = _script()
-    for bad in ("blend", "blend:0", "blend:x", "farthest", "crops", "crops:0"):
+    for bad in ("blend", "blend:0", "blend:x", "farthest", "crops", "crops:0", "crops:2.5"):
         with pytest.raises(SystemExit) as stop:
             script.main(["--checkpoints", "nowhere", "--starts", bad])
         assert stop.value.code == 2

@@ -67,6 +67,13 @@ def fixed_alignment(model: torch.nn.Module, items: Sequence[Any], adapted: Seque
             for i, x in enumerate(items)]
 
 
+def text_encoder_names(model: torch.nn.Module) -> set[str]:
+    """Names of the parameters the text encoder's output depends on (token embedding, encoder)."""
+    return {f"{module}.{name}" for module in ("token_embedding", "encoder")
+            if isinstance(getattr(model, module, None), torch.nn.Module)
+            for name, _ in getattr(model, module).named_parameters()}
+
+
 def fixed_text_states(model: torch.nn.Module, items: Sequence[Any], adapted: Sequence[str],
                       device: torch.device | str = "cpu",
                       arithmetic: contextlib.AbstractContextManager | None = None) -> list[Any]:
@@ -78,8 +85,7 @@ def fixed_text_states(model: torch.nn.Module, items: Sequence[Any], adapted: Seq
     tokens are encoded without the rest of its clip) and in the steps' ``arithmetic`` (e.g.
     ``metatts.meta.inner_loop.arithmetic``). Returns ``items`` unchanged when ``adapted`` names a
     parameter of the token embedding or the text encoder, or the model has no ``text_states``."""
-    if not hasattr(model, "text_states") or any(
-            name.startswith(("encoder.", "token_embedding.")) for name in adapted):
+    if not hasattr(model, "text_states") or set(adapted) & text_encoder_names(model):
         return list(items)
     from metatts.data.batch import collate
 
@@ -137,6 +143,9 @@ def split_long(items: Sequence[Any], max_frames: int, boundaries: Sequence[int] 
                 x, id=f"{x.id}#{n}", tokens=x.tokens[start_token:cut],
                 mel=x.mel[:, start_frame:end_frame],
                 durations=x.durations[start_token:cut],
-                f0=None if x.f0 is None else x.f0[start_frame:end_frame]))
+                f0=None if x.f0 is None else x.f0[start_frame:end_frame],
+                # a piece's text is encoded without the rest of its clip: any states of the
+                # whole clip do not hold for it (fixed_text_states runs after split_long)
+                text_states=None))
             start_token, start_frame = cut, end_frame
     return out

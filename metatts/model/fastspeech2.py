@@ -175,6 +175,10 @@ class FastSpeech2(nn.Module):
         mask = sequence_mask(token_lengths, tokens.shape[1])
         embedded = self.token_embedding(tokens) * mask[..., None]  # (B, N, H)
         spk = self.speaker(speakers) if speaker_vectors is None else speaker_vectors  # (B, D)
+        if text_states is not None and tuple(text_states.shape[:2]) != tuple(tokens.shape):
+            raise ValueError(f"text_states of shape {tuple(text_states.shape)} do not belong to "
+                             f"tokens of shape {tuple(tokens.shape)}; compute them from these "
+                             "tokens (metatts.meta.support.fixed_text_states).")
         states = self.encoder(embedded, mask) if text_states is None else text_states
         x = states + self.speaker_proj(spk)[:, None] * mask[..., None]
         timing = self.speaker.timing_vectors(speakers, spk)
