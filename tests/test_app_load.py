@@ -83,7 +83,7 @@ def test_two_people_at_once_get_their_own_voices_and_a_queue_place(served, tmp_p
     # gradient has nearly the same signs for both clips, so Adam moves it nearly alike, 0.001
     # apart after 3 steps, while the conditional norms end 0.06 apart)
     a, b = (r["voice"].params for r in runs)
-    assert any(not torch.allclose(a[k], b[k], atol=1e-3) for k in a)
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) > 0.01
     # one heavy job runs at a time: whoever waited was told its place in the queue
     waited = [s for r in runs for s in r["statuses"] if s.code == Status.IN_QUEUE]
     assert waited and all(s.rank is not None and s.rank >= 0 for s in waited)
