@@ -100,11 +100,11 @@ def scores(checkpoint, voices, cache, references: int, draws: int, start: str = 
             for d in range(draws):
                 refs = [clips[(d * references + i) % len(clips)] for i in range(references)]
                 mels = [cache.get(u).mel for u in refs]
-                if start.startswith("crops:"):  # windows of at most N frames, as in training
-                    mels = windows(mels, int(start.partition(":")[2]))
+                kind, _, value = start.partition(":")
+                if kind == "crops":  # windows of at most N frames, as in training; v itself
+                    mels = windows(mels, int(value))
                 encoded = model.encode_speaker(mels)
-                vector = start_vector("gain:1" if start.startswith("crops:") else start,
-                                      encoded, table)
+                vector = start_vector("gain:1" if kind == "crops" else start, encoded, table)
                 ref_ids = {u.id for u in refs}
                 for u in clips:
                     if u.id in ref_ids:

@@ -70,7 +70,6 @@ def fixed_alignment(model: torch.nn.Module, items: Sequence[Any], adapted: Seque
 def text_encoder_names(model: torch.nn.Module) -> set[str]:
     """Names of the parameters the text encoder's output depends on (token embedding, encoder)."""
     return {f"{module}.{name}" for module in ("token_embedding", "encoder")
-            if isinstance(getattr(model, module, None), torch.nn.Module)
             for name, _ in getattr(model, module).named_parameters()}
 
 

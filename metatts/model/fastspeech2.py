@@ -343,8 +343,7 @@ class FastSpeech2(nn.Module):
         """The text encoder's output (B, N, H) for a batch's tokens, without gradient: what a
         batch may carry as ``text_states`` while no parameter it depends on (the token embedding
         and the text encoder) moves, so that each step skips the text encoder."""
-        mask = sequence_mask(batch.token_lengths, batch.tokens.shape[1])
-        return self.encoder(self.token_embedding(batch.tokens) * mask[..., None], mask)
+        return self._encode(batch.tokens, batch.token_lengths, batch.speakers)[5]
 
     @torch.no_grad()
     def align(self, batch) -> Tensor:
