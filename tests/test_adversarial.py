@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from metatts.cli.train import main
 from metatts.model.config import ConfigError, TrainConfig
-from metatts.model.discriminator import MelDiscriminator, crop, window_starts
+from metatts.model.discriminator import MelDiscriminator, critic_terms, crop, window_starts
 from metatts.train.adversarial import STATE_JSON, TENSORS, Adversary
 from metatts.train.logging import read_log
 
@@ -43,6 +43,29 @@ def test_discriminator_scores_patches_and_its_projection_depends_on_the_speaker(
     assert not torch.allclose(a, b)
     with pytest.raises(ValueError, match="mel windows"):
         d(torch.randn(3, 40, 32))
+
+
+def test_critic_terms_are_the_same_however_the_support_splits_into_parts():
+    """The inner loop's critic terms over a support set in one part or in parts of 2 and 1
+    items: every window counts alike (the feature matching's scale is the windows' mean mel L1,
+    not a mean of the parts' means)."""
+    from types import SimpleNamespace as NS
+
+    torch.manual_seed(0)
+    critic = MelDiscriminator(n_mels=20, speaker_dim=4)
+    width = 16  # every clip exactly one window long: the windows do not depend on the draw
+    mels = torch.randn(3, 20, width) - 5
+    spoken = mels + torch.tensor([0.1, 0.1, 2.0])[:, None, None] * torch.randn(3, 20, width)
+    speaker = torch.randn(3, 4)
+
+    def part(rows):
+        return (NS(spoken=spoken[rows], speaker_vector=speaker[rows]),
+                NS(mels=mels[rows], mel_lengths=torch.full((len(rows),), width)))
+
+    whole = critic_terms(critic, width, *map(list, zip(part([0, 1, 2]))))
+    split = critic_terms(critic, width, *map(list, zip(part([0, 1]), part([2]))))
+    for name in ("critic_fm", "critic_adv"):
+        assert torch.allclose(whole[name], split[name], rtol=1e-5), name
 
 
 def smooth(mel: torch.Tensor) -> torch.Tensor:

@@ -92,19 +92,22 @@ def critic_terms(critic: MelDiscriminator, window: int, outputs: list, batches: 
     """The generator's terms against a fixed discriminator, for adaptation: ``outputs`` the
     :class:`~metatts.model.fastspeech2.ModelOutput` of each of ``batches`` (the parts of a
     support set). One random window per item long enough (global RNG), all parts together ->
-    {"critic_fm": feature matching scaled to the mean mel L1's size, "critic_adv": mean
+    {"critic_fm": feature matching scaled to the windows' mean mel L1 (all windows weighted
+    alike, whatever the parts), "critic_adv": mean
     (D(predicted) - 1)^2}. The discriminator's weights get no gradient."""
-    real, fake, speakers, mel_l1 = [], [], [], []
+    real, fake, speakers = [], [], []
     for out, batch in zip(outputs, batches):
         items, starts = window_starts(batch.mel_lengths.cpu(), window)
         if len(items):
             real.append(crop(batch.mels, items, starts, window))
             fake.append(crop(out.spoken, items, starts, window))
             speakers.append(out.speaker_vector[items.to(out.speaker_vector.device)].detach())
-            mel_l1.append((fake[-1] - real[-1]).abs().mean().detach())
     if not real:
         raise ValueError(f"no support clip is {window} frames long; the critic terms need "
                          "longer clips (or leave them out of the inner loop's terms).")
-    adv, fm = generator_terms(critic, torch.cat(real), torch.cat(fake), torch.cat(speakers))
-    scale = torch.stack(mel_l1).mean() / fm.detach().clamp(min=1e-8)
+    real, fake = torch.cat(real), torch.cat(fake)
+    adv, fm = generator_terms(critic, real, fake, torch.cat(speakers))
+    # over every window at once, so that how the support splits into parts changes nothing
+    mel_l1 = (fake.detach() - real).abs().mean()
+    scale = mel_l1 / fm.detach().clamp(min=1e-8)
     return {"critic_fm": fm * scale, "critic_adv": adv}
