@@ -245,7 +245,8 @@ def meta_inner_config(base: Checkpoint) -> InnerConfig | None:
 # - benchmarks/inner_rate.py (8 validation voices, query loss at 0 / 5 / 10 / 20 steps): Adam
 #   0.01 on the speaker vector + adapters overshoots (3.196 -> 3.512 at 5 steps); in
 #   `python -m eval` it broke the speech (WER 136-154 % on engine voices at 10-20 steps).
-# - `python -m eval` at 5 shots (results/eval_k5_capacity*, README "Adaptation capacity"):
+# - `python -m eval` at 5 shots (results/eval_k5_capacity*, docs/experiments.md,
+#   "Adaptation capacity"):
 #   adapting the whole decoder with Adam 0.0005 and the timing locked reaches ECAPA 0.526 / 0.582
 #   after 20 steps on natural / real voices, against 0.350 / 0.415 with the speaker vector +
 #   adapters at 0.001, with WER within a few points (natural 1.7 %, real 3.9 %) and lower DNSMOS
@@ -266,7 +267,7 @@ PIECE_FRAMES = 400
 # The support set steps as parts of similar length only where one padded batch would pad more
 # than half its frames (split_collate's waste): with pieces of at most PIECE_FRAMES, fewer and
 # larger products beat less padding. 5 clips x 20 steps, encoder start, 2 cores
-# (benchmarks/adapt_speed.py and the 2026-12-05 night note in the README): waste 0.5 against
+# (benchmarks/adapt_speed.py; docs/experiments.md, "Faster steps"): waste 0.5 against
 # 0.1, 0.80-0.93x the time on three voices; one batch always (waste 10) no faster.
 PIECE_WASTE = 0.5
 
