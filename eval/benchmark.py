@@ -1,6 +1,7 @@
 """``python -m eval``: the few-shot adaptation benchmark (grid, references, tables, plots).
 
-See eval/README.md for the output format; :func:`run` is the same thing for Python callers.
+The output files and their format are described in the README, "Benchmark tables";
+:func:`run` is the same thing for Python callers.
 """
 
 from __future__ import annotations
