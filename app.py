@@ -25,6 +25,7 @@ from metatts import app_logic as logic
 from metatts import audio as audio_io
 from metatts.adapt import ADAPT_STEPS
 from metatts.app_logic import LABELS, AppError, Session
+from metatts.text import dropped_letters
 
 # One heavy job (Whisper, adaptation, synthesis, scoring) at a time across every event and
 # user: a CPU Space has 2 cores, and one job at a time bounds memory. The rest wait in the
@@ -241,6 +242,9 @@ def synthesize(text: str, session: Session,
     for init, wav in outputs.items():
         audio_io.save_audio(folder / f"speech-{init}.wav", wav, made[0].sample_rate)
         files.append(str(folder / f"speech-{init}.wav"))
+    dropped = dropped_letters(text)
+    if dropped:
+        notes.append(f"Not spoken: {dropped} (it reads English in Latin letters)")
     session = Session(session.wavs, session.voices, session.seconds, outputs, text)
     yield (session, gr.skip(), gr.skip(), mels.get("meta"), mels.get("pretrained"),
            "; ".join(notes) + ".", files)

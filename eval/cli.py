@@ -31,8 +31,11 @@ def score_main(argv: list[str]) -> int:
     from metatts.assets import AssetError
     from metatts.audio import AudioError, load_audio
 
-    if not metrics.normalize(args.text):
+    if not any(ch.isalnum() for ch in metrics.normalize(args.text)):
         parser.error("--text has no words; give the sentence the audio should say")
+    if "--reference" in (argv if argv is not None else sys.argv[1:]) and not args.reference:
+        parser.error("--reference names no clips; give real clips of the speaker after it, or "
+                     "leave it out to score WER only")
     try:
         wavs = [load_audio(path, 16000) for path in args.audio]
         refs = [load_audio(path, 16000) for path in args.reference]

@@ -129,7 +129,13 @@ def load_clips(paths: Sequence[str | Path], *, asr_model: str = ASR_MODEL,
         if not transcript.is_file():
             unheard.append((i, path, wav))
             continue
-        text = transcript.read_text(encoding="utf-8").strip()
+        try:
+            text = transcript.read_text(encoding="utf-8").strip()
+        except UnicodeDecodeError:
+            left[i] = LeftOut(path.name, f"its transcript {transcript.name} is not UTF-8 text. "
+                                         "Save it as UTF-8, or delete it to let Whisper "
+                                         "transcribe.")
+            continue
         if text:
             clips[i] = Clip(path.name, wav, text)
         else:

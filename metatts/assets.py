@@ -91,6 +91,25 @@ def package_dir(module: str, pip_name: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
+def output_problem(target: str | Path, suffixes: tuple[str, ...] = ()) -> str | None:
+    """Why a file cannot be written at ``target``, or None when it can: checked before any work
+    is done, so that a long job does not end in an error at its last line. ``suffixes``: the
+    endings allowed (e.g. ``(".wav", ".flac")``; empty: any)."""
+    target = Path(target)
+    if target.is_dir():
+        return f"{target} is a folder; give a file name inside it."
+    if suffixes and target.suffix.lower() not in suffixes:
+        return f"{target}: the file name must end in {' or '.join(suffixes)}."
+    folder = target.parent
+    while not folder.exists():  # the first folder that exists must let us create the rest
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"{folder} is a file, so {target} cannot be made; choose another path."
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"{folder} is not writable; choose a path in a folder you can write to."
+    return None
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; move it into place only if the block succeeds.

@@ -33,6 +33,9 @@ MAX_SECONDS = 60.0  # longer input is refused: clips for adaptation are a few se
 TARGET_DBFS = -23.0  # RMS loudness of normalized speech
 
 
+OUTPUT_SUFFIXES = (".wav", ".flac")  # what save_audio writes (16-bit PCM)
+
+
 class AudioError(ValueError):
     """Audio that cannot be used: unreadable, empty, silent, non-finite or too long."""
 
@@ -66,6 +69,8 @@ def read_audio(source: str | Path | bytes, *, max_seconds: float | None = None) 
     other format ffmpeg knows (webm/opus as browsers record, m4a) through ffmpeg. At most
     ``max_seconds`` are read; ``truncated`` says whether there was more."""
     name = "audio bytes" if isinstance(source, bytes) else str(source)
+    if not isinstance(source, bytes) and Path(source).is_dir():
+        raise AudioError(f"{name} is a folder; give the audio files in it (e.g. {name}/*.wav).")
     if not isinstance(source, bytes) and not Path(source).is_file():
         raise AudioError(f"{name}: no such file.")
     try:
@@ -239,12 +244,20 @@ def prepare_clip(source: str | Path | bytes, sample_rate: int = SAMPLE_RATE) -> 
 
 
 def save_audio(path: str | Path, wav: np.ndarray | torch.Tensor, sample_rate: int = SAMPLE_RATE):
-    """Write 16-bit PCM wav (or flac by suffix)."""
+    """Write 16-bit PCM wav (or flac by suffix); :class:`AudioError` if it cannot be written."""
     if isinstance(wav, torch.Tensor):
         wav = wav.detach().cpu().numpy()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), np.clip(np.asarray(wav, dtype=np.float32), -1, 1), sample_rate,
-             subtype="PCM_16")
+    path = Path(path)
+    if path.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise AudioError(f"{path}: audio is written as {' or '.join(OUTPUT_SUFFIXES)}; give a "
+                         "file name with one of those endings.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(str(path), np.clip(np.asarray(wav, dtype=np.float32), -1, 1), sample_rate,
+                 subtype="PCM_16")
+    except (OSError, sf.LibsndfileError, TypeError) as err:
+        raise AudioError(f"{path}: cannot write the audio there ({err}); choose a path in a "
+                         "folder you can write to.") from None
 
 
 @functools.cache

@@ -31,6 +31,9 @@ from metatts.text import split_sentences, text_to_ids
 
 PAUSE_SECONDS = 0.25  # silence between sentences
 FADE_SECONDS = 0.005  # raised-cosine fade at both ends of each sentence's audio
+# speaking rates allowed: at 4x most sounds last one frame; below 0.25 a sentence's mel grows
+# past what the vocoder should be asked to make
+PACE_RANGE = (0.25, 4.0)
 MAX_SENTENCE_CHARS = 250  # longer sentences are cut at clause marks or spaces
 
 
@@ -124,8 +127,9 @@ def synthesize_stream(checkpoint: Checkpoint, text: str,
     ``chunk_sentences`` (every chunk but the last ends with the pause before the next sentence).
     Arguments as for :func:`synthesize`; bad text or a bad voice raises here, before the first
     chunk is made."""
-    if not pace > 0:
-        raise ValueError(f"pace must be positive, got {pace}.")
+    if not PACE_RANGE[0] <= pace <= PACE_RANGE[1]:
+        raise ValueError(f"pace must be between {PACE_RANGE[0]} and {PACE_RANGE[1]} (1 is the "
+                         f"model's own rate, 2 twice as fast), got {pace}.")
     if chunk_sentences < 1:
         raise ValueError(f"chunk_sentences must be at least 1, got {chunk_sentences}.")
     model = checkpoint.model

@@ -156,8 +156,10 @@ def test_loss_terms_choose_what_the_steps_follow(base, clips):
     everything = adapt(clips, base, settings())
     assert not torch.allclose(mel_only.voice.params["speaker.new"],
                               everything.voice.params["speaker.new"])
-    with pytest.raises(ValueError, match="none of the loss terms"):
+    with pytest.raises(ValueError, match="unknown loss term"):  # refused before any step
         adapt(clips, base, settings(terms=("no_such_term",)))
+    with pytest.raises(ValueError, match="none of the loss terms"):  # known, not computed here
+        adapt(clips, base, settings(terms=("consistency",)))
 
 
 def _identity(base, clips, params):

@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
+from pathlib import Path
 
 from metatts.adapt import (INITS, MIN_CONFIDENCE, STARTS, RECHECK_BELOW, RECHECK_MODEL, AdaptError,
                            Progress, adapt, default_settings, load_base, load_clips, with_changes)
-from metatts.assets import AssetError
+from metatts.assets import AssetError, output_problem
 from metatts.audio import AudioError
 from metatts.meta.inner_loop import OPTIMIZERS, PRECISIONS
 from metatts.meta.support import BATCHINGS
@@ -80,8 +82,15 @@ def main(argv: list[str] | None = None) -> int:
     def progress(p: Progress) -> None:
         print(f"step {p.step}/{p.steps}  loss {p.loss:.4f}", file=sys.stderr, flush=True)
 
-    if not args.out.endswith(".safetensors"):
-        return _fail(f"--out {args.out}: a voice file must end in .safetensors.")
+    problem = output_problem(args.out, (".safetensors",))
+    if problem:
+        return _fail(f"--out {problem}")
+    if args.batch_size is not None and args.batching != "minibatch":
+        return _fail("--batch-size sets the clips per step of --batching minibatch; add "
+                     "--batching minibatch, or leave --batch-size out.")
+    if not 0 <= args.min_confidence <= 1:
+        return _fail(f"--min-confidence is a share of Whisper's confidence between 0 and 1, "
+                     f"got {args.min_confidence}.")
     try:
         base = load_base(args.init, args.checkpoint)
         overrides = {"steps": args.steps, "lr": args.lr, "optimizer": args.optimizer,
@@ -105,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             return _fail(f"none of the {len(args.clips)} clips can be used (see above). Give "
                          "clips of clear speech, each with its transcript in a .txt beside it.")
         result = adapt(selection.clips, base, settings, on_step=None if args.quiet else progress)
-        path = result.voice.save(args.out)
+        path = _save(result.voice, args.out)
     except (AdaptError, AudioError, AssetError, CheckpointError, VoiceError) as err:
         return _fail(str(err))
     print(json.dumps({
@@ -122,6 +131,19 @@ def main(argv: list[str] | None = None) -> int:
         "loss_final": result.final_loss, "seconds": round(result.seconds, 2),
     }))
     return 0
+
+
+def _save(voice, out: str):
+    """Write the voice to ``out``; if that fails after all the work, to a temporary folder, and
+    say where (the adapted voice is not lost)."""
+    try:
+        return voice.save(out)
+    except OSError as err:
+        rescue = Path(tempfile.mkdtemp(prefix="metatts-voice-")) / Path(out).name
+        voice.save(rescue)
+        print(f"metatts adapt: could not write {out} ({err}); the voice was saved to {rescue} "
+              "instead: move it where you want it.", file=sys.stderr)
+        return rescue
 
 
 def _fail(message: str) -> int:

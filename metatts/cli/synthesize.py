@@ -16,14 +16,14 @@ def main(argv: list[str] | None = None) -> int:
     who.add_argument("--reference", nargs="+", metavar="CLIP",
                      help="zero-shot: speak in the voice of these clips, encoded by the model's "
                           "speaker encoder with no adaptation step (a v2 model)")
-    parser.add_argument("--out", help="output .wav (22,050 Hz, 16-bit)")
+    parser.add_argument("--out", help="output .wav or .flac (22,050 Hz, 16-bit)")
     parser.add_argument("--checkpoint",
                         help="run directory, checkpoint directory or model.safetensors "
                              "(default: the shipped one: checkpoints/meta for a voice adapted "
                              "from it, else $METATTS_CHECKPOINT or checkpoints/pretrained)")
     parser.add_argument("--list-speakers", action="store_true",
                         help="print the checkpoint's speaker names, one per line, and exit")
-    parser.add_argument("--pace", type=float, default=1.0, help="speaking rate (> 1 is faster)")
+    parser.add_argument("--pace", type=float, default=1.0, help="speaking rate, 0.25 to 4 (> 1 is faster; default 1)")
     parser.add_argument("--no-postfilter", action="store_true",
                         help="leave the mel as the model made it (skip the checkpoint's "
                              "post-filter, see `python -m metatts postfilter`)")
@@ -36,10 +36,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="report sentences, duration and real-time factor on stderr")
     args = parser.parse_args(argv)
 
-    from metatts.audio import save_audio
+    from metatts.assets import output_problem
+    from metatts.audio import OUTPUT_SUFFIXES, save_audio
     from metatts.model.checkpoint import CheckpointError, load_checkpoint, shipped_checkpoint
     from metatts.synthesis import synthesize
-    from metatts.text import TextError
+    from metatts.text import TextError, dropped_letters
     from metatts.vocoder import load_vocoder
     from metatts.voice import Voice
 
@@ -53,13 +54,21 @@ def main(argv: list[str] | None = None) -> int:
 
             print("\n".join(read_metadata(args.checkpoint)["speakers"]))
             return 0
-        if not args.text or not args.out:
+        if args.text is None or not args.out:
             parser.error("--text and --out are required (or use --list-speakers).")
+        if not args.text.strip():
+            parser.error("--text is empty: give the words to speak.")
+        problem = output_problem(args.out, OUTPUT_SUFFIXES)
+        if problem:
+            parser.error(f"--out {problem}")
         if not (args.speaker or args.voice or args.reference):
             parser.error("choose a voice: --speaker NAME (see --list-speakers), --voice FILE or "
                          "--reference CLIP [CLIP ...].")
         import torch
 
+        if args.device == "cuda" and not torch.cuda.is_available():
+            parser.error("--device cuda: this machine's PyTorch sees no CUDA GPU; use --device "
+                         "cpu (the default) or auto.")
         device = "cuda" if args.device == "auto" and torch.cuda.is_available() else (
             "cpu" if args.device == "auto" else args.device)
         checkpoint = load_checkpoint(args.checkpoint, device=device)
@@ -73,6 +82,11 @@ def main(argv: list[str] | None = None) -> int:
         result = synthesize(checkpoint, args.text, params, args.speaker, pace=args.pace,
                             vocoder=vocoder, postfilter=not args.no_postfilter)
         save_audio(args.out, result.wav, result.sample_rate)
+        dropped = dropped_letters(args.text)
+        if dropped:
+            print(f"metatts synthesize: not spoken: {dropped} (the model reads English in Latin "
+                  "letters; spell such words out in Latin letters to have them spoken).",
+                  file=sys.stderr)
     except (CheckpointError, TextError, ValueError) as err:  # VoiceError, AudioError: ValueErrors
         print(f"metatts synthesize: {err}", file=sys.stderr)
         return 2

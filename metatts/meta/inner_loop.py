@@ -23,6 +23,7 @@ from torch.func import functional_call, grad_and_value
 
 from metatts.data.batch import Parts
 from metatts.model.discriminator import CRITIC_TERMS, critic_terms
+from metatts.model.config import LossConfig
 from metatts.meta.inner_optim import adam_init, adam_step, sgd_step
 from metatts.meta.params import check_names
 from metatts.meta.support import BATCHINGS, Batching, support_batches
@@ -34,6 +35,9 @@ IDENTITY = "identity"  # the term of FastSpeech2.identity_distance (see InnerCon
 # "bfloat16": each step's forward and backward under torch.autocast (matrix products and
 # convolutions in bfloat16, parameters, gradients and optimizer state stay float32)
 PRECISIONS: tuple[str, ...] = ("float32", "bfloat16")
+# the names the steps may follow: the model's loss parts (one per weight of LossConfig) and the
+# identity term; a part a model does not compute (e.g. pitch in a v1 model) is skipped at the step
+LOSS_TERMS: tuple[str, ...] = (*(f.name for f in dataclasses.fields(LossConfig)), IDENTITY)
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,10 @@ class InnerConfig:
             raise ValueError(f"proximal must be >= 0, got {self.proximal}")
         if isinstance(self.terms, str) or not all(isinstance(t, str) for t in self.terms):
             raise TypeError(f"terms must be a tuple of loss-term names, got {self.terms!r}")
+        unknown = [t for t in self.terms if t not in LOSS_TERMS]
+        if unknown:
+            raise ValueError(f"unknown loss term(s) {unknown}; choose from "
+                             f"{', '.join(LOSS_TERMS)} (or leave terms empty for the whole loss)")
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {self.precision!r}; choose one of {PRECISIONS}")
         if not self.identity >= 0:

@@ -153,9 +153,12 @@ def read_metadata(path: str | Path) -> dict:
     """model.json of a checkpoint, with its format checked."""
     directory = find_checkpoint(path)
     try:
-        meta = json.loads((directory / MODEL_JSON).read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{directory / MODEL_JSON}: unreadable ({err}).") from None
+        meta = json.loads((directory / MODEL_JSON).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{directory / MODEL_JSON}: unreadable ({err}). A checkpoint folder "
+                              f"holds {MODEL_JSON} and {MODEL_TENSORS} as `python -m metatts "
+                              "train` writes them; point at one of those (or at the shipped "
+                              "checkpoints/pretrained).") from None
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise CheckpointError(f"{directory}: not a {FORMAT} v{VERSION} checkpoint "
                               f"(format {meta.get('format')!r}, version {meta.get('version')!r}).")

@@ -448,9 +448,12 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
         if not path.is_file():
             raise ConfigError(f"{path}: no such config file.")
         try:
-            values = json.loads(path.read_text())
+            values = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as err:
             raise ConfigError(f"{path}: not valid JSON ({err}).") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not a text file; a config is a JSON file (see "
+                              "configs/).") from None
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: expected a JSON object at the top level.")
     return from_dict(Config, _merge(values, overrides or {}))

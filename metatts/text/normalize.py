@@ -135,6 +135,21 @@ def _expand_numbers(text: str) -> str:
     return re.sub(rf"(?<!\d)(?:{_NUMBER})|\.\d+", _integer, text)
 
 
+def dropped_letters(text: str) -> str:
+    """The runs of letters in ``text`` that :func:`normalize_text` leaves out because the front
+    end reads Latin script only ("日本" of "Hello 日本 world."), in order, each once, joined by
+    spaces; "" if none: what a caller should tell the user was not spoken."""
+    text = unicodedata.normalize("NFKC", text).translate(_UNICODE)
+    runs, run = [], ""
+    for c in text + " ":
+        if c.isalpha() and not _is_speakable_char(c):
+            run += c
+        elif run:
+            runs.append(run)
+            run = ""
+    return " ".join(dict.fromkeys(runs))
+
+
 def _is_speakable_char(char: str) -> bool:
     if char.isspace() or char in PUNCTUATION or char in "'-":
         return True

@@ -1,0 +1,162 @@
+"""Bad input from the command line gets one clear message, before any long work where it can be
+told then, and nothing adapted is lost when the output cannot be written (from an audit of the
+CLI with a user's mistakes, 2026-12-06)."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import SPEECH
+from eval import cli as eval_cli
+from metatts.adapt import load_clips
+from metatts.assets import output_problem
+from metatts.audio import AudioError, read_audio, save_audio
+from metatts.cli import adapt as adapt_cli
+from metatts.cli import synthesize as synthesize_cli
+from metatts.meta.inner_loop import InnerConfig
+from metatts.model.config import ConfigError, load_config
+from metatts.synthesis import synthesize_stream
+from metatts.text import dropped_letters
+from test_adapt import tiny_checkpoint
+
+WAV = str(SPEECH / "awb" / "awb_01.wav")
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    return tiny_checkpoint(tmp_path_factory.mktemp("base") / "ckpt")
+
+
+@pytest.fixture
+def a_file(tmp_path):
+    path = tmp_path / "afile"
+    path.write_text("x")
+    return path
+
+
+def test_output_problem(tmp_path, a_file):
+    assert output_problem(tmp_path / "new" / "deeper" / "x.wav", (".wav",)) is None
+    assert output_problem(tmp_path / "x.WAV", (".wav",)) is None
+    assert "must end in .wav or .flac" in output_problem(tmp_path / "x.mp3", (".wav", ".flac"))
+    assert "is a folder" in output_problem(tmp_path)
+    assert "is a file" in output_problem(a_file / "sub" / "x.wav")
+
+
+def test_save_audio_says_why_it_cannot_write(tmp_path, a_file):
+    with pytest.raises(AudioError, match="written as .wav or .flac"):
+        save_audio(tmp_path / "x.mp3", np.zeros(100))
+    with pytest.raises(AudioError, match="cannot write the audio there"):
+        save_audio(a_file / "x.wav", np.zeros(100))
+
+
+def test_a_folder_given_as_a_clip(tmp_path):
+    with pytest.raises(AudioError, match="is a folder; give the audio files in it"):
+        read_audio(tmp_path)
+
+
+def test_a_transcript_not_in_utf8_leaves_its_clip_out(tmp_path):
+    shutil.copy(WAV, tmp_path / "a.wav")
+    (tmp_path / "a.txt").write_bytes("Caf\xe9 au lait.".encode("latin-1"))
+    selection = load_clips([tmp_path / "a.wav"])
+    assert not selection.clips
+    assert "not UTF-8 text" in selection.left_out[0].reason
+
+
+def test_unknown_loss_terms_are_refused():
+    InnerConfig(terms=("mel", "postnet", "pitch", "energy", "identity"))
+    with pytest.raises(ValueError, match=r"unknown loss term\(s\) \['typo'\]"):
+        InnerConfig(terms=("mel", "typo"))
+
+
+def test_a_binary_file_as_config(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_bytes(bytes(range(128, 256)))
+    with pytest.raises(ConfigError, match="not a text file"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("text, dropped", [
+    ("Hello 日本 world.", "日本"), ("café naïve", ""), ("Привет мир, hello мир", "Привет мир"),
+    ("plain words", "")])
+def test_dropped_letters(text, dropped):
+    assert dropped_letters(text) == dropped
+
+
+def test_pace_outside_its_range(base):
+    for pace in (0.1, 10.0, float("nan")):
+        with pytest.raises(ValueError, match="pace must be between 0.25 and 4"):
+            synthesize_stream(base, "Hello.", speaker="a", pace=pace)
+
+
+def test_synthesize_refuses_before_any_work(base, tmp_path, a_file, capsys):
+    common = ["--speaker", "a", "--checkpoint", str(base.path)]
+    cases = [(["--text", "", "--out", str(tmp_path / "x.wav")], "--text is empty"),
+             (["--text", "Hi.", "--out", str(tmp_path / "x.mp3")], "must end in .wav or .flac"),
+             (["--text", "Hi.", "--out", str(tmp_path)], "is a folder"),
+             (["--text", "Hi.", "--out", str(a_file / "x.wav")], "is a file")]
+    for args, message in cases:
+        with pytest.raises(SystemExit) as exit_:
+            synthesize_cli.main([*args, *common])
+        assert exit_.value.code == 2 and message in capsys.readouterr().err, args
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit):
+            synthesize_cli.main(["--text", "Hi.", "--out", str(tmp_path / "x.wav"),
+                                 "--device", "cuda", *common])
+        assert "sees no CUDA GPU" in capsys.readouterr().err
+
+
+def test_synthesize_says_what_it_did_not_speak(base, tmp_path, capsys):
+    out = tmp_path / "x.wav"
+    assert synthesize_cli.main(["--text", "Hello 日本 world.", "--out", str(out), "--speaker",
+                                "a", "--checkpoint", str(base.path)]) == 0
+    assert out.is_file() and "not spoken: 日本" in capsys.readouterr().err
+
+
+def test_adapt_refuses_before_any_work(base, tmp_path, a_file, capsys):
+    common = ["--init", "pretrained", "--checkpoint", str(base.path), "--steps", "1"]
+    cases = [(["--out", str(a_file / "v.safetensors")], "is a file"),
+             (["--out", str(tmp_path / "v.safetensors"), "--batch-size", "2"],
+              "--batching minibatch"),
+             (["--out", str(tmp_path / "v.safetensors"), "--min-confidence", "7"],
+              "between 0 and 1"),
+             (["--out", str(tmp_path / "v.safetensors"), "--terms", "mel", "typo"],
+              "unknown loss term")]
+    for args, message in cases:
+        assert adapt_cli.main([WAV, *common, *args]) == 1
+        assert message in capsys.readouterr().err, args
+    assert not (tmp_path / "v.safetensors").exists()
+
+
+def test_adapt_keeps_the_voice_when_its_file_cannot_be_written(base, tmp_path, capsys,
+                                                                monkeypatch):
+    from metatts.voice import Voice
+
+    real_save, calls = Voice.save, []
+
+    def save(self, path):
+        calls.append(Path(path))
+        if len(calls) == 1:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_save(self, path)
+
+    monkeypatch.setattr(Voice, "save", save)
+    out = tmp_path / "v.safetensors"
+    assert adapt_cli.main([WAV, "--init", "pretrained", "--checkpoint", str(base.path),
+                           "--steps", "1", "--quiet", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    rescued = Path(json.loads(captured.out)["voice"])
+    assert rescued == calls[1] and rescued.is_file() and rescued.name == out.name
+    assert f"could not write {out}" in captured.err and str(rescued) in captured.err
+    Voice.load(rescued)
+
+
+def test_eval_score_refuses_text_without_words_and_an_empty_reference(capsys):
+    for args, message in [([WAV, "--text", "..."], "has no words"),
+                          ([WAV, "--text", "hello", "--reference"], "names no clips")]:
+        with pytest.raises(SystemExit) as exit_:
+            eval_cli.score_main(args)
+        assert exit_.value.code == 2 and message in capsys.readouterr().err
