@@ -244,7 +244,7 @@ def synthesize(text: str, session: Session,
         files.append(str(folder / f"speech-{init}.wav"))
     dropped = dropped_letters(text)
     if dropped:
-        notes.append(f"Not spoken: {dropped} (it reads English in Latin letters)")
+        notes.append(f"Not spoken: {dropped} (the model reads English in Latin letters)")
     session = Session(session.wavs, session.voices, session.seconds, outputs, text)
     yield (session, gr.skip(), gr.skip(), mels.get("meta"), mels.get("pretrained"),
            "; ".join(notes) + ".", files)

@@ -20,7 +20,7 @@ def score_main(argv: list[str]) -> int:
     )
     parser.add_argument("audio", nargs="+", help="audio files to score (wav, flac, mp3, ogg)")
     parser.add_argument("--text", required=True, help="what the audio should say")
-    parser.add_argument("--reference", nargs="*", default=[], metavar="REF",
+    parser.add_argument("--reference", nargs="*", default=None, metavar="REF",
                         help="real clips of the target speaker for speaker similarity")
     parser.add_argument("--asr", default="base",
                         help="Whisper model: base (default), tiny.en, a local dir or a hub id")
@@ -33,12 +33,12 @@ def score_main(argv: list[str]) -> int:
 
     if not any(ch.isalnum() for ch in metrics.normalize(args.text)):
         parser.error("--text has no words; give the sentence the audio should say")
-    if "--reference" in (argv if argv is not None else sys.argv[1:]) and not args.reference:
+    if args.reference is not None and not args.reference:
         parser.error("--reference names no clips; give real clips of the speaker after it, or "
                      "leave it out to score WER only")
     try:
         wavs = [load_audio(path, 16000) for path in args.audio]
-        refs = [load_audio(path, 16000) for path in args.reference]
+        refs = [load_audio(path, 16000) for path in args.reference or []]
         from eval.score import score_clips
 
         scores = score_clips(wavs, 16000, [args.text] * len(wavs), refs or None,

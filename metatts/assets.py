@@ -96,17 +96,23 @@ def output_problem(target: str | Path, suffixes: tuple[str, ...] = ()) -> str | 
     is done, so that a long job does not end in an error at its last line. ``suffixes``: the
     endings allowed (e.g. ``(".wav", ".flac")``; empty: any)."""
     target = Path(target)
-    if target.is_dir():
-        return f"{target} is a folder; give a file name inside it."
-    if suffixes and target.suffix.lower() not in suffixes:
-        return f"{target}: the file name must end in {' or '.join(suffixes)}."
-    folder = target.parent
-    while not folder.exists():  # the first folder that exists must let us create the rest
-        folder = folder.parent
-    if not folder.is_dir():
-        return f"{folder} is a file, so {target} cannot be made; choose another path."
-    if not os.access(folder, os.W_OK | os.X_OK):
-        return f"{folder} is not writable; choose a path in a folder you can write to."
+    if not str(target) or str(target) == ".":
+        return "no file name given."
+    try:
+        if target.is_dir():
+            return f"{target} is a folder; give a file name inside it."
+        if suffixes and target.suffix.lower() not in suffixes:
+            return f"{target}: the file name must end in {' or '.join(suffixes)}."
+        folder = target.parent
+        while not folder.exists():  # the first folder that exists must let us create the rest
+            folder = folder.parent
+        if not folder.is_dir():
+            return f"{target}: {folder} is a file, so it cannot be made; choose another path."
+        if not os.access(folder, os.W_OK | os.X_OK):
+            return (f"{target}: the folder {folder} is not writable; choose a path in a folder "
+                    "you can write to.")
+    except OSError as err:  # e.g. a folder on the way that this user may not enter
+        return f"{target}: cannot be reached ({err}); choose another path."
     return None
 
 

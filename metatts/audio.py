@@ -69,8 +69,11 @@ def read_audio(source: str | Path | bytes, *, max_seconds: float | None = None) 
     other format ffmpeg knows (webm/opus as browsers record, m4a) through ffmpeg. At most
     ``max_seconds`` are read; ``truncated`` says whether there was more."""
     name = "audio bytes" if isinstance(source, bytes) else str(source)
+    if not isinstance(source, bytes) and not str(source):
+        raise AudioError("an empty file name was given for a clip.")
     if not isinstance(source, bytes) and Path(source).is_dir():
-        raise AudioError(f"{name} is a folder; give the audio files in it (e.g. {name}/*.wav).")
+        folder = str(source).rstrip("/")
+        raise AudioError(f"{folder} is a folder; give the audio files in it (e.g. {folder}/*.wav).")
     if not isinstance(source, bytes) and not Path(source).is_file():
         raise AudioError(f"{name}: no such file.")
     try:
@@ -255,7 +258,7 @@ def save_audio(path: str | Path, wav: np.ndarray | torch.Tensor, sample_rate: in
         path.parent.mkdir(parents=True, exist_ok=True)
         sf.write(str(path), np.clip(np.asarray(wav, dtype=np.float32), -1, 1), sample_rate,
                  subtype="PCM_16")
-    except (OSError, sf.LibsndfileError, TypeError) as err:
+    except (OSError, sf.LibsndfileError) as err:
         raise AudioError(f"{path}: cannot write the audio there ({err}); choose a path in a "
                          "folder you can write to.") from None
 

@@ -27,7 +27,7 @@ from metatts.model.checkpoint import Checkpoint, CheckpointError
 from metatts.model.config import PostFilterConfig
 from metatts.model.fastspeech2 import NEW_SPEAKER, FastSpeech2, Prediction
 from metatts.postfilter import apply as apply_postfilter
-from metatts.text import split_sentences, text_to_ids
+from metatts.text import TextError, split_sentences, text_to_ids
 
 PAUSE_SECONDS = 0.25  # silence between sentences
 FADE_SECONDS = 0.005  # raised-cosine fade at both ends of each sentence's audio
@@ -138,9 +138,7 @@ def synthesize_stream(checkpoint: Checkpoint, text: str,
         check_params(model, params)
         params = {k: v.to(device) for k, v in params.items()}
     index = resolve_speaker(checkpoint, params, speaker)
-    sentences = split_sentences(text, max_chars=MAX_SENTENCE_CHARS)
-    mode = checkpoint.config.data.tokens
-    ids = [text_to_ids(s, mode=mode, table=checkpoint.symbols) for s in sentences]
+    sentences, ids = speakable_sentences(text, checkpoint)
     if vocoder is None:  # loaded (once per process) before any timing
         from metatts.vocoder import load_vocoder
 
@@ -148,6 +146,24 @@ def synthesize_stream(checkpoint: Checkpoint, text: str,
     pf = checkpoint.config.postfilter if postfilter and checkpoint.config.postfilter.active else None
     return _stream(checkpoint.model, params, index, sentences, ids, pace, vocoder, pf,
                    chunk_sentences)
+
+
+def speakable_sentences(text: str, checkpoint: Checkpoint) -> tuple[list[str], list[list[int]]]:
+    """``text``'s sentences and their symbol ids, leaving out a sentence with nothing the model
+    can say (e.g. one in another script, "日本語。"; :func:`metatts.text.dropped_letters` names
+    what was left out); :class:`TextError` when no sentence is left."""
+    sentences, ids, first_error = [], [], None
+    for sentence in split_sentences(text, max_chars=MAX_SENTENCE_CHARS):
+        try:
+            ids.append(text_to_ids(sentence, mode=checkpoint.config.data.tokens,
+                                   table=checkpoint.symbols))
+        except TextError as err:
+            first_error = first_error or err
+            continue
+        sentences.append(sentence)
+    if not sentences:
+        raise first_error
+    return sentences, ids
 
 
 def _stream(model: FastSpeech2, params: dict[str, Tensor] | None, speaker: int,

@@ -91,7 +91,7 @@ class Voice:
     def save(self, path: str | Path) -> Path:
         """Write the voice atomically to ``path`` (a .safetensors file)."""
         path = Path(path)
-        if path.suffix != ".safetensors":
+        if path.suffix.lower() != ".safetensors":
             raise VoiceError(f"{path}: a voice file must end in .safetensors.")
         tensors = {k: v.detach().to("cpu", STORED_DTYPE).contiguous()
                    for k, v in self.params.items()}

@@ -4,11 +4,13 @@ CLI with a user's mistakes, 2026-12-06)."""
 
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from safetensors import SafetensorError
 
 from conftest import SPEECH
 from eval import cli as eval_cli
@@ -19,8 +21,9 @@ from metatts.cli import adapt as adapt_cli
 from metatts.cli import synthesize as synthesize_cli
 from metatts.meta.inner_loop import InnerConfig
 from metatts.model.config import ConfigError, load_config
-from metatts.synthesis import synthesize_stream
-from metatts.text import dropped_letters
+from metatts.synthesis import synthesize, synthesize_stream
+from metatts.text import TextError, dropped_letters
+from metatts.voice import Voice
 from test_adapt import tiny_checkpoint
 
 WAV = str(SPEECH / "awb" / "awb_01.wav")
@@ -44,6 +47,7 @@ def test_output_problem(tmp_path, a_file):
     assert "must end in .wav or .flac" in output_problem(tmp_path / "x.mp3", (".wav", ".flac"))
     assert "is a folder" in output_problem(tmp_path)
     assert "is a file" in output_problem(a_file / "sub" / "x.wav")
+    assert output_problem("") == "no file name given."
 
 
 def test_save_audio_says_why_it_cannot_write(tmp_path, a_file):
@@ -53,9 +57,11 @@ def test_save_audio_says_why_it_cannot_write(tmp_path, a_file):
         save_audio(a_file / "x.wav", np.zeros(100))
 
 
-def test_a_folder_given_as_a_clip(tmp_path):
+def test_a_folder_or_no_name_given_as_a_clip(tmp_path):
     with pytest.raises(AudioError, match="is a folder; give the audio files in it"):
         read_audio(tmp_path)
+    with pytest.raises(AudioError, match="an empty file name"):
+        read_audio("")
 
 
 def test_a_transcript_not_in_utf8_leaves_its_clip_out(tmp_path):
@@ -81,15 +87,28 @@ def test_a_binary_file_as_config(tmp_path):
 
 @pytest.mark.parametrize("text, dropped", [
     ("Hello 日本 world.", "日本"), ("café naïve", ""), ("Привет мир, hello мир", "Привет мир"),
-    ("plain words", "")])
+    ("plain words", ""), ("नमस्ते दुनिया hello", "नमस्ते दुनिया")])
 def test_dropped_letters(text, dropped):
     assert dropped_letters(text) == dropped
 
 
+def silent(mel):
+    return torch.zeros(mel.shape[-1] * 256)
+
+
 def test_pace_outside_its_range(base):
-    for pace in (0.1, 10.0, float("nan")):
+    for pace in (0.25, 4.0):
+        synthesize_stream(base, "Hello.", speaker="a", pace=pace, vocoder=silent)
+    for pace in (0.24, 4.01, float("nan")):
         with pytest.raises(ValueError, match="pace must be between 0.25 and 4"):
-            synthesize_stream(base, "Hello.", speaker="a", pace=pace)
+            synthesize_stream(base, "Hello.", speaker="a", pace=pace, vocoder=silent)
+
+
+def test_a_sentence_in_another_script_is_left_out_not_fatal(base):
+    spoken = synthesize(base, "Hello there! 日本語です。", speaker="a", vocoder=silent)
+    assert spoken.sentences == ("Hello there!",)
+    with pytest.raises(TextError, match="Nothing to speak"):
+        synthesize(base, "日本語です。", speaker="a", vocoder=silent)
 
 
 def test_synthesize_refuses_before_any_work(base, tmp_path, a_file, capsys):
@@ -97,7 +116,9 @@ def test_synthesize_refuses_before_any_work(base, tmp_path, a_file, capsys):
     cases = [(["--text", "", "--out", str(tmp_path / "x.wav")], "--text is empty"),
              (["--text", "Hi.", "--out", str(tmp_path / "x.mp3")], "must end in .wav or .flac"),
              (["--text", "Hi.", "--out", str(tmp_path)], "is a folder"),
-             (["--text", "Hi.", "--out", str(a_file / "x.wav")], "is a file")]
+             (["--text", "Hi.", "--out", str(a_file / "x.wav")], "is a file"),
+             (["--text", "Hi.", "--out", str(tmp_path / "x.wav"), "--pace", "9"],
+              "--pace must be between 0.25 and 4")]
     for args, message in cases:
         with pytest.raises(SystemExit) as exit_:
             synthesize_cli.main([*args, *common])
@@ -131,32 +152,51 @@ def test_adapt_refuses_before_any_work(base, tmp_path, a_file, capsys):
     assert not (tmp_path / "v.safetensors").exists()
 
 
+@pytest.mark.parametrize("error", [PermissionError(13, "Permission denied"),
+                                   SafetensorError("No space left on device")])
 def test_adapt_keeps_the_voice_when_its_file_cannot_be_written(base, tmp_path, capsys,
-                                                                monkeypatch):
-    from metatts.voice import Voice
-
+                                                                monkeypatch, error):
     real_save, calls = Voice.save, []
 
     def save(self, path):
         calls.append(Path(path))
         if len(calls) == 1:
-            raise PermissionError(13, "Permission denied", str(path))
+            raise error
         return real_save(self, path)
 
     monkeypatch.setattr(Voice, "save", save)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
     out = tmp_path / "v.safetensors"
-    assert adapt_cli.main([WAV, "--init", "pretrained", "--checkpoint", str(base.path),
-                           "--steps", "1", "--quiet", "--out", str(out)]) == 0
+    args = [WAV, "--init", "pretrained", "--checkpoint", str(base.path), "--steps", "1",
+            "--quiet", "--out", str(out)]
+    assert adapt_cli.main(args) == 1  # not where it was asked: a script must notice
     captured = capsys.readouterr()
-    rescued = Path(json.loads(captured.out)["voice"])
+    summary = json.loads(captured.out)
+    rescued = Path(summary["voice"])
+    assert summary["requested"] == str(out) and not out.exists()
     assert rescued == calls[1] and rescued.is_file() and rescued.name == out.name
+    assert rescued.is_relative_to(tmp_path / "tmp")
     assert f"could not write {out}" in captured.err and str(rescued) in captured.err
     Voice.load(rescued)
 
 
+def test_adapt_says_so_when_the_voice_cannot_be_written_anywhere(base, tmp_path, capsys,
+                                                                 monkeypatch):
+    def save(self, path):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Voice, "save", save)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    assert adapt_cli.main([WAV, "--init", "pretrained", "--checkpoint", str(base.path),
+                           "--steps", "1", "--quiet", "--out", str(tmp_path / "v.safetensors")]) == 1
+    assert "nor to" in capsys.readouterr().err
+
+
 def test_eval_score_refuses_text_without_words_and_an_empty_reference(capsys):
     for args, message in [([WAV, "--text", "..."], "has no words"),
-                          ([WAV, "--text", "hello", "--reference"], "names no clips")]:
+                          ([WAV, "--text", "hello", "--reference"], "names no clips"),
+                          ([WAV, "--text", "hello", "--ref"], "names no clips")]:
         with pytest.raises(SystemExit) as exit_:
             eval_cli.score_main(args)
         assert exit_.value.code == 2 and message in capsys.readouterr().err

@@ -47,7 +47,7 @@ def test_links_resolve(doc):
         file, _, anchor = target.partition("#")
         path = (doc.parent / file).resolve() if file else doc
         if not path.exists():
-            broken.append(f"{target}: no file {path.relative_to(ROOT)}")
+            broken.append(f"{target}: no file {path}")
         elif anchor and path.suffix == ".md" and anchor not in anchors(path):
             broken.append(f"{target}: no heading with anchor #{anchor} in {path.name}")
     assert not broken, f"{doc.name}: " + "; ".join(broken)

@@ -13,6 +13,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from safetensors import SafetensorError
+
 from metatts.adapt import (INITS, MIN_CONFIDENCE, STARTS, RECHECK_BELOW, RECHECK_MODEL, AdaptError,
                            Progress, adapt, default_settings, load_base, load_clips, with_changes)
 from metatts.assets import AssetError, output_problem
@@ -85,9 +87,6 @@ def main(argv: list[str] | None = None) -> int:
     problem = output_problem(args.out, (".safetensors",))
     if problem:
         return _fail(f"--out {problem}")
-    if args.batch_size is not None and args.batching != "minibatch":
-        return _fail("--batch-size sets the clips per step of --batching minibatch; add "
-                     "--batching minibatch, or leave --batch-size out.")
     if not 0 <= args.min_confidence <= 1:
         return _fail(f"--min-confidence is a share of Whisper's confidence between 0 and 1, "
                      f"got {args.min_confidence}.")
@@ -105,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
             settings = with_changes(default_settings(args.init, base, args.start), **overrides)
         except (TypeError, ValueError) as err:  # a value out of range, e.g. --steps -1
             return _fail(str(err))
+        if args.batch_size is not None and settings.batching != "minibatch":
+            return _fail(f"--batch-size sets the clips per step of --batching minibatch, and "
+                         f"this adaptation batches '{settings.batching}'; add --batching "
+                         "minibatch, or leave --batch-size out.")
         selection = load_clips(args.clips, asr_model=args.asr,
                                min_confidence=args.min_confidence,
                                recheck_model=None if args.recheck == "none" else args.recheck)
@@ -118,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     except (AdaptError, AudioError, AssetError, CheckpointError, VoiceError) as err:
         return _fail(str(err))
     print(json.dumps({
-        "voice": str(path), "init": settings.init, "base": result.voice.base.describe(),
+        "voice": str(path), **({} if path == Path(args.out) else {"requested": args.out}), "init": settings.init, "base": result.voice.base.describe(),
         "clips": len(selection.clips), "left_out": len(selection.left_out),
         "start": result.start, "steps": settings.steps, "groups": list(settings.groups),
         "stopped_at": result.stopped_at,
@@ -130,17 +133,21 @@ def main(argv: list[str] | None = None) -> int:
         "loss_start": result.losses[0] if result.losses else result.final_loss,
         "loss_final": result.final_loss, "seconds": round(result.seconds, 2),
     }))
-    return 0
+    return 0 if path == Path(args.out) else 1  # saved elsewhere: not what was asked
 
 
-def _save(voice, out: str):
+def _save(voice, out: str) -> Path:
     """Write the voice to ``out``; if that fails after all the work, to a temporary folder, and
-    say where (the adapted voice is not lost)."""
+    say where (the adapted voice is not lost). :class:`VoiceError` if neither can be written."""
     try:
         return voice.save(out)
-    except OSError as err:
+    except (OSError, SafetensorError) as err:
         rescue = Path(tempfile.mkdtemp(prefix="metatts-voice-")) / Path(out).name
-        voice.save(rescue)
+        try:
+            voice.save(rescue)
+        except (OSError, SafetensorError) as again:
+            raise VoiceError(f"could not write the voice to {out} ({err}) nor to {rescue} "
+                             f"({again}); free some disk space and adapt again.") from None
         print(f"metatts adapt: could not write {out} ({err}); the voice was saved to {rescue} "
               "instead: move it where you want it.", file=sys.stderr)
         return rescue

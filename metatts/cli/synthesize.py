@@ -23,7 +23,8 @@ def main(argv: list[str] | None = None) -> int:
                              "from it, else $METATTS_CHECKPOINT or checkpoints/pretrained)")
     parser.add_argument("--list-speakers", action="store_true",
                         help="print the checkpoint's speaker names, one per line, and exit")
-    parser.add_argument("--pace", type=float, default=1.0, help="speaking rate, 0.25 to 4 (> 1 is faster; default 1)")
+    parser.add_argument("--pace", type=float, default=1.0,
+                        help="speaking rate, 0.25 to 4 (> 1 is faster; default 1)")
     parser.add_argument("--no-postfilter", action="store_true",
                         help="leave the mel as the model made it (skip the checkpoint's "
                              "post-filter, see `python -m metatts postfilter`)")
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     from metatts.assets import output_problem
     from metatts.audio import OUTPUT_SUFFIXES, save_audio
     from metatts.model.checkpoint import CheckpointError, load_checkpoint, shipped_checkpoint
-    from metatts.synthesis import synthesize
+    from metatts.synthesis import PACE_RANGE, synthesize
     from metatts.text import TextError, dropped_letters
     from metatts.vocoder import load_vocoder
     from metatts.voice import Voice
@@ -61,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         problem = output_problem(args.out, OUTPUT_SUFFIXES)
         if problem:
             parser.error(f"--out {problem}")
+        if not PACE_RANGE[0] <= args.pace <= PACE_RANGE[1]:
+            parser.error(f"--pace must be between {PACE_RANGE[0]:g} and {PACE_RANGE[1]:g}, got "
+                         f"{args.pace:g}.")
         if not (args.speaker or args.voice or args.reference):
             parser.error("choose a voice: --speaker NAME (see --list-speakers), --voice FILE or "
                          "--reference CLIP [CLIP ...].")

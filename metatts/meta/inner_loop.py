@@ -90,7 +90,8 @@ class InnerConfig:
         unknown = [t for t in self.terms if t not in LOSS_TERMS]
         if unknown:
             raise ValueError(f"unknown loss term(s) {unknown}; choose from "
-                             f"{', '.join(LOSS_TERMS)} (or leave terms empty for the whole loss)")
+                             f"{', '.join(LOSS_TERMS)}; for the whole loss give none (`adapt "
+                             "--terms all`)")
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {self.precision!r}; choose one of {PRECISIONS}")
         if not self.identity >= 0:

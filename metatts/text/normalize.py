@@ -144,6 +144,8 @@ def dropped_letters(text: str) -> str:
     for c in text + " ":
         if c.isalpha() and not _is_speakable_char(c):
             run += c
+        elif run and unicodedata.category(c).startswith("M"):  # a vowel sign, virama...
+            run += c
         elif run:
             runs.append(run)
             run = ""
