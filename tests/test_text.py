@@ -57,6 +57,7 @@ needs_espeak = pytest.mark.skipif(not phonemes.espeak_available(), reason="espea
     ("x & y", "x and y"),
     ("“Hello,” she said — ‘quietly’…", "Hello, she said, quietly…"),
     ("Wait... what?!", "Wait… what?"),
+    ("I donʼt know, Hawaiʻi.", "I don't know, Hawai'i."),  # modifier-letter apostrophes
     ("Hello!!!", "Hello!"),
     ("(see above)", "see above"),
     ("Hi 😀 日本 there", "Hi there"),

@@ -21,7 +21,7 @@ from metatts.text.errors import TextError
 PUNCTUATION = ",.!?;:…"  # pause marks kept in normalized text (besides ' and - inside words)
 
 _UNICODE = str.maketrans({
-    **dict.fromkeys("‘’‚‛′`´", "'"),
+    **dict.fromkeys("‘’‚‛′`´ʼʻ", "'"),
     **dict.fromkeys("“”„‟″«»", '"'),
     **dict.fromkeys("‐‑‒−", "-"),
     **dict.fromkeys("–—―", "—"),
