@@ -127,9 +127,7 @@ def synthesize_stream(checkpoint: Checkpoint, text: str,
     ``chunk_sentences`` (every chunk but the last ends with the pause before the next sentence).
     Arguments as for :func:`synthesize`; bad text or a bad voice raises here, before the first
     chunk is made."""
-    if not PACE_RANGE[0] <= pace <= PACE_RANGE[1]:
-        raise ValueError(f"pace must be between {PACE_RANGE[0]} and {PACE_RANGE[1]} (1 is the "
-                         f"model's own rate, 2 twice as fast), got {pace}.")
+    check_pace(pace)
     if chunk_sentences < 1:
         raise ValueError(f"chunk_sentences must be at least 1, got {chunk_sentences}.")
     model = checkpoint.model
@@ -146,6 +144,13 @@ def synthesize_stream(checkpoint: Checkpoint, text: str,
     pf = checkpoint.config.postfilter if postfilter and checkpoint.config.postfilter.active else None
     return _stream(checkpoint.model, params, index, sentences, ids, pace, vocoder, pf,
                    chunk_sentences)
+
+
+def check_pace(pace: float) -> None:
+    """:class:`ValueError` unless ``pace`` is in :data:`PACE_RANGE`."""
+    if not PACE_RANGE[0] <= pace <= PACE_RANGE[1]:
+        raise ValueError(f"pace must be between {PACE_RANGE[0]:g} and {PACE_RANGE[1]:g} (1 is the "
+                         f"model's own rate, 2 twice as fast), got {pace:g}.")
 
 
 def speakable_sentences(text: str, checkpoint: Checkpoint) -> tuple[list[str], list[list[int]]]:

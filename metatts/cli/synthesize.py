@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     from metatts.assets import output_problem
     from metatts.audio import OUTPUT_SUFFIXES, save_audio
     from metatts.model.checkpoint import CheckpointError, load_checkpoint, shipped_checkpoint
-    from metatts.synthesis import PACE_RANGE, synthesize
+    from metatts.synthesis import check_pace, synthesize
     from metatts.text import TextError, dropped_letters
     from metatts.vocoder import load_vocoder
     from metatts.voice import Voice
@@ -62,9 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         problem = output_problem(args.out, OUTPUT_SUFFIXES)
         if problem:
             parser.error(f"--out {problem}")
-        if not PACE_RANGE[0] <= args.pace <= PACE_RANGE[1]:
-            parser.error(f"--pace must be between {PACE_RANGE[0]:g} and {PACE_RANGE[1]:g}, got "
-                         f"{args.pace:g}.")
+        check_pace(args.pace)  # before anything loads
         if not (args.speaker or args.voice or args.reference):
             parser.error("choose a voice: --speaker NAME (see --list-speakers), --voice FILE or "
                          "--reference CLIP [CLIP ...].")
