@@ -69,13 +69,15 @@ def read_audio(source: str | Path | bytes, *, max_seconds: float | None = None) 
     other format ffmpeg knows (webm/opus as browsers record, m4a) through ffmpeg. At most
     ``max_seconds`` are read; ``truncated`` says whether there was more."""
     name = "audio bytes" if isinstance(source, bytes) else str(source)
-    if not isinstance(source, bytes) and not str(source):
-        raise AudioError("an empty file name was given for a clip.")
-    if not isinstance(source, bytes) and Path(source).is_dir():
-        folder = str(source).rstrip("/")
-        raise AudioError(f"{folder} is a folder; give the audio files in it (e.g. {folder}/*.wav).")
-    if not isinstance(source, bytes) and not Path(source).is_file():
-        raise AudioError(f"{name}: no such file.")
+    if not isinstance(source, bytes):
+        if not name:
+            raise AudioError("an empty file name was given for a clip.")
+        if Path(source).is_dir():
+            folder = name.rstrip("/")
+            raise AudioError(f"{folder} is a folder; give the audio files in it (e.g. "
+                             f"{folder}/*.wav).")
+        if not Path(source).is_file():
+            raise AudioError(f"{name}: no such file.")
     try:
         return _read_soundfile(source, max_seconds)
     except Exception as err:  # soundfile raises several types for bad files

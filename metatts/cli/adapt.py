@@ -118,10 +118,12 @@ def main(argv: list[str] | None = None) -> int:
                          "clips of clear speech, each with its transcript in a .txt beside it.")
         result = adapt(selection.clips, base, settings, on_step=None if args.quiet else progress)
         path = _save(result.voice, args.out)
+        rescued = path != Path(args.out)  # saved elsewhere: not what was asked
     except (AdaptError, AudioError, AssetError, CheckpointError, VoiceError) as err:
         return _fail(str(err))
     print(json.dumps({
-        "voice": str(path), **({} if path == Path(args.out) else {"requested": args.out}), "init": settings.init, "base": result.voice.base.describe(),
+        "voice": str(path), **({"requested": args.out} if rescued else {}),
+        "init": settings.init, "base": result.voice.base.describe(),
         "clips": len(selection.clips), "left_out": len(selection.left_out),
         "start": result.start, "steps": settings.steps, "groups": list(settings.groups),
         "stopped_at": result.stopped_at,
@@ -133,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         "loss_start": result.losses[0] if result.losses else result.final_loss,
         "loss_final": result.final_loss, "seconds": round(result.seconds, 2),
     }))
-    return 0 if path == Path(args.out) else 1  # saved elsewhere: not what was asked
+    return 1 if rescued else 0
 
 
 def _save(voice, out: str) -> Path:
