@@ -170,11 +170,13 @@ def transcript_problem(text: str, confidence: float, min_confidence: float) -> s
 
 # Steps every start takes by default (the app's too). A meta-learned checkpoint was meta-trained
 # with fewer (configs/meta_v2_decoder.json: 5), but its voice keeps getting closer with WER held
-# since the steps leave the duration predictor alone. The full preset (results/eval_full, meta,
-# k = 5, 105 clips per natural cell, 15 real): ECAPA after 20 / 50 / 100 steps natural 0.598 /
-# 0.676 / 0.703, real 0.550 / 0.573 / 0.577; WER natural 2.9 / 3.3 / 3.4 % (1.9 % at 0), real
-# 0.4 / 0.0 / 0.6 %; DNSMOS 3.16 at each; mean time 3.2 / 7.6 / 15.1 s on 2 cores. 50 keeps most
-# of what 100 adds at half its time (it was 20 while WER rose past 20 steps).
+# since the steps leave the duration predictor alone. The full preset on the shipped pair
+# (results/eval_full, meta, k = 5, 105 clips per natural cell, 15 real): ECAPA after 20 / 50 /
+# 100 steps natural 0.635 / 0.701 / 0.722, real 0.571 / 0.593 / 0.609; WER natural 2.7 / 3.2 /
+# 3.4 % (1.9 % at 0), real 0.4 / 0.8 / 0.8 %; DNSMOS 3.19 / 3.20 / 3.19; mean time 4.1 / 9.7 /
+# 18.9 s on 2 cores shared with the judges. 50 keeps most of what 100 adds at half its time (it
+# was 20 while WER rose past 20 steps; the previous pair's run, results/eval_full_4250, read the
+# same way).
 ADAPT_STEPS = 50
 
 
