@@ -12,6 +12,10 @@ at 1.43 (float32, the same 15 transcripts) and 1.08 (int8, 2 of 15 transcripts d
 On the AMD EPYC (AVX512-BF16) machine of 2026-12-05 (2 idle cores, the same clips): Whisper base
 1.11 / 0.96 / 0.90 / 0.91 (batch 1 / 4 / 8 / 16), ECAPA 0.13 / 0.18 / 0.59, DNSMOS 0.81 (its
 network 0.18 s a window, already at onnxruntime's best session options), GE2E 0.02.
+Both cores are already used: on that machine (2026-12-06, the same 15 clips, two rounds) one
+thread instead of two takes Whisper base from 1.02-1.06 to 1.65-1.71 s a clip and DNSMOS from
+0.78-0.81 to 1.52-1.57, so two one-thread judge processes side by side would gain about a fifth
+on Whisper and nothing on DNSMOS.
 """
 
 from __future__ import annotations
