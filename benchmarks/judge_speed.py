@@ -1,6 +1,6 @@
 """Seconds per clip of each benchmark judge, on the shipped natural test clips (every 7th clip).
 
-    python benchmarks/judge_speed.py [--clips 15]
+    python benchmarks/judge_speed.py [--clips 15] [--threads 2]
 
 Prints one line per judge (Whisper base through transformers, ECAPA at batch sizes 1, 4 and 16,
 DNSMOS, GE2E). Run it on idle cores: the judges' thread pools slow down several-fold when other
@@ -15,7 +15,7 @@ network 0.18 s a window, already at onnxruntime's best session options), GE2E 0.
 Both cores are already used: on that machine (2026-12-06, the same 15 clips, two rounds) one
 thread instead of two takes Whisper base from 1.02-1.06 to 1.65-1.71 s a clip and DNSMOS from
 0.78-0.81 to 1.52-1.57, so two one-thread judge processes side by side would gain about a fifth
-on Whisper and nothing on DNSMOS.
+on Whisper and nothing on DNSMOS (`--threads 1` against `--threads 2`).
 """
 
 from __future__ import annotations
@@ -36,9 +36,11 @@ sys.path.insert(0, str(ROOT))  # eval/ and metatts/ from a clone, without instal
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clips", type=int, default=15)
+    parser.add_argument("--threads", type=int, default=2,
+                        help="threads of torch and of DNSMOS's onnxruntime session (default 2)")
     args = parser.parse_args()
-    torch.set_num_threads(2)
-    from eval.naturalness import dnsmos
+    torch.set_num_threads(args.threads)
+    from eval.naturalness import _model, dnsmos
     from metatts import asr, speaker
 
     files = sorted(glob.glob(str(ROOT / "metatts/eval_speakers/kokoro_en_*/*.flac")))[::7]
@@ -59,6 +61,14 @@ def main() -> None:
               lambda w, b=batch: asr.transcribe(w, rate, model="base", batch_size=b))
     for batch in (1, 4, 16):
         timed(f"ECAPA batch {batch}", lambda w, b=batch: speaker.embed(w, rate, batch_size=b))
+    if args.threads != 2:  # speechmos opens its session with onnxruntime's default (all cores)
+        import onnxruntime as ort
+
+        model = _model()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = args.threads, 1
+        path = model.onnx_sess._model_path
+        model.onnx_sess = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     timed("DNSMOS", lambda w: dnsmos(w, rate))
     try:
         from metatts import ge2e
