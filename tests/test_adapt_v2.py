@@ -160,6 +160,9 @@ def test_loss_terms_choose_what_the_steps_follow(base, clips):
         adapt(clips, base, settings(terms=("no_such_term",)))
     with pytest.raises(ValueError, match="none of the loss terms"):  # known, not computed here
         adapt(clips, base, settings(terms=("consistency",)))
+    with pytest.warns(UserWarning, match=r"\['consistency'\] are not computed"):  # beside one that is
+        beside = adapt(clips, base, settings(terms=("mel", "postnet", "consistency")))
+    assert torch.equal(beside.voice.params["speaker.new"], mel_only.voice.params["speaker.new"])
 
 
 def _identity(base, clips, params):

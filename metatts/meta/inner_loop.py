@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import warnings
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -38,6 +39,9 @@ PRECISIONS: tuple[str, ...] = ("float32", "bfloat16")
 # the names the steps may follow: the model's loss parts (one per weight of LossConfig) and the
 # identity term; a part a model does not compute (e.g. pitch in a v1 model) is skipped at the step
 LOSS_TERMS: tuple[str, ...] = (*(f.name for f in dataclasses.fields(LossConfig)), IDENTITY)
+# parts a model computes only if its architecture has them (no postnet, no pitch or energy
+# predictor, fixed durations without an aligner): named in terms, they are left out silently
+OPTIONAL_PARTS: tuple[str, ...] = ("postnet", "pitch", "energy", "align", "binarization")
 
 
 @dataclass(frozen=True)
@@ -147,6 +151,13 @@ class _Loss(nn.Module):
         if not present:
             raise ValueError(f"none of the loss terms {self.terms} is computed for this batch; "
                              f"it has {sorted(out.parts)}")
+        # a part the model's architecture lacks (pitch in a v1 model, a postnet) is skipped
+        # quietly, as the shipped terms may name it; any other is worth a word
+        missing = [t for t in self.terms if t not in out.parts and t not in OPTIONAL_PARTS]
+        if missing:  # e.g. consistency, computed only in pretraining
+            warnings.warn(f"loss term(s) {missing} are not computed for this batch and are left "
+                          f"out of the steps, which follow {present} (it has "
+                          f"{sorted(out.parts)})", stacklevel=2)
         weights = getattr(self.model, "loss_config", None)
         return sum(getattr(weights, t, 1.0) * out.parts[t] for t in present) + extra
 
