@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -44,6 +45,8 @@ DATATYPES = ["bool", "str", "number", "number", "number", "number", "number", "s
              "str"]
 COLUMNS = ["use", "clip", "seconds", "clipped %", "SNR dB", "silence %", "confidence",
            "transcript", "problem", "notes"]
+# the reasons a clip is unticked stay readable beside a long transcript
+COLUMN_WIDTHS = ["5%", "12%", "7%", "7%", "6%", "7%", "8%", "22%", "14%", "12%"]
 # what browsers record and phones save, besides the audio types the file picker knows
 UPLOAD_TYPES = ["audio", ".webm", ".weba", ".opus", ".ogg", ".m4a", ".mp3", ".flac", ".wav"]
 ABOUT = """
@@ -134,8 +137,7 @@ def use_example(name: str | None, session: Session):
     with friendly():
         reports, wavs = logic.check_clips(paths)
     report_warning(reports)
-    return ([str(p) for p in paths], report_table(reports),
-            Session(wavs, session.voices, session.seconds))
+    return [str(p) for p in paths], report_table(reports), new_clips(session, wavs)
 
 
 def check_clips(files, recording, session: Session,
@@ -145,7 +147,18 @@ def check_clips(files, recording, session: Session,
     with friendly():
         reports, wavs = logic.check_clips(paths)
     report_warning(reports)
-    return report_table(reports), Session(wavs, session.voices, session.seconds)  # new clips
+    return report_table(reports), new_clips(session, wavs)
+
+
+def new_clips(session: Session, wavs: dict) -> Session:
+    """The session with newly checked clips; says so when voices of earlier clips are set aside."""
+    session, gone = logic.with_clips(session, wavs)
+    if gone:
+        names = " and ".join(LABELS[i] for i in gone)
+        gr.Info(f"New clips: the {names} voice adapted from your earlier clips is set aside, so "
+                "that it is not spoken or scored as this voice. Its file stays under 'Download "
+                "the adapted voice' until you adapt again; adapt now for these clips.")
+    return session
 
 
 def preview(session: Session, progress=gr.Progress()):  # noqa: B008 (Gradio's pattern)
@@ -195,7 +208,9 @@ def adapt(table, choice: str, steps: float, lr: float, session: Session,
         files.append(str(voices[init].save(folder / f"voice-{init}.safetensors")))
     done = ", ".join(f"{LABELS[i]} in {seconds[i]:.1f} s (loss {voices[i].losses[0]:.3f} → "
                      f"{voices[i].final_loss:.3f})" for i in CHOICES[choice])
-    session = Session(session.wavs, voices, seconds)
+    key = logic.clips_key(session.wavs)
+    session = Session(session.wavs, voices, seconds,
+                      made_from={**session.made_from, **dict.fromkeys(CHOICES[choice], key)})
     plural = "s" * (len(clips) != 1)
     yield session, pd.DataFrame(curve), f"Adapted {len(clips)} clip{plural}: {done}.", files
 
@@ -206,8 +221,22 @@ def load_voice(file, session: Session):
                        "`python -m metatts adapt`.", print_exception=False)
     with friendly():
         init, voice = logic.load_voice(str(file))
-    return (Session(session.wavs, {**session.voices, init: voice}, session.seconds),
-            f"Loaded a {LABELS[init]} voice adapted on {voice.clips} clips.")
+    session = Session(session.wavs, {**session.voices, init: voice},
+                      {i: t for i, t in session.seconds.items() if i != init},
+                      made_from={**session.made_from, init: ""})
+    return session, (f"Loaded a {LABELS[init]} voice adapted on {voice.clips} "
+                     f"clip{'s' * (voice.clips != 1)}.")
+
+
+def ready_to_speak(text: str, session: Session) -> None:
+    """The page's check before Speak: a refusal here leaves the last speech on the page (an
+    error in ``synthesize`` itself marks every one of its outputs)."""
+    if not session.voices:
+        raise gr.Error("There is no voice yet: adapt one (step 2) or upload a voice file.",
+                       print_exception=False)
+    with friendly():
+        for init, voice in session.voices.items():
+            logic.speak_stream(init, voice, text)  # checks text and voice; makes no audio yet
 
 
 def synthesize(text: str, session: Session,
@@ -245,7 +274,7 @@ def synthesize(text: str, session: Session,
     dropped = dropped_letters(text)
     if dropped:
         notes.append(f"Not spoken: {dropped} (the model reads English in Latin letters)")
-    session = Session(session.wavs, session.voices, session.seconds, outputs, text)
+    session = dataclasses.replace(session, outputs=outputs, text=text)
     yield (session, gr.skip(), gr.skip(), mels.get("meta"), mels.get("pretrained"),
            "; ".join(notes) + ".", files)
 
@@ -254,6 +283,9 @@ def score(session: Session, progress=gr.Progress()):  # noqa: B008 (Gradio's pat
     progress(0, desc="Scoring with ECAPA and Whisper")
     with friendly():
         scores = logic.score_outputs(session)
+    if not session.wavs:
+        gr.Info("Speaker similarity is left blank: there are no clips to compare with (this "
+                "voice was loaded from a file). Check clips of the voice (step 1) to score it.")
     return pd.DataFrame([[LABELS[s.init], s.similarity, s.wer, s.transcript] for s in scores],
                         columns=["method", "speaker similarity", "WER", "Whisper heard"])
 
@@ -282,6 +314,7 @@ def build_demo() -> gr.Blocks:
                                  label="Or record a clip")
         check = gr.Button("Check clips", elem_id="check")
         report = gr.Dataframe(headers=COLUMNS, datatype=DATATYPES, interactive=True, wrap=True,
+                              column_widths=COLUMN_WIDTHS,
                               label="Clip report (edit transcripts; untick clips to leave out)",
                               elem_id="report")
         with gr.Row():
@@ -307,8 +340,10 @@ def build_demo() -> gr.Blocks:
             load_btn = gr.Button("Use this voice")
 
         gr.Markdown("## 3. Speak")
-        text = gr.Textbox("The quick brown fox jumps over the lazy dog.", label="Text",
-                          max_length=logic.MAX_TEXT_CHARS)
+        # no max_length: a browser would cut a longer paste silently; synthesize says instead
+        text = gr.Textbox("The quick brown fox jumps over the lazy dog.",
+                          label=f"Text (up to {logic.MAX_TEXT_CHARS} characters)",
+                          elem_id="text")
         speak_btn = gr.Button("Speak", variant="primary", elem_id="speak")
         with gr.Row():
             # streamed: each sentence plays as soon as it is made
@@ -338,11 +373,12 @@ def build_demo() -> gr.Blocks:
                         [session, curve, adapt_note, voice_files], api_name="adapt", **heavy)
         load_btn.click(load_voice, [voice_upload, session], [session, adapt_note],
                        api_name="load_voice")
-        speak_btn.click(synthesize, [text, session],
-                        [session, audio_meta, audio_ft, mel_meta, mel_ft, speak_note,
-                         speech_files],
-                        api_name="synthesize", **heavy).success(score, session, scores,
-                                                                api_name="score", **heavy)
+        ready = speak_btn.click(ready_to_speak, [text, session], None,
+                                api_visibility="private")
+        ready.success(synthesize, [text, session],
+                      [session, audio_meta, audio_ft, mel_meta, mel_ft, speak_note, speech_files],
+                      api_name="synthesize", **heavy).success(score, session, scores,
+                                                              api_name="score", **heavy)
     demo.queue(max_size=QUEUE_SIZE)
     ffmpeg_on_path()
     return demo

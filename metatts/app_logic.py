@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import os
 import queue
 import threading
@@ -171,6 +172,29 @@ class Session:
     seconds: dict[str, float] = field(default_factory=dict)  # init -> adaptation time
     outputs: dict[str, np.ndarray] = field(default_factory=dict)  # init -> last synthesis
     text: str = ""  # what the outputs say
+    # init -> clips_key of the clips the voice was adapted from ("": loaded from a file)
+    made_from: dict[str, str] = field(default_factory=dict)
+
+
+def clips_key(wavs: dict[str, np.ndarray]) -> str:
+    """Identity of a set of checked clips: their names and samples."""
+    h = hashlib.sha1()
+    for name in sorted(wavs):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(wavs[name], dtype=np.float32).tobytes())
+    return h.hexdigest()[:16]
+
+
+def with_clips(session: Session, wavs: dict[str, np.ndarray]) -> tuple[Session, list[str]]:
+    """``session`` with newly checked clips. Voices adapted from other clips are set aside (they
+    would otherwise be spoken, and scored against these clips, as if made from them); voices
+    loaded from a file stay. Returns the new session and the inits set aside."""
+    key = clips_key(wavs)
+    keep = [i for i in session.voices if session.made_from.get(i, "") in ("", key)]
+    return (Session(wavs, {i: session.voices[i] for i in keep},
+                    {i: session.seconds[i] for i in keep if i in session.seconds},
+                    made_from={i: session.made_from.get(i, "") for i in keep}),
+            [i for i in session.voices if i not in keep])
 
 
 @dataclass(frozen=True)
@@ -367,6 +391,9 @@ def _transcribe(wavs: list[np.ndarray]) -> Iterator[tuple[str, float]]:
 
 def chosen_clips(session: Session, rows: Sequence[tuple[bool, str, str]]) -> list[adapting.Clip]:
     """The clips a user kept: rows of (use, name, transcript) from the report table."""
+    if not session.wavs and not rows:
+        raise AppError("There are no checked clips yet: give clips and press 'Check clips' "
+                       "(step 1) first.")
     clips = []
     for use, name, text in rows:
         if not use:
@@ -607,7 +634,7 @@ def speak_params(init: str, params: dict, text: str):
 @dataclass(frozen=True)
 class Score:
     init: str
-    similarity: float  # mean ECAPA cosine of the output to the given clips
+    similarity: float | None  # mean ECAPA cosine of the output to the given clips (None: none)
     wer: float  # Whisper's transcript of the output against the text
     transcript: str
 
@@ -616,19 +643,17 @@ def score_outputs(session: Session) -> list[Score]:
     """Speaker similarity to the user's clips and Whisper WER of each output in the session."""
     if not session.outputs:
         raise AppError("Synthesize something first; then it can be scored.")
-    if not session.wavs:
-        raise AppError("There are no clips to compare with (this voice was loaded from a file); "
-                       "give clips of the voice to score speaker similarity.")
     from eval.score import (
         score_clips,  # the project's one scoring path (Whisper + ECAPA)
     )
 
     inits = list(session.outputs)
+    # without clips (a voice loaded from a file) only WER: there is nothing to compare with
     scores = score_clips([session.outputs[i] for i in inits], audio.SAMPLE_RATE,
-                         [session.text] * len(inits), list(session.wavs.values()),
+                         [session.text] * len(inits), list(session.wavs.values()) or None,
                          asr_model=ASR_MODEL)
-    return [Score(i, round(float(s.secs), 3), round(s.wer, 3), s.transcript)
-            for i, s in zip(inits, scores)]
+    return [Score(i, None if s.secs is None else round(float(s.secs), 3), round(s.wer, 3),
+                  s.transcript) for i, s in zip(inits, scores)]
 
 
 def mel_image(mel) -> np.ndarray:

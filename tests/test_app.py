@@ -219,11 +219,45 @@ def test_voice_files_load_and_refuse_another_model(tiny, tmp_path, monkeypatch):
         app.load_voice(voice_file, logic.Session())
 
 
-def test_score_needs_outputs_and_clips():
+def test_score_needs_outputs_and_without_clips_gives_wer_only():
     with pytest.raises(gr.Error, match="Synthesize something first"):
         app.score(logic.Session(), progress=quiet)
-    with pytest.raises(logic.AppError, match="no clips to compare"):
-        logic.score_outputs(logic.Session(outputs={"pretrained": np.zeros(10, "f4")}))
+    # a voice loaded from a file, no clips: nothing to compare with, but WER is still read
+    wav, rate = sf.read(str(slt()[0]), dtype="float32")
+    said = (slt()[0].with_suffix(".txt")).read_text().strip()
+    [only] = logic.score_outputs(logic.Session(outputs={"pretrained": wav}, text=said))
+    assert only.similarity is None and only.wer < 0.5 and only.transcript
+
+
+def test_new_clips_set_aside_voices_adapted_from_other_clips(tiny, tmp_path):
+    """A voice belongs to the clips it was adapted from: checking other clips sets it aside (it
+    would be spoken and scored as the new voice); the same clips again, or a voice loaded from
+    a file, stay."""
+    table, session = app.check_clips(slt()[:2], None, logic.Session(), progress=quiet)
+    session, _, _, files = adapt_all(table, session)
+    _, again = app.check_clips(slt()[:2], None, session, progress=quiet)
+    assert list(again.voices) == ["pretrained"] and again.seconds
+    _, other = app.check_clips(slt()[2:], None, session, progress=quiet)
+    assert other.voices == {} and other.seconds == {} and other.wavs
+    loaded, note = app.load_voice(files[0], other)
+    assert note.endswith("adapted on 2 clips.")
+    _, kept = app.check_clips(slt()[:1], None, loaded, progress=quiet)
+    assert list(kept.voices) == ["pretrained"]
+
+
+def test_speak_is_checked_before_it_runs(tiny):
+    """The page's Speak first runs ready_to_speak, so that a refusal leaves the last speech in
+    place; adapting before checking clips says to check them."""
+    with pytest.raises(gr.Error, match="no voice yet"):
+        app.ready_to_speak("Hello.", logic.Session())
+    table, session = app.check_clips(slt()[:1], None, logic.Session(), progress=quiet)
+    session = adapt_all(table, session, steps=1)[0]
+    for text in ("  ", "?!...", "x" * (logic.MAX_TEXT_CHARS + 1)):
+        with pytest.raises(gr.Error):
+            app.ready_to_speak(text, session)
+    assert app.ready_to_speak("Hello.", session) is None
+    with pytest.raises(gr.Error, match="Check clips"):
+        adapt_all(None, logic.Session())
 
 
 def test_example_voices_and_options(monkeypatch, tmp_path):

@@ -148,6 +148,15 @@ def test_a_browser_uploads_adapts_and_hears_audio(served, tmp_path):
             shutil.copy(shot, SCREENSHOT_COPY)
         except OSError:
             pass  # a convenience copy for people; the test's own is under tmp_path
+        # text with no words is refused with a message, and the last speech stays on the page
+        box = driver.find_element(By.CSS_SELECTOR, "#text textarea")
+        box.clear()
+        box.send_keys("?!...")
+        click("speak")
+        wait.until(lambda d: "it has no words" in d.page_source)
+        assert "adapted in" in driver.find_element(By.ID, "speak-note").text
+        assert not driver.find_elements(By.CSS_SELECTOR, "#speech-files .error, #audio-ft .error")
+        assert driver.find_elements(By.CSS_SELECTOR, "#speech-files a[download]")
     except Exception:
         driver.save_screenshot(str(tmp_path / "failed.png"))  # to see where it stopped
         shutil.copy(tmp_path / "failed.png", SCREENSHOT_COPY.with_name("app_failed.png"))
