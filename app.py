@@ -46,7 +46,7 @@ DATATYPES = ["bool", "str", "number", "number", "number", "number", "number", "s
 COLUMNS = ["use", "clip", "seconds", "clipped %", "SNR dB", "silence %", "confidence",
            "transcript", "problem", "notes"]
 # the reasons a clip is unticked stay readable beside a long transcript
-COLUMN_WIDTHS = ["5%", "12%", "7%", "7%", "6%", "7%", "8%", "22%", "14%", "12%"]
+COLUMN_WIDTHS = ["7%", "11%", "7%", "7%", "6%", "7%", "9%", "20%", "14%", "12%"]
 # what browsers record and phones save, besides the audio types the file picker knows
 UPLOAD_TYPES = ["audio", ".webm", ".weba", ".opus", ".ogg", ".m4a", ".mp3", ".flac", ".wav"]
 ABOUT = """
