@@ -45,6 +45,7 @@ DATATYPES = ["bool", "str", "number", "number", "number", "number", "number", "s
              "str"]
 COLUMNS = ["use", "clip", "seconds", "clipped %", "SNR dB", "silence %", "confidence",
            "transcript", "problem", "notes"]
+SCORE_COLUMNS = ["method", "speaker similarity", "WER", "Whisper heard"]
 # the reasons a clip is unticked stay readable beside a long transcript
 COLUMN_WIDTHS = ["7%", "11%", "7%", "7%", "6%", "7%", "9%", "20%", "14%", "12%"]
 # what browsers record and phones save, besides the audio types the file picker knows
@@ -185,7 +186,7 @@ def adapt(table, choice: str, steps: float, lr: float, session: Session,
     voices, seconds = dict(session.voices), dict(session.seconds)
     with friendly():
         clips = logic.chosen_clips(session, rows)
-        for event in logic.adapt_voices(clips, CHOICES[choice], int(steps), lr or None):
+        for event in logic.adapt_voices(clips, CHOICES[choice], steps, lr or None):
             if isinstance(event, logic.Step):
                 method = LABELS[event.init]
                 if curve and curve[-1]["method"] != method:
@@ -287,7 +288,7 @@ def score(session: Session, progress=gr.Progress()):  # noqa: B008 (Gradio's pat
         gr.Info("Speaker similarity is left blank: there are no clips to compare with (this "
                 "voice was loaded from a file). Check clips of the voice (step 1) to score it.")
     return pd.DataFrame([[LABELS[s.init], s.similarity, s.wer, s.transcript] for s in scores],
-                        columns=["method", "speaker similarity", "WER", "Whisper heard"])
+                        columns=SCORE_COLUMNS)
 
 
 # --- layout ---------------------------------------------------------------------------------
@@ -359,7 +360,7 @@ def build_demo() -> gr.Blocks:
         speech_files = gr.File(label="Download the speech (wav)", file_count="multiple",
                                elem_id="speech-files")
         scores = gr.Dataframe(label="Scores: ECAPA similarity to your clips, Whisper WER",
-                              elem_id="scores")
+                              headers=SCORE_COLUMNS, elem_id="scores")
 
         heavy = {"concurrency_id": HEAVY, "concurrency_limit": 1}
         previewed = {"fn": preview, "inputs": session, "outputs": [preview_audio, preview_note],

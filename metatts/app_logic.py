@@ -448,8 +448,9 @@ def settings_for(init: str, base: Checkpoint, steps: int | None, lr: float | Non
     settings = adapting.default_settings(init, base)
     changes = {}
     if steps:
-        if not 1 <= int(steps) <= MAX_STEPS:
-            raise AppError(f"Steps must be between 1 and {MAX_STEPS}, not {steps}.")
+        if float(steps) != int(steps) or not 1 <= int(steps) <= MAX_STEPS:
+            raise AppError(f"Steps must be a whole number between 1 and {MAX_STEPS}, not "
+                           f"{steps}.")
         changes["steps"] = int(steps)
     if lr:
         if not 0 < float(lr) <= 1:

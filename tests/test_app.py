@@ -280,6 +280,9 @@ def test_settings_are_checked(tiny):
     assert logic.settings_for("pretrained", base, 7, 0.1).steps == 7
     with pytest.raises(logic.AppError, match="between 1 and"):
         logic.settings_for("pretrained", base, 5000, None)
+    assert logic.settings_for("pretrained", base, 7.0, None).steps == 7  # a slider's float
+    with pytest.raises(logic.AppError, match="whole number"):
+        logic.settings_for("pretrained", base, 2.7, None)
     with pytest.raises(logic.AppError, match="learning rate"):
         logic.settings_for("pretrained", base, None, 5.0)
 
