@@ -85,8 +85,9 @@ def read_audio(source: str | Path | bytes, *, max_seconds: float | None = None) 
     try:
         return _read_ffmpeg(source, max_seconds)
     except (OSError, RuntimeError, ValueError) as err:
-        raise AudioError(f"{name}: cannot read it as audio ({first}; ffmpeg: {err}). Use a "
-                         f"wav, flac, mp3, ogg or {FFMPEG_FORMATS} file.") from None
+        raise AudioError(f"{name}: cannot read it as audio; use a wav, flac, mp3, ogg or "
+                         f"{FFMPEG_FORMATS} file (what the readers said: {first}; ffmpeg: "
+                         f"{err}).") from None
 
 
 def _read_soundfile(source: str | Path | bytes, max_seconds: float | None) -> Recording:
