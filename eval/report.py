@@ -339,7 +339,8 @@ def markdown(summary: dict) -> str:
     lines += ["## Headline", "", *headline(summary, baseline), "", "## Matched clips per cell",
               ""]
     for group, p in summary.get("power", {}).items():
-        target = f" (target {p['target']}: {'met' if p['met'] else 'NOT met'})" \
+        target = (f" (the full preset's target: {p['target']} per cell; "
+                  f"{'met' if p['met'] else 'not met here'})") \
             if group == "natural" else ""
         spread = p["min_pairs"] if p["min_pairs"] == p["max_pairs"] else \
             f"{p['min_pairs']}-{p['max_pairs']}"
