@@ -61,14 +61,14 @@ def main() -> None:
               lambda w, b=batch: asr.transcribe(w, rate, model="base", batch_size=b))
     for batch in (1, 4, 16):
         timed(f"ECAPA batch {batch}", lambda w, b=batch: speaker.embed(w, rate, batch_size=b))
-    if args.threads != 2:  # speechmos opens its session with onnxruntime's default (all cores)
-        import onnxruntime as ort
+    # speechmos opens its session on every core; DNSMOS gets the same threads as torch here
+    import onnxruntime as ort
 
-        model = _model()
-        options = ort.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads = args.threads, 1
-        path = model.onnx_sess._model_path
-        model.onnx_sess = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    model = _model()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = args.threads, 1
+    model.onnx_sess = ort.InferenceSession(model.onnx_sess._model_path, options,
+                                           providers=["CPUExecutionProvider"])
     timed("DNSMOS", lambda w: dnsmos(w, rate))
     try:
         from metatts import ge2e
