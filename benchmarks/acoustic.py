@@ -255,19 +255,22 @@ def zero_shot(args, ckpt, utterances, vocoder) -> dict:
                          "wav": wav, "source": u.id})
             refs.append({"speaker": name, "group": group, "kind": "vocoded", "text": u.text,
                          "wav": vocoder(audio.mel_spectrogram(wav)).numpy(), "source": u.id})
-        starts = {"mean": ({"speaker.new": mean}, None)}
+        starts = {"mean": ({"speaker.new": mean}, None, None)}
         nearest = None
         if model.speaker_encoder is not None:
             mels = [audio.mel_spectrogram(audio.prepare_clip(u.audio)) for u in support]
             encoded = model.encode_speaker(mels)
             cos = torch.nn.functional.cosine_similarity(table, encoded[None], dim=-1)
             nearest = ckpt.speakers[int(cos.argmax())]
-            starts = {"encoder": ({"speaker.new": encoded}, None), **starts,
-                      "nearest_known": (None, nearest)}
-        for method, (params, who) in starts.items():
+            starts = {"encoder": ({"speaker.new": encoded}, None, None), **starts,
+                      "nearest_known": (None, nearest, None)}
+            if getattr(model, "reference_in", None) is not None:  # the vector and the frames
+                starts["encoder_references"] = ({"speaker.new": encoded}, None, mels)
+                starts["mean_references"] = ({"speaker.new": mean}, None, mels)
+        for method, (params, who, references) in starts.items():
             for text in texts:
                 out = synthesize(ckpt, text, params, who, vocoder=vocoder,
-                                 postfilter=not args.no_postfilter)
+                                 postfilter=not args.no_postfilter, references=references)
                 rows.append({"speaker": name, "group": group, "kind": method, "text": text,
                              "wav": out.wav, "nearest": nearest})
         print(f"zero-shot {name} (nearest known voice {nearest})", file=sys.stderr, flush=True)
@@ -283,7 +286,8 @@ def zero_shot(args, ckpt, utterances, vocoder) -> dict:
         r["secs"] = float(ecapa.similarity(r["emb"], torch.stack(real).mean(0)))
     table_rows = []
     for group in ("natural", "real"):
-        for kind in ("encoder", "mean", "nearest_known", "real", "vocoded"):
+        for kind in ("encoder", "encoder_references", "mean", "mean_references",
+                     "nearest_known", "real", "vocoded"):
             chosen = [r for r in everything if r["group"] == group and r["kind"] == kind]
             if not chosen:
                 continue
@@ -297,7 +301,12 @@ def zero_shot(args, ckpt, utterances, vocoder) -> dict:
                 "dnsmos": float(np.mean([r["dnsmos"] for r in chosen])),
                 "per_speaker": {k: round(float(np.mean(v)), 3) for k, v in per_speaker.items()}})
     out = {"support_clips": args.support, "sentences": texts, "rows": table_rows,
-           "nearest_known": {r["speaker"]: r["nearest"] for r in rows}}
+           "nearest_known": {r["speaker"]: r["nearest"] for r in rows},
+           # every synthesized clip's figures, for paired comparisons between checkpoints
+           "clips": [{"speaker": r["speaker"], "group": r["group"], "kind": r["kind"],
+                      "text": r["text"], "secs": round(r["secs"], 4),
+                      "transcript": r["transcript"], "dnsmos": round(float(r["dnsmos"]), 3)}
+                     for r in rows]}
     natural_support = [u for u in held if u.group == "natural"]
     if natural_support:  # adaptation cost: 5 clips x 20 steps, the start adapt would use
         from metatts.adapt import AdaptSettings, adapt, make_clip

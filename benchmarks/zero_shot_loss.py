@@ -46,7 +46,7 @@ from metatts.model.config import Config, from_dict  # noqa: E402
 from metatts.model.fastspeech2 import NEW_SPEAKER  # noqa: E402
 from metatts.model.losses import acoustic_loss  # noqa: E402
 from metatts.train.data import collate_train, feature_cache, prepare  # noqa: E402
-from metatts.train.zero_shot import outputs_as  # noqa: E402
+from metatts.train.zero_shot import outputs_as, with_references  # noqa: E402
 
 TERMS = ("mel", "pitch", "duration", "energy", "cycle")
 
@@ -109,7 +109,8 @@ def scores(checkpoint, voices, cache, references: int, draws: int, start: str = 
                 for u in clips:
                     if u.id in ref_ids:
                         continue
-                    batch = batches[u.id]
+                    # a model with reference attention also reads the encoded clips' frames
+                    batch = with_references(model, batches[u.id], mels)
                     spoken = outputs_as(model, vector, batch)
                     terms = acoustic_loss(spoken, batch, model.loss_config, 1.0).items()
                     for k in TERMS:

@@ -15,7 +15,7 @@ tensors (from the adaptation code) that override the model's own for the call, t
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,8 +68,9 @@ class _Infer(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, tokens: Tensor, lengths: Tensor, speakers: Tensor, pace: float) -> Prediction:
-        return self.model.infer(tokens, lengths, speakers, pace)
+    def forward(self, tokens: Tensor, lengths: Tensor, speakers: Tensor, pace: float,
+                references: tuple[Tensor, Tensor] | None = None) -> Prediction:
+        return self.model.infer(tokens, lengths, speakers, pace, references=references)
 
 
 def check_params(model: nn.Module, params: Mapping[str, Tensor]) -> None:
@@ -102,15 +103,19 @@ def resolve_speaker(checkpoint: Checkpoint, params: Mapping[str, Tensor] | None,
 def synthesize(checkpoint: Checkpoint, text: str, params: Mapping[str, Tensor] | None = None,
                speaker: str | int | None = None, *, pace: float = 1.0,
                vocoder: Callable[[Tensor], Tensor] | None = None,
-               postfilter: bool = True) -> Synthesis:
+               postfilter: bool = True, references: Sequence[Tensor] | None = None
+               ) -> Synthesis:
     """Speak ``text``. Long text is split into sentences, each synthesized and joined with short
     pauses (see the module docstring). Raises :class:`metatts.text.TextError` for empty or
     unspeakable text. ``vocoder`` maps a (n_mels, T) mel to a waveform; default: the bundled
     HiFi-GAN (:func:`metatts.vocoder.load_vocoder`, its fast path unless $METATTS_VOCODER=exact).
     ``postfilter``: apply the checkpoint's mel post-filter (:mod:`metatts.postfilter`; a no-op
-    when its config leaves it off)."""
+    when its config leaves it off). ``references``: log-mels (n_mels, T) of the voice's clips,
+    read frame by frame by a model with reference attention
+    (:mod:`metatts.model.reference_attention`); ignored by any other model."""
     chunks = list(synthesize_stream(checkpoint, text, params, speaker, pace=pace,
-                                    vocoder=vocoder, postfilter=postfilter))
+                                    vocoder=vocoder, postfilter=postfilter,
+                                    references=references))
     return Synthesis(np.concatenate([c.wav for c in chunks]), SAMPLE_RATE,
                      tuple(m for c in chunks for m in c.mels),
                      tuple(s for c in chunks for s in c.sentences),
@@ -121,7 +126,8 @@ def synthesize_stream(checkpoint: Checkpoint, text: str,
                       params: Mapping[str, Tensor] | None = None,
                       speaker: str | int | None = None, *, pace: float = 1.0,
                       vocoder: Callable[[Tensor], Tensor] | None = None, postfilter: bool = True,
-                      chunk_sentences: int = 1) -> Iterator[Synthesis]:
+                      chunk_sentences: int = 1, references: Sequence[Tensor] | None = None
+                      ) -> Iterator[Synthesis]:
     """Speak ``text`` ``chunk_sentences`` sentences at a time: one :class:`Synthesis` per chunk,
     made when it is asked for. The chunks' wavs concatenated are :func:`synthesize`'s wav for any
     ``chunk_sentences`` (every chunk but the last ends with the pause before the next sentence).
@@ -142,8 +148,14 @@ def synthesize_stream(checkpoint: Checkpoint, text: str,
 
         vocoder = load_vocoder()
     pf = checkpoint.config.postfilter if postfilter and checkpoint.config.postfilter.active else None
+    refs = None
+    if references and getattr(model, "reference_in", None) is not None:
+        from metatts.model.reference_attention import stack_references
+
+        refs = stack_references([torch.as_tensor(m, dtype=torch.float32).to(device)
+                                 for m in references], model.config.reference_frames)
     return _stream(checkpoint.model, params, index, sentences, ids, pace, vocoder, pf,
-                   chunk_sentences)
+                   chunk_sentences, refs)
 
 
 def check_pace(pace: float) -> None:
@@ -174,14 +186,15 @@ def speakable_sentences(text: str, checkpoint: Checkpoint) -> tuple[list[str], l
 def _stream(model: FastSpeech2, params: dict[str, Tensor] | None, speaker: int,
             sentences: list[str], ids: list[list[int]], pace: float,
             vocoder: Callable[[Tensor], Tensor], postfilter: PostFilterConfig | None,
-            chunk_sentences: int) -> Iterator[Synthesis]:
+            chunk_sentences: int, references: tuple[Tensor, Tensor] | None = None
+            ) -> Iterator[Synthesis]:
     pause = np.zeros(int(PAUSE_SECONDS * SAMPLE_RATE), dtype=np.float32)
     for first in range(0, len(sentences), chunk_sentences):
         last = min(first + chunk_sentences, len(sentences))
         pieces, mels, acoustic, vocoding = [], [], 0.0, 0.0
         for i in range(first, last):
             started = time.perf_counter()
-            mel = _mel(model, params, speaker, ids[i], pace)
+            mel = _mel(model, params, speaker, ids[i], pace, references)
             if postfilter is not None:
                 mel = apply_postfilter(mel, postfilter)
             acoustic += time.perf_counter() - started
@@ -197,7 +210,7 @@ def _stream(model: FastSpeech2, params: dict[str, Tensor] | None, speaker: int,
 
 
 def _mel(model: FastSpeech2, params: dict[str, Tensor] | None, speaker: int, ids: list[int],
-         pace: float) -> Tensor:
+         pace: float, references: tuple[Tensor, Tensor] | None = None) -> Tensor:
     """One sentence's token ids -> its (n_mels, frames) log-mel on CPU."""
     device = next(model.parameters()).device
     tokens = torch.tensor([ids], device=device)  # (1, N)
@@ -208,11 +221,11 @@ def _mel(model: FastSpeech2, params: dict[str, Tensor] | None, speaker: int, ids
     try:
         with torch.inference_mode():
             if params is None:
-                pred = model.infer(tokens, lengths, speakers, pace)
+                pred = model.infer(tokens, lengths, speakers, pace, references=references)
             else:
                 pred = torch.func.functional_call(
                     _Infer(model), {f"model.{k}": v for k, v in params.items()},
-                    (tokens, lengths, speakers, pace), strict=False)
+                    (tokens, lengths, speakers, pace, references), strict=False)
     finally:
         model.train(was_training)
     return pred.mel[0, :, : int(pred.mel_lengths[0])].float().cpu()

@@ -74,15 +74,18 @@ def main(argv: list[str] | None = None) -> int:
         device = "cuda" if args.device == "auto" and torch.cuda.is_available() else (
             "cpu" if args.device == "auto" else args.device)
         checkpoint = load_checkpoint(args.checkpoint, device=device)
-        params = None
+        params = references = None
         if voice is not None:
             voice.check_base(checkpoint)  # a voice only fits the model it was adapted from
             params = voice.params
         if args.reference:
-            params = {"speaker.new": _encoded(checkpoint, args.reference)}
+            references = _reference_mels(checkpoint, args.reference)
+            params = {"speaker.new": _encoded(checkpoint, references)}
         vocoder = load_vocoder(mode=args.vocoder)  # on CPU
+        # a model with reference attention also reads the clips frame by frame
         result = synthesize(checkpoint, args.text, params, args.speaker, pace=args.pace,
-                            vocoder=vocoder, postfilter=not args.no_postfilter)
+                            vocoder=vocoder, postfilter=not args.no_postfilter,
+                            references=references)
         save_audio(args.out, result.wav, result.sample_rate)
         dropped = dropped_letters(args.text)
         if dropped:
@@ -105,13 +108,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _encoded(checkpoint, clips: list[str]):
-    """The speaker vector the model's encoder gives for ``clips`` (no gradient step)."""
-    import torch
-
+def _reference_mels(checkpoint, clips: list[str]):
+    """The log-mels of ``clips``, prepared as every clip is, on the model's device."""
     from metatts.audio import mel_spectrogram, prepare_clip
 
     device = next(checkpoint.model.parameters()).device
-    mels = [mel_spectrogram(prepare_clip(path)).to(device) for path in clips]
+    return [mel_spectrogram(prepare_clip(path)).to(device) for path in clips]
+
+
+def _encoded(checkpoint, mels):
+    """The speaker vector the model's encoder gives for the clips' ``mels`` (no gradient step)."""
+    import torch
+
     with torch.inference_mode():
         return checkpoint.model.encode_speaker(mels)

@@ -66,6 +66,17 @@ class ModelConfig:
     # row, so encoder and decoder meet voices beyond the training speakers' span (0: off)
     warp_voices: float = 0.0
     warp_range: float = 0.15
+    # the decoder's frames also attend to the reference clips' mel frames, at its input and
+    # before the mel projection (metatts.model.reference_attention; needs speaker_encoder, whose
+    # reference clips it reads); in training a reference_dropout share of the items is spoken
+    # without them, so that the vector alone (adaptation's path) keeps working
+    reference_attention: bool = False
+    reference_dropout: float = 0.3
+    # share of the training items that read references and are spoken from the mean of the
+    # speaker table instead of their own vector: their voice can come from the references only,
+    # so the attention must learn to carry it (0: off)
+    reference_only: float = 0.0
+    reference_frames: int = 1024  # synthesis: at most this many frames of a voice's clips
     postnet_layers: int = 5  # 0 for none
     postnet_channels: int = 256
     postnet_kernel: int = 5
@@ -104,6 +115,17 @@ class ModelConfig:
         if not 0.0 <= self.warp_range <= 0.5:
             raise ConfigError(f"model.warp_range is a log frequency factor in [0, 0.5], got "
                               f"{self.warp_range}.")
+        if self.reference_attention and not self.speaker_encoder:
+            raise ConfigError("model.reference_attention needs model.speaker_encoder (it reads "
+                              "the encoder's reference clips).")
+        if not 0.0 <= self.reference_dropout < 1.0:
+            raise ConfigError(f"model.reference_dropout is a fraction in [0, 1), got "
+                              f"{self.reference_dropout}.")
+        if not 0.0 <= self.reference_only <= 1.0:
+            raise ConfigError(f"model.reference_only is a fraction in [0, 1], got "
+                              f"{self.reference_only}.")
+        if self.reference_frames < 1:
+            raise ConfigError("model.reference_frames must be positive.")
         if self.warp_voices > 0 and not (self.speaker_encoder and self.pitch):
             raise ConfigError("model.warp_voices needs model.speaker_encoder and model.pitch "
                               "(a warped voice is spoken from the encoder's vector).")

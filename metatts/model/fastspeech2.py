@@ -47,6 +47,7 @@ from metatts.model.aligner import Aligner, Alignment, durations_to_alignment, ex
 from metatts.model.config import GROUPS, LossConfig, ModelConfig  # noqa: F401
 from metatts.model.layers import ConditionalLayerNorm, FFTStack, PostNet, sequence_mask
 from metatts.model.losses import LossOutput, acoustic_loss
+from metatts.model.reference_attention import ReferenceAttention
 from metatts.model.speaker_encoder import SpeakerEncoder
 from metatts.model.variance import (VarianceAdaptor, frame_energy, predicted_durations,
                                     token_average)
@@ -155,6 +156,10 @@ class FastSpeech2(nn.Module):
                                 c.dropout, speaker_dim=c.speaker_dim,
                                 adapter_rank=c.adapter_rank)
         self.mel_out = nn.Linear(c.hidden, c.n_mels)
+        self.reference_in = self.reference_out = None
+        if c.reference_attention:
+            self.reference_in = ReferenceAttention(c.n_mels, c.hidden, c.heads, c.dropout)
+            self.reference_out = ReferenceAttention(c.n_mels, c.hidden, c.heads, c.dropout)
         self.postnet = (PostNet(c.n_mels, c.postnet_channels, c.postnet_kernel, c.postnet_layers,
                                 c.dropout) if c.postnet_layers > 0 else None)
 
@@ -186,9 +191,16 @@ class FastSpeech2(nn.Module):
             states + self.speaker_proj(timing)[:, None] * mask[..., None])
         return x, mask, spk, embedded, x_var, states
 
-    def _decode(self, frames: Tensor, frame_mask: Tensor, spk: Tensor):
-        """frames (B, T, H) -> decoder mel and postnet mel, each (B, n_mels, T) or None"""
-        mel = self.mel_out(self.decoder(frames, frame_mask, spk))  # (B, T, n_mels)
+    def _decode(self, frames: Tensor, frame_mask: Tensor, spk: Tensor, references=None):
+        """frames (B, T, H) -> decoder mel and postnet mel, each (B, n_mels, T) or None.
+        ``references``: (mels (B, n_mels, R), lengths (B,), present (B,) bool) for the
+        reference attention, or None (the vector alone)."""
+        if references is not None and self.reference_in is not None:
+            frames = self.reference_in(frames, *references)
+        hidden = self.decoder(frames, frame_mask, spk)
+        if references is not None and self.reference_out is not None:
+            hidden = self.reference_out(hidden, *references)
+        mel = self.mel_out(hidden)  # (B, T, n_mels)
         post = None if self.postnet is None else mel + self.postnet(mel, frame_mask)
         return mel.transpose(1, 2), None if post is None else post.transpose(1, 2)
 
@@ -199,6 +211,13 @@ class FastSpeech2(nn.Module):
             raise ValueError(f"expected mels (B, {self.config.n_mels}, T), got "
                              f"{tuple(batch.mels.shape)}.")
         encoded, table, table_mask, mixed = self._speaker_vectors(batch)
+        references = self._references(batch)
+        if (references is not None and mixed is not None and self.training
+                and self.config.reference_only > 0):  # a share spoken from the references only
+            only = references[2] & (torch.rand(len(mixed), device=mixed.device)
+                                    < self.config.reference_only)
+            mean = self.speaker.table.weight.mean(0).detach()
+            mixed = torch.where(only[:, None], mean.expand_as(mixed), mixed)
         x, mask, spk, embedded, x_var, states = self._encode(
             batch.tokens, batch.token_lengths, batch.speakers, mixed,
             getattr(batch, "text_states", None))
@@ -217,7 +236,7 @@ class FastSpeech2(nn.Module):
         var = self.variance(x, mask, energy_target, pitch_target, pitch_mask, x_var)
         # (B, T, H): each frame its token's state (= alignment.hard @ var.hidden)
         frames = expand_tokens(var.hidden, alignment.durations, alignment.hard.shape[1])
-        mel, post = self._decode(frames, batch.mel_mask, spk)
+        mel, post = self._decode(frames, batch.mel_mask, spk, references)
         consistency = novel = None
         if self.training and self.speaker_encoder is not None:
             known = batch.speakers != NEW_SPEAKER
@@ -322,6 +341,18 @@ class FastSpeech2(nn.Module):
             use, known = use | (warped & known), known & ~warped
         return encoded, rows.detach(), known, torch.where(use[:, None], encoded, rows)
 
+    def _references(self, batch):
+        """What the reference attention reads for ``batch``: (mels, lengths, present) or None
+        (no reference attention, or a batch without references). In training a
+        ``reference_dropout`` share of the items reads none."""
+        refs = getattr(batch, "references", None)
+        if self.reference_in is None or refs is None:
+            return None
+        present = torch.ones(refs.shape[0], dtype=torch.bool, device=refs.device)
+        if self.training and self.config.reference_dropout > 0:
+            present = torch.rand(refs.shape[0], device=refs.device) >= self.config.reference_dropout
+        return refs, batch.reference_lengths, present
+
     def _pitch_target(self, batch, hard: Tensor) -> tuple[Tensor, Tensor]:
         """Token-level normalized log-F0 (B, N) and where it exists (B, N) bool."""
         with torch.no_grad():
@@ -370,9 +401,13 @@ class FastSpeech2(nn.Module):
 
     # -- synthesis -------------------------------------------------------------------------------
     def infer(self, tokens: Tensor, token_lengths: Tensor, speakers: Tensor,
-              pace: float = 1.0, speaker_vectors: Tensor | None = None) -> Prediction:
+              pace: float = 1.0, speaker_vectors: Tensor | None = None,
+              references: tuple[Tensor, Tensor] | None = None) -> Prediction:
         """tokens (B, N), token_lengths (B,), speakers (B,) -> :class:`Prediction`.
         ``speaker_vectors`` (B, D) (e.g. from :meth:`encode_speaker`) replace the speakers'.
+        ``references``: (mels (1 or B, n_mels, R), lengths (1 or B,)) the reference attention
+        reads (:func:`metatts.model.reference_attention.stack_references` of a voice's clips);
+        ignored by a model without it.
         Call under ``torch.inference_mode()`` and ``eval()`` for synthesis."""
         x, mask, spk, _, x_var, _ = self._encode(tokens, token_lengths, speakers,
                                                  speaker_vectors)
@@ -381,7 +416,14 @@ class FastSpeech2(nn.Module):
         mel_lengths = durations.sum(1)
         frames = int(mel_lengths.max())
         frame_mask = sequence_mask(mel_lengths, frames)
-        mel, post = self._decode(expand_tokens(var.hidden, durations, frames), frame_mask, spk)
+        refs = None
+        if references is not None and self.reference_in is not None:
+            mels, lengths = references
+            B = tokens.shape[0]
+            refs = (mels.expand(B, -1, -1), lengths.expand(B),
+                    torch.ones(B, dtype=torch.bool, device=tokens.device))
+        mel, post = self._decode(expand_tokens(var.hidden, durations, frames), frame_mask, spk,
+                                 refs)
         out = mel if post is None else post
         silence = torch.full_like(out, float(torch.log(torch.tensor(LOG_CLAMP))))
         return Prediction(torch.where(frame_mask[:, None], out, silence), mel_lengths, durations)

@@ -231,7 +231,8 @@ def _val_batches(data: TrainingData, cache, config: Config) -> tuple:
 
 # model settings a resumed run may change besides the loss weights: what the objective asks,
 # not what the model is (e.g. continuing a pretrained model with speaker consistency switched on)
-OBJECTIVE = frozenset({"novel_voices", "novel_range", "warp_voices", "warp_range"})
+OBJECTIVE = frozenset({"novel_voices", "novel_range", "warp_voices", "warp_range",
+                       "reference_dropout", "reference_only"})
 
 
 def _check_resumable(config: Config, data: TrainingData, meta: dict, path: Path) -> None:

@@ -10,6 +10,7 @@ voice group (natural, engine), it is the measure that decides what the training 
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -73,6 +74,22 @@ def outputs_with(model: FastSpeech2, params: dict[str, Tensor], batch):
                            (batch,), strict=False)
 
 
+def with_references(model: FastSpeech2, batch, mels: Sequence[Tensor]):
+    """``batch`` with ``mels`` (a voice's clips, each (n_mels, T)) as every item's references,
+    for a model with reference attention (:mod:`metatts.model.reference_attention`); the batch
+    as it is for any other model."""
+    if getattr(model, "reference_in", None) is None:
+        return batch
+    from metatts.model.reference_attention import stack_references
+
+    device = batch.mels.device
+    refs, lengths = stack_references([m.to(device) for m in mels],
+                                     model.config.reference_frames)
+    n = batch.mels.shape[0]
+    return dataclasses.replace(batch, references=refs.expand(n, -1, -1).contiguous(),
+                               reference_lengths=lengths.expand(n).contiguous())
+
+
 def outputs_as(model: FastSpeech2, vector: Tensor, batch):
     """Teacher-forced :class:`ModelOutput` of ``batch`` spoken with ``vector`` as speaker.new."""
     return outputs_with(model, {"speaker.new": vector}, batch)
@@ -105,7 +122,7 @@ def validate_zero_shot(model: FastSpeech2, voices: Sequence[ZeroShotVoice],
     try:
         for voice in voices:
             vector = model.encode_speaker([m.to(device) for m in voice.references])
-            batch = voice.batch.to(device)
+            batch = with_references(model, voice.batch.to(device), voice.references)
             out = outputs_as(model, vector, batch)  # one forward for the losses and cycle
             items = acoustic_loss(out, batch, model.loss_config, binarization_weight).items()
             items["cycle"] = cycle(model, vector, batch, out)
