@@ -105,19 +105,23 @@ class SelfAttention(nn.Module):
         """x (B, T, C), mask (B, T) -> (B, T, C); padded keys are never attended to."""
         B, T, C = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
-        if fused_attention(q):
-            # PyTorch's fused kernel: the same numbers, faster in float32 (forward + backward
-            # at T = 400 on 2 cores), but differentiable once only
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :],
-                                               dropout_p=self.dropout if self.training else 0.0)
-            return self.out(y.transpose(1, 2).reshape(B, T, C))
-        # written out where a gradient of a gradient is needed (second-order MAML's inner loop:
-        # the fused kernel is differentiable once only) and in bfloat16 on a CPU (faster there)
-        scores = (q @ k.transpose(-2, -1)) * (C // self.heads) ** -0.5  # (B, heads, T, T)
-        scores = scores.masked_fill(~mask[:, None, None, :], float("-inf"))
-        weights = F.dropout(scores.softmax(-1), self.dropout, self.training)
-        y = weights @ v  # (B, heads, T, C/heads)
+        y = attend(q, k, v, mask, self.dropout if self.training else 0.0)
         return self.out(y.transpose(1, 2).reshape(B, T, C))
+
+
+def attend(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor, dropout: float = 0.0) -> Tensor:
+    """Scaled dot-product attention: q (B, heads, T, d), k and v (B, heads, S, d), key_mask
+    (B, S) True at real keys (padded keys are never attended to) -> (B, heads, T, d)."""
+    if fused_attention(q):
+        # PyTorch's fused kernel: the same numbers, faster in float32 (forward + backward at
+        # T = 400 on 2 cores), but differentiable once only
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask[:, None, None, :],
+                                              dropout_p=dropout)
+    # written out where a gradient of a gradient is needed (second-order MAML's inner loop: the
+    # fused kernel is differentiable once only) and in bfloat16 on a CPU (faster there)
+    scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5  # (B, heads, T, S)
+    scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+    return F.dropout(scores.softmax(-1), dropout, dropout > 0) @ v
 
 
 # the CPU's vector extension as PyTorch dispatches it ("AVX512", "AVX2", "DEFAULT", ...)

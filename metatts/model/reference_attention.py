@@ -18,10 +18,9 @@ Nothing here comes from a pretrained verification model.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from metatts.model.layers import fused_attention, sequence_mask
+from metatts.model.layers import attend, sequence_mask
 from metatts.model.speaker_encoder import MEL_CENTRE, MEL_SCALE, GatedConv
 
 
@@ -52,14 +51,7 @@ class ReferenceAttention(nn.Module):
         ref = self.context(ref, mask)
         k, v = self.key_value(ref).view(B, R, 2, h, C // h).permute(2, 0, 3, 1, 4)
         q = self.query(self.norm(x)).view(B, T, h, C // h).transpose(1, 2)  # (B, h, T, C/h)
-        drop = self.dropout if self.training else 0.0
-        if fused_attention(q):
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :],
-                                               dropout_p=drop)
-        else:  # written out: twice differentiable, and faster in bfloat16 on a CPU
-            scores = (q @ k.transpose(-2, -1)) * (C // h) ** -0.5  # (B, h, T, R)
-            scores = scores.masked_fill(~mask[:, None, None, :], float("-inf"))
-            y = F.dropout(scores.softmax(-1), drop, self.training) @ v
+        y = attend(q, k, v, mask, self.dropout if self.training else 0.0)
         y = self.out(y.transpose(1, 2).reshape(B, T, C))
         return x + y * present[:, None, None].to(y.dtype)
 
