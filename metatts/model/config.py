@@ -92,7 +92,8 @@ class ModelConfig:
             raise ConfigError(f"model.hidden ({self.hidden}) must be divisible by model.heads "
                               f"({self.heads}).")
         for name in ("hidden", "heads", "ffn_hidden", "speaker_dim", "variance_hidden",
-                     "speaker_encoder_hidden", "speaker_encoder_heads", "speaker_encoder_crop"):
+                     "speaker_encoder_hidden", "speaker_encoder_heads", "speaker_encoder_crop",
+                     "reference_frames"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"model.{name} must be positive.")
         if self.adapter_rank < 0:
@@ -101,17 +102,12 @@ class ModelConfig:
         if self.speaker_encoder_hidden % self.speaker_encoder_heads:
             raise ConfigError("model.speaker_encoder_hidden must be divisible by "
                               "model.speaker_encoder_heads.")
-        if not 0.0 <= self.speaker_encoder_mix <= 1.0:
-            raise ConfigError(f"model.speaker_encoder_mix is a fraction in [0, 1], got "
-                              f"{self.speaker_encoder_mix}.")
-        if not 0.0 <= self.novel_voices <= 1.0:
-            raise ConfigError(f"model.novel_voices is a fraction in [0, 1], got "
-                              f"{self.novel_voices}.")
+        for name in ("speaker_encoder_mix", "novel_voices", "warp_voices", "reference_only"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"model.{name} is a fraction in [0, 1], got "
+                                  f"{getattr(self, name)}.")
         if self.novel_range < 0:
             raise ConfigError(f"model.novel_range must be >= 0, got {self.novel_range}.")
-        if not 0.0 <= self.warp_voices <= 1.0:
-            raise ConfigError(f"model.warp_voices is a fraction in [0, 1], got "
-                              f"{self.warp_voices}.")
         if not 0.0 <= self.warp_range <= 0.5:
             raise ConfigError(f"model.warp_range is a log frequency factor in [0, 0.5], got "
                               f"{self.warp_range}.")
@@ -121,11 +117,6 @@ class ModelConfig:
         if not 0.0 <= self.reference_dropout < 1.0:
             raise ConfigError(f"model.reference_dropout is a fraction in [0, 1), got "
                               f"{self.reference_dropout}.")
-        if not 0.0 <= self.reference_only <= 1.0:
-            raise ConfigError(f"model.reference_only is a fraction in [0, 1], got "
-                              f"{self.reference_only}.")
-        if self.reference_frames < 1:
-            raise ConfigError("model.reference_frames must be positive.")
         if self.warp_voices > 0 and not (self.speaker_encoder and self.pitch):
             raise ConfigError("model.warp_voices needs model.speaker_encoder and model.pitch "
                               "(a warped voice is spoken from the encoder's vector).")
