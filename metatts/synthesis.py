@@ -148,14 +148,8 @@ def synthesize_stream(checkpoint: Checkpoint, text: str,
 
         vocoder = load_vocoder()
     pf = checkpoint.config.postfilter if postfilter and checkpoint.config.postfilter.active else None
-    refs = None
-    if references and getattr(model, "reference_in", None) is not None:
-        from metatts.model.reference_attention import stack_references
-
-        refs = stack_references([torch.as_tensor(m, dtype=torch.float32).to(device)
-                                 for m in references], model.config.reference_frames)
     return _stream(checkpoint.model, params, index, sentences, ids, pace, vocoder, pf,
-                   chunk_sentences, refs)
+                   chunk_sentences, model.reference_clips(references or []))
 
 
 def check_pace(pace: float) -> None:

@@ -47,7 +47,7 @@ from metatts.model.aligner import Aligner, Alignment, durations_to_alignment, ex
 from metatts.model.config import GROUPS, LossConfig, ModelConfig  # noqa: F401
 from metatts.model.layers import ConditionalLayerNorm, FFTStack, PostNet, sequence_mask
 from metatts.model.losses import LossOutput, acoustic_loss
-from metatts.model.reference_attention import ReferenceAttention
+from metatts.model.reference_attention import ReferenceAttention, stack_references
 from metatts.model.speaker_encoder import SpeakerEncoder
 from metatts.model.variance import (VarianceAdaptor, frame_energy, predicted_durations,
                                     token_average)
@@ -352,6 +352,16 @@ class FastSpeech2(nn.Module):
         if self.training and self.config.reference_dropout > 0:
             present = torch.rand(refs.shape[0], device=refs.device) >= self.config.reference_dropout
         return refs, batch.reference_lengths, present
+
+    def reference_clips(self, mels: Sequence[Tensor]) -> tuple[Tensor, Tensor] | None:
+        """A voice's clips, each log-mel (n_mels, T_i), as the reference attention reads them:
+        (1, n_mels, R) side by side on the model's device, at most ``reference_frames``, and
+        the length (1,); None for a model without reference attention (or no clips)."""
+        if self.reference_in is None or not mels:
+            return None
+        device = self.mel_out.weight.device
+        return stack_references([torch.as_tensor(m, dtype=torch.float32).to(device)
+                                 for m in mels], self.config.reference_frames)
 
     def _pitch_target(self, batch, hard: Tensor) -> tuple[Tensor, Tensor]:
         """Token-level normalized log-F0 (B, N) and where it exists (B, N) bool."""

@@ -27,8 +27,6 @@ from metatts.model.speaker_encoder import MEL_CENTRE, MEL_SCALE, GatedConv
 class ReferenceAttention(nn.Module):
     def __init__(self, n_mels: int, dim: int, heads: int, dropout: float, kernel: int = 5):
         super().__init__()
-        if dim % heads:
-            raise ValueError(f"dim ({dim}) must be divisible by heads ({heads}).")
         self.heads, self.dropout = heads, dropout
         self.prenet = nn.Sequential(nn.Linear(n_mels, dim), nn.Mish(), nn.Linear(dim, dim))
         self.context = GatedConv(dim, kernel, dropout)

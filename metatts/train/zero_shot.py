@@ -78,13 +78,10 @@ def with_references(model: FastSpeech2, batch, mels: Sequence[Tensor]):
     """``batch`` with ``mels`` (a voice's clips, each (n_mels, T)) as every item's references,
     for a model with reference attention (:mod:`metatts.model.reference_attention`); the batch
     as it is for any other model."""
-    if getattr(model, "reference_in", None) is None:
+    stacked = model.reference_clips(mels)
+    if stacked is None:
         return batch
-    from metatts.model.reference_attention import stack_references
-
-    device = batch.mels.device
-    refs, lengths = stack_references([m.to(device) for m in mels],
-                                     model.config.reference_frames)
+    refs, lengths = stacked
     n = batch.mels.shape[0]
     return dataclasses.replace(batch, references=refs.expand(n, -1, -1).contiguous(),
                                reference_lengths=lengths.expand(n).contiguous())
