@@ -60,13 +60,17 @@ from metatts.model.config import load_config  # noqa: E402
 class PackedFeatures:
     """The clips of a pack and their features, in the shape of a FeatureCache (get, warm)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, *paths: Path):
+        self.utterances, self.features = [], {}
+        for path in paths:
+            self._read(path)
+
+    def _read(self, path: Path) -> None:
         blob = lzma.decompress(path.read_bytes())
         (header_size,) = struct.unpack("<Q", blob[:8])
         metadata = json.loads(blob[8: 8 + header_size])["__metadata__"]
         floor, step = float(metadata["mel_floor"]), float(metadata["mel_step"])
         tensors = load(blob)
-        self.utterances, self.features = [], {}
         for i, u in enumerate(json.loads(metadata["utterances"])):
             utt = Utterance(u["id"], u["speaker"], u["text"], Path(u["audio"]), u["duration"],
                             u["split"], u["group"])
@@ -86,7 +90,7 @@ class PackedFeatures:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", required=True)
-    ap.add_argument("--pack", type=Path, required=True)
+    ap.add_argument("--pack", type=Path, nargs="+", required=True, help="one or more packs")
     ap.add_argument("--minutes", type=float, required=True, help="training time before stopping")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--run-dir", type=Path, default=Path("/tmp/meta_run"))
@@ -95,7 +99,7 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     started = time.monotonic()
-    packed = PackedFeatures(args.pack)
+    packed = PackedFeatures(*args.pack)
     logging.info("pack: %d clips read in %.1f s", len(packed.utterances),
                  time.monotonic() - started)
     meta_module.feature_cache = lambda data, run_dir, pitch=False: packed

@@ -55,6 +55,10 @@ def main() -> None:
     ap.add_argument("--max-frames", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--parts", type=int, default=1,
+                    help="write that many packs, each readable alone (clips dealt round-robin; "
+                    "OUT gets -0, -1, ... before its suffix), for a device that takes one "
+                    "part per call")
     args = ap.parse_args()
     config = load_config(args.config)
     d = config.data
@@ -83,11 +87,16 @@ def main() -> None:
                 if len(picked) == args.per_speaker:
                     break
             chosen += picked
-    write_pack(chosen, args.out)
+    outs = [args.out] if args.parts == 1 else [
+        args.out.with_name(f"{args.out.name.split('.')[0]}-{i}{''.join(args.out.suffixes)}")
+        for i in range(args.parts)]
+    for i, out in enumerate(outs):
+        write_pack(chosen[i::len(outs)], out)
     frames = sum(f.mel.shape[-1] for _, f in chosen)
     hours = frames * 256 / 22050 / 3600
+    sizes = " + ".join(f"{out.stat().st_size / 2**20:.1f}" for out in outs)
     print(f"{len(chosen)} clips of {len({u.speaker for u, _ in chosen})} speakers, {frames} "
-          f"frames ({hours:.2f} h): {args.out.stat().st_size / 2**20:.1f} MiB")
+          f"frames ({hours:.2f} h): {sizes} MiB")
 
 
 def write_pack(clips: list, path: Path) -> None:

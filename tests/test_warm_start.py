@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from metatts.data.batch import Example, collate
 from metatts.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from metatts.model.config import load_config
 from metatts.model.fastspeech2 import FastSpeech2
@@ -105,3 +106,35 @@ def test_the_warm_v2_config_takes_the_shipped_models_text_and_decoder_path():
                                                                    for p in mine.values())
     assert share > 0.6, share  # all but the encoder, pitch, adapters and speaker table
     assert not any(n.startswith(("speaker_encoder.", "variance.pitch")) for n in copied)
+
+
+def test_a_wider_model_keeps_the_aligner_through_its_own_embedding(tmp_path):
+    """model.aligner_embedding: a model of another width takes the other's aligner and, as the
+    aligner's own embedding, the other's token embedding; its durations are the other's, and a
+    step on durations fixed beforehand leaves that aligner as it was."""
+    old = load_checkpoint(v1_checkpoint(tmp_path / "v1")).model.eval()
+    width = old.config.hidden
+    config = load_config(TINY_V2, {"model": {"n_symbols": len(SYMBOLS), "n_speakers": 5,
+                                             "pitch": False, "speaker_encoder": False,
+                                             "hidden": 2 * width, "aligner_embedding": width}})
+    torch.manual_seed(4)
+    model = FastSpeech2(config.model, config.loss)
+    copied, _ = warm_start(model, tmp_path / "v1", "characters")
+    assert {"aligner_embedding.weight", "aligner.network.key_layer.0.conv.weight"} <= set(copied)
+    assert "token_embedding.weight" not in copied  # another width: fresh
+    assert torch.equal(model.aligner_embedding.weight, old.token_embedding.weight)
+    torch.manual_seed(5)
+    batch = collate([Example(uid, i, torch.randint(1, len(SYMBOLS), (n,)), torch.randn(80, t))
+                     for i, (uid, n, t) in enumerate((("x", 7, 30), ("y", 5, 22)))])
+    model.eval()
+    durations = model.align(batch)
+    assert torch.equal(durations, old.align(batch))
+    assert durations.sum(1).tolist() == [30, 22]
+    aligner = {n: v.clone() for n, v in model.state_dict().items() if n.startswith("aligner")}
+    embedding = model.token_embedding.weight.detach().clone()
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.01, weight_decay=0.01)
+    model(dataclasses.replace(batch, durations=durations)).total.backward()
+    optimizer.step()
+    assert all(torch.equal(model.state_dict()[n], v) for n, v in aligner.items())
+    assert not torch.equal(model.token_embedding.weight, embedding)  # the rest does train

@@ -81,6 +81,10 @@ class ModelConfig:
     postnet_channels: int = 256
     postnet_kernel: int = 5
     aligner_channels: int = 80
+    # the aligner reads its own token embedding of this width instead of the model's (0): a
+    # model of another width can keep a trained aligner (a warm start copies it, and that
+    # model's token embedding as this one), e.g. when training on durations fixed beforehand
+    aligner_embedding: int = 0
     aligner_temperature: float = 0.0005
     prior_scale: float = 1.0  # omega of the beta-binomial alignment prior
     n_mels: int = audio.N_MELS
@@ -96,6 +100,9 @@ class ModelConfig:
                      "reference_frames"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"model.{name} must be positive.")
+        if self.aligner_embedding < 0:
+            raise ConfigError(f"model.aligner_embedding must be 0 (the model's token embedding) "
+                              f"or a width, got {self.aligner_embedding}.")
         if self.adapter_rank < 0:
             raise ConfigError(f"model.adapter_rank must be 0 (no adapters) or positive, got "
                               f"{self.adapter_rank}.")

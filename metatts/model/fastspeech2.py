@@ -142,8 +142,10 @@ class FastSpeech2(nn.Module):
                                 c.dropout)
         self.speaker = SpeakerTable(c.n_speakers, c.speaker_dim)
         self.speaker_proj = nn.Linear(c.speaker_dim, c.hidden)
-        self.aligner = Aligner(c.n_mels, c.hidden, c.aligner_channels, c.aligner_temperature,
-                               c.prior_scale)
+        self.aligner_embedding = (nn.Embedding(c.n_symbols, c.aligner_embedding)
+                                  if c.aligner_embedding else None)
+        self.aligner = Aligner(c.n_mels, c.aligner_embedding or c.hidden, c.aligner_channels,
+                               c.aligner_temperature, c.prior_scale)
         self.variance = VarianceAdaptor(c.hidden, c.variance_hidden, c.variance_kernel,
                                         c.variance_dropout, c.energy, c.pitch)
         if c.pitch:  # per speaker: mean and std of log-F0 over voiced frames (data, not learned)
@@ -222,7 +224,8 @@ class FastSpeech2(nn.Module):
             batch.tokens, batch.token_lengths, batch.speakers, mixed,
             getattr(batch, "text_states", None))
         if getattr(batch, "durations", None) is None:
-            alignment = self.aligner(embedded, batch.mels, batch.token_lengths, batch.mel_lengths)
+            alignment = self.aligner(self._aligner_keys(batch, embedded), batch.mels,
+                                     batch.token_lengths, batch.mel_lengths)
         else:  # fixed beforehand (see align()): the aligner is skipped
             hard = durations_to_alignment(batch.durations, batch.mels.shape[-1])
             alignment = Alignment(None, None, None, hard, batch.durations)
@@ -392,8 +395,18 @@ class FastSpeech2(nn.Module):
         carrying them (``dataclasses.replace(batch, durations=...)``) skips the aligner: exact
         for any loss whose parameters the alignment does not depend on (everything but the token
         embedding and the aligner), and the align and binarization terms are left out."""
-        embedded = self._encode(batch.tokens, batch.token_lengths, batch.speakers)[3]
-        return self.aligner(embedded, batch.mels, batch.token_lengths, batch.mel_lengths).durations
+        embedded = (None if self.aligner_embedding is not None else
+                    self._encode(batch.tokens, batch.token_lengths, batch.speakers)[3])
+        return self.aligner(self._aligner_keys(batch, embedded), batch.mels, batch.token_lengths,
+                            batch.mel_lengths).durations
+
+    def _aligner_keys(self, batch, embedded: Tensor | None) -> Tensor:
+        """What the aligner reads for the tokens: the model's embeddings (B, N, H), or those of
+        its own embedding (``model.aligner_embedding``), masked alike."""
+        if self.aligner_embedding is None:
+            return embedded
+        mask = sequence_mask(batch.token_lengths, batch.tokens.shape[1])
+        return self.aligner_embedding(batch.tokens) * mask[..., None]
 
     def forward(self, batch, binarization_weight: float = 1.0) -> LossOutput:
         """The training loss for ``batch``; see :func:`metatts.model.losses.acoustic_loss`.

@@ -64,7 +64,8 @@ NOT_WARM = ("speaker.table.weight", "speaker.new", "pitch_stats")
 def warm_start(model: FastSpeech2, init_from: str | Path, tokens: str,
                speakers: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
     """Copy into ``model`` every tensor of the checkpoint at ``init_from`` with the same name and
-    shape (except :data:`NOT_WARM`); returns (copied names, names left as initialized: among
+    shape (except :data:`NOT_WARM`; a model with its own ``aligner_embedding`` takes the other's
+    token embedding for it when the other has none); returns (copied names, names left as initialized: among
     them the speaker table's new rows as ``speaker.table.weight[n new rows]``). The
     checkpoint must use the same symbol table and ``tokens`` (the token embedding's rows are the
     symbols). With this run's ``speakers`` (index -> name), the speaker table's rows of the
@@ -79,6 +80,10 @@ def warm_start(model: FastSpeech2, init_from: str | Path, tokens: str,
                               "project's; a warm start needs the same symbols.")
     theirs = other.model.state_dict()
     own = model.state_dict()
+    if "aligner_embedding.weight" in own and "aligner_embedding.weight" not in theirs:
+        # a model with its own aligner embedding keeps the other's aligner with the embedding
+        # that aligner was trained on (the other's token embedding)
+        theirs["aligner_embedding.weight"] = theirs["token_embedding.weight"]
     copied = [n for n, v in own.items() if n not in NOT_WARM and n in theirs
               and theirs[n].shape == v.shape]
     if not copied:
