@@ -49,9 +49,10 @@ def fixed_alignment(model: torch.nn.Module, items: Sequence[Any], adapted: Seque
                     device: torch.device | str = "cpu") -> list[Any]:
     """The support items with their alignment attached (``durations``, from ``model.align`` on
     all of them at once, without gradient), when no adapted parameter can change it: the aligner
-    reads only the token embedding (or its own) and the mel. Every inner step then skips the aligner and its
-    dynamic programs, with the same gradients. Returns ``items`` unchanged when ``adapted``
-    names a parameter of the aligner or the token embedding, or the model has no ``align``."""
+    reads only the token embedding (or its own) and the mel. Every inner step then skips the
+    aligner and its dynamic programs, with the same gradients. Returns ``items`` unchanged when
+    ``adapted`` names a parameter of the aligner or the token embeddings, or the model has no
+    ``align``."""
     if not hasattr(model, "align") or any(
             name.startswith(("aligner.", "aligner_embedding.", "token_embedding."))
             for name in adapted):

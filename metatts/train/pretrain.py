@@ -65,8 +65,9 @@ def warm_start(model: FastSpeech2, init_from: str | Path, tokens: str,
                speakers: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
     """Copy into ``model`` every tensor of the checkpoint at ``init_from`` with the same name and
     shape (except :data:`NOT_WARM`; a model with its own ``aligner_embedding`` takes the other's
-    token embedding for it when the other has none); returns (copied names, names left as initialized: among
-    them the speaker table's new rows as ``speaker.table.weight[n new rows]``). The
+    token embedding for it when the other has none); returns (copied names, names left as
+    initialized: among them the speaker table's new rows as ``speaker.table.weight[n new
+    rows]``). The
     checkpoint must use the same symbol table and ``tokens`` (the token embedding's rows are the
     symbols). With this run's ``speakers`` (index -> name), the speaker table's rows of the
     speakers both runs have are copied too, by name (reported as ``speaker.table.weight[n/m]``),
