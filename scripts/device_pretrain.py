@@ -2,7 +2,9 @@
 durations fixed beforehand: the acoustic-model run for a lent GPU machine.
 
     python scripts/device_pretrain.py --config configs/base_v2_h192.json \
-        --pack .packA/part.xz .packB/part.xz --minutes 7 --out $OUT
+        --pack /tmp/p/part-0.xz /tmp/p/part-1.xz /tmp/p/part-2.xz --minutes 8 --out $OUT
+
+(the device calls that bring the packs: docs/experiments.md, "A wider model (hidden 192)").
 
 It is ``python -m metatts train --config ...`` with three changes:
 - the clips and their features are read from the packs instead of the corpus and its cache;
