@@ -71,12 +71,9 @@ def fixed_durations(packed: PackedFeatures, checkpoint: str, device: torch.devic
 
 def with_durations(durations: dict[str, torch.Tensor]):
     """collate_train that also carries each item's fixed durations (the aligner is skipped)."""
-    def collate(items):
-        batch = collate_train(items)
-        table = torch.zeros(batch.tokens.shape, dtype=torch.long)
-        for i, uid in enumerate(batch.ids):
-            table[i, : len(durations[uid])] = durations[uid]
-        return dataclasses.replace(batch, durations=table)
+    def collate(items):  # the examples carry them; the library's collate pads them
+        return collate_train([(dataclasses.replace(x, durations=durations[x.id]), f0, ref)
+                              for x, f0, ref in items])
     return collate
 
 
@@ -137,6 +134,11 @@ def main() -> None:
         log.info("GPU: %s", torch.cuda.get_device_name())
     else:
         torch.set_num_threads(os.cpu_count() or 1)
+    config = load_config(args.config, {"train": {"run_dir": str(args.run_dir),
+                                                 "init_from": args.aligner_from}})
+    if not config.model.aligner_embedding:
+        raise SystemExit("this run trains on fixed durations: set model.aligner_embedding "
+                         "(the aligner of --aligner-from is kept, untrained)")
     t0 = time.monotonic()
     durations = fixed_durations(packed, args.aligner_from, device)
     log.info("durations of %d clips by %s's aligner in %.1f s", len(durations),
@@ -145,11 +147,6 @@ def main() -> None:
     pretrain_module.feature_cache = lambda data, run_dir, pitch=False: packed
     data_module.read_utterances = lambda data: list(packed.utterances)
     pretrain_module.collate_train = with_durations(durations)
-    config = load_config(args.config, {"train": {"run_dir": str(args.run_dir),
-                                                 "init_from": args.aligner_from}})
-    if not config.model.aligner_embedding:
-        raise SystemExit("this run trains on fixed durations: set model.aligner_embedding "
-                         "(the aligner of --aligner-from is kept, untrained)")
     result = pretrain_module.pretrain(config, deadline=deadline)
     args.out.mkdir(parents=True, exist_ok=True)
     checkpoint = latest_checkpoint(args.run_dir)
