@@ -162,12 +162,26 @@ def new_clips(session: Session, wavs: dict) -> Session:
     return session
 
 
-def preview(session: Session, progress=gr.Progress()):  # noqa: B008 (Gradio's pattern)
-    """Speak a sample sentence in the start voice of the checked clips, before adapting."""
+def table_rows(table) -> list[tuple[bool, str, str]]:
+    """(use, clip, transcript) of the report table as the page holds it."""
+    rows = [] if table is None else list(pd.DataFrame(table)[["use", "clip", "transcript"]]
+                                         .itertuples(index=False, name=None))
+    return [(str(u).lower() in ("true", "1"), n, t) for u, n, t in rows]
+
+
+def preview(session: Session, table=None,
+            progress=gr.Progress()):  # noqa: B008 (Gradio's pattern)
+    """Speak a sample sentence in the start voice of the checked clips, before adapting: with
+    the report ``table``, of the ticked clips, each frame corrected by their own frames through
+    their transcripts (metatts.frames), as their adapted voice will speak; without it, of all
+    the checked clips, the start voice alone."""
     progress(0, desc="Speaking a sample in the start voice")
     with friendly():
-        out = logic.preview(list(session.wavs.values()))
-    note = (f"**Before adapting**, in {out.source}: speaker similarity to your clips "
+        rows = table_rows(table)
+        clips = logic.chosen_clips(session, rows) if rows else []
+        out = logic.preview([c.wav for c in clips] or list(session.wavs.values()), clips=clips)
+    how = f" with your clips' frames ({out.frames:,})" if out.frames else ""
+    note = (f"**Before adapting**, in {out.source}{how}: speaker similarity to your clips "
             f"**{out.similarity:.2f}** (ECAPA cosine; 1 is the same voice). Adapt (step 2) "
             "refines this voice.")
     return (out.sample_rate, (out.wav * 32767).astype("int16")), note
@@ -178,9 +192,7 @@ def adapt(table, choice: str, steps: float, lr: float, session: Session,
     if choice not in CHOICES:
         raise gr.Error(f"Choose how to start adapting: one of {', '.join(init_choices())}. "
                        if init_choices() else logic.NO_MODEL, print_exception=False)
-    rows = [] if table is None else list(pd.DataFrame(table)[["use", "clip", "transcript"]]
-                                         .itertuples(index=False, name=None))
-    rows = [(str(u).lower() in ("true", "1"), n, t) for u, n, t in rows]
+    rows = table_rows(table)
     curve: list[dict] = []
     drawn = 0.0  # when the loss curve was last sent
     voices, seconds = dict(session.voices), dict(session.seconds)
@@ -363,8 +375,8 @@ def build_demo() -> gr.Blocks:
                               headers=SCORE_COLUMNS, elem_id="scores")
 
         heavy = {"concurrency_id": HEAVY, "concurrency_limit": 1}
-        previewed = {"fn": preview, "inputs": session, "outputs": [preview_audio, preview_note],
-                     **heavy}
+        previewed = {"fn": preview, "inputs": [session, report],
+                     "outputs": [preview_audio, preview_note], **heavy}
         example.input(use_example, [example, session], [files, report, session],
                       api_name="example", **heavy).success(**previewed,
                                                            api_name="preview_example")

@@ -220,6 +220,8 @@ def zero_shot(args, ckpt, utterances, vocoder) -> dict:
     from eval.naturalness import dnsmos
     from metatts import speaker as ecapa
     from metatts.asr import transcribe
+    from metatts.adapt import make_clip, support_examples
+    from metatts.frames import frame_bank
     from metatts.synthesis import synthesize
 
     held = [u for u in read_dataset(args.zero_shot).utterances
@@ -255,22 +257,28 @@ def zero_shot(args, ckpt, utterances, vocoder) -> dict:
                          "wav": wav, "source": u.id})
             refs.append({"speaker": name, "group": group, "kind": "vocoded", "text": u.text,
                          "wav": vocoder(audio.mel_spectrogram(wav)).numpy(), "source": u.id})
-        starts = {"mean": ({"speaker.new": mean}, None, None)}
+        starts = {"mean": ({"speaker.new": mean}, None, None, None)}
         nearest = None
         if model.speaker_encoder is not None:
             mels = [audio.mel_spectrogram(audio.prepare_clip(u.audio)) for u in support]
             encoded = model.encode_speaker(mels)
             cos = torch.nn.functional.cosine_similarity(table, encoded[None], dim=-1)
             nearest = ckpt.speakers[int(cos.argmax())]
-            starts = {"encoder": ({"speaker.new": encoded}, None, None), **starts,
-                      "nearest_known": (None, nearest, None)}
+            starts = {"encoder": ({"speaker.new": encoded}, None, None, None), **starts,
+                      "nearest_known": (None, nearest, None, None)}
             if getattr(model, "reference_in", None) is not None:  # the vector and the frames
-                starts["encoder_references"] = ({"speaker.new": encoded}, None, mels)
-                starts["mean_references"] = ({"speaker.new": mean}, None, mels)
-        for method, (params, who, references) in starts.items():
+                starts["encoder_references"] = ({"speaker.new": encoded}, None, mels, None)
+                starts["mean_references"] = ({"speaker.new": mean}, None, mels, None)
+            if not args.no_frames:  # the vector, and each frame corrected by the clips' own
+                clips = [make_clip(audio.prepare_clip(u.audio), audio.SAMPLE_RATE, u.text, u.id)
+                         for u in support]
+                bank = frame_bank(ckpt, {"speaker.new": encoded}, support_examples(clips, ckpt))
+                starts["encoder_frames"] = ({"speaker.new": encoded}, None, None, bank)
+        for method, (params, who, references, bank) in starts.items():
             for text in texts:
                 out = synthesize(ckpt, text, params, who, vocoder=vocoder,
-                                 postfilter=not args.no_postfilter, references=references)
+                                 postfilter=not args.no_postfilter, references=references,
+                                 frames=bank)
                 rows.append({"speaker": name, "group": group, "kind": method, "text": text,
                              "wav": out.wav, "nearest": nearest})
         print(f"zero-shot {name} (nearest known voice {nearest})", file=sys.stderr, flush=True)
@@ -286,7 +294,7 @@ def zero_shot(args, ckpt, utterances, vocoder) -> dict:
         r["secs"] = float(ecapa.similarity(r["emb"], torch.stack(real).mean(0)))
     table_rows = []
     for group in ("natural", "real"):
-        for kind in ("encoder", "encoder_references", "mean", "mean_references",
+        for kind in ("encoder", "encoder_frames", "encoder_references", "mean", "mean_references",
                      "nearest_known", "real", "vocoded"):
             chosen = [r for r in everything if r["group"] == group and r["kind"] == kind]
             if not chosen:
@@ -411,6 +419,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--zs-clips", type=int, default=0,
                         help="each --zero-shot voice's first N clips by id (0: all)")
     parser.add_argument("--support", type=int, default=5, help="reference clips per voice")
+    parser.add_argument("--no-frames", action="store_true",
+                        help="leave out the zero-shot voice with frame matching "
+                             "(metatts.frames: the encoder's vector, each frame corrected by "
+                             "the support clips' own)")
     parser.add_argument("--zs-sentences", type=int, default=5, help="sentences per voice")
     parser.add_argument("--out", default="runs/bench/acoustic.json")
     args = parser.parse_args(argv)

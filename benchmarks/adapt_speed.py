@@ -16,6 +16,9 @@ Paths compared:
 - ``before``: whole clips, attention written out inside every ``torch.func`` transform, the FFN's
   convolution as one matrix product over shifted copies, one padded batch (the code until
   2026-12-04);
+- ``no_frames``: ``now`` without the voice's frame bank (``AdaptSettings.frames``; the bank is
+  one teacher-forced pass over the clips after the last step, :mod:`metatts.frames`), which
+  every path before 2026-12-06 left out;
 - ``last``: ``now`` as it ran until the night of 2026-12-05: attention through the fused kernel
   in bfloat16 too (slower there than written out), the text encoder run at every step instead of
   once (``metatts.meta.support.fixed_text_states``), and the pieces split into parts wherever
@@ -83,12 +86,14 @@ def main(argv: list[str] | None = None) -> int:
         metatts.adapt.PIECE_WASTE = waste if path != "last" else 0.1
         if path == "last":
             return shipped
+        if path == "no_frames":
+            return with_changes(shipped, frames=False)
         if path == other:
             return with_changes(shipped, precision=other)
         return shipped if path == "now" else with_changes(whole, precision="float32")
 
-    seconds: dict[str, list[float]] = {"now": [], "last": [], other: [], "whole": [],
-                                       "before": []}
+    seconds: dict[str, list[float]] = {"now": [], "no_frames": [], "last": [], other: [],
+                                       "whole": [], "before": []}
     losses: dict[str, float] = {}
     for path in seconds:  # warm-up
         adapt(clips, base, use(path))
@@ -109,13 +114,17 @@ def main(argv: list[str] | None = None) -> int:
                n / p for n, p in zip(seconds["now"], seconds["last"])), 3),
            "speedup_pieces": round(min(seconds["whole"]) / min(seconds["now"]), 2),
            "speedup_precision": round(min(seconds[other]) / min(seconds["now"]), 2),
+           # what the frame bank adds (one teacher-forced pass over the clips), paired per round
+           "frames_seconds": round(statistics.median(
+               n - p for n, p in zip(seconds["now"], seconds["no_frames"])), 3),
            "final_loss": losses}
     print(f"{len(clips)} clips ({speech:.1f} s of speech) x {args.steps} steps, encoder start, "
           f"CPU {out['cpu']}")
     for path, values in seconds.items():
         print(f"  {path:6s}: best {min(values):.2f} s of {', '.join(f'{v:.2f}' for v in values)}"
               f"  (final support loss {losses[path]:.4f})")
-    print(f"  now / last per round (median): {out['ratio_to_last']}")
+    print(f"  now / last per round (median): {out['ratio_to_last']}; the frame bank adds "
+          f"{out['frames_seconds']:.2f} s (now - no_frames per round, median)")
     print(f"  speedup {out['speedup']}x over before, {out['speedup_last']}x over last, "
           f"{out['speedup_pieces']}x over whole clips, "
           f"{out['speedup_precision']}x over {other}; "

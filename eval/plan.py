@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from eval.grid import Unit
+from eval.grid import Unit, option_values
 
 
 @dataclass(frozen=True)
@@ -23,14 +23,17 @@ class Work:
 
 def count(units: list[Unit]) -> Work:
     """The work of ``units``. A step-0 voice is the checkpoint's start, the same for every method
-    of that checkpoint, k and draw (the start does not depend on the support clips); two draws
-    with the same support clips give the same voice."""
+    of that checkpoint, k and draw (the start does not depend on the support clips), unless it
+    speaks with the clips' frames (``AdaptSettings.frames``, the default: then it is one voice
+    per set of support clips); two draws with the same support clips give the same voice."""
     adaptations: dict[int, set] = {}
     voices, records, per_cell = set(), 0, {}
     for u in units:
         support = tuple(x.id for x in u.task.support)
         adaptations.setdefault(u.shots, set()).add((u.method.name, u.task.speaker, support))
-        voice = (u.method.checkpoint,) if u.steps == 0 else (u.method.name, support, u.steps)
+        frames = option_values(u.method.overrides).get("frames", True)
+        voice = ((u.method.checkpoint, support if frames else ()) if u.steps == 0 else
+                 (u.method.name, support, u.steps))
         for t in u.task.test:
             voices.add((voice, u.task.speaker, t.text))
         records += len(u.task.test)

@@ -40,6 +40,7 @@ from metatts.adapt import (AdaptError, AdaptSettings, Clip, Kept, adapt, default
                            with_changes)
 from metatts.data.utterance import Utterance
 from metatts.model.checkpoint import Checkpoint, CheckpointError
+from metatts.frames import FrameBank
 from metatts.synthesis import synthesize
 from metatts.text import TextError
 from metatts.voice import base_model
@@ -69,7 +70,7 @@ class StaleResultsError(ValueError):
 
 # settings added after setup ids were first recorded, with the value every earlier record was
 # made with: at that value they stay out of the id, so those records keep matching
-LATER_SETTINGS = {"precision": "float32", "identity": 0.0}
+LATER_SETTINGS = {"precision": "float32", "identity": 0.0, "frames": False}
 
 
 def setup_id(method: Method, base: Checkpoint, seed: int) -> str:
@@ -135,12 +136,15 @@ class Loader:
         return [Clip(u.id, self.wav(u), u.text) for u in utterances]
 
 
-def voice_hash(checkpoint: str, params: dict[str, torch.Tensor]) -> str:
-    """Identity of a voice: the checkpoint folder and the adapted parameters' exact values."""
+def voice_hash(checkpoint: str, params: dict[str, torch.Tensor],
+               frames: FrameBank | None = None) -> str:
+    """Identity of a voice: the checkpoint folder, the adapted parameters' exact values and,
+    when it speaks with one, its frame bank's."""
     h = hashlib.sha1(checkpoint.encode())
-    for name in sorted(params):
+    tensors = params if frames is None else {**params, **frames.tensors("\0frames.")}
+    for name in sorted(tensors):
         h.update(name.encode())
-        h.update(params[name].detach().cpu().contiguous().numpy().tobytes())
+        h.update(tensors[name].detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
 
 
@@ -187,7 +191,8 @@ def run_group(units: list[Unit], base: Checkpoint, scorer: Scorer, loader: Loade
     counts = sorted({u.steps for u in units})
     settings = settings_for(units[0].method, base, counts[-1], task.seed)
     result = adapt(loader.clips(task.support), base, settings, keep=counts)
-    voices = {n: voice_hash(units[0].method.checkpoint, result.kept[n].params) for n in counts}
+    voices = {n: voice_hash(units[0].method.checkpoint, result.kept[n].params,
+                            result.kept[n].frames) for n in counts}
     todo: dict[tuple, tuple[int, str]] = {}  # clip key -> (steps, text), in order
     for u in units:
         for t in task.test:
@@ -197,7 +202,8 @@ def run_group(units: list[Unit], base: Checkpoint, scorer: Scorer, loader: Loade
     wavs, seconds = [], []
     for steps, text in todo.values():
         started = time.perf_counter()
-        wavs.append(synthesize(base, text, result.kept[steps].params, vocoder=vocoder).wav)
+        wavs.append(synthesize(base, text, result.kept[steps].params, vocoder=vocoder,
+                               frames=result.kept[steps].frames).wav)
         seconds.append(time.perf_counter() - started)
     texts = [text for _, text in todo.values()]
     known.update(zip(todo, measure_clips(wavs, texts, task, refs, scorer, seconds)))

@@ -19,6 +19,10 @@ voice is fitted: ``lock_timing`` (durations, pitch and energy stay the start voi
 mel), ``early_stop`` (one support clip is held out and the step count with its lowest loss is
 kept).
 
+After the last step the voice keeps its clips' frame bank (``frames``, on by default:
+:mod:`metatts.frames`): the model's teacher-forced rendering of each clip beside the clip's own
+frames, which corrects every frame the voice speaks.
+
 The model runs in eval mode (no dropout) and is never modified: the voice is the adapted values.
 
     selection = load_clips(["a.wav", "b.wav"])          # transcripts from a.txt, or Whisper
@@ -48,6 +52,7 @@ from metatts.meta.support import fixed_alignment, fixed_text_states, split_long
 from metatts.model.checkpoint import (SHIPPED, Checkpoint, CheckpointError, find_checkpoint,
                                       load_checkpoint, shipped_checkpoint)
 from metatts.model.discriminator import CRITIC_TERMS
+from metatts.frames import FrameBank, frame_bank
 from metatts.model.fastspeech2 import NEW_SPEAKER
 from metatts.text import TextError, text_to_ids
 from metatts.text.normalize import PUNCTUATION
@@ -210,6 +215,9 @@ class AdaptSettings:
     # weight of the identity term (metatts.meta.inner_loop.InnerConfig.identity): the steps also
     # pull the voice toward the clips' as the model's own speaker encoder hears it; 0: off
     identity: float = 0.0
+    # the voice carries its clips' frame bank (metatts.frames): every frame it speaks is
+    # corrected by the clips' own; built once after the last step
+    frames: bool = True
 
     def __post_init__(self) -> None:
         if self.init not in INITS:
@@ -448,6 +456,7 @@ class Kept:
     # with full batching, and after the last step)
     seconds: float  # wall time from the start of adapt() to this step, features included
     stopped_at: int | None = None  # the step count these parameters are from (early_stop)
+    frames: FrameBank | None = None  # the clips' frame bank at these parameters (settings.frames)
 
 
 @dataclass(frozen=True)
@@ -483,7 +492,7 @@ def adapt(clips: Sequence[Clip], base: Checkpoint, settings: AdaptSettings,
         raise AdaptError(_not_meta_learned(base.path))
     model = base.model
     device = next(model.parameters()).device
-    support = support_examples(clips, base)
+    support = examples = support_examples(clips, base)
     start_kind = resolved_start(base, settings)
     held_out: list[Example] = []
     if settings.early_stop:
@@ -540,11 +549,16 @@ def adapt(clips: Sequence[Clip], base: Checkpoint, settings: AdaptSettings,
                                   identity=settings.identity)(result.params, batch(support)))
     if not math.isfinite(final):
         raise AdaptError(_diverged(final, "after the last step", settings.lr))
-    voice = make_voice({**result.params, **result.fixed}, base_model(base),
+    params = {**result.params, **result.fixed}
+    bank = frame_bank(base, params, examples) if settings.frames else None
+    voice = make_voice(params, base_model(base),
                        {**settings.to_dict(), "start": start_kind, "stopped_at": stopped},
-                       [c.seconds for c in clips], result.losses, final)
+                       [c.seconds for c in clips], result.losses, final, frames=bank)
     losses = list(result.losses) + [final]  # support loss at 0, 1, ..., steps steps
-    kept = {n: Kept(n, {**p, **result.fixed}, losses[stops[n]], elapsed[n], stops[n])
+    kept = {n: Kept(n, {**p, **result.fixed}, losses[stops[n]], elapsed[n], stops[n],
+                    None if not settings.frames else
+                    bank if p is result.params else frame_bank(base, {**p, **result.fixed},
+                                                               examples))
             for n, p in result.kept.items()}
     return Adaptation(voice, list(result.losses), final, time.perf_counter() - started, kept,
                       start=start_kind, held_out_losses=judged, stopped_at=stopped)

@@ -573,21 +573,33 @@ class Preview:
     similarity: float  # mean ECAPA cosine to the clips (as in eval.score)
     text: str
     source: str  # StartVoice.source
+    frames: int = 0  # frames of the clips that corrected the speech (metatts.frames); 0: none
 
 
-def preview(wavs: Sequence[np.ndarray], text: str = PREVIEW_TEXT) -> Preview:
-    """Speak ``text`` with :func:`start_voice` of the clips, and score it against them."""
+def preview(wavs: Sequence[np.ndarray], text: str = PREVIEW_TEXT,
+            clips: Sequence[adapting.Clip] = ()) -> Preview:
+    """Speak ``text`` with :func:`start_voice` of the clips, and score it against them. With
+    ``clips`` (the same clips with their transcripts) each frame is corrected by the clips' own
+    (:mod:`metatts.frames`), as an adapted voice of them speaks."""
     from metatts import speaker
+    from metatts.frames import frame_bank
 
     if not wavs:
         raise AppError("Check some clips first: the preview speaks in the voice they start.")
     start = start_voice(wavs)
-    out = speak_params(start.init, start.params, text)
+    bank = None
+    if clips:
+        base = load_model(start.init)
+        try:
+            bank = frame_bank(base, start.params, adapting.support_examples(clips, base))
+        except adapting.AdaptError as err:
+            raise AppError(str(err)) from None
+    out = speak_params(start.init, start.params, text, frames=bank)
     refs = speaker.embed(list(wavs), audio.SAMPLE_RATE)
     own = speaker.embed(out.wav, out.sample_rate)
     similarity = float(speaker.similarity(own, refs).mean())
     return Preview(start.init, out.wav, out.sample_rate, round(similarity, 3), text,
-                   start.source)
+                   start.source, 0 if bank is None else bank.frames)
 
 
 # --- synthesis and scores -------------------------------------------------------------------
@@ -605,7 +617,7 @@ def check_text(text: str) -> str:
 
 def speak(init: str, voice: Voice, text: str):
     """Synthesize ``text`` with an adapted voice -> :class:`metatts.synthesis.Synthesis`."""
-    return speak_params(init, voice.params, text)
+    return speak_params(init, voice.params, text, frames=voice.frames)
 
 
 def speak_stream(init: str, voice: Voice, text: str) -> Iterator:
@@ -616,18 +628,20 @@ def speak_stream(init: str, voice: Voice, text: str) -> Iterator:
     from metatts.text import TextError
 
     try:
-        return synthesize_stream(load_model(init), check_text(text), params=voice.params)
+        return synthesize_stream(load_model(init), check_text(text), params=voice.params,
+                                 frames=voice.frames)
     except (TextError, CheckpointError) as err:
         raise AppError(str(err)) from None
 
 
-def speak_params(init: str, params: dict, text: str):
-    """Synthesize ``text`` with parameters over ``init``'s model -> ``Synthesis``."""
+def speak_params(init: str, params: dict, text: str, frames=None):
+    """Synthesize ``text`` with parameters over ``init``'s model (and the voice's frame bank,
+    :mod:`metatts.frames`, when given) -> ``Synthesis``."""
     from metatts.synthesis import synthesize
     from metatts.text import TextError
 
     try:
-        return synthesize(load_model(init), check_text(text), params=params)
+        return synthesize(load_model(init), check_text(text), params=params, frames=frames)
     except (TextError, CheckpointError) as err:
         raise AppError(str(err)) from None
 

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from metatts.audio import SAMPLE_RATE
+from metatts.frames import FrameBank
 from metatts.model.checkpoint import Checkpoint, CheckpointError
 from metatts.model.config import PostFilterConfig
 from metatts.model.fastspeech2 import NEW_SPEAKER, FastSpeech2, Prediction
@@ -103,8 +104,8 @@ def resolve_speaker(checkpoint: Checkpoint, params: Mapping[str, Tensor] | None,
 def synthesize(checkpoint: Checkpoint, text: str, params: Mapping[str, Tensor] | None = None,
                speaker: str | int | None = None, *, pace: float = 1.0,
                vocoder: Callable[[Tensor], Tensor] | None = None,
-               postfilter: bool = True, references: Sequence[Tensor] | None = None
-               ) -> Synthesis:
+               postfilter: bool = True, references: Sequence[Tensor] | None = None,
+               frames: FrameBank | None = None) -> Synthesis:
     """Speak ``text``. Long text is split into sentences, each synthesized and joined with short
     pauses (see the module docstring). Raises :class:`metatts.text.TextError` for empty or
     unspeakable text. ``vocoder`` maps a (n_mels, T) mel to a waveform; default: the bundled
@@ -112,10 +113,12 @@ def synthesize(checkpoint: Checkpoint, text: str, params: Mapping[str, Tensor] |
     ``postfilter``: apply the checkpoint's mel post-filter (:mod:`metatts.postfilter`; a no-op
     when its config leaves it off). ``references``: log-mels (n_mels, T) of the voice's clips,
     read frame by frame by a model with reference attention
-    (:mod:`metatts.model.reference_attention`); ignored by any other model."""
+    (:mod:`metatts.model.reference_attention`); ignored by any other model. ``frames``: the
+    voice's :class:`~metatts.frames.FrameBank`, whose real frames correct each frame the model
+    makes (in place of the post-filter; :mod:`metatts.frames`)."""
     chunks = list(synthesize_stream(checkpoint, text, params, speaker, pace=pace,
                                     vocoder=vocoder, postfilter=postfilter,
-                                    references=references))
+                                    references=references, frames=frames))
     return Synthesis(np.concatenate([c.wav for c in chunks]), SAMPLE_RATE,
                      tuple(m for c in chunks for m in c.mels),
                      tuple(s for c in chunks for s in c.sentences),
@@ -126,8 +129,8 @@ def synthesize_stream(checkpoint: Checkpoint, text: str,
                       params: Mapping[str, Tensor] | None = None,
                       speaker: str | int | None = None, *, pace: float = 1.0,
                       vocoder: Callable[[Tensor], Tensor] | None = None, postfilter: bool = True,
-                      chunk_sentences: int = 1, references: Sequence[Tensor] | None = None
-                      ) -> Iterator[Synthesis]:
+                      chunk_sentences: int = 1, references: Sequence[Tensor] | None = None,
+                      frames: FrameBank | None = None) -> Iterator[Synthesis]:
     """Speak ``text`` ``chunk_sentences`` sentences at a time: one :class:`Synthesis` per chunk,
     made when it is asked for. The chunks' wavs concatenated are :func:`synthesize`'s wav for any
     ``chunk_sentences`` (every chunk but the last ends with the pause before the next sentence).
@@ -148,8 +151,14 @@ def synthesize_stream(checkpoint: Checkpoint, text: str,
 
         vocoder = load_vocoder()
     pf = checkpoint.config.postfilter if postfilter and checkpoint.config.postfilter.active else None
+    if frames is not None:  # the voice's real frames bring the detail the post-filter adds
+        if frames.twin.shape[1] != model.config.n_mels:
+            raise CheckpointError(f"the voice's frames have {frames.twin.shape[1]} mel bins and "
+                                  f"this model {model.config.n_mels}; was it made for another "
+                                  "checkpoint?")
+        pf = None
     return _stream(checkpoint.model, params, index, sentences, ids, pace, vocoder, pf,
-                   chunk_sentences, model.reference_clips(references or []))
+                   chunk_sentences, model.reference_clips(references or []), frames)
 
 
 def check_pace(pace: float) -> None:
@@ -180,8 +189,8 @@ def speakable_sentences(text: str, checkpoint: Checkpoint) -> tuple[list[str], l
 def _stream(model: FastSpeech2, params: dict[str, Tensor] | None, speaker: int,
             sentences: list[str], ids: list[list[int]], pace: float,
             vocoder: Callable[[Tensor], Tensor], postfilter: PostFilterConfig | None,
-            chunk_sentences: int, references: tuple[Tensor, Tensor] | None = None
-            ) -> Iterator[Synthesis]:
+            chunk_sentences: int, references: tuple[Tensor, Tensor] | None = None,
+            frames: FrameBank | None = None) -> Iterator[Synthesis]:
     pause = np.zeros(int(PAUSE_SECONDS * SAMPLE_RATE), dtype=np.float32)
     for first in range(0, len(sentences), chunk_sentences):
         last = min(first + chunk_sentences, len(sentences))
@@ -189,7 +198,9 @@ def _stream(model: FastSpeech2, params: dict[str, Tensor] | None, speaker: int,
         for i in range(first, last):
             started = time.perf_counter()
             mel = _mel(model, params, speaker, ids[i], pace, references)
-            if postfilter is not None:
+            if frames is not None:
+                mel = frames.apply(mel)
+            elif postfilter is not None:
                 mel = apply_postfilter(mel, postfilter)
             acoustic += time.perf_counter() - started
             started = time.perf_counter()

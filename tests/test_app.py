@@ -6,6 +6,7 @@ from pathlib import Path
 
 import gradio as gr
 import numpy as np
+import pandas as pd
 import pytest
 import soundfile as sf
 import torch
@@ -336,6 +337,20 @@ def test_preview_speaks_in_the_start_voice_before_adapting(tiny, tmp_path, monke
     assert all(torch.equal(start.params[k], v) for k, v in adapted_from.items())
     assert app.preview(session, progress=quiet)[1].startswith(
         "**Before adapting**, in the meta-learned start")
+
+
+def test_preview_with_the_report_speaks_with_the_ticked_clips_frames(tiny):
+    """The page passes the report table: the preview's frames are corrected by the ticked
+    clips' own (metatts.frames), as their adapted voice will speak; the same length of speech."""
+    table, session = app.check_clips(slt()[:2], None, logic.Session(), progress=quiet)
+    (_, plain), note = app.preview(session, progress=quiet)
+    (_, matched), with_frames = app.preview(session, table, progress=quiet)
+    assert "frames" not in note and "with your clips' frames (" in with_frames
+    assert len(matched) == len(plain) and not np.array_equal(matched, plain)
+    rows = pd.DataFrame(table)
+    rows["use"] = False
+    with pytest.raises(gr.Error, match="No clip is selected"):
+        app.preview(session, rows, progress=quiet)
 
 
 def test_preview_of_an_encoder_start_is_estimated_from_the_clips(tmp_path, monkeypatch):

@@ -120,3 +120,22 @@ def test_every_start_steps_in_the_fast_arithmetic_by_default(base):  # noqa: F81
         settings = default_settings("pretrained", base, start)
         assert settings.precision == fast_precision()
         assert settings.steps == ADAPT_STEPS == 50
+
+
+def test_no_frame_bank_keeps_the_setup_id_of_records_made_before_it(base):  # noqa: F811
+    import hashlib
+    import json
+
+    from metatts.voice import base_model
+
+    plain = grid.parse_method("finetune-encoder:frames=0")
+    settings = runner.settings_for(plain, base, 0, 0).to_dict()
+    assert settings["frames"] is False
+    del settings["steps"], settings["identity"], settings["frames"]  # a record of before
+    if settings.get("precision") == "float32":
+        del settings["precision"]
+    doc = json.dumps({"settings": settings, "base": base_model(base).sha256}, sort_keys=True)
+    assert runner.setup_id(plain, base, 0) == hashlib.sha256(doc.encode()).hexdigest()[:16]
+    # the default speaks with the clips' frames: a new setup, never mixed with those records
+    assert runner.setup_id(grid.parse_method("finetune-encoder"), base, 0) != \
+        runner.setup_id(plain, base, 0)

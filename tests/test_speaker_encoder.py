@@ -1,6 +1,7 @@
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 import torch
@@ -212,6 +213,14 @@ def test_synthesize_reference_speaks_in_the_encoded_voice_with_no_step(tmp_path,
                             "--vocoder", "fast"]) == 0
     wav, rate = sf.read(out)
     assert rate == 22050 and len(wav) > 0.2 * rate
+    # the clips' transcripts (.txt beside them) let their frames correct the voice's: without
+    # them (--no-frames) the same vector speaks other audio of the same length
+    plain = tmp_path / "vector_only.wav"
+    assert synthesize_main(["--checkpoint", str(tmp_path / "run"), "--text", "Hello there.",
+                            "--reference", *map(str, clips_), "--out", str(plain),
+                            "--vocoder", "fast", "--no-frames"]) == 0
+    other, _ = sf.read(plain)
+    assert len(other) == len(wav) and not np.allclose(other, wav, atol=1e-3)
     # a model without a speaker encoder says so instead of failing
     assert synthesize_main(["--checkpoint", str(root / "checkpoints" / "v1"), "--text", "Hello.",
                             "--reference", str(clips_[0]), "--out", str(tmp_path / "x.wav")]) == 2

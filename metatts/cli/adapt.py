@@ -66,6 +66,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=PRECISIONS,
                    help="arithmetic of the steps: bfloat16 (autocast; faster where the "
                    "processor has native bfloat16) or float32 (default: per --init)")
+    p.add_argument("--frames", action=argparse.BooleanOptionalAction, default=None,
+                   help="keep the clips' frame bank in the voice, so that every frame it speaks "
+                   "is corrected by the clips' own (metatts.frames; default on)")
     p.add_argument("--asr", default="tiny.en", metavar="MODEL",
                    help="Whisper model for clips without a .txt (default tiny.en)")
     p.add_argument("--recheck", default=RECHECK_MODEL, metavar="MODEL",
@@ -99,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
                      "proximal": args.proximal, "early_stop": args.early_stop,
                      "terms": (() if args.terms == ["all"] else tuple(args.terms))
                      if args.terms else None,
-                     "piece_frames": args.piece_frames, "precision": args.precision}
+                     "piece_frames": args.piece_frames, "precision": args.precision,
+                     "frames": args.frames}
         try:
             settings = with_changes(default_settings(args.init, base, args.start), **overrides)
         except (TypeError, ValueError) as err:  # a value out of range, e.g. --steps -1
@@ -131,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
                    "terms": list(settings.terms) or "all", "early_stop": settings.early_stop},
         "optimizer": settings.optimizer, "piece_frames": settings.piece_frames,
         "precision": settings.precision,
+        "frames": result.voice.frames.frames if result.voice.frames is not None else 0,
         "lr": "learned (Meta-SGD)" if settings.learned_lrs else settings.lr,
         "loss_start": result.losses[0] if result.losses else result.final_loss,
         "loss_final": result.final_loss, "seconds": round(result.seconds, 2),

@@ -1,5 +1,6 @@
 """``python -m metatts synthesize --text TEXT (--speaker NAME | --voice VOICE.safetensors |
---reference CLIP [CLIP ...]) --out OUT.wav [--checkpoint PATH] [--vocoder fast|bf16|exact]``, or ``--list-speakers``."""
+--reference CLIP [CLIP ...]) --out OUT.wav [--checkpoint PATH] [--vocoder fast|bf16|exact]
+[--no-frames]``, or ``--list-speakers``."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ def main(argv: list[str] | None = None) -> int:
     who.add_argument("--voice", help="an adapted voice file (.safetensors from `metatts adapt`)")
     who.add_argument("--reference", nargs="+", metavar="CLIP",
                      help="zero-shot: speak in the voice of these clips, encoded by the model's "
-                          "speaker encoder with no adaptation step (a v2 model)")
+                          "speaker encoder with no adaptation step (a v2 model), each frame "
+                          "corrected by the clips' own (their transcripts: .txt beside each "
+                          "clip, else Whisper's; see --no-frames)")
     parser.add_argument("--out", help="output .wav or .flac (22,050 Hz, 16-bit)")
     parser.add_argument("--checkpoint",
                         help="run directory, checkpoint directory or model.safetensors "
@@ -25,6 +28,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="print the checkpoint's speaker names, one per line, and exit")
     parser.add_argument("--pace", type=float, default=1.0,
                         help="speaking rate, 0.25 to 4 (> 1 is faster; default 1)")
+    parser.add_argument("--no-frames", action="store_true",
+                        help="speak with the voice's vector and parameters alone: leave out the "
+                             "correction of each frame by the clips' own (metatts.frames; on "
+                             "by default for --reference and for voices that carry it)")
     parser.add_argument("--no-postfilter", action="store_true",
                         help="leave the mel as the model made it (skip the checkpoint's "
                              "post-filter, see `python -m metatts postfilter`)")
@@ -74,18 +81,21 @@ def main(argv: list[str] | None = None) -> int:
         device = "cuda" if args.device == "auto" and torch.cuda.is_available() else (
             "cpu" if args.device == "auto" else args.device)
         checkpoint = load_checkpoint(args.checkpoint, device=device)
-        params = references = None
+        params = references = frames = None
         if voice is not None:
             voice.check_base(checkpoint)  # a voice only fits the model it was adapted from
             params = voice.params
+            frames = None if args.no_frames else voice.frames
         if args.reference:
             references = _reference_mels(checkpoint, args.reference)
             params = {"speaker.new": _encoded(checkpoint, references)}
+            if not args.no_frames:
+                frames = _reference_frames(checkpoint, params, args.reference)
         vocoder = load_vocoder(mode=args.vocoder)  # on CPU
         # a model with reference attention also reads the clips frame by frame
         result = synthesize(checkpoint, args.text, params, args.speaker, pace=args.pace,
                             vocoder=vocoder, postfilter=not args.no_postfilter,
-                            references=references)
+                            references=references, frames=frames)
         save_audio(args.out, result.wav, result.sample_rate)
         dropped = dropped_letters(args.text)
         if dropped:
@@ -114,6 +124,25 @@ def _reference_mels(checkpoint, clips: list[str]):
 
     device = next(checkpoint.model.parameters()).device
     return [mel_spectrogram(prepare_clip(path)).to(device) for path in clips]
+
+
+def _reference_frames(checkpoint, params, clips: list[str]):
+    """The clips' frame bank (:mod:`metatts.frames`) for the encoded voice ``params``: each clip
+    needs its transcript (the same-name .txt beside it, else Whisper's, as for `adapt`). Clips
+    without a usable one are named on stderr and left out; None when no clip has one."""
+    from metatts.adapt import load_clips, support_examples
+    from metatts.frames import frame_bank
+
+    selection = load_clips(clips)
+    for left in selection.left_out:
+        print(f"metatts synthesize: {left.name} is not used to correct the frames: "
+              f"{left.reason}", file=sys.stderr)
+    if not selection.clips:
+        print("metatts synthesize: no reference clip has a transcript, so the voice is the "
+              "encoder's vector alone (put each clip's words in a .txt beside it).",
+              file=sys.stderr)
+        return None
+    return frame_bank(checkpoint, params, support_examples(selection.clips, checkpoint))
 
 
 def _encoded(checkpoint, mels):

@@ -1,0 +1,170 @@
+"""Frame matching's settings, read on the validation voices (never on the test voices).
+
+For each voice (default: the four natural validation voices, which no checkpoint trains on and
+the benchmark never reports), ``--support`` clips (seeded shuffle) give the speaker encoder's
+vector and the frame bank (:mod:`metatts.frames`); five sentences are spoken with the vector
+alone (``encoder``: post-filtered, as shipped) and with each variant; each clip is scored by
+ECAPA cosine to the centroid of 8 of the voice's other clips, Whisper base WER (pooled) and
+DNSMOS OVRL. A variant is ``MODE:K:C[:MIX[:T[:F]]]``:
+
+- MODE ``residual`` (the library's): the frame plus the mean real-minus-twin difference of its
+  K nearest twin frames; ``select``: the mean of those neighbours' real frames (kNN-VC's rule);
+- C: frames of context on each side in the matching features (0: the frame alone);
+- MIX: output = MIX * corrected + (1 - MIX) * the model's frame (default 1);
+- T: the correction averaged over T consecutive frames (:data:`metatts.frames.SMOOTHING`);
+- F: and over F neighbouring mel bins (default 1: none).
+
+``residual:K:0:1:T`` is exactly ``FrameBank(neighbours=K, smoothing=T).apply``.
+
+    python benchmarks/frames_grid.py --variants residual:4:0 residual:4:0:1:3 --out F.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from metatts import audio  # noqa: E402
+from metatts.adapt import make_clip, support_examples  # noqa: E402
+from metatts.frames import FrameBank, frame_bank  # noqa: E402
+from metatts.model.checkpoint import load_checkpoint  # noqa: E402
+from metatts.model.fastspeech2 import NEW_SPEAKER  # noqa: E402
+from metatts.postfilter import apply as postfilter  # noqa: E402
+from metatts.synthesis import _mel, speakable_sentences  # noqa: E402
+
+VOICES = ("kokoro_en_af_kore", "kokoro_en_am_puck", "kokoro_en_bf_lily", "kokoro_en_bm_lewis")
+TEXTS = ("George measured the purple cushion at the bottom of the lake.",
+         "Vanessa Fletcher moved from Seattle to Boston last summer.",
+         "Did Elena juggle the yellow engine yesterday evening?",
+         "If the toy is too noisy, Harriet will wrap it yesterday evening.",
+         "Professor Vaughan flew to Melbourne on Saturday morning.")
+
+
+def _moving_average(x: torch.Tensor, width: int) -> torch.Tensor:
+    """(T, M) averaged over ``width`` consecutive rows (edges repeated)."""
+    if width <= 1:
+        return x
+    half = width // 2
+    padded = torch.nn.functional.pad(x.T[None], (half, width - 1 - half), mode="replicate")
+    return torch.nn.functional.avg_pool1d(padded, width, stride=1)[0].T
+
+
+def _context(x: torch.Tensor, c: int) -> torch.Tensor:
+    if c == 0:
+        return x
+    padded = torch.cat([x[:1].expand(c, -1), x, x[-1:].expand(c, -1)])
+    return torch.cat([padded[i:i + len(x)] for i in range(2 * c + 1)], 1)
+
+
+def convert(mel: torch.Tensor, bank: FrameBank, variant: str) -> torch.Tensor:
+    """``mel`` (n_mels, T) through one variant (module docstring)."""
+    mode, k, c, *rest = variant.split(":")
+    k, c = int(k), int(c)
+    mix = float(rest[0]) if rest else 1.0
+    t = int(rest[1]) if len(rest) > 1 else 1
+    f = int(rest[2]) if len(rest) > 2 else 1
+    if mode == "residual" and c == 0 and mix == 1.0 and f == 1 and t % 2 == 1:
+        return FrameBank(bank.twin, bank.real, k, t).apply(mel)
+    frames = mel.T
+    nearest = torch.cdist(_context(frames, c), _context(bank.twin, c)).topk(
+        k, dim=1, largest=False).indices
+    if mode == "select":
+        out = _moving_average(bank.real[nearest].mean(1), t)
+    elif mode == "residual":
+        correction = _moving_average((bank.real[nearest] - bank.twin[nearest]).mean(1), t)
+        out = frames + _moving_average(correction.T, f).T
+    else:
+        raise SystemExit(f"unknown mode {mode!r} in {variant!r}: residual or select")
+    return (mix * out + (1 - mix) * frames).T.contiguous()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", default=str(ROOT / "checkpoints/pretrained"))
+    p.add_argument("--data", default=str(ROOT / "data/corpus"), help="speaker folders")
+    p.add_argument("--voices", nargs="+", default=list(VOICES))
+    p.add_argument("--support", type=int, default=5)
+    p.add_argument("--variants", nargs="+", default=["residual:4:0", "residual:4:0:1:3"])
+    p.add_argument("--out", default=None)
+    args = p.parse_args(argv)
+    for v in args.variants:
+        convert(torch.zeros(80, 2), FrameBank(torch.zeros(3, 80), torch.zeros(3, 80)), v)
+
+    from eval.metrics import pooled_wer
+    from eval.naturalness import dnsmos
+    from metatts import speaker as ecapa
+    from metatts.asr import transcribe
+    from metatts.vocoder import load_vocoder
+
+    ckpt = load_checkpoint(args.checkpoint)
+    model = ckpt.model.eval()
+    vocoder = load_vocoder()
+    pf = ckpt.config.postfilter if ckpt.config.postfilter.active else None
+    rows, refs = [], []
+    for name in args.voices:
+        files = sorted((Path(args.data) / name).glob("*.wav"))
+        if len(files) < args.support + 2:
+            raise SystemExit(f"{args.data}/{name}: {len(files)} clips; build the corpus first "
+                             "(python -m metatts corpus --out data/corpus --store corpus-store)")
+        random.Random(f"0:{name}").shuffle(files)
+        support, others = files[: args.support], files[args.support:]
+        clips = [make_clip(audio.prepare_clip(f), audio.SAMPLE_RATE,
+                           f.with_suffix(".txt").read_text().strip(), f.stem) for f in support]
+        refs += [{"speaker": name, "wav": audio.load_audio(f)} for f in others[:8]]
+        params = {"speaker.new": model.encode_speaker([audio.mel_spectrogram(c.wav)
+                                                       for c in clips])}
+        bank = frame_bank(ckpt, params, support_examples(clips, ckpt), smoothing=1)
+        for text in TEXTS:
+            raw = _mel(model, params, NEW_SPEAKER, speakable_sentences(text, ckpt)[1][0], 1.0)
+            for variant in ["encoder", *args.variants]:
+                mel = (postfilter(raw, pf) if pf else raw) if variant == "encoder" else \
+                    convert(raw, bank, variant)
+                rows.append({"speaker": name, "variant": variant, "text": text,
+                             "wav": vocoder(mel).detach().float().numpy()})
+        print(f"{name}: {bank.frames} frames in the bank", file=sys.stderr, flush=True)
+    everything = rows + refs
+    for r, e in zip(everything, ecapa.embed([r["wav"] for r in everything], audio.SAMPLE_RATE)):
+        r["emb"] = e
+    centroid = {s: torch.stack([r["emb"] for r in refs if r["speaker"] == s]).mean(0)
+                for s in args.voices}
+    for r, n in zip(rows, dnsmos([r["wav"] for r in rows], audio.SAMPLE_RATE)):
+        r.update(secs=float(ecapa.similarity(r["emb"], centroid[r["speaker"]])),
+                 dnsmos=float(n.ovrl),
+                 heard=transcribe(r["wav"], audio.SAMPLE_RATE, model="base")[0])
+    table = {}
+    print("| variant | clips | ECAPA to centroid | WER | DNSMOS OVRL |\n|---|---|---|---|---|")
+    for variant in ["encoder", *args.variants]:
+        chosen = [r for r in rows if r["variant"] == variant]
+        per = defaultdict(list)
+        for r in chosen:
+            per[r["speaker"]].append(r["secs"])
+        table[variant] = {
+            "clips": len(chosen), "secs": float(np.mean([np.mean(v) for v in per.values()])),
+            "wer": pooled_wer([r["text"] for r in chosen], [r["heard"] for r in chosen]),
+            "dnsmos": float(np.mean([r["dnsmos"] for r in chosen])),
+            "per_speaker": {k: round(float(np.mean(v)), 3) for k, v in per.items()}}
+        t = table[variant]
+        print(f"| {variant} | {t['clips']} | {t['secs']:.3f} | {t['wer']:.1%} | "
+              f"{t['dnsmos']:.2f} |")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps({
+            "checkpoint": args.checkpoint, "voices": args.voices, "texts": list(TEXTS),
+            "table": table,
+            "clips": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()
+                       if k not in ("wav", "emb")} for r in rows]}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

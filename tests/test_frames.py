@@ -1,0 +1,153 @@
+"""Frame matching (metatts.frames): the model's frames corrected by the voice's own, found
+through the model's teacher-forced twin of its clips."""
+
+import pytest
+import torch
+
+import metatts.frames as frames_module
+from metatts.adapt import support_examples
+from metatts.frames import FrameBank, frame_bank
+from metatts.synthesis import synthesize
+from test_adapt_v2 import base, clips  # noqa: F401  (module fixtures: a tiny v2 model, slt)
+
+
+def silent_vocoder(mel):
+    return torch.zeros(mel.shape[-1] * 256)
+
+
+def random_bank(frames=12, mels=5, neighbours=1, seed=0, smoothing=1):
+    g = torch.Generator().manual_seed(seed)
+    return FrameBank(torch.randn(frames, mels, generator=g), torch.randn(frames, mels, generator=g),
+                     neighbours, smoothing)
+
+
+def test_a_frame_the_twin_made_becomes_the_real_frame_beside_it():
+    bank = random_bank()
+    picked = [3, 0, 7, 7]
+    out = bank.apply(bank.twin[picked].T)
+    assert torch.allclose(out, bank.real[picked].T, atol=1e-5)
+
+
+def test_the_correction_is_the_mean_difference_of_the_nearest_twin_frames():
+    twin = torch.tensor([[0.0, 0.0], [1.0, 0.0], [10.0, 10.0]])
+    real = twin + torch.tensor([[1.0, 1.0], [3.0, -1.0], [100.0, 100.0]])
+    bank = FrameBank(twin, real, neighbours=2, smoothing=1)
+    mel = torch.tensor([[0.4], [0.0]])  # nearest: rows 0 and 1; row 2 is far
+    assert torch.allclose(bank.apply(mel), mel + torch.tensor([[2.0], [0.0]]))
+    # more neighbours than frames: all of them
+    assert torch.allclose(FrameBank(twin, real, 9, 1).apply(mel),
+                          mel + (real - twin).mean(0)[:, None])
+
+
+def test_the_correction_is_averaged_over_consecutive_frames():
+    bank = random_bank(smoothing=1)
+    picked = [3, 0, 7, 5]
+    mel = bank.twin[picked].T  # each frame's correction: its own row's real - twin
+    own = (bank.real - bank.twin)[picked].T  # (n_mels, 4)
+    smoothed = FrameBank(bank.twin, bank.real, 1, 3).apply(mel) - mel
+    assert torch.allclose(smoothed[:, 1], own[:, :3].mean(1), atol=1e-5)  # centred
+    assert torch.allclose(smoothed[:, 0], (2 * own[:, 0] + own[:, 1]) / 3, atol=1e-5)  # edge
+    assert torch.allclose(smoothed[:, 3], (own[:, 2] + 2 * own[:, 3]) / 3, atol=1e-5)
+    # a constant correction is left as it is
+    still = FrameBank(bank.twin, bank.twin + 0.5, 1, 5)
+    assert torch.allclose(still.apply(mel), mel + 0.5, atol=1e-5)
+
+
+def test_bad_banks_and_mels_are_refused():
+    with pytest.raises(ValueError, match="one shape"):
+        FrameBank(torch.zeros(4, 5), torch.zeros(4, 6))
+    with pytest.raises(ValueError, match="at least one frame"):
+        FrameBank(torch.zeros(0, 5), torch.zeros(0, 5))
+    with pytest.raises(ValueError, match="neighbours"):
+        FrameBank(torch.zeros(4, 5), torch.zeros(4, 5), 0)
+    with pytest.raises(ValueError, match="odd"):
+        FrameBank(torch.zeros(4, 5), torch.zeros(4, 5), 4, 2)
+    with pytest.raises(ValueError, match="n_mels=5"):
+        random_bank().apply(torch.zeros(6, 3))
+
+
+def test_a_bank_goes_into_tensors_and_back():
+    bank = random_bank()
+    tensors = bank.tensors()
+    assert set(tensors) == {"frames.twin", "frames.real"}
+    assert all(t.dtype == torch.float16 for t in tensors.values())
+    back = FrameBank.from_tensors(tensors, neighbours=3, smoothing=5)
+    assert back.neighbours == 3 and back.smoothing == 5 and back.frames == bank.frames
+    assert torch.allclose(back.real, bank.real, atol=1e-2)
+    assert FrameBank.from_tensors({"speaker.new": torch.zeros(3)}) is None
+
+
+def test_the_twin_is_the_models_teacher_forced_rendering_of_each_clip(base, clips, monkeypatch):
+    model = base.model.eval()
+    examples = support_examples(clips, base)
+    vector = model.encode_speaker([x.mel for x in examples])
+    bank = frame_bank(base, {"speaker.new": vector}, examples)
+    lengths = [x.mel.shape[-1] for x in examples]
+    assert bank.frames == sum(lengths) and bank.twin.shape[1] == model.config.n_mels
+    assert torch.equal(bank.real, torch.cat([x.mel.T for x in examples]))
+    # the twin is the model's output, not the clips: it differs from them, and it depends on
+    # the voice's vector
+    assert not torch.allclose(bank.twin, bank.real, atol=0.1)
+    other = frame_bank(base, {"speaker.new": torch.zeros_like(vector)}, examples)
+    assert not torch.allclose(other.twin, bank.twin, atol=1e-3)
+    assert torch.equal(other.real, bank.real)
+    # clip by clip gives the same twin as all at once: pitch is normalized over all the clips
+    monkeypatch.setattr(frames_module, "CHUNK_CLIPS", 1)
+    one_by_one = frame_bank(base, {"speaker.new": vector}, examples)
+    assert torch.allclose(one_by_one.twin, bank.twin, atol=1e-4)
+    # built in eval mode, and the model is left in the mode it was in
+    model.train()
+    try:
+        again = frame_bank(base, {"speaker.new": vector}, examples)
+        assert model.training
+    finally:
+        model.eval()
+    assert torch.allclose(again.twin, bank.twin, atol=1e-4)
+    with pytest.raises(ValueError, match="at least one clip"):
+        frame_bank(base, {"speaker.new": vector}, [])
+
+
+def test_synthesis_with_frames_speaks_the_corrected_mel_without_the_post_filter(base, clips):
+    model = base.model.eval()
+    examples = support_examples(clips, base)
+    params = {"speaker.new": model.encode_speaker([x.mel for x in examples])}
+    bank = frame_bank(base, params, examples)
+    text = "The boat sailed at noon."
+    plain = synthesize(base, text, params, vocoder=silent_vocoder, postfilter=False)
+    matched = synthesize(base, text, params, vocoder=silent_vocoder, frames=bank)
+    assert matched.mels[0].shape == plain.mels[0].shape
+    assert torch.allclose(matched.mels[0], bank.apply(plain.mels[0]), atol=1e-5)
+    assert not torch.allclose(matched.mels[0], plain.mels[0], atol=1e-2)
+    # a bank whose real frames are its twin's changes nothing, post-filter or not
+    still = FrameBank(bank.twin, bank.twin.clone())
+    same = synthesize(base, text, params, vocoder=silent_vocoder, frames=still)
+    assert torch.allclose(same.mels[0], plain.mels[0], atol=1e-5)
+    wrong = FrameBank(torch.zeros(3, 7), torch.zeros(3, 7))
+    with pytest.raises(Exception, match="7 mel bins"):
+        synthesize(base, text, params, vocoder=silent_vocoder, frames=wrong)
+
+
+def test_an_adapted_voice_carries_its_bank_through_its_file(base, clips, tmp_path):
+    from metatts.adapt import AdaptSettings, adapt
+    from metatts.voice import Voice
+
+    settings = AdaptSettings(steps=2, lr=0.05, start="encoder")
+    result = adapt(clips, base, settings, keep=[0, 2])
+    bank = result.voice.frames
+    assert bank is not None and bank.frames == sum(x.mel.shape[-1]
+                                                   for x in support_examples(clips, base))
+    assert result.kept[2].frames is bank  # the last count's bank is the voice's
+    # step 0's bank is the start's twin: another rendering of the same real frames
+    assert torch.equal(result.kept[0].frames.real, bank.real)
+    assert not torch.allclose(result.kept[0].frames.twin, bank.twin, atol=1e-4)
+    path = result.voice.save(tmp_path / "voice.safetensors")
+    back = Voice.load(path)
+    assert set(back.params) == set(result.voice.params)  # the bank is not a parameter
+    assert back.frames.frames == bank.frames and back.frames.neighbours == bank.neighbours
+    assert back.frames.smoothing == bank.smoothing
+    assert torch.allclose(back.frames.twin, bank.twin, atol=2e-2)
+    assert back.metadata()["frames"] == {"frames": bank.frames, "neighbours": bank.neighbours,
+                                         "smoothing": bank.smoothing}
+    plain = adapt(clips, base, AdaptSettings(steps=2, lr=0.05, start="encoder", frames=False))
+    assert plain.voice.frames is None and "frames" not in plain.voice.metadata()
+    assert Voice.load(plain.voice.save(tmp_path / "plain.safetensors")).frames is None
