@@ -274,14 +274,19 @@ def test_finetune_from_the_encoder_starts_at_each_draws_estimate(tmp_path, check
     save_checkpoint(v2 / "pretrained", FastSpeech2(config.model, config.loss), config,
                     SYMBOLS, ("a", "b"))
     out = tmp_path / "out"
-    benchmark.run(options(out, v2, methods=("finetune-encoder", "finetune-adam"), steps=(0,),
+    benchmark.run(options(out, v2, methods=("finetune-encoder", "finetune-adam",
+                                            "finetune-adam:frames=0"), steps=(0,),
                           tasks=2, test_sentences=1, speakers=1), FakeScorer(), fake_vocoder)
     records = runner.read_results(out / "results.jsonl")
     encoder = {r["seed"]: r["voice"] for r in records if r["method"] == "finetune-encoder"}
-    mean = {r["seed"]: r["voice"] for r in records if r["method"] == "finetune-adam"}
+    mean = {r["seed"]: r["voice"] for r in records if r["method"] == "finetune-adam:frames=0"}
+    framed = {r["seed"]: r["voice"] for r in records if r["method"] == "finetune-adam"}
     assert len(encoder) == 2 and len(set(encoder.values())) == 2  # one voice per draw
     assert len(set(mean.values())) == 1  # the mean start ignores the clips
     assert not set(encoder.values()) & set(mean.values())
+    # ... but not the clips' frames (metatts.frames), on by default: one voice per draw
+    assert len(framed) == 2 and len(set(framed.values())) == 2
+    assert not set(framed.values()) & set(mean.values())
 
     summary = benchmark.run(options(tmp_path / "v1", checkpoints, steps=(0,), tasks=1,
                                     speakers=1), FakeScorer(), fake_vocoder)
