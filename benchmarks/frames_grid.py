@@ -77,7 +77,7 @@ def convert(mel: torch.Tensor, bank: FrameBank, variant: str) -> torch.Tensor:
         return FrameBank(bank.twin, bank.real, k, t).apply(mel)
     frames = mel.T
     nearest = torch.cdist(_context(frames, c), _context(bank.twin, c)).topk(
-        k, dim=1, largest=False).indices
+        min(k, bank.frames), dim=1, largest=False).indices
     if mode == "select":
         out = _moving_average(bank.real[nearest].mean(1), t)
     elif mode == "residual":
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variants", nargs="+", default=["residual:4:0", "residual:4:0:1:3"])
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
-    for v in args.variants:
+    for v in args.variants:  # a bad variant is refused before any work
         convert(torch.zeros(80, 2), FrameBank(torch.zeros(3, 80), torch.zeros(3, 80)), v)
 
     from eval.metrics import pooled_wer
