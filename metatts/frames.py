@@ -10,9 +10,10 @@ its ``k`` nearest twin frames (Euclidean distance of log-mel frames: the twin an
 come from the same model and voice vector, so distance means "the model rendered this sound
 alike") and the mean of those neighbours' differences, real minus twin, averaged over a few
 consecutive frames, is added to it: the model's frame, corrected by what the real voice did
-differently where the model's rendering was like this one. The correction replaces the mel post-filter (the real frames bring their own
-detail). Like kNN-VC (Baas et al., 2023), which matches frames by self-supervised speech features,
-it needs no training; the model's own output space serves as the matching feature.
+differently where the model's rendering was like this one. The correction replaces the mel
+post-filter (the real frames bring their own detail). Like kNN-VC (Baas et al., 2023), which
+matches frames by self-supervised speech features, it needs no training; the model's own output
+space serves as the matching feature.
 
 It costs one teacher-forced pass over the clips (fractions of a second) and a distance matrix per
 sentence. A bank travels in a voice file (:mod:`metatts.voice`) as two float16 tensors.
@@ -36,7 +37,8 @@ CHUNK_CLIPS = 8  # clips per teacher-forced batch when a bank is built
 @dataclass(frozen=True)
 class FrameBank:
     """The twin (F, n_mels) and real (F, n_mels) log-mel frames of a voice's clips, row i of one
-    the same moment as row i of the other, and how many neighbours a match averages."""
+    the same moment as row i of the other; how many neighbours a match averages, and over how
+    many consecutive frames the correction is averaged."""
 
     twin: Tensor
     real: Tensor
