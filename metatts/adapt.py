@@ -46,13 +46,13 @@ import torch
 
 from metatts import audio
 from metatts.data.batch import Batch, Example, Parts, split_collate
+from metatts.frames import FrameBank, frame_bank
 from metatts.meta import InnerConfig, inner_loop, initial_params, loss_fn
 from metatts.meta.inner_loop import arithmetic
 from metatts.meta.support import fixed_alignment, fixed_text_states, split_long
 from metatts.model.checkpoint import (SHIPPED, Checkpoint, CheckpointError, find_checkpoint,
                                       load_checkpoint, shipped_checkpoint)
 from metatts.model.discriminator import CRITIC_TERMS
-from metatts.frames import FrameBank, frame_bank
 from metatts.model.fastspeech2 import NEW_SPEAKER
 from metatts.text import TextError, text_to_ids
 from metatts.text.normalize import PUNCTUATION
