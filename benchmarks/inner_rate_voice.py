@@ -1,0 +1,132 @@
+"""The meta start's inner rate, chosen on validation voices without the benchmark's judges.
+
+``benchmarks/inner_rate.py`` reads the inner rate by the teacher-forced query loss, a weak proxy
+for whose voice it is (it stops falling at 10 steps while ECAPA rises to 100). This script reads
+what the adapted voice *says and sounds like*, but with instruments the benchmark does not judge
+with, so that the choice it informs is not made by a judge that then scores it:
+
+- **own-encoder similarity**: the cosine between the model's own speaker encoder's vector of a
+  synthesized clip and its vector of 8 of the voice's other real clips (the encoder is part of
+  the model, trained with it; ECAPA and GE2E are not used);
+- **WER by Whisper tiny.en** (the benchmark judges with Whisper base).
+
+For each voice (default: the four natural validation voices, which no checkpoint trains on and
+the benchmark never reports) and support draw, ``--support`` clips are adapted on with the
+checkpoint's own inner loop (``adapt --init meta``, frame matching on), once per ``--rates``
+value, keeping every ``--steps`` count; five sentences no support clip says are spoken at each.
+
+    python benchmarks/inner_rate_voice.py --rates 0.0005 0.001 0.002 --steps 0,10,20,50 \\
+        --out results/inner_rate_voice.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from metatts import audio  # noqa: E402
+from metatts.adapt import adapt, default_settings, load_base, make_clip, with_changes  # noqa: E402
+from metatts.synthesis import synthesize  # noqa: E402
+
+VOICES = ("kokoro_en_af_kore", "kokoro_en_am_puck", "kokoro_en_bf_lily", "kokoro_en_bm_lewis")
+TEXTS = ("George measured the purple cushion at the bottom of the lake.",
+         "Vanessa Fletcher moved from Seattle to Boston last summer.",
+         "Did Elena juggle the yellow engine yesterday evening?",
+         "If the toy is too noisy, Harriet will wrap it yesterday evening.",
+         "Professor Vaughan flew to Melbourne on Saturday morning.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", default=str(ROOT / "checkpoints/meta"))
+    p.add_argument("--data", default=str(ROOT / "data/corpus"), help="speaker folders")
+    p.add_argument("--voices", nargs="+", default=list(VOICES))
+    p.add_argument("--support", type=int, default=5)
+    p.add_argument("--draws", type=int, default=2, help="support draws per voice")
+    p.add_argument("--rates", nargs="+", type=float, default=[0.0005, 0.001, 0.002])
+    p.add_argument("--steps", default="0,10,20,50")
+    p.add_argument("--asr", default="tiny.en", help="not the benchmark's judge (base)")
+    p.add_argument("--out", default=None)
+    args = p.parse_args(argv)
+    counts = sorted({int(s) for s in args.steps.split(",")})
+
+    from eval.metrics import pooled_wer
+    from metatts.asr import transcribe
+    from metatts.vocoder import load_vocoder
+
+    base = load_base("meta", args.checkpoint)
+    model = base.model.eval()
+    vocoder = load_vocoder()
+    settings = default_settings("meta", base)
+    rows = []
+    for name in args.voices:
+        files = sorted((Path(args.data) / name).glob("*.wav"))
+        if len(files) < args.support * args.draws + 8:
+            raise SystemExit(f"{args.data}/{name}: {len(files)} clips; build the corpus first "
+                             "(python -m metatts corpus --out data/corpus --store corpus-store)")
+        random.Random(f"0:{name}").shuffle(files)
+        refs = files[-8:]
+        target = model.encode_speaker([audio.mel_spectrogram(audio.prepare_clip(f))
+                                       for f in refs])
+        for draw in range(args.draws):
+            support = files[draw * args.support:(draw + 1) * args.support]
+            clips = [make_clip(audio.prepare_clip(f), audio.SAMPLE_RATE,
+                               f.with_suffix(".txt").read_text().strip(), f.stem)
+                     for f in support]
+            for rate in args.rates:
+                started = time.perf_counter()
+                result = adapt(clips, base, with_changes(settings, lr=rate, steps=counts[-1]),
+                               keep=counts)
+                seconds = time.perf_counter() - started
+                for n in counts:
+                    if n == 0 and rate != args.rates[0]:
+                        continue  # the same voice for every rate
+                    kept = result.kept[n]
+                    for text in TEXTS:
+                        wav = synthesize(base, text, kept.params, vocoder=vocoder,
+                                         frames=kept.frames).wav
+                        own = model.encode_speaker([audio.mel_spectrogram(wav)])
+                        rows.append({"speaker": name, "draw": draw, "rate": rate, "steps": n,
+                                     "text": text, "wav": wav,
+                                     "own": float(torch.nn.functional.cosine_similarity(
+                                         own, target, dim=0))})
+                print(f"{name} draw {draw} rate {rate:g}: {counts[-1]} steps in {seconds:.1f} s",
+                      file=sys.stderr, flush=True)
+    heard = transcribe([r["wav"] for r in rows], audio.SAMPLE_RATE, model=args.asr)
+    for r, h in zip(rows, heard):
+        r["heard"] = h
+    table = {}
+    print(f"| rate | steps | clips | own-encoder similarity | WER ({args.asr}) |\n|---|---|---|---|---|")
+    for rate in args.rates:
+        for n in counts:
+            chosen = [r for r in rows if r["steps"] == n and (n == 0 or r["rate"] == rate)]
+            per = defaultdict(list)
+            for r in chosen:
+                per[r["speaker"]].append(r["own"])
+            cell = {"clips": len(chosen), "own": float(np.mean([np.mean(v) for v in per.values()])),
+                    "wer": pooled_wer([r["text"] for r in chosen], [r["heard"] for r in chosen])}
+            table[f"{rate:g}:{n}"] = cell
+            print(f"| {rate:g} | {n} | {cell['clips']} | {cell['own']:.3f} | {cell['wer']:.1%} |")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps({
+            "checkpoint": args.checkpoint, "voices": args.voices, "texts": list(TEXTS),
+            "asr": args.asr, "table": table,
+            "clips": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()
+                       if k != "wav"} for r in rows]}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
