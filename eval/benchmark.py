@@ -56,6 +56,7 @@ class Options:
     # where the tables go (summary, report, CSVs, plots); None: ``out``. A finished run read
     # against another baseline writes here and leaves the run's own tables as they are.
     report_dir: Path | None = None
+    groups: tuple[str, ...] = ()  # only the speakers of these groups (empty: every group)
 
 
 class BenchmarkError(ValueError):
@@ -145,6 +146,17 @@ def read_tasks(options: Options) -> tuple[list[grid.Task], dict[str, str], list[
         speaker_group = groups.speaker_groups(data, readout.speakers)
     except ValueError as err:
         raise BenchmarkError(str(err)) from None
+    if options.groups:
+        wrong = [g for g in options.groups if g not in groups.GROUPS]
+        if wrong:
+            raise BenchmarkError(f"unknown group(s) {', '.join(wrong)}: choose from "
+                                 f"{', '.join(groups.GROUPS)}.")
+        utts = tuple(u for u in utts if speaker_group[u.speaker] in options.groups)
+        if not utts:
+            present = sorted(set(speaker_group.values()), key=groups.GROUPS.index)
+            raise BenchmarkError(f"{data}: no speaker of group(s) {', '.join(options.groups)}; "
+                                 f"its speakers are in {', '.join(present) or 'no group'}. "
+                                 "Change --groups or --data.")
     if options.speakers:
         keep = set()
         for g in groups.GROUPS:  # the first speakers by name of each group
@@ -261,6 +273,15 @@ def config_dict(options: Options, methods: list[str], bases: dict, ge2e_missing:
             "checkpoints": {k: {"path": str(b.path), "step": b.step} for k, b in bases.items()}}
 
 
+def _groups(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(g.strip() for g in text.split(",") if g.strip()))
+    wrong = [g for g in names if g not in groups.GROUPS]
+    if not names or wrong:
+        raise argparse.ArgumentTypeError(f"expected groups from {', '.join(groups.GROUPS)} "
+                                         f"joined by commas, got {text!r}")
+    return names
+
+
 def _ints(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(x) for x in text.split(",") if x.strip())
@@ -298,6 +319,9 @@ def parse_args(argv: list[str]) -> Options:
     p.add_argument("--test-sentences", type=int, help="test sentences per speaker")
     p.add_argument("--speakers", type=int,
                    help="use at most this many speakers per group, the first by name (0: all)")
+    p.add_argument("--groups", type=_groups, default=(),
+                   help=f"only the speakers of these groups, e.g. natural,real (any of "
+                   f"{', '.join(groups.GROUPS)}; default: all)")
     p.add_argument("--asr", help="Whisper model for WER: base or tiny.en (default by preset)")
     p.add_argument("--optimizer-study", action=argparse.BooleanOptionalAction, default=None,
                    help="also run the inner-optimizer experiment (plain SGD variants; off by "
@@ -336,7 +360,7 @@ def parse_args(argv: list[str]) -> Options:
         speakers=pick(a.speakers, "speakers"), seed=a.seed, asr=pick(a.asr, "asr"),
         bootstrap=preset["bootstrap"], optimizer_study=pick(a.optimizer_study, "optimizer_study"),
         baseline=a.baseline, progress=not a.no_progress, finetune=preset["finetune"],
-        plan=a.plan, costs_from=a.costs_from, report_dir=a.report_dir)
+        plan=a.plan, costs_from=a.costs_from, report_dir=a.report_dir, groups=a.groups)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -236,3 +236,24 @@ def test_the_plan_counts_what_a_run_judges(tmp_path, grouped, checkpoints):  # n
     costs = plan.measured_costs(runner.read_results(opts.out / runner.RESULTS))
     assert plan.wall_seconds(work, costs) == pytest.approx(
         8 * 1 * costs.adapt_per_step[1] + work.clips * (costs.synthesis + costs.scoring))
+
+
+def test_groups_keep_only_their_speakers(tmp_path, grouped, checkpoints):  # noqa: F811
+    opts = options(tmp_path / "out", checkpoints, grouped, groups=("natural", "real"))
+    tasks, _, _ = benchmark.read_tasks(opts)
+    assert {t.speaker for t in tasks} == {"joe", "kokoro_jf_alpha", "slt"}
+    summary = benchmark.run(opts, FakeScorer(), fake_vocoder)
+    assert {r["group"] for r in summary["rows"]} == {"natural", "real"}
+    assert tuple(summary["config"]["groups"]) == ("natural", "real")
+
+
+def test_groups_are_checked(tmp_path, grouped, checkpoints, capsys):  # noqa: F811
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(["--groups", "natural,robots"])
+    assert "expected groups from natural, real, engine" in capsys.readouterr().err
+    assert benchmark.parse_args(["--groups", "real,natural,real"]).groups == ("real", "natural")
+    only_engine = tmp_path / "engine"
+    shutil.copytree(SPEECH / "awb", only_engine / "awb")
+    with pytest.raises(benchmark.BenchmarkError, match="no speaker of group.s. real; its "
+                       "speakers are in engine"):
+        benchmark.read_tasks(options(tmp_path / "out", checkpoints, only_engine, groups=("real",)))
