@@ -50,6 +50,23 @@ TEXTS = ("George measured the purple cushion at the bottom of the lake.",
          "Professor Vaughan flew to Melbourne on Saturday morning.")
 
 
+def voice_files(data: str | Path, name: str, need: int) -> list[Path]:
+    """The voice's clips in ``data/name`` in a seeded shuffled order (the same in every script
+    that reads the validation voices); exits with a message when fewer than ``need``."""
+    files = sorted((Path(data) / name).glob("*.wav"))
+    if len(files) < need:
+        raise SystemExit(f"{data}/{name}: {len(files)} clips, {need} needed; build the corpus "
+                         "first (python -m metatts corpus --out data/corpus --store corpus-store)")
+    random.Random(f"0:{name}").shuffle(files)
+    return files
+
+
+def clips_of(files: list[Path]) -> list:
+    """Corpus clips (wav + .txt beside it) as :class:`metatts.adapt.Clip`."""
+    return [make_clip(audio.prepare_clip(f), audio.SAMPLE_RATE,
+                      f.with_suffix(".txt").read_text().strip(), f.stem) for f in files]
+
+
 def _moving_average(x: torch.Tensor, width: int) -> torch.Tensor:
     """(T, M) averaged over ``width`` consecutive rows (edges repeated)."""
     if width <= 1:
@@ -112,14 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     pf = ckpt.config.postfilter if ckpt.config.postfilter.active else None
     rows, refs = [], []
     for name in args.voices:
-        files = sorted((Path(args.data) / name).glob("*.wav"))
-        if len(files) < args.support + 2:
-            raise SystemExit(f"{args.data}/{name}: {len(files)} clips; build the corpus first "
-                             "(python -m metatts corpus --out data/corpus --store corpus-store)")
-        random.Random(f"0:{name}").shuffle(files)
+        files = voice_files(args.data, name, args.support + 2)
         support, others = files[: args.support], files[args.support:]
-        clips = [make_clip(audio.prepare_clip(f), audio.SAMPLE_RATE,
-                           f.with_suffix(".txt").read_text().strip(), f.stem) for f in support]
+        clips = clips_of(support)
         refs += [{"speaker": name, "wav": audio.load_audio(f)} for f in others[:8]]
         params = {"speaker.new": model.encode_speaker([audio.mel_spectrogram(c.wav)
                                                        for c in clips])}

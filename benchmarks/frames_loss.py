@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -33,10 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from frames_grid import VOICES, convert  # noqa: E402
+from frames_grid import VOICES, clips_of, convert, voice_files  # noqa: E402
 
 from metatts import audio  # noqa: E402
-from metatts.adapt import make_clip, support_examples  # noqa: E402
+from metatts.adapt import support_examples  # noqa: E402
 from metatts.frames import FrameBank, frame_bank  # noqa: E402
 from metatts.model.checkpoint import load_checkpoint  # noqa: E402
 from metatts.postfilter import apply as postfilter  # noqa: E402
@@ -66,15 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     kinds = ["vector", "vector+postfilter", *args.variants]
     l1 = defaultdict(lambda: defaultdict(list))  # kind -> voice -> per-clip L1
     for name in args.voices:
-        files = sorted((Path(args.data) / name).glob("*.wav"))
-        need = args.support * args.draws + 1
-        if len(files) < need:
-            raise SystemExit(f"{args.data}/{name}: {len(files)} clips, {need} needed; build the "
-                             "corpus first (python -m metatts corpus --out data/corpus "
-                             "--store corpus-store)")
-        random.Random(f"0:{name}").shuffle(files)
-        clips = [make_clip(audio.prepare_clip(f), audio.SAMPLE_RATE,
-                           f.with_suffix(".txt").read_text().strip(), f.stem) for f in files]
+        clips = clips_of(voice_files(args.data, name, args.support * args.draws + 1))
         for draw in range(args.draws):
             first, last = draw * args.support, (draw + 1) * args.support
             support = clips[first:last]

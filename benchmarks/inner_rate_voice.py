@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 import time
 from collections import defaultdict
@@ -34,17 +33,13 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from frames_grid import TEXTS, VOICES, clips_of, voice_files  # noqa: E402
 
 from metatts import audio  # noqa: E402
-from metatts.adapt import adapt, default_settings, load_base, make_clip, with_changes  # noqa: E402
+from metatts.adapt import adapt, default_settings, load_base, with_changes  # noqa: E402
 from metatts.synthesis import synthesize  # noqa: E402
-
-VOICES = ("kokoro_en_af_kore", "kokoro_en_am_puck", "kokoro_en_bf_lily", "kokoro_en_bm_lewis")
-TEXTS = ("George measured the purple cushion at the bottom of the lake.",
-         "Vanessa Fletcher moved from Seattle to Boston last summer.",
-         "Did Elena juggle the yellow engine yesterday evening?",
-         "If the toy is too noisy, Harriet will wrap it yesterday evening.",
-         "Professor Vaughan flew to Melbourne on Saturday morning.")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,19 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     settings = default_settings("meta", base)
     rows = []
     for name in args.voices:
-        files = sorted((Path(args.data) / name).glob("*.wav"))
-        if len(files) < args.support * args.draws + 8:
-            raise SystemExit(f"{args.data}/{name}: {len(files)} clips; build the corpus first "
-                             "(python -m metatts corpus --out data/corpus --store corpus-store)")
-        random.Random(f"0:{name}").shuffle(files)
+        files = voice_files(args.data, name, args.support * args.draws + 8)
         refs = files[-8:]
         target = model.encode_speaker([audio.mel_spectrogram(audio.prepare_clip(f))
                                        for f in refs])
         for draw in range(args.draws):
             support = files[draw * args.support:(draw + 1) * args.support]
-            clips = [make_clip(audio.prepare_clip(f), audio.SAMPLE_RATE,
-                               f.with_suffix(".txt").read_text().strip(), f.stem)
-                     for f in support]
+            clips = clips_of(support)
             for rate in args.rates:
                 started = time.perf_counter()
                 result = adapt(clips, base, with_changes(settings, lr=rate, steps=counts[-1]),

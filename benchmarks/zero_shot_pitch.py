@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 from pathlib import Path
 
@@ -26,10 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from frames_grid import TEXTS, VOICES  # noqa: E402
+from frames_grid import TEXTS, VOICES, clips_of, voice_files  # noqa: E402
 
 from metatts import audio  # noqa: E402
-from metatts.adapt import make_clip, support_examples  # noqa: E402
+from metatts.adapt import support_examples  # noqa: E402
 from metatts.data.pitch import extract_f0  # noqa: E402
 from metatts.frames import frame_bank  # noqa: E402
 from metatts.model.checkpoint import load_checkpoint  # noqa: E402
@@ -60,14 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     print("| voice | real median F0 (Hz) | vector: offset (semitones), spread ratio | "
           "vector + frames: offset, spread ratio |\n|---|---|---|---|")
     for name in args.voices:
-        files = sorted((Path(args.data) / name).glob("*.wav"))
-        if len(files) < args.support + 8:
-            raise SystemExit(f"{args.data}/{name}: {len(files)} clips; build the corpus first "
-                             "(python -m metatts corpus --out data/corpus --store corpus-store)")
-        random.Random(f"0:{name}").shuffle(files)
+        files = voice_files(args.data, name, args.support + 8)
         support, others = files[: args.support], files[args.support:args.support + 8]
-        clips = [make_clip(audio.prepare_clip(f), audio.SAMPLE_RATE,
-                           f.with_suffix(".txt").read_text().strip(), f.stem) for f in support]
+        clips = clips_of(support)
         params = {"speaker.new": model.encode_speaker([audio.mel_spectrogram(c.wav)
                                                        for c in clips])}
         bank = frame_bank(ckpt, params, support_examples(clips, ckpt))
