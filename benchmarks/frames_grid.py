@@ -67,6 +67,26 @@ def clips_of(files: list[Path]) -> list:
                       f.with_suffix(".txt").read_text().strip(), f.stem) for f in files]
 
 
+def voice_arguments(parser: argparse.ArgumentParser, checkpoint: str = "checkpoints/pretrained"
+                    ) -> None:
+    """The options every validation-voice script takes: checkpoint, data, voices, support."""
+    parser.add_argument("--checkpoint", default=str(ROOT / checkpoint))
+    parser.add_argument("--data", default=str(ROOT / "data/corpus"), help="speaker folders")
+    parser.add_argument("--voices", nargs="+", default=list(VOICES))
+    parser.add_argument("--support", type=int, default=5)
+
+
+def check_variants(variants: list[str]) -> None:
+    """Refuse a bad variant before any work (:func:`convert` raises SystemExit)."""
+    for v in variants:
+        convert(torch.zeros(80, 2), FrameBank(torch.zeros(3, 80), torch.zeros(3, 80)), v)
+
+
+def vector_of(model, clips: list) -> torch.Tensor:
+    """The speaker encoder's vector of the clips (``speaker.new`` of a zero-shot voice)."""
+    return model.encode_speaker([audio.mel_spectrogram(c.wav) for c in clips])
+
+
 def _moving_average(x: torch.Tensor, width: int) -> torch.Tensor:
     """(T, M) averaged over ``width`` consecutive rows (edges repeated)."""
     if width <= 1:
@@ -107,15 +127,11 @@ def convert(mel: torch.Tensor, bank: FrameBank, variant: str) -> torch.Tensor:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", default=str(ROOT / "checkpoints/pretrained"))
-    p.add_argument("--data", default=str(ROOT / "data/corpus"), help="speaker folders")
-    p.add_argument("--voices", nargs="+", default=list(VOICES))
-    p.add_argument("--support", type=int, default=5)
+    voice_arguments(p)
     p.add_argument("--variants", nargs="+", default=["residual:4:0", "residual:4:0:1:3"])
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
-    for v in args.variants:  # a bad variant is refused before any work
-        convert(torch.zeros(80, 2), FrameBank(torch.zeros(3, 80), torch.zeros(3, 80)), v)
+    check_variants(args.variants)
 
     from eval.metrics import pooled_wer
     from eval.naturalness import dnsmos
@@ -133,8 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         support, others = files[: args.support], files[args.support:]
         clips = clips_of(support)
         refs += [{"speaker": name, "wav": audio.load_audio(f)} for f in others[:8]]
-        params = {"speaker.new": model.encode_speaker([audio.mel_spectrogram(c.wav)
-                                                       for c in clips])}
+        params = {"speaker.new": vector_of(model, clips)}
         bank = frame_bank(ckpt, params, support_examples(clips, ckpt), smoothing=1)
         for text in TEXTS:
             raw = _mel(model, params, NEW_SPEAKER, speakable_sentences(text, ckpt)[1][0], 1.0)

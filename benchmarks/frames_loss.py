@@ -26,17 +26,15 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from frames_grid import VOICES, clips_of, convert, voice_files  # noqa: E402
+import frames_grid as grid  # noqa: E402
 
-from metatts import audio  # noqa: E402
 from metatts.adapt import support_examples  # noqa: E402
-from metatts.frames import FrameBank, frame_bank  # noqa: E402
+from metatts.frames import frame_bank  # noqa: E402
 from metatts.model.checkpoint import load_checkpoint  # noqa: E402
 from metatts.postfilter import apply as postfilter  # noqa: E402
 
@@ -47,17 +45,13 @@ DEFAULT_VARIANTS = ["residual:4:0:1:3", "residual:4:0", "residual:2:0:1:3", "res
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", default=str(ROOT / "checkpoints/pretrained"))
-    p.add_argument("--data", default=str(ROOT / "data/corpus"), help="speaker folders")
-    p.add_argument("--voices", nargs="+", default=list(VOICES))
-    p.add_argument("--support", type=int, default=5)
+    grid.voice_arguments(p)
     p.add_argument("--draws", type=int, default=2, help="support draws per voice")
     p.add_argument("--held-out", type=int, default=12, help="held-out clips per voice and draw")
     p.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS)
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
-    for v in args.variants:  # a bad variant is refused before any work
-        convert(torch.zeros(80, 2), FrameBank(torch.zeros(3, 80), torch.zeros(3, 80)), v)
+    grid.check_variants(args.variants)
 
     ckpt = load_checkpoint(args.checkpoint)
     model = ckpt.model.eval()
@@ -65,13 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     kinds = ["vector", "vector+postfilter", *args.variants]
     l1 = defaultdict(lambda: defaultdict(list))  # kind -> voice -> per-clip L1
     for name in args.voices:
-        clips = clips_of(voice_files(args.data, name, args.support * args.draws + 1))
+        clips = grid.clips_of(grid.voice_files(args.data, name, args.support * args.draws + 1))
         for draw in range(args.draws):
             first, last = draw * args.support, (draw + 1) * args.support
             support = clips[first:last]
             held = support_examples((clips[:first] + clips[last:])[:args.held_out], ckpt)
-            params = {"speaker.new": model.encode_speaker([audio.mel_spectrogram(c.wav)
-                                                           for c in support])}
+            params = {"speaker.new": grid.vector_of(model, support)}
             bank = frame_bank(ckpt, params, support_examples(support, ckpt), smoothing=1)
             rendered = frame_bank(ckpt, params, held, smoothing=1)
             start = 0
@@ -82,14 +75,15 @@ def main(argv: list[str] | None = None) -> int:
                 start += n
                 outs = {"vector": twin,
                         "vector+postfilter": postfilter(twin, pf) if pf else twin}
-                outs.update({v: convert(twin, bank, v) for v in args.variants})
+                outs.update({v: grid.convert(twin, bank, v) for v in args.variants})
                 for kind, mel in outs.items():
                     l1[kind][name].append(float((mel - real).abs().mean()))
         print(f"{name}: {args.draws} draws, {bank.frames} frames in the last bank",
               file=sys.stderr, flush=True)
     table = {}
     base = {v: np.mean(c) for v, c in l1["vector+postfilter"].items()}
-    print("| voice from | clips | mel L1 to the real clip | vs vector+postfilter | voices better |\n"
+    print("| voice from | clips | mel L1 to the real clip | vs vector+postfilter "
+          "| voices better |\n"
           "|---|---|---|---|---|")
     for kind in kinds:
         per = {v: float(np.mean(c)) for v, c in l1[kind].items()}

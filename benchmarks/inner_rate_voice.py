@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from frames_grid import TEXTS, VOICES, clips_of, voice_files  # noqa: E402
+from frames_grid import TEXTS, clips_of, voice_arguments, voice_files  # noqa: E402
 
 from metatts import audio  # noqa: E402
 from metatts.adapt import adapt, default_settings, load_base, with_changes  # noqa: E402
@@ -44,10 +44,7 @@ from metatts.synthesis import synthesize  # noqa: E402
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", default=str(ROOT / "checkpoints/meta"))
-    p.add_argument("--data", default=str(ROOT / "data/corpus"), help="speaker folders")
-    p.add_argument("--voices", nargs="+", default=list(VOICES))
-    p.add_argument("--support", type=int, default=5)
+    voice_arguments(p, "checkpoints/meta")
     p.add_argument("--draws", type=int, default=2, help="support draws per voice")
     p.add_argument("--rates", nargs="+", type=float, default=[0.0005, 0.001, 0.002])
     p.add_argument("--steps", default="0,10,20,50")
@@ -96,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     for r, h in zip(rows, heard):
         r["heard"] = h
     table = {}
-    print(f"| rate | steps | clips | own-encoder similarity | WER ({args.asr}) |\n|---|---|---|---|---|")
+    print(f"| rate | steps | clips | own-encoder similarity | WER ({args.asr}) |\n"
+          "|---|---|---|---|---|")
     for rate in args.rates:
         for n in counts:
             chosen = [r for r in rows if r["steps"] == n and (n == 0 or r["rate"] == rate)]

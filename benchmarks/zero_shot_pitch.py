@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from frames_grid import TEXTS, VOICES, clips_of, voice_files  # noqa: E402
+from frames_grid import TEXTS, clips_of, vector_of, voice_arguments, voice_files  # noqa: E402
 
 from metatts import audio  # noqa: E402
 from metatts.adapt import support_examples  # noqa: E402
@@ -43,10 +43,7 @@ def log_f0(wavs: list[np.ndarray]) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", default=str(ROOT / "checkpoints/pretrained"))
-    p.add_argument("--data", default=str(ROOT / "data/corpus"), help="speaker folders")
-    p.add_argument("--voices", nargs="+", default=list(VOICES))
-    p.add_argument("--support", type=int, default=5)
+    voice_arguments(p)
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
 
@@ -62,8 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         files = voice_files(args.data, name, args.support + 8)
         support, others = files[: args.support], files[args.support:args.support + 8]
         clips = clips_of(support)
-        params = {"speaker.new": model.encode_speaker([audio.mel_spectrogram(c.wav)
-                                                       for c in clips])}
+        params = {"speaker.new": vector_of(model, clips)}
         bank = frame_bank(ckpt, params, support_examples(clips, ckpt))
         real = log_f0([audio.prepare_clip(f) for f in others])
         row = {"real_median_hz": float(2 ** np.median(real)), "real_iqr_octaves":
