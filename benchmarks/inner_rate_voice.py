@@ -49,8 +49,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rates", nargs="+", type=float, default=[0.0005, 0.001, 0.002])
     p.add_argument("--steps", default="0,10,20,50")
     p.add_argument("--asr", default="tiny.en", help="not the benchmark's judge (base)")
-    p.add_argument("--pitch-calibration", action="store_true",
-                   help="adapt with the clips' pitch calibration (metatts.pitch_calibration)")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     counts = sorted({int(s) for s in args.steps.split(",")})
@@ -62,8 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     base = load_base("meta", args.checkpoint)
     model = base.model.eval()
     vocoder = load_vocoder()
-    settings = with_changes(default_settings("meta", base),
-                            pitch_calibration=args.pitch_calibration)
+    settings = default_settings("meta", base)
     rows = []
     for name in args.voices:
         files = voice_files(args.data, name, args.support * args.draws + 8)
@@ -112,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps({
             "checkpoint": args.checkpoint, "voices": args.voices, "texts": list(TEXTS),
-            "asr": args.asr, "pitch_calibration": args.pitch_calibration, "table": table,
+            "asr": args.asr, "table": table,
             "clips": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()
                        if k != "wav"} for r in rows]}, indent=1))
     return 0

@@ -218,9 +218,6 @@ class AdaptSettings:
     # the voice carries its clips' frame bank (metatts.frames): every frame it speaks is
     # corrected by the clips' own; built once after the last step
     frames: bool = True
-    # the decoder hears the clips' pitch offset and scaled so that the start voice speaks at the
-    # clips' register (metatts.pitch_calibration), measured once before the steps
-    pitch_calibration: bool = False
 
     def __post_init__(self) -> None:
         if self.init not in INITS:
@@ -528,19 +525,11 @@ def adapt(clips: Sequence[Clip], base: Checkpoint, settings: AdaptSettings,
             on_step(Progress(step + 1, settings.steps, loss))
 
     lrs = learned_rates(base, settings, start)
-    fixed = {}
-    if settings.pitch_calibration:
-        from metatts.pitch_calibration import calibrate
-        from metatts.vocoder import load_vocoder
-
-        fixed = {k: v.to(device) for k, v in calibrate(base, start, examples, load_vocoder()).items()
-                 if k not in start}
     judged: list[float] = []
     stopped = None
     with _eval_mode(model):
         result = inner_loop(model, start, support, batch, settings.inner(), on_step=step_done,
-                            keep=range(settings.steps + 1) if held_out else keep, lrs=lrs,
-                            fixed=fixed)
+                            keep=range(settings.steps + 1) if held_out else keep, lrs=lrs)
         stops = {n: n for n in keep}  # kept step count -> the step count its params are from
         # the held-out and final losses in the steps' arithmetic and of the loss terms they
         # follow, so that a kept count's loss (seen by the next step) is the final loss of an

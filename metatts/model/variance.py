@@ -58,10 +58,6 @@ class VarianceAdaptor(nn.Module):
         self.duration = VariancePredictor(dim, hidden, kernel, dropout)
         self.pitch = VariancePredictor(dim, hidden, kernel, dropout) if pitch else None
         self.pitch_embedding = nn.Conv1d(1, dim, 3, padding=1) if pitch else None
-        if pitch:  # offset and gain on the normalized pitch the decoder hears (not the predictor's
-            # output): identity unless a voice overrides it (``variance.pitch_calibration``,
-            # :mod:`metatts.pitch_calibration`). Not saved with the checkpoint.
-            self.register_buffer("pitch_calibration", torch.tensor([0.0, 1.0]), persistent=False)
         self.energy = VariancePredictor(dim, hidden, kernel, dropout) if energy else None
         self.energy_embedding = nn.Conv1d(1, dim, 3, padding=1) if energy else None
 
@@ -81,7 +77,6 @@ class VarianceAdaptor(nn.Module):
             value = pitch.detach()
             if pitch_target is not None:
                 value = torch.where(pitch_known, pitch_target, value)
-            value = self.pitch_calibration[0] + self.pitch_calibration[1] * value
             embedded = self.pitch_embedding((value * mask)[:, None]).transpose(1, 2)  # (B, N, dim)
             x, p = x + embedded * mask[..., None], p + embedded * mask[..., None]
         if self.energy is not None:
