@@ -1,0 +1,188 @@
+"""What frame matching matches on: the log-mel (shipped) or the model's own states, read without
+the judges.
+
+Frame matching (:mod:`metatts.frames`) finds each spoken frame's nearest twin frames by the
+distance of their log-mel frames. The model has other views of a frame that may say better
+"the same sound": the decoder's last hidden state (what ``mel_out`` reads, ``hidden``) and the
+decoder's input (the token's state with its pitch and energy, stretched over its frames,
+``input``). A key is ``KIND:K[:W]``: KIND one of ``mel``, ``hidden``, ``input``, ``hidden+mel``
+(both, each scaled to unit mean frame norm over the bank), optionally prefixed ``select/`` (the
+mean of the neighbours' real frames replaces the frame, kNN-VC's rule), K neighbours, the correction averaged
+over W consecutive frames (default 3, as shipped). ``mel:4:3`` is the shipped matching.
+
+For each voice (default: the four natural validation voices, never reported by the benchmark)
+and support draw, ``--support`` clips give the encoder's vector and the bank; five sentences are
+spoken per key and read against 8 of the voice's other real clips, with no benchmark judge: the
+model's own speaker encoder (cosine of the spoken clip's vector to the other clips' vector) and
+Whisper tiny.en WER (the benchmark judges with base).
+
+    python benchmarks/frames_keys.py --keys mel:4 hidden:4 input:4 --out results/frames/keys.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from frames_grid import TEXTS, clips_of, vector_of, voice_arguments, voice_files  # noqa: E402
+
+from metatts import audio  # noqa: E402
+from metatts.adapt import support_examples  # noqa: E402
+from metatts.frames import frame_bank  # noqa: E402
+from metatts.model.checkpoint import load_checkpoint  # noqa: E402
+from metatts.model.fastspeech2 import NEW_SPEAKER  # noqa: E402
+from metatts.synthesis import _mel, speakable_sentences  # noqa: E402
+
+KINDS = ("mel", "hidden", "input", "hidden+mel")
+
+
+class Capture:
+    """Records the inputs of the decoder and of ``mel_out`` while active."""
+
+    def __init__(self, model):
+        self.model, self.seen = model, {"input": [], "hidden": []}
+
+    def __enter__(self):
+        self.handles = [
+            self.model.decoder.register_forward_hook(
+                lambda m, args, out: self.seen["input"].append(args[0].detach())),
+            self.model.mel_out.register_forward_hook(
+                lambda m, args, out: self.seen["hidden"].append(args[0].detach()))]
+        return self
+
+    def __exit__(self, *exc):
+        for h in self.handles:
+            h.remove()
+
+
+def frames_of(seen: list[torch.Tensor], lengths: list[int]) -> torch.Tensor:
+    """Captured (B, T, H) batches -> (sum(lengths), H), item by item in order."""
+    rows, i = [], 0
+    for batch in seen:
+        for item in batch:
+            rows.append(item[: lengths[i]].float())
+            i += 1
+    return torch.cat(rows)
+
+
+def parse_key(key: str) -> tuple[str, int, int]:
+    kind, k, *rest = key.split(":")
+    kind = kind.removeprefix("select/")
+    if kind not in KINDS:
+        raise SystemExit(f"unknown key kind {kind!r} in {key!r}: one of {', '.join(KINDS)}")
+    width = int(rest[0]) if rest else 3
+    if width < 1 or width % 2 == 0:
+        raise SystemExit(f"{key!r}: the smoothing width must be odd and at least 1")
+    return kind, int(k), width
+
+
+def features(kind: str, mel: torch.Tensor, seen: dict[str, torch.Tensor],
+             scale: dict[str, float]) -> torch.Tensor:
+    """(T, D) matching features of frames whose log-mel is ``mel`` (T, n_mels)."""
+    if kind == "mel":
+        return mel
+    if kind in ("hidden", "input"):
+        return seen[kind]
+    return torch.cat([seen["hidden"] / scale["hidden"], mel / scale["mel"]], 1)
+
+
+def corrected(mel: torch.Tensor, key: str, bank, twin_seen: dict, said_seen: dict) -> torch.Tensor:
+    """(n_mels, T) spoken log-mel -> corrected by the bank, matching on ``key``."""
+    kind, k, width = parse_key(key)
+    scale = {"mel": float(bank.twin.norm(dim=1).mean()),
+             "hidden": float(twin_seen["hidden"].norm(dim=1).mean())}
+    query = features(kind, mel.T.float(), said_seen, scale)
+    keys = features(kind, bank.twin.float(), twin_seen, scale)
+    nearest = torch.cdist(query, keys).topk(min(k, len(keys)), dim=1, largest=False).indices
+    select = key.startswith("select/")  # kNN-VC's rule: the neighbours' real frames themselves
+    correction = (bank.real[nearest] - (0 if select else bank.twin[nearest])).mean(1).T
+    if width > 1:
+        half = width // 2
+        padded = torch.nn.functional.pad(correction[None], (half, half), mode="replicate")
+        correction = torch.nn.functional.avg_pool1d(padded, width, stride=1)[0]
+    return correction if select else mel + correction
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    voice_arguments(p)
+    p.add_argument("--draws", type=int, default=2, help="support draws per voice")
+    p.add_argument("--keys", nargs="+", default=["mel:4", "hidden:4", "input:4", "hidden+mel:4"])
+    p.add_argument("--asr", default="tiny.en", help="not the benchmark's judge (base)")
+    p.add_argument("--out", default=None)
+    args = p.parse_args(argv)
+    for key in args.keys:
+        parse_key(key)
+
+    from eval.metrics import pooled_wer
+    from metatts.asr import transcribe
+    from metatts.vocoder import load_vocoder
+
+    ckpt = load_checkpoint(args.checkpoint)
+    model = ckpt.model.eval()
+    vocoder = load_vocoder()
+    rows = []
+    for name in args.voices:
+        files = voice_files(args.data, name, args.support * args.draws + 8)
+        real_wavs = [audio.prepare_clip(f) for f in files[-8:]]
+        target = model.encode_speaker([audio.mel_spectrogram(w) for w in real_wavs])
+        for draw in range(args.draws):
+            clips = clips_of(files[draw * args.support:(draw + 1) * args.support])
+            examples = support_examples(clips, ckpt)
+            params = {"speaker.new": vector_of(model, clips)}
+            with Capture(model) as cap:
+                bank = frame_bank(ckpt, params, examples, smoothing=1)
+            lengths = [x.mel.shape[-1] for x in examples]
+            twin_seen = {kind: frames_of(v, lengths) for kind, v in cap.seen.items()}
+            assert len(twin_seen["hidden"]) == bank.frames
+            for text in TEXTS:
+                with Capture(model) as cap:
+                    mel = _mel(model, params, NEW_SPEAKER,
+                               speakable_sentences(text, ckpt)[1][0], 1.0)
+                said_seen = {kind: v[0][0, : mel.shape[1]].float() for kind, v in cap.seen.items()}
+                for key in args.keys:
+                    wav = vocoder(corrected(mel, key, bank, twin_seen, said_seen)).detach()
+                    wav = wav.float().numpy()
+                    own = model.encode_speaker([audio.mel_spectrogram(wav)])
+                    rows.append({"speaker": name, "draw": draw, "key": key, "text": text,
+                                 "wav": wav, "own": float(torch.nn.functional.cosine_similarity(
+                                     own, target, dim=0))})
+            print(f"{name} draw {draw}: {bank.frames} frames in the bank", file=sys.stderr,
+                  flush=True)
+    heard = transcribe([r["wav"] for r in rows], audio.SAMPLE_RATE, model=args.asr)
+    for r, h in zip(rows, heard):
+        r["heard"] = h
+    table = {}
+    print(f"| key | clips | own-encoder similarity | WER ({args.asr}) |\n|---|---|---|---|")
+    for key in args.keys:
+        chosen = [r for r in rows if r["key"] == key]
+        per = defaultdict(list)
+        for r in chosen:
+            per[r["speaker"]].append(r["own"])
+        cell = {"clips": len(chosen), "own": float(np.mean([np.mean(v) for v in per.values()])),
+                "own_per_voice": {k: float(np.mean(v)) for k, v in per.items()},
+                "wer": pooled_wer([r["text"] for r in chosen], [r["heard"] for r in chosen])}
+        table[key] = cell
+        print(f"| {key} | {cell['clips']} | {cell['own']:.3f} | {cell['wer']:.1%} |")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps({
+            "checkpoint": args.checkpoint, "voices": args.voices, "texts": list(TEXTS),
+            "asr": args.asr, "table": table,
+            "clips": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()
+                       if k != "wav"} for r in rows]}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
