@@ -305,6 +305,19 @@ def score(session: Session, progress=gr.Progress()):  # noqa: B008 (Gradio's pat
 
 # --- layout ---------------------------------------------------------------------------------
 
+def empty_is_none(table: gr.Dataframe) -> gr.Dataframe:
+    """``table`` reads a missing value (an API call that leaves it out, or sends null) as None,
+    which the functions answer with a message, instead of failing inside Gradio (6.31's
+    Dataframe.preprocess reads ``payload.headers`` of None)."""
+    own = table.preprocess
+
+    def preprocess(payload):
+        return None if payload is None else own(payload)
+
+    table.preprocess = preprocess
+    return table
+
+
 def build_demo() -> gr.Blocks:
     """The app. Builds the page only: no model is loaded until someone uses it."""
     choices = init_choices()
@@ -330,6 +343,7 @@ def build_demo() -> gr.Blocks:
                               column_widths=COLUMN_WIDTHS,
                               label="Clip report (edit transcripts; untick clips to leave out)",
                               elem_id="report")
+        empty_is_none(report)
         with gr.Row():
             preview_audio = gr.Audio(label="Preview: your voice before adapting", type="numpy",
                                      elem_id="preview", interactive=False)

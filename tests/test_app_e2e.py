@@ -80,6 +80,11 @@ def test_gradio_client_adapts_synthesizes_and_scores(served, tmp_path):
 def test_bad_uploads_get_sentences_and_the_app_keeps_working(served, tmp_path):
     url, _ = served
     client = Client(url, verbose=False)
+    # an API call that leaves the report table out gets the page's sentences, not a traceback
+    with pytest.raises(Exception, match="no checked clips yet"):
+        client.predict(None, "fine-tuning", 5, 0, api_name="/adapt")
+    with pytest.raises(Exception, match="Check some clips first"):
+        client.predict(None, api_name="/preview")
     broken = tmp_path / "broken.wav"
     broken.write_bytes(b"this is not audio")
     table = client.predict([handle_file(str(broken))], None, api_name="/check_clips")
