@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -161,6 +162,20 @@ def _clips_16k(wavs: np.ndarray | list[np.ndarray], sample_rate: int) -> list[np
     return out
 
 
+class _WhisperOwnKeywords(logging.Filter):
+    """Drops transformers' deprecation warning that Whisper's own ``generate`` draws: it passes
+    ``suppress_tokens`` beside the generation config whatever the caller does (transformers
+    5.23), so the warning says nothing about this code and shows in every run's output."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Passing `generation_config` together with")
+
+
+@functools.cache
+def _quiet_generate() -> None:
+    logging.getLogger("transformers.generation.utils").addFilter(_WhisperOwnKeywords())
+
+
 @functools.cache
 def load_whisper(model: str = "base") -> Whisper:
     """Load "base", "tiny.en", a local transformers Whisper directory, or a hub id (online)."""
@@ -173,6 +188,7 @@ def load_whisper(model: str = "base") -> Whisper:
     else:
         source = resolve(f"Whisper ({model})", model=model)
     tf = import_transformers()
+    _quiet_generate()
     try:
         processor = tf.WhisperProcessor.from_pretrained(
             source.location, local_files_only=source.kind != "hub"

@@ -101,3 +101,21 @@ def test_bad_model_path_is_a_clear_error(tmp_path):
         asr.load_whisper(str(tmp_path / "missing"))
     with pytest.raises(AssetError, match="not a usable transformers Whisper model"):
         asr.load_whisper(str(tmp_path))
+
+
+def test_whispers_own_generate_warning_is_dropped_and_others_kept(clips):
+    import logging
+
+    asr.transcribe(clips[0][0], asr.SAMPLE_RATE, model="tiny.en")  # loads the model
+    seen = []
+    handler = logging.Handler()
+    handler.emit = seen.append
+    log = logging.getLogger("transformers.generation.utils")
+    log.addHandler(handler)
+    try:
+        log.warning("Passing `generation_config` together with generation-related arguments=("
+                    "{'suppress_tokens'}) is deprecated")
+        log.warning("another warning")
+    finally:
+        log.removeHandler(handler)
+    assert [r.getMessage() for r in seen] == ["another warning"]
