@@ -7,8 +7,8 @@ distance of their log-mel frames. The model has other views of a frame that may 
 decoder's input (the token's state with its pitch and energy, stretched over its frames,
 ``input``). A key is ``KIND:K[:W]``: KIND one of ``mel``, ``hidden``, ``input``, ``hidden+mel``
 (both, each scaled to unit mean frame norm over the bank), optionally prefixed ``select/`` (the
-mean of the neighbours' real frames replaces the frame, kNN-VC's rule), K neighbours, the correction averaged
-over W consecutive frames (default 3, as shipped). ``mel:4:3`` is the shipped matching.
+mean of the neighbours' real frames replaces the frame, kNN-VC's rule), K neighbours, the
+correction averaged over W consecutive frames (default 3, as shipped). ``mel:4:3`` is the shipped matching.
 
 For each voice (default: the four natural validation voices, never reported by the benchmark)
 and support draw, ``--support`` clips give the encoder's vector and the bank; five sentences are

@@ -1,0 +1,48 @@
+"""benchmarks/frames_keys.py: its log-mel key is the library's frame matching, exactly."""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import frames_keys  # noqa: E402
+
+from metatts.frames import FrameBank  # noqa: E402
+
+
+def bank_and_states(frames=30, n_mels=80, hidden=16):
+    g = torch.Generator().manual_seed(0)
+    bank = FrameBank(torch.randn(frames, n_mels, generator=g),
+                     torch.randn(frames, n_mels, generator=g))
+    twin = {"hidden": torch.randn(frames, hidden, generator=g),
+            "input": torch.randn(frames, hidden, generator=g)}
+    return bank, twin
+
+
+@pytest.mark.parametrize("k,width", [(1, 1), (4, 3), (8, 5)])
+def test_the_mel_key_is_frame_bank_apply(k, width):
+    bank, twin = bank_and_states()
+    mel = torch.randn(80, 12, generator=torch.Generator().manual_seed(1))
+    said = {"hidden": torch.randn(12, 16), "input": torch.randn(12, 16)}
+    out = frames_keys.corrected(mel, f"mel:{k}:{width}", bank, twin, said)
+    expected = FrameBank(bank.twin, bank.real, k, width).apply(mel)
+    torch.testing.assert_close(out, expected)
+
+
+def test_a_state_key_matches_by_the_states_and_select_copies_real_frames():
+    bank, twin = bank_and_states()
+    # spoken frames whose hidden states are exactly twin frames 3 and 7
+    said = {"hidden": twin["hidden"][[3, 7]], "input": twin["input"][[3, 7]]}
+    mel = torch.zeros(80, 2)
+    out = frames_keys.corrected(mel, "hidden:1:1", bank, twin, said)
+    torch.testing.assert_close(out, (bank.real[[3, 7]] - bank.twin[[3, 7]]).T)
+    out = frames_keys.corrected(mel, "select/hidden:1:1", bank, twin, said)
+    torch.testing.assert_close(out, bank.real[[3, 7]].T)
+
+
+def test_bad_keys_are_refused():
+    for key in ("pitch:4", "mel:4:2"):
+        with pytest.raises(SystemExit):
+            frames_keys.parse_key(key)
