@@ -82,6 +82,33 @@ def check_variants(variants: list[str]) -> None:
         convert(torch.zeros(80, 2), FrameBank(torch.zeros(3, 80), torch.zeros(3, 80)), v)
 
 
+def own_cell(chosen: list[dict]) -> dict:
+    """A judge-free read's cell: clip count, the own-encoder similarity (``own``) averaged per
+    voice then over voices, per voice, and the pooled WER of ``heard`` against ``text``."""
+    from eval.metrics import pooled_wer
+
+    per = defaultdict(list)
+    for r in chosen:
+        per[r["speaker"]].append(r["own"])
+    return {"clips": len(chosen), "own": float(np.mean([np.mean(v) for v in per.values()])),
+            "own_per_voice": {k: float(np.mean(v)) for k, v in per.items()},
+            "wer": pooled_wer([r["text"] for r in chosen], [r["heard"] for r in chosen])}
+
+
+def write_read(path: str | None, args: argparse.Namespace, table: dict, rows: list[dict],
+               **extra) -> None:
+    """A validation-voice read as JSON at ``path`` (nothing when None): its settings, table and
+    every clip's row without its audio."""
+    if not path:
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps({
+        "checkpoint": args.checkpoint, "voices": args.voices, "texts": list(TEXTS),
+        "asr": args.asr, **extra, "table": table,
+        "clips": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()
+                   if k != "wav"} for r in rows]}, indent=1))
+
+
 def vector_of(model, clips: list) -> torch.Tensor:
     """The speaker encoder's vector of the clips (``speaker.new`` of a zero-shot voice)."""
     return model.encode_speaker([audio.mel_spectrogram(c.wav) for c in clips])

@@ -22,19 +22,17 @@ Whisper tiny.en WER (the benchmark judges with base).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from frames_grid import TEXTS, clips_of, vector_of, voice_arguments, voice_files  # noqa: E402
+from frames_grid import (TEXTS, clips_of, own_cell, vector_of, voice_arguments,  # noqa: E402
+                         voice_files, write_read)
 
 from metatts import audio  # noqa: E402
 from metatts.adapt import support_examples  # noqa: E402
@@ -124,7 +122,6 @@ def main(argv: list[str] | None = None) -> int:
     for key in args.keys:
         parse_key(key)
 
-    from eval.metrics import pooled_wer
     from metatts.asr import transcribe
     from metatts.vocoder import load_vocoder
 
@@ -165,22 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     table = {}
     print(f"| key | clips | own-encoder similarity | WER ({args.asr}) |\n|---|---|---|---|")
     for key in args.keys:
-        chosen = [r for r in rows if r["key"] == key]
-        per = defaultdict(list)
-        for r in chosen:
-            per[r["speaker"]].append(r["own"])
-        cell = {"clips": len(chosen), "own": float(np.mean([np.mean(v) for v in per.values()])),
-                "own_per_voice": {k: float(np.mean(v)) for k, v in per.items()},
-                "wer": pooled_wer([r["text"] for r in chosen], [r["heard"] for r in chosen])}
-        table[key] = cell
+        cell = table[key] = own_cell([r for r in rows if r["key"] == key])
         print(f"| {key} | {cell['clips']} | {cell['own']:.3f} | {cell['wer']:.1%} |")
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({
-            "checkpoint": args.checkpoint, "voices": args.voices, "texts": list(TEXTS),
-            "asr": args.asr, "table": table,
-            "clips": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()
-                       if k != "wav"} for r in rows]}, indent=1))
+    write_read(args.out, args, table, rows)
     return 0
 
 

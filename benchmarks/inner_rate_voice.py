@@ -22,20 +22,18 @@ value, keeping every ``--steps`` count; five sentences no support clip says are 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from frames_grid import TEXTS, clips_of, voice_arguments, voice_files  # noqa: E402
+from frames_grid import (TEXTS, clips_of, own_cell, voice_arguments,  # noqa: E402
+                         voice_files, write_read)
 
 from metatts import audio  # noqa: E402
 from metatts.adapt import adapt, default_settings, load_base, with_changes  # noqa: E402
@@ -53,7 +51,6 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     counts = sorted({int(s) for s in args.steps.split(",")})
 
-    from eval.metrics import pooled_wer
     from metatts.asr import transcribe
     from metatts.vocoder import load_vocoder
 
@@ -97,21 +94,10 @@ def main(argv: list[str] | None = None) -> int:
           "|---|---|---|---|---|")
     for rate in args.rates:
         for n in counts:
-            chosen = [r for r in rows if r["steps"] == n and (n == 0 or r["rate"] == rate)]
-            per = defaultdict(list)
-            for r in chosen:
-                per[r["speaker"]].append(r["own"])
-            cell = {"clips": len(chosen), "own": float(np.mean([np.mean(v) for v in per.values()])),
-                    "wer": pooled_wer([r["text"] for r in chosen], [r["heard"] for r in chosen])}
-            table[f"{rate:g}:{n}"] = cell
+            cell = table[f"{rate:g}:{n}"] = own_cell(
+                [r for r in rows if r["steps"] == n and (n == 0 or r["rate"] == rate)])
             print(f"| {rate:g} | {n} | {cell['clips']} | {cell['own']:.3f} | {cell['wer']:.1%} |")
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({
-            "checkpoint": args.checkpoint, "voices": args.voices, "texts": list(TEXTS),
-            "asr": args.asr, "table": table,
-            "clips": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()
-                       if k != "wav"} for r in rows]}, indent=1))
+    write_read(args.out, args, table, rows)
     return 0
 
 
