@@ -114,7 +114,7 @@ def vector_of(model, clips: list) -> torch.Tensor:
     return model.encode_speaker([audio.mel_spectrogram(c.wav) for c in clips])
 
 
-def _moving_average(x: torch.Tensor, width: int) -> torch.Tensor:
+def moving_average(x: torch.Tensor, width: int) -> torch.Tensor:
     """(T, M) averaged over ``width`` consecutive rows (edges repeated)."""
     if width <= 1:
         return x
@@ -143,10 +143,10 @@ def convert(mel: torch.Tensor, bank: FrameBank, variant: str) -> torch.Tensor:
     nearest = torch.cdist(_context(frames, c), _context(bank.twin, c)).topk(
         min(k, bank.frames), dim=1, largest=False).indices
     if mode == "select":
-        out = _moving_average(bank.real[nearest].mean(1), t)
+        out = moving_average(bank.real[nearest].mean(1), t)
     elif mode == "residual":
-        correction = _moving_average((bank.real[nearest] - bank.twin[nearest]).mean(1), t)
-        out = frames + _moving_average(correction.T, f).T
+        correction = moving_average((bank.real[nearest] - bank.twin[nearest]).mean(1), t)
+        out = frames + moving_average(correction.T, f).T
     else:
         raise SystemExit(f"unknown mode {mode!r} in {variant!r}: residual or select")
     return (mix * out + (1 - mix) * frames).T.contiguous()

@@ -31,8 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from frames_grid import (TEXTS, clips_of, own_cell, vector_of, voice_arguments,  # noqa: E402
-                         voice_files, write_read)
+from frames_grid import (TEXTS, clips_of, moving_average, own_cell, vector_of,  # noqa: E402
+                         voice_arguments, voice_files, write_read)
 
 from metatts import audio  # noqa: E402
 from metatts.adapt import support_examples  # noqa: E402
@@ -103,11 +103,8 @@ def corrected(mel: torch.Tensor, key: str, bank, twin_seen: dict, said_seen: dic
     keys = features(kind, bank.twin.float(), twin_seen, scale)
     nearest = torch.cdist(query, keys).topk(min(k, len(keys)), dim=1, largest=False).indices
     select = key.startswith("select/")  # kNN-VC's rule: the neighbours' real frames themselves
-    correction = (bank.real[nearest] - (0 if select else bank.twin[nearest])).mean(1).T
-    if width > 1:
-        half = width // 2
-        padded = torch.nn.functional.pad(correction[None], (half, half), mode="replicate")
-        correction = torch.nn.functional.avg_pool1d(padded, width, stride=1)[0]
+    correction = moving_average(
+        (bank.real[nearest] - (0 if select else bank.twin[nearest])).mean(1), width).T
     return correction if select else mel + correction
 
 
