@@ -7,7 +7,10 @@ distance of their log-mel frames. The model has other views of a frame that may 
 decoder's input (the token's state with its pitch and energy, stretched over its frames,
 ``input``). A key is ``KIND:K[:W]``: KIND one of ``mel``, ``hidden``, ``input``, ``hidden+mel``
 (both, each scaled to unit mean frame norm over the bank), optionally prefixed ``select/`` (the
-mean of the neighbours' real frames replaces the frame, kNN-VC's rule), K neighbours, the
+mean of the neighbours' real frames replaces the frame, kNN-VC's rule) and/or ``phone/`` (the
+neighbours only among twin frames of the same phoneme symbol: the twin's from the aligner's
+durations, the spoken frame's from the predicted ones; a frame whose symbol the clips never say
+matches among all), K neighbours, the
 correction averaged over W consecutive frames (default 3, as shipped). ``mel:4:3`` is the shipped matching.
 
 For each voice (default: the four natural validation voices, never reported by the benchmark)
@@ -38,24 +41,30 @@ from metatts import audio  # noqa: E402
 from metatts.adapt import support_examples  # noqa: E402
 from metatts.frames import frame_bank  # noqa: E402
 from metatts.model.checkpoint import load_checkpoint  # noqa: E402
+from metatts.data.batch import collate  # noqa: E402
 from metatts.model.fastspeech2 import NEW_SPEAKER  # noqa: E402
+from metatts.model.variance import predicted_durations  # noqa: E402
 from metatts.synthesis import _mel, speakable_sentences  # noqa: E402
 
 KINDS = ("mel", "hidden", "input", "hidden+mel")
 
 
 class Capture:
-    """Records the inputs of the decoder and of ``mel_out`` while active."""
+    """Records the inputs of the decoder and of ``mel_out``, and the predicted log-durations,
+    while active."""
 
     def __init__(self, model):
         self.model, self.seen = model, {"input": [], "hidden": []}
+        self.log_durations = []
 
     def __enter__(self):
         self.handles = [
             self.model.decoder.register_forward_hook(
                 lambda m, args, out: self.seen["input"].append(args[0].detach())),
             self.model.mel_out.register_forward_hook(
-                lambda m, args, out: self.seen["hidden"].append(args[0].detach()))]
+                lambda m, args, out: self.seen["hidden"].append(args[0].detach())),
+            self.model.variance.register_forward_hook(
+                lambda m, args, out: self.log_durations.append(out.log_duration.detach()))]
         return self
 
     def __exit__(self, *exc):
@@ -75,7 +84,7 @@ def frames_of(seen: list[torch.Tensor], lengths: list[int]) -> torch.Tensor:
 
 def parse_key(key: str) -> tuple[str, int, int]:
     kind, k, *rest = key.split(":")
-    kind = kind.removeprefix("select/")
+    kind = kind.removeprefix("phone/").removeprefix("select/").removeprefix("phone/")
     if kind not in KINDS:
         raise SystemExit(f"unknown key kind {kind!r} in {key!r}: one of {', '.join(KINDS)}")
     width = int(rest[0]) if rest else 3
@@ -94,6 +103,30 @@ def features(kind: str, mel: torch.Tensor, seen: dict[str, torch.Tensor],
     return torch.cat([seen["hidden"] / scale["hidden"], mel / scale["mel"]], 1)
 
 
+def frame_symbols(tokens: torch.Tensor, durations: torch.Tensor, frames: int) -> torch.Tensor:
+    """(frames,) the symbol id each frame belongs to, from (N,) tokens and their durations."""
+    ids = torch.repeat_interleave(tokens, durations.clamp(min=0))[:frames]
+    if len(ids) < frames:  # durations short of the mel: the last symbol holds
+        ids = torch.cat([ids, ids[-1:].expand(frames - len(ids))])
+    return ids
+
+
+def nearest_frames(dist: torch.Tensor, k: int, said: torch.Tensor | None = None,
+                   twin: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(T, F) distances -> (T, k) indices of the nearest bank frames and a (T, k) weight (1 for a
+    neighbour, 0 for a place left empty). With frame symbols ``said`` (T,) and ``twin`` (F,), the
+    neighbours are only frames of the same symbol (at most as many as there are); a frame whose
+    symbol the bank lacks matches among all."""
+    k = min(k, dist.shape[1])
+    if said is None:
+        return dist.topk(k, dim=1, largest=False).indices, torch.ones(len(dist), k)
+    same = said[:, None] == twin[None, :]
+    count = same.sum(1)
+    masked = torch.where(same | (count == 0)[:, None], dist, torch.inf)
+    values, index = masked.topk(k, dim=1, largest=False)
+    return index, torch.isfinite(values).float()
+
+
 def corrected(mel: torch.Tensor, key: str, bank, twin_seen: dict, said_seen: dict) -> torch.Tensor:
     """(n_mels, T) spoken log-mel -> corrected by the bank, matching on ``key``."""
     kind, k, width = parse_key(key)
@@ -101,10 +134,14 @@ def corrected(mel: torch.Tensor, key: str, bank, twin_seen: dict, said_seen: dic
              "hidden": float(twin_seen["hidden"].norm(dim=1).mean())}
     query = features(kind, mel.T.float(), said_seen, scale)
     keys = features(kind, bank.twin.float(), twin_seen, scale)
-    nearest = torch.cdist(query, keys).topk(min(k, len(keys)), dim=1, largest=False).indices
-    select = key.startswith("select/")  # kNN-VC's rule: the neighbours' real frames themselves
-    correction = moving_average(
-        (bank.real[nearest] - (0 if select else bank.twin[nearest])).mean(1), width).T
+    phone = "phone/" in key
+    nearest, weight = nearest_frames(torch.cdist(query, keys), k,
+                                     said_seen["symbols"] if phone else None,
+                                     twin_seen["symbols"] if phone else None)
+    select = "select/" in key  # kNN-VC's rule: the neighbours' real frames themselves
+    diff = bank.real[nearest] - (0 if select else bank.twin[nearest])  # (T, k, n_mels)
+    mean = (diff * weight[..., None]).sum(1) / weight.sum(1, keepdim=True)
+    correction = moving_average(mean, width).T
     return correction if select else mel + correction
 
 
@@ -139,11 +176,19 @@ def main(argv: list[str] | None = None) -> int:
             lengths = [x.mel.shape[-1] for x in examples]
             twin_seen = {kind: frames_of(v, lengths) for kind, v in cap.seen.items()}
             assert len(twin_seen["hidden"]) == bank.frames
+            durations = model.align(collate(examples))  # what frame_bank's outputs used
+            twin_seen["symbols"] = torch.cat([
+                frame_symbols(x.tokens, durations[i, : len(x.tokens)], n)
+                for i, (x, n) in enumerate(zip(examples, lengths))])
             for text in TEXTS:
+                ids = speakable_sentences(text, ckpt)[1][0]
                 with Capture(model) as cap:
-                    mel = _mel(model, params, NEW_SPEAKER,
-                               speakable_sentences(text, ckpt)[1][0], 1.0)
+                    mel = _mel(model, params, NEW_SPEAKER, ids, 1.0)
                 said_seen = {kind: v[0][0, : mel.shape[1]].float() for kind, v in cap.seen.items()}
+                said_durations = predicted_durations(
+                    cap.log_durations[0], torch.ones_like(cap.log_durations[0], dtype=torch.bool))
+                said_seen["symbols"] = frame_symbols(torch.as_tensor(ids), said_durations[0],
+                                                     mel.shape[1])
                 for key in args.keys:
                     wav = vocoder(corrected(mel, key, bank, twin_seen, said_seen)).detach()
                     wav = wav.float().numpy()

@@ -46,3 +46,28 @@ def test_bad_keys_are_refused():
     for key in ("pitch:4", "mel:4:2"):
         with pytest.raises(SystemExit):
             frames_keys.parse_key(key)
+
+
+def test_frame_symbols_follow_the_durations():
+    tokens = torch.tensor([5, 9, 2])
+    assert frames_keys.frame_symbols(tokens, torch.tensor([2, 0, 3]), 5).tolist() == [5, 5, 2, 2, 2]
+    # durations short of the mel: the last symbol holds
+    assert frames_keys.frame_symbols(tokens, torch.tensor([1, 1, 1]), 5).tolist() == [5, 9, 2, 2, 2]
+
+
+def test_the_phone_key_matches_only_frames_of_the_same_symbol():
+    bank, twin = bank_and_states(frames=6)
+    twin["symbols"] = torch.tensor([1, 1, 2, 2, 2, 3])
+    mel = bank.twin[[0]].T.clone()  # spoken frame 0 is twin frame 0, but said as symbol 2
+    said = {"hidden": twin["hidden"][[0]], "symbols": torch.tensor([2])}
+    out = frames_keys.corrected(mel, "phone/mel:2:1", bank, twin, said)
+    dist = torch.cdist(mel.T, bank.twin[2:5])[0]
+    near = 2 + dist.topk(2, largest=False).indices
+    torch.testing.assert_close(out, mel + (bank.real[near] - bank.twin[near]).mean(0)[:, None])
+    # more neighbours asked than the symbol has: only its own frames, each counted once
+    out = frames_keys.corrected(mel, "phone/mel:4:1", bank, twin, said)
+    torch.testing.assert_close(out, mel + (bank.real[2:5] - bank.twin[2:5]).mean(0)[:, None])
+    # a symbol the bank lacks matches among all frames, as without the prefix
+    said["symbols"] = torch.tensor([7])
+    torch.testing.assert_close(frames_keys.corrected(mel, "phone/mel:2:1", bank, twin, said),
+                               frames_keys.corrected(mel, "mel:2:1", bank, twin, said))
