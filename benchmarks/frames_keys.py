@@ -11,13 +11,16 @@ mean of the neighbours' real frames replaces the frame, kNN-VC's rule) and/or ``
 neighbours only among twin frames of the same phoneme symbol: the twin's from the aligner's
 durations, the spoken frame's from the predicted ones; a frame whose symbol the clips never say
 matches among all), K neighbours, the
-correction averaged over W consecutive frames (default 3, as shipped). ``mel:4:3`` is the shipped matching.
+correction averaged over W consecutive frames (default 3, as shipped). ``mel:4:3`` is the shipped matching;
+``none`` is the vector alone (the model's frames uncorrected, no post-filter).
 
 For each voice (default: the four natural validation voices, never reported by the benchmark)
 and support draw, ``--support`` clips give the encoder's vector and the bank; five sentences are
 spoken per key and read against 8 of the voice's other real clips, with no benchmark judge: the
 model's own speaker encoder (cosine of the spoken clip's vector to the other clips' vector) and
-Whisper tiny.en WER (the benchmark judges with base).
+Whisper tiny.en WER (the benchmark judges with base); with ``--verifier DIR`` also the corpus-trained
+verifier of ``benchmarks/verifier.py`` (``ver``: cosine of the spoken clip's embedding to the mean
+of the other clips').
 
     python benchmarks/frames_keys.py --keys mel:4 hidden:4 input:4 --out results/frames/keys.json
 """
@@ -28,6 +31,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,6 +87,8 @@ def frames_of(seen: list[torch.Tensor], lengths: list[int]) -> torch.Tensor:
 
 
 def parse_key(key: str) -> tuple[str, int, int]:
+    if key == "none":
+        return "none", 0, 1
     kind, k, *rest = key.split(":")
     kind = kind.removeprefix("phone/").removeprefix("select/").removeprefix("phone/")
     if kind not in KINDS:
@@ -130,6 +136,8 @@ def nearest_frames(dist: torch.Tensor, k: int, said: torch.Tensor | None = None,
 def corrected(mel: torch.Tensor, key: str, bank, twin_seen: dict, said_seen: dict) -> torch.Tensor:
     """(n_mels, T) spoken log-mel -> corrected by the bank, matching on ``key``."""
     kind, k, width = parse_key(key)
+    if kind == "none":
+        return mel
     scale = {"mel": float(bank.twin.norm(dim=1).mean()),
              "hidden": float(twin_seen["hidden"].norm(dim=1).mean())}
     query = features(kind, mel.T.float(), said_seen, scale)
@@ -151,10 +159,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--draws", type=int, default=2, help="support draws per voice")
     p.add_argument("--keys", nargs="+", default=["mel:4", "hidden:4", "input:4", "hidden+mel:4"])
     p.add_argument("--asr", default="tiny.en", help="not the benchmark's judge (base)")
+    p.add_argument("--verifier", default=None,
+                   help="a benchmarks/verifier.py model folder: a second judge-free similarity")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     for key in args.keys:
         parse_key(key)
+    check = None
+    if args.verifier:
+        import verifier
+
+        check = verifier.load(args.verifier)
 
     from metatts.asr import transcribe
     from metatts.vocoder import load_vocoder
@@ -167,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
         files = voice_files(args.data, name, args.support * args.draws + 8)
         real_wavs = [audio.prepare_clip(f) for f in files[-8:]]
         target = model.encode_speaker([audio.mel_spectrogram(w) for w in real_wavs])
+        if check is not None:
+            ver_target = torch.nn.functional.normalize(verifier.embed(check, real_wavs).mean(0),
+                                                       dim=0)
         for draw in range(args.draws):
             clips = clips_of(files[draw * args.support:(draw + 1) * args.support])
             examples = support_examples(clips, ckpt)
@@ -196,16 +214,26 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append({"speaker": name, "draw": draw, "key": key, "text": text,
                                  "wav": wav, "own": float(torch.nn.functional.cosine_similarity(
                                      own, target, dim=0))})
+                    if check is not None:
+                        rows[-1]["ver"] = float(verifier.embed(check, [wav])[0] @ ver_target)
             print(f"{name} draw {draw}: {bank.frames} frames in the bank", file=sys.stderr,
                   flush=True)
     heard = transcribe([r["wav"] for r in rows], audio.SAMPLE_RATE, model=args.asr)
     for r, h in zip(rows, heard):
         r["heard"] = h
     table = {}
-    print(f"| key | clips | own-encoder similarity | WER ({args.asr}) |\n|---|---|---|---|")
+    ver = " verifier similarity |" if check is not None else ""
+    print(f"| key | clips | own-encoder similarity |{ver} WER ({args.asr}) |\n|---|---|---|---|"
+          + ("---|" if ver else ""))
     for key in args.keys:
-        cell = table[key] = own_cell([r for r in rows if r["key"] == key])
-        print(f"| {key} | {cell['clips']} | {cell['own']:.3f} | {cell['wer']:.1%} |")
+        chosen = [r for r in rows if r["key"] == key]
+        cell = table[key] = own_cell(chosen)
+        if check is not None:  # per voice, then over voices, as own_cell's
+            voices = sorted({r["speaker"] for r in chosen})
+            cell["ver"] = float(np.mean([np.mean([r["ver"] for r in chosen if r["speaker"] == v])
+                                         for v in voices]))
+        print(f"| {key} | {cell['clips']} | {cell['own']:.3f} |"
+              + (f" {cell['ver']:.3f} |" if ver else "") + f" {cell['wer']:.1%} |")
     write_read(args.out, args, table, rows)
     return 0
 

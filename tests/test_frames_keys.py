@@ -71,3 +71,10 @@ def test_the_phone_key_matches_only_frames_of_the_same_symbol():
     said["symbols"] = torch.tensor([7])
     torch.testing.assert_close(frames_keys.corrected(mel, "phone/mel:2:1", bank, twin, said),
                                frames_keys.corrected(mel, "mel:2:1", bank, twin, said))
+
+
+def test_none_leaves_the_frames_as_the_model_made_them():
+    bank, twin = bank_and_states()
+    mel = torch.randn(80, 5)
+    assert frames_keys.parse_key("none") == ("none", 0, 1)
+    assert frames_keys.corrected(mel, "none", bank, twin, {}) is mel
