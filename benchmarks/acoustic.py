@@ -272,7 +272,8 @@ def zero_shot(args, ckpt, utterances, vocoder) -> dict:
             if not args.no_frames:  # the vector, and each frame corrected by the clips' own
                 clips = [make_clip(audio.prepare_clip(u.audio), audio.SAMPLE_RATE, u.text, u.id)
                          for u in support]
-                bank = frame_bank(ckpt, {"speaker.new": encoded}, support_examples(clips, ckpt))
+                bank = frame_bank(ckpt, {"speaker.new": encoded}, support_examples(clips, ckpt),
+                                  key=args.frames_key)
                 starts["encoder_frames"] = ({"speaker.new": encoded}, None, None, bank)
         for method, (params, who, references, bank) in starts.items():
             for text in texts:
@@ -423,6 +424,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="leave out the zero-shot voice with frame matching "
                              "(metatts.frames: the encoder's vector, each frame corrected by "
                              "the support clips' own)")
+    parser.add_argument("--frames-key", choices=("mel", "hidden"), default="hidden",
+                        help="what frame matching compares (metatts.frames.KEYS; default hidden, "
+                             "as shipped since 2026-12-06; mel before)")
     parser.add_argument("--zs-sentences", type=int, default=5, help="sentences per voice")
     parser.add_argument("--out", default="runs/bench/acoustic.json")
     args = parser.parse_args(argv)
@@ -434,6 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     vocoder = load_vocoder()
     result = {"checkpoint": str(ckpt.path), "step": ckpt.step,
               "parameters": count_parameters(ckpt.model), "torch_threads": torch.get_num_threads(),
+              "frames_key": args.frames_key,
               "postfilter": (None if args.no_postfilter or not ckpt.config.postfilter.active
                              else dataclasses.asdict(ckpt.config.postfilter))}
     if not args.skip_quality:

@@ -70,7 +70,7 @@ class StaleResultsError(ValueError):
 
 # settings added after setup ids were first recorded, with the value every earlier record was
 # made with: at that value they stay out of the id, so those records keep matching
-LATER_SETTINGS = {"precision": "float32", "identity": 0.0, "frames": False}
+LATER_SETTINGS = {"precision": "float32", "identity": 0.0, "frames": False, "frames_key": "mel"}
 
 
 def setup_id(method: Method, base: Checkpoint, seed: int) -> str:

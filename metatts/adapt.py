@@ -46,6 +46,8 @@ import torch
 
 from metatts import audio
 from metatts.data.batch import Batch, Example, Parts, split_collate
+from metatts.frames import DEFAULT_KEY as DEFAULT_FRAMES_KEY
+from metatts.frames import KEYS as FRAME_KEYS
 from metatts.frames import FrameBank, frame_bank
 from metatts.meta import InnerConfig, inner_loop, initial_params, loss_fn
 from metatts.meta.inner_loop import arithmetic
@@ -218,6 +220,9 @@ class AdaptSettings:
     # the voice carries its clips' frame bank (metatts.frames): every frame it speaks is
     # corrected by the clips' own; built once after the last step
     frames: bool = True
+    # what frame matching compares (metatts.frames.KEYS): the decoder's hidden states (a third
+    # tensor in the bank; metatts.frames.DEFAULT_KEY) or the log-mel
+    frames_key: str = DEFAULT_FRAMES_KEY
 
     def __post_init__(self) -> None:
         if self.init not in INITS:
@@ -231,6 +236,9 @@ class AdaptSettings:
                 self.piece_frames == 0 or self.piece_frames >= MIN_PIECE_FRAMES):
             raise ValueError(f"piece_frames must be 0 (whole clips) or at least "
                              f"{MIN_PIECE_FRAMES} mel frames, got {self.piece_frames!r}.")
+        if self.frames_key not in FRAME_KEYS:
+            raise ValueError(f"unknown frames_key {self.frames_key!r}; choose one of "
+                             f"{FRAME_KEYS}")
         self.inner()  # validates the rest
 
     def inner(self) -> InnerConfig:
@@ -550,7 +558,8 @@ def adapt(clips: Sequence[Clip], base: Checkpoint, settings: AdaptSettings,
     if not math.isfinite(final):
         raise AdaptError(_diverged(final, "after the last step", settings.lr))
     params = {**result.params, **result.fixed}
-    bank = frame_bank(base, params, examples) if settings.frames else None
+    key = settings.frames_key
+    bank = frame_bank(base, params, examples, key=key) if settings.frames else None
     voice = make_voice(params, base_model(base),
                        {**settings.to_dict(), "start": start_kind, "stopped_at": stopped},
                        [c.seconds for c in clips], result.losses, final, frames=bank)
@@ -558,7 +567,7 @@ def adapt(clips: Sequence[Clip], base: Checkpoint, settings: AdaptSettings,
     kept = {n: Kept(n, {**p, **result.fixed}, losses[stops[n]], elapsed[n], stops[n],
                     None if not settings.frames else
                     bank if p is result.params else frame_bank(base, {**p, **result.fixed},
-                                                               examples))
+                                                               examples, key=key))
             for n, p in result.kept.items()}
     return Adaptation(voice, list(result.losses), final, time.perf_counter() - started, kept,
                       start=start_kind, held_out_losses=judged, stopped_at=stopped)

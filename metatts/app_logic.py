@@ -582,7 +582,7 @@ def preview(wavs: Sequence[np.ndarray], text: str = PREVIEW_TEXT,
     ``clips`` (the same clips with their transcripts) each frame is corrected by the clips' own
     (:mod:`metatts.frames`), as an adapted voice of them speaks."""
     from metatts import speaker
-    from metatts.frames import frame_bank
+    from metatts.frames import DEFAULT_KEY, frame_bank
 
     if not wavs:
         raise AppError("Check some clips first: the preview speaks in the voice they start.")
@@ -591,7 +591,8 @@ def preview(wavs: Sequence[np.ndarray], text: str = PREVIEW_TEXT,
     if clips:
         base = load_model(start.init)
         try:
-            bank = frame_bank(base, start.params, adapting.support_examples(clips, base))
+            bank = frame_bank(base, start.params, adapting.support_examples(clips, base),
+                              key=DEFAULT_KEY)
         except adapting.AdaptError as err:
             raise AppError(str(err)) from None
     out = speak_params(start.init, start.params, text, frames=bank)

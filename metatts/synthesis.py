@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from metatts.audio import SAMPLE_RATE
-from metatts.frames import FrameBank
+from metatts.frames import FrameBank, hidden_states
 from metatts.model.checkpoint import Checkpoint, CheckpointError
 from metatts.model.config import PostFilterConfig
 from metatts.model.fastspeech2 import NEW_SPEAKER, FastSpeech2, Prediction
@@ -156,6 +156,10 @@ def synthesize_stream(checkpoint: Checkpoint, text: str,
             raise CheckpointError(f"the voice's frames have {frames.twin.shape[1]} mel bins and "
                                   f"this model {model.config.n_mels}; was it made for another "
                                   "checkpoint?")
+        if frames.keys is not None and frames.keys.shape[1] != model.config.hidden:
+            raise CheckpointError(f"the voice's frames match on {frames.keys.shape[1]}-wide "
+                                  f"decoder states and this model's are {model.config.hidden} "
+                                  "wide; was it made for another checkpoint?")
         pf = None
     return _stream(checkpoint.model, params, index, sentences, ids, pace, vocoder, pf,
                    chunk_sentences, model.reference_clips(references or []), frames)
@@ -197,11 +201,16 @@ def _stream(model: FastSpeech2, params: dict[str, Tensor] | None, speaker: int,
         pieces, mels, acoustic, vocoding = [], [], 0.0, 0.0
         for i in range(first, last):
             started = time.perf_counter()
-            mel = _mel(model, params, speaker, ids[i], pace, references)
-            if frames is not None:
-                mel = frames.apply(mel)
-            elif postfilter is not None:
-                mel = apply_postfilter(mel, postfilter)
+            if frames is not None and frames.keys is not None:  # matches on decoder states
+                with hidden_states(model) as seen:
+                    mel = _mel(model, params, speaker, ids[i], pace, references)
+                mel = frames.apply(mel, seen[0][0, : mel.shape[1]])
+            else:
+                mel = _mel(model, params, speaker, ids[i], pace, references)
+                if frames is not None:
+                    mel = frames.apply(mel)
+                elif postfilter is not None:
+                    mel = apply_postfilter(mel, postfilter)
             acoustic += time.perf_counter() - started
             started = time.perf_counter()
             wav = vocoder(mel).detach().float().cpu().numpy()

@@ -15,7 +15,9 @@ metadata holds one key, ``"metatts-voice"``, whose value is a JSON document::
 A voice may also carry its clips' :class:`~metatts.frames.FrameBank` (the model's teacher-forced
 twin of each clip beside the clip's own log-mel frames, which correct every frame synthesized in
 this voice; :mod:`metatts.frames`) as two more float16 tensors, ``frames.twin`` and
-``frames.real`` (about 0.3 MB per 10 s of clips). Files without them read as before.
+``frames.real`` (about 0.3 MB per 10 s of clips), and a third, ``frames.keys`` (the twin's
+decoder hidden states), when its matches compare those (``frames_key`` "hidden"). Files without
+them read as before.
 
 One metadata key keeps the file byte-for-byte reproducible (safetensors writes several keys in no
 fixed order). Loading never unpickles. A voice only makes sense on top of the exact base model it
@@ -97,7 +99,8 @@ class Voice:
             "metatts_version": self.metatts_version,
         } | ({} if self.frames is None else
              {"frames": {"frames": self.frames.frames, "neighbours": self.frames.neighbours,
-                         "smoothing": self.frames.smoothing}})
+                         "smoothing": self.frames.smoothing}
+              | ({} if self.frames.keys is None else {"key": self.frames.key})})
 
     def save(self, path: str | Path) -> Path:
         """Write the voice atomically to ``path`` (a .safetensors file)."""

@@ -147,7 +147,65 @@ def test_an_adapted_voice_carries_its_bank_through_its_file(base, clips, tmp_pat
     assert back.frames.smoothing == bank.smoothing
     assert torch.allclose(back.frames.twin, bank.twin, atol=2e-2)
     assert back.metadata()["frames"] == {"frames": bank.frames, "neighbours": bank.neighbours,
-                                         "smoothing": bank.smoothing}
+                                         "smoothing": bank.smoothing, "key": "hidden"}
+    assert bank.key == "hidden"  # the shipped matching: on the decoder's states
+    assert torch.allclose(back.frames.keys, bank.keys, atol=2e-2)
     plain = adapt(clips, base, AdaptSettings(steps=2, lr=0.05, start="encoder", frames=False))
     assert plain.voice.frames is None and "frames" not in plain.voice.metadata()
     assert Voice.load(plain.voice.save(tmp_path / "plain.safetensors")).frames is None
+
+
+def test_a_hidden_key_bank_matches_on_the_decoder_states_it_is_given():
+    g = torch.Generator().manual_seed(3)
+    bank = random_bank()
+    keys = torch.randn(bank.frames, 6, generator=g)
+    keyed = FrameBank(bank.twin, bank.real, 1, 1, keys)
+    assert keyed.key == "hidden" and bank.key == "mel"
+    mel = torch.randn(5, 3, generator=g)  # whatever the mel, the states pick the rows
+    out = keyed.apply(mel, keys[[4, 9, 2]])
+    torch.testing.assert_close(out, mel + (bank.real - bank.twin)[[4, 9, 2]].T)
+    with pytest.raises(ValueError, match="hidden states"):
+        keyed.apply(mel)
+    with pytest.raises(ValueError, match="hidden states"):
+        keyed.apply(mel, torch.zeros(3, 5))
+    with pytest.raises(ValueError, match="one .frames, hidden. row per twin frame"):
+        FrameBank(bank.twin, bank.real, 1, 1, keys[:-1])
+    tensors = keyed.tensors()
+    assert set(tensors) == {"frames.twin", "frames.real", "frames.keys"}
+    back = FrameBank.from_tensors(tensors, neighbours=1, smoothing=1)
+    assert back.key == "hidden" and torch.allclose(back.keys, keys, atol=1e-2)
+
+
+def test_a_hidden_key_bank_keeps_the_twins_decoder_states_and_synthesis_uses_them(base, clips,
+                                                                                  tmp_path):
+    from metatts.adapt import AdaptSettings, adapt
+    from metatts.voice import Voice
+
+    model = base.model.eval()
+    examples = support_examples(clips, base)
+    params = {"speaker.new": model.encode_speaker([x.mel for x in examples])}
+    bank = frame_bank(base, params, examples)
+    keyed = frame_bank(base, params, examples, key="hidden")
+    assert keyed.keys.shape == (bank.frames, model.config.hidden)
+    assert torch.equal(keyed.twin, bank.twin) and torch.equal(keyed.real, bank.real)
+    with pytest.raises(ValueError, match="one of mel, hidden"):
+        frame_bank(base, params, examples, key="pitch")
+    # synthesis hands the spoken frames' states to the bank: the same as matching by hand
+    text = "The boat sailed at noon."
+    plain = synthesize(base, text, params, vocoder=silent_vocoder, postfilter=False)
+    with frames_module.hidden_states(model) as seen:
+        synthesize(base, text, params, vocoder=silent_vocoder, postfilter=False)
+    states = seen[0][0, : plain.mels[0].shape[1]]
+    matched = synthesize(base, text, params, vocoder=silent_vocoder, frames=keyed)
+    torch.testing.assert_close(matched.mels[0], keyed.apply(plain.mels[0], states))
+    assert not torch.allclose(matched.mels[0],
+                              synthesize(base, text, params, vocoder=silent_vocoder,
+                                         frames=bank).mels[0], atol=1e-3)
+    # adapt keeps the key in the voice file, and the loaded voice speaks the same
+    result = adapt(clips, base, AdaptSettings(steps=1, lr=0.05, start="encoder",
+                                              frames_key="hidden"))
+    assert result.voice.frames.key == "hidden"
+    back = Voice.load(result.voice.save(tmp_path / "keyed.safetensors"))
+    assert back.frames.key == "hidden" and back.metadata()["frames"]["key"] == "hidden"
+    with pytest.raises(ValueError, match="frames_key"):
+        AdaptSettings(frames_key="pitch")

@@ -19,6 +19,7 @@ from metatts.adapt import (INITS, MIN_CONFIDENCE, STARTS, RECHECK_BELOW, RECHECK
                            Progress, adapt, default_settings, load_base, load_clips, with_changes)
 from metatts.assets import AssetError, output_problem
 from metatts.audio import AudioError
+from metatts.frames import KEYS as FRAME_KEYS
 from metatts.meta.inner_loop import OPTIMIZERS, PRECISIONS
 from metatts.meta.support import BATCHINGS
 from metatts.model.checkpoint import CheckpointError
@@ -69,6 +70,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", action=argparse.BooleanOptionalAction, default=None,
                    help="keep the clips' frame bank in the voice, so that every frame it speaks "
                    "is corrected by the clips' own (metatts.frames; default on)")
+    p.add_argument("--frames-key", choices=FRAME_KEYS,
+                   help="what frame matching compares: the decoder's hidden states (default; "
+                   "kept as a third tensor in the voice's bank) or the log-mel")
     p.add_argument("--asr", default="tiny.en", metavar="MODEL",
                    help="Whisper model for clips without a .txt (default tiny.en)")
     p.add_argument("--recheck", default=RECHECK_MODEL, metavar="MODEL",
@@ -103,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                      "terms": (() if args.terms == ["all"] else tuple(args.terms))
                      if args.terms else None,
                      "piece_frames": args.piece_frames, "precision": args.precision,
-                     "frames": args.frames}
+                     "frames": args.frames, "frames_key": args.frames_key}
         try:
             settings = with_changes(default_settings(args.init, base, args.start), **overrides)
         except (TypeError, ValueError) as err:  # a value out of range, e.g. --steps -1
@@ -136,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         "optimizer": settings.optimizer, "piece_frames": settings.piece_frames,
         "precision": settings.precision,
         "frames": result.voice.frames.frames if result.voice.frames is not None else 0,
+        "frames_key": settings.frames_key,
         "lr": "learned (Meta-SGD)" if settings.learned_lrs else settings.lr,
         "loss_start": result.losses[0] if result.losses else result.final_loss,
         "loss_final": result.final_loss, "seconds": round(result.seconds, 2),

@@ -32,6 +32,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="speak with the voice's vector and parameters alone: leave out the "
                              "correction of each frame by the clips' own (metatts.frames; on "
                              "by default for --reference and for voices that carry it)")
+    parser.add_argument("--frames-key", choices=("mel", "hidden"), default="hidden",
+                        help="with --reference: what frame matching compares, the decoder's "
+                             "hidden states (default) or the log-mel (a voice file keeps what it "
+                             "was adapted with)")
     parser.add_argument("--no-postfilter", action="store_true",
                         help="leave the mel as the model made it (skip the checkpoint's "
                              "post-filter, see `python -m metatts postfilter`)")
@@ -90,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             references = _reference_mels(checkpoint, args.reference)
             params = {"speaker.new": _encoded(checkpoint, references)}
             if not args.no_frames:
-                frames = _reference_frames(checkpoint, params, args.reference)
+                frames = _reference_frames(checkpoint, params, args.reference, args.frames_key)
         vocoder = load_vocoder(mode=args.vocoder)  # on CPU
         # a model with reference attention also reads the clips frame by frame
         result = synthesize(checkpoint, args.text, params, args.speaker, pace=args.pace,
@@ -126,7 +130,7 @@ def _reference_mels(checkpoint, clips: list[str]):
     return [mel_spectrogram(prepare_clip(path)).to(device) for path in clips]
 
 
-def _reference_frames(checkpoint, params, clips: list[str]):
+def _reference_frames(checkpoint, params, clips: list[str], key: str = "mel"):
     """The clips' frame bank (:mod:`metatts.frames`) for the encoded voice ``params``: each clip
     needs its transcript (the same-name .txt beside it, else Whisper's, as for `adapt`). Clips
     without a usable one are named on stderr and left out; None when no clip has one."""
@@ -142,7 +146,7 @@ def _reference_frames(checkpoint, params, clips: list[str]):
               "encoder's vector alone (put each clip's words in a .txt beside it).",
               file=sys.stderr)
         return None
-    return frame_bank(checkpoint, params, support_examples(selection.clips, checkpoint))
+    return frame_bank(checkpoint, params, support_examples(selection.clips, checkpoint), key=key)
 
 
 def _encoded(checkpoint, mels):
