@@ -190,7 +190,8 @@ def frame_bank(checkpoint, params: Mapping[str, Tensor], examples: Sequence,
                 for i, n in enumerate(batch.mel_lengths.tolist()):
                     twins.append(said[i, :, :n].T.float().cpu())
                     reals.append(batch.mels[i, :, :n].T.float().cpu())
-                    keys.append(seen[0][i, :n].float().cpu())  # the first decode: the clips'
+                    if key == "hidden":  # the first decode's states: the clips'
+                        keys.append(seen[0][i, :n].float().cpu())
     finally:
         model.train(was_training)
     return FrameBank(torch.cat(twins), torch.cat(reals), neighbours, smoothing,

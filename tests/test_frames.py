@@ -209,3 +209,10 @@ def test_a_hidden_key_bank_keeps_the_twins_decoder_states_and_synthesis_uses_the
     assert back.frames.key == "hidden" and back.metadata()["frames"]["key"] == "hidden"
     with pytest.raises(ValueError, match="frames_key"):
         AdaptSettings(frames_key="pitch")
+
+
+def test_the_synthesize_cli_offers_the_libraries_frame_keys():
+    from metatts.cli import synthesize as cli
+    from metatts.frames import DEFAULT_KEY, KEYS
+
+    assert (cli.FRAME_KEYS, cli.DEFAULT_FRAMES_KEY) == (KEYS, DEFAULT_KEY)

@@ -7,6 +7,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+# metatts.frames.KEYS and DEFAULT_KEY, written out so that `--help` does not import torch
+FRAME_KEYS, DEFAULT_FRAMES_KEY = ("mel", "hidden"), "hidden"
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m metatts synthesize", description=__doc__)
@@ -32,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="speak with the voice's vector and parameters alone: leave out the "
                              "correction of each frame by the clips' own (metatts.frames; on "
                              "by default for --reference and for voices that carry it)")
-    parser.add_argument("--frames-key", choices=("mel", "hidden"), default="hidden",
+    parser.add_argument("--frames-key", choices=FRAME_KEYS, default=DEFAULT_FRAMES_KEY,
                         help="with --reference: what frame matching compares, the decoder's "
                              "hidden states (default) or the log-mel (a voice file keeps what it "
                              "was adapted with)")
@@ -130,7 +133,7 @@ def _reference_mels(checkpoint, clips: list[str]):
     return [mel_spectrogram(prepare_clip(path)).to(device) for path in clips]
 
 
-def _reference_frames(checkpoint, params, clips: list[str], key: str = "mel"):
+def _reference_frames(checkpoint, params, clips: list[str], key: str):
     """The clips' frame bank (:mod:`metatts.frames`) for the encoded voice ``params``: each clip
     needs its transcript (the same-name .txt beside it, else Whisper's, as for `adapt`). Clips
     without a usable one are named on stderr and left out; None when no clip has one."""
