@@ -20,7 +20,9 @@ spoken per key and read against 8 of the voice's other real clips, with no bench
 model's own speaker encoder (cosine of the spoken clip's vector to the other clips' vector) and
 Whisper tiny.en WER (the benchmark judges with base); with ``--verifier DIR`` also the corpus-trained
 verifier of ``benchmarks/verifier.py`` (``ver``: cosine of the spoken clip's embedding to the mean
-of the other clips').
+of the other clips'; ``ver_margin``: that, less its mean cosine to the other voices' means, so that
+a change which brings a clip nearer every voice alike, e.g. more spectral detail, reads as no
+gain).
 
     python benchmarks/frames_keys.py --keys mel:4 hidden:4 input:4 --out results/frames/keys.json
 """
@@ -178,13 +180,17 @@ def main(argv: list[str] | None = None) -> int:
     model = ckpt.model.eval()
     vocoder = load_vocoder()
     rows = []
+    ver_targets = {}  # every voice's verifier centroid: a spoken clip is read against the others too
+    if check is not None:
+        for name in args.voices:
+            real_wavs = [audio.prepare_clip(f) for f in
+                         voice_files(args.data, name, args.support * args.draws + 8)[-8:]]
+            ver_targets[name] = torch.nn.functional.normalize(
+                verifier.embed(check, real_wavs).mean(0), dim=0)
     for name in args.voices:
         files = voice_files(args.data, name, args.support * args.draws + 8)
         real_wavs = [audio.prepare_clip(f) for f in files[-8:]]
         target = model.encode_speaker([audio.mel_spectrogram(w) for w in real_wavs])
-        if check is not None:
-            ver_target = torch.nn.functional.normalize(verifier.embed(check, real_wavs).mean(0),
-                                                       dim=0)
         for draw in range(args.draws):
             clips = clips_of(files[draw * args.support:(draw + 1) * args.support])
             examples = support_examples(clips, ckpt)
@@ -215,25 +221,36 @@ def main(argv: list[str] | None = None) -> int:
                                  "wav": wav, "own": float(torch.nn.functional.cosine_similarity(
                                      own, target, dim=0))})
                     if check is not None:
-                        rows[-1]["ver"] = float(verifier.embed(check, [wav])[0] @ ver_target)
+                        emb = verifier.embed(check, [wav])[0]
+                        rows[-1]["ver"] = float(emb @ ver_targets[name])
+                        others = [float(emb @ t) for v, t in ver_targets.items() if v != name]
+                        if others:  # how near the other voices: a rise here is not this voice
+                            rows[-1]["ver_others"] = float(np.mean(others))
             print(f"{name} draw {draw}: {bank.frames} frames in the bank", file=sys.stderr,
                   flush=True)
     heard = transcribe([r["wav"] for r in rows], audio.SAMPLE_RATE, model=args.asr)
     for r, h in zip(rows, heard):
         r["heard"] = h
     table = {}
-    ver = " verifier similarity |" if check is not None else ""
+    ver = (" verifier similarity | verifier margin over the other voices |"
+           if check is not None else "")
     print(f"| key | clips | own-encoder similarity |{ver} WER ({args.asr}) |\n|---|---|---|---|"
-          + ("---|" if ver else ""))
+          + ("---|---|" if ver else ""))
     for key in args.keys:
         chosen = [r for r in rows if r["key"] == key]
         cell = table[key] = own_cell(chosen)
         if check is not None:  # per voice, then over voices, as own_cell's
             voices = sorted({r["speaker"] for r in chosen})
-            cell["ver"] = float(np.mean([np.mean([r["ver"] for r in chosen if r["speaker"] == v])
-                                         for v in voices]))
+            for field in ("ver", "ver_others"):
+                if all(field in r for r in chosen):
+                    cell[field] = float(np.mean([
+                        np.mean([r[field] for r in chosen if r["speaker"] == v]) for v in voices]))
+            if "ver_others" in cell:
+                cell["ver_margin"] = cell["ver"] - cell["ver_others"]
         print(f"| {key} | {cell['clips']} | {cell['own']:.3f} |"
-              + (f" {cell['ver']:.3f} |" if ver else "") + f" {cell['wer']:.1%} |")
+              + (f" {cell['ver']:.3f} |" if ver else "")
+              + (f" {cell.get('ver_margin', float('nan')):.3f} |" if ver else "")
+              + f" {cell['wer']:.1%} |")
     write_read(args.out, args, table, rows)
     return 0
 
