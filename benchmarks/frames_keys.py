@@ -22,7 +22,8 @@ Whisper tiny.en WER (the benchmark judges with base); with ``--verifier DIR`` al
 verifier of ``benchmarks/verifier.py`` (``ver``: cosine of the spoken clip's embedding to the mean
 of the other clips'; ``ver_margin``: that, less its mean cosine to the other voices' means, so that
 a change which brings a clip nearer every voice alike, e.g. more spectral detail, reads as no
-gain).
+gain); with ``--naturalness`` also Distill-MOS (``benchmarks/naturalness.py``), a naturalness
+instrument that is not one of the benchmark's judges.
 
     python benchmarks/frames_keys.py --keys mel:4 hidden:4 input:4 --out results/frames/keys.json
 """
@@ -163,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--asr", default="tiny.en", help="not the benchmark's judge (base)")
     p.add_argument("--verifier", default=None,
                    help="a benchmarks/verifier.py model folder: a second judge-free similarity")
+    p.add_argument("--naturalness", action="store_true",
+                   help="also Distill-MOS of every spoken clip (benchmarks/naturalness.py; not a "
+                        "judge of the benchmark, which reads DNSMOS)")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     for key in args.keys:
@@ -231,11 +235,23 @@ def main(argv: list[str] | None = None) -> int:
     heard = transcribe([r["wav"] for r in rows], audio.SAMPLE_RATE, model=args.asr)
     for r, h in zip(rows, heard):
         r["heard"] = h
+    extra = {}
+    if args.naturalness:
+        import naturalness
+
+        for r, n in zip(rows, naturalness.score([r["wav"] for r in rows], audio.SAMPLE_RATE)):
+            r["nat"] = n
+        real = [audio.prepare_clip(f) for v in args.voices
+                for f in voice_files(args.data, v, args.support * args.draws + 8)[-8:]]
+        extra["naturalness_real_clips"] = float(np.mean(naturalness.score(real,
+                                                                          audio.SAMPLE_RATE)))
+        print(f"Distill-MOS of the voices' real clips: {extra['naturalness_real_clips']:.3f}")
     table = {}
     ver = (" verifier similarity | verifier margin over the other voices |"
            if check is not None else "")
-    print(f"| key | clips | own-encoder similarity |{ver} WER ({args.asr}) |\n|---|---|---|---|"
-          + ("---|---|" if ver else ""))
+    nat = " Distill-MOS |" if args.naturalness else ""
+    print(f"| key | clips | own-encoder similarity |{ver} WER ({args.asr}) |{nat}\n|---|---|---|---|"
+          + ("---|---|" if ver else "") + ("---|" if nat else ""))
     for key in args.keys:
         chosen = [r for r in rows if r["key"] == key]
         cell = table[key] = own_cell(chosen)
@@ -247,11 +263,13 @@ def main(argv: list[str] | None = None) -> int:
                         np.mean([r[field] for r in chosen if r["speaker"] == v]) for v in voices]))
             if "ver_others" in cell:
                 cell["ver_margin"] = cell["ver"] - cell["ver_others"]
+        if args.naturalness:
+            cell["nat"] = float(np.mean([r["nat"] for r in chosen]))
         print(f"| {key} | {cell['clips']} | {cell['own']:.3f} |"
               + (f" {cell['ver']:.3f} |" if ver else "")
               + (f" {cell.get('ver_margin', float('nan')):.3f} |" if ver else "")
-              + f" {cell['wer']:.1%} |")
-    write_read(args.out, args, table, rows)
+              + f" {cell['wer']:.1%} |" + (f" {cell['nat']:.3f} |" if args.naturalness else ""))
+    write_read(args.out, args, table, rows, **extra)
     return 0
 
 
