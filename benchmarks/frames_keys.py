@@ -31,6 +31,7 @@ instrument that is not one of the benchmark's judges.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -156,6 +157,28 @@ def corrected(mel: torch.Tensor, key: str, bank, twin_seen: dict, said_seen: dic
     return correction if select else mel + correction
 
 
+def instrument_cells(chosen: list[dict]) -> dict:
+    """A key's verifier and naturalness cells from its clips' rows, each per voice then over
+    voices (as ``own_cell``'s): ``ver``, ``ver_others`` and ``ver_margin`` (``ver`` less
+    ``ver_others``) where every row has them, ``nat`` (Distill-MOS, unreadable clips left out)
+    where rows have it."""
+    voices = sorted({r["speaker"] for r in chosen})
+    cell = {}
+    for field in ("ver", "ver_others", "nat"):
+        if chosen and all(field in r for r in chosen):
+            per_voice = [np.nanmean([r[field] for r in chosen if r["speaker"] == v])
+                         for v in voices]
+            cell[field] = float(np.mean(per_voice))
+    if "ver" in cell and "ver_others" in cell:
+        cell["ver_margin"] = cell["ver"] - cell["ver_others"]
+    return cell
+
+
+def number(x: float | None) -> str:
+    """A table cell: three decimals, or "-" when there is no figure."""
+    return "-" if x is None or np.isnan(x) else f"{x:.3f}"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     voice_arguments(p)
@@ -172,10 +195,19 @@ def main(argv: list[str] | None = None) -> int:
     for key in args.keys:
         parse_key(key)
     check = None
+    extra = {}
     if args.verifier:
         import verifier
 
         check = verifier.load(args.verifier)
+        about = Path(args.verifier) / "verifier.json"
+        extra["verifier"] = {"path": args.verifier, "step": json.loads(about.read_text())["step"]
+                             if about.is_file() else None}
+    if args.naturalness:  # loaded before any work: a missing package stops the read at once
+        import naturalness
+
+        naturalness.load()
+        extra["naturalness"] = naturalness.NAME
 
     from metatts.asr import transcribe
     from metatts.vocoder import load_vocoder
@@ -235,12 +267,12 @@ def main(argv: list[str] | None = None) -> int:
     heard = transcribe([r["wav"] for r in rows], audio.SAMPLE_RATE, model=args.asr)
     for r, h in zip(rows, heard):
         r["heard"] = h
-    extra = {}
     if args.naturalness:
-        import naturalness
-
-        for r, n in zip(rows, naturalness.score([r["wav"] for r in rows], audio.SAMPLE_RATE)):
-            r["nat"] = n
+        for r in rows:
+            try:
+                r["nat"] = naturalness.score([r["wav"]], audio.SAMPLE_RATE)[0]
+            except ValueError:  # a silent clip: no reading, the rest of the read kept
+                r["nat"] = float("nan")
         real = [audio.prepare_clip(f) for v in args.voices
                 for f in voice_files(args.data, v, args.support * args.draws + 8)[-8:]]
         extra["naturalness_real_clips"] = float(np.mean(naturalness.score(real,
@@ -254,22 +286,13 @@ def main(argv: list[str] | None = None) -> int:
           + ("---|---|" if ver else "") + ("---|" if nat else ""))
     for key in args.keys:
         chosen = [r for r in rows if r["key"] == key]
-        cell = table[key] = own_cell(chosen)
-        if check is not None:  # per voice, then over voices, as own_cell's
-            voices = sorted({r["speaker"] for r in chosen})
-            for field in ("ver", "ver_others"):
-                if all(field in r for r in chosen):
-                    cell[field] = float(np.mean([
-                        np.mean([r[field] for r in chosen if r["speaker"] == v]) for v in voices]))
-            if "ver_others" in cell:
-                cell["ver_margin"] = cell["ver"] - cell["ver_others"]
-        if args.naturalness:
-            cell["nat"] = float(np.mean([r["nat"] for r in chosen]))
+        cell = table[key] = {**own_cell(chosen), **instrument_cells(chosen)}
         print(f"| {key} | {cell['clips']} | {cell['own']:.3f} |"
-              + (f" {cell['ver']:.3f} |" if ver else "")
-              + (f" {cell.get('ver_margin', float('nan')):.3f} |" if ver else "")
-              + f" {cell['wer']:.1%} |" + (f" {cell['nat']:.3f} |" if args.naturalness else ""))
-    write_read(args.out, args, table, rows, **extra)
+              + (f" {cell['ver']:.3f} | {number(cell.get('ver_margin'))} |" if ver else "")
+              + f" {cell['wer']:.1%} |" + (f" {number(cell.get('nat'))} |" if nat else ""))
+    if check is not None and len(args.voices) < 2:
+        print("(no verifier margin: it needs at least two voices)")
+    write_read(args.out, args, table, rows, support=args.support, draws=args.draws, **extra)
     return 0
 
 

@@ -78,3 +78,36 @@ def test_none_leaves_the_frames_as_the_model_made_them():
     mel = torch.randn(80, 5)
     assert frames_keys.parse_key("none") == ("none", 0, 1)
     assert frames_keys.corrected(mel, "none", bank, twin, {}) is mel
+
+
+def rows_of(voice, ver, others=None, nat=None, n=2):
+    out = []
+    for i in range(n):
+        r = {"speaker": voice, "ver": ver + 0.01 * i}
+        if others is not None:
+            r["ver_others"] = others
+        if nat is not None:
+            r["nat"] = nat
+        out.append(r)
+    return out
+
+
+def test_instrument_cells_average_per_voice_then_over_voices_and_margin_is_ver_less_others():
+    # voice a has 2 clips, voice b 4: a plain mean over clips would weigh b twice
+    chosen = (rows_of("a", 0.8, others=0.1, nat=4.0)
+              + rows_of("b", 0.4, others=-0.1, nat=float("nan"), n=1)
+              + rows_of("b", 0.4, others=-0.1, nat=3.0, n=3))
+    cell = frames_keys.instrument_cells(chosen)
+    ver_b = (0.4 + 0.4 + 0.41 + 0.42) / 4
+    assert cell["ver"] == pytest.approx((0.805 + ver_b) / 2)
+    assert cell["ver_others"] == pytest.approx(0.0)
+    assert cell["ver_margin"] == pytest.approx(cell["ver"] - cell["ver_others"])
+    assert cell["nat"] == pytest.approx((4.0 + 3.0) / 2)  # the silent clip left out
+
+
+def test_no_margin_without_other_voices_and_no_cells_without_readings():
+    cell = frames_keys.instrument_cells(rows_of("a", 0.7))  # one voice: no "others" in the rows
+    assert cell == {"ver": pytest.approx(0.705)}
+    assert frames_keys.instrument_cells([{"speaker": "a", "own": 0.9}]) == {}
+    assert frames_keys.number(None) == "-" and frames_keys.number(float("nan")) == "-"
+    assert frames_keys.number(0.12345) == "0.123"

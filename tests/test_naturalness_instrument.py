@@ -62,3 +62,22 @@ def test_the_command_line_reads_files_and_refuses_a_missing_one(capsys, tmp_path
     assert 3.5 < score <= 5.0
     assert naturalness.main([str(tmp_path / "nothing.wav")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_the_checkpoint_is_read_without_pickle(monkeypatch):
+    import torch
+
+    calls = []
+    real_load = torch.load
+
+    def load(*args, **kwargs):
+        calls.append(kwargs.get("weights_only"))
+        return real_load(*args, **kwargs)
+
+    naturalness.load.cache_clear()
+    monkeypatch.setattr(torch, "load", load)
+    try:
+        naturalness.load()
+    finally:
+        naturalness.load.cache_clear()
+    assert calls == [True]
