@@ -95,6 +95,108 @@ def own_cell(chosen: list[dict]) -> dict:
             "wer": pooled_wer([r["text"] for r in chosen], [r["heard"] for r in chosen])}
 
 
+def instrument_cells(chosen: list[dict]) -> dict:
+    """A cell's verifier and naturalness figures from its clips' rows, each per voice then over
+    voices (as :func:`own_cell`'s): ``ver``, ``ver_others`` and ``ver_margin`` (``ver`` less
+    ``ver_others``) where every row has them, ``nat`` (Distill-MOS, unreadable clips left out)
+    where rows have it."""
+    voices = sorted({r["speaker"] for r in chosen})
+    cell = {}
+    for field in ("ver", "ver_others", "nat"):
+        if chosen and all(field in r for r in chosen):
+            per_voice = [np.nanmean([r[field] for r in chosen if r["speaker"] == v])
+                         for v in voices]
+            cell[field] = float(np.mean(per_voice))
+    if "ver" in cell and "ver_others" in cell:
+        cell["ver_margin"] = cell["ver"] - cell["ver_others"]
+    return cell
+
+
+def number(x: float | None) -> str:
+    """A table cell: three decimals, or "-" when there is no figure."""
+    return "-" if x is None or np.isnan(x) else f"{x:.3f}"
+
+
+class Instruments:
+    """The optional judge-free columns of a validation-voice read: the corpus-trained speaker
+    verifier of ``benchmarks/verifier.py`` (``ver``: a spoken clip's cosine to the mean of its
+    voice's reference clips; ``ver_others``: its mean cosine to the other voices' means, so that
+    a gain common to every voice does not count) and Distill-MOS (``benchmarks/naturalness.py``,
+    ``nat``), a naturalness instrument that is not one of the benchmark's judges. Both load
+    before any work is done, so that a missing file or package stops a read at its start.
+    ``references``: each voice's reference files (the clips a spoken clip is read against)."""
+
+    def __init__(self, verifier_dir: str | None, naturalness: bool,
+                 references: dict[str, list[Path]]):
+        self.check, self.targets, self.naturalness = None, {}, None
+        self.references = references
+        self.extra: dict = {}
+        if verifier_dir:
+            import verifier
+
+            self.check = verifier.load(verifier_dir)
+            about = Path(verifier_dir) / "verifier.json"
+            self.extra["verifier"] = {"path": verifier_dir, "step": json.loads(
+                about.read_text())["step"] if about.is_file() else None}
+            for name, files in references.items():
+                wavs = [audio.prepare_clip(f) for f in files]
+                self.targets[name] = torch.nn.functional.normalize(
+                    verifier.embed(self.check, wavs).mean(0), dim=0)
+        if naturalness:
+            import naturalness as distill_mos
+
+            distill_mos.load()
+            self.naturalness = distill_mos
+            self.extra["naturalness"] = distill_mos.NAME
+
+    def read(self, row: dict, wav) -> None:
+        """The verifier's figures of one spoken clip into its ``row`` (nothing without it)."""
+        if self.check is None:
+            return
+        import verifier
+
+        emb = verifier.embed(self.check, [wav])[0]
+        row["ver"] = float(emb @ self.targets[row["speaker"]])
+        others = [float(emb @ t) for v, t in self.targets.items() if v != row["speaker"]]
+        if others:
+            row["ver_others"] = float(np.mean(others))
+
+    def finish(self, rows: list[dict]) -> None:
+        """Distill-MOS of every row's ``wav`` (NaN for a silent clip) and of the references."""
+        if self.naturalness is None:
+            return
+        for r in rows:
+            try:
+                r["nat"] = self.naturalness.score([r["wav"]], audio.SAMPLE_RATE)[0]
+            except ValueError:  # a silent clip: no reading, the rest of the read kept
+                r["nat"] = float("nan")
+        real = [audio.prepare_clip(f) for files in self.references.values() for f in files]
+        self.extra["naturalness_real_clips"] = float(np.mean(
+            self.naturalness.score(real, audio.SAMPLE_RATE)))
+        print(f"Distill-MOS of the voices' reference clips: "
+              f"{self.extra['naturalness_real_clips']:.3f}")
+
+    def header(self) -> tuple[str, str]:
+        """The extra column titles and their separator cells."""
+        titles, cells = "", ""
+        if self.check is not None:
+            titles += " verifier similarity | verifier margin over the other voices |"
+            cells += "---|---|"
+        if self.naturalness is not None:
+            titles += " Distill-MOS |"
+            cells += "---|"
+        return titles, cells
+
+    def row(self, cell: dict) -> str:
+        """A table row's extra cells."""
+        out = ""
+        if self.check is not None:
+            out += f" {number(cell.get('ver'))} | {number(cell.get('ver_margin'))} |"
+        if self.naturalness is not None:
+            out += f" {number(cell.get('nat'))} |"
+        return out
+
+
 def write_read(path: str | None, args: argparse.Namespace, table: dict, rows: list[dict],
                **extra) -> None:
     """A validation-voice read as JSON at ``path`` (nothing when None): its settings, table and

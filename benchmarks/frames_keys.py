@@ -31,19 +31,18 @@ instrument that is not one of the benchmark's judges.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from frames_grid import (TEXTS, clips_of, moving_average, own_cell, vector_of,  # noqa: E402
-                         voice_arguments, voice_files, write_read)
+from frames_grid import (TEXTS, Instruments, clips_of, instrument_cells,  # noqa: E402,F401
+                         moving_average, number, own_cell, vector_of, voice_arguments,
+                         voice_files, write_read)
 
 from metatts import audio  # noqa: E402
 from metatts.adapt import support_examples  # noqa: E402
@@ -157,28 +156,6 @@ def corrected(mel: torch.Tensor, key: str, bank, twin_seen: dict, said_seen: dic
     return correction if select else mel + correction
 
 
-def instrument_cells(chosen: list[dict]) -> dict:
-    """A key's verifier and naturalness cells from its clips' rows, each per voice then over
-    voices (as ``own_cell``'s): ``ver``, ``ver_others`` and ``ver_margin`` (``ver`` less
-    ``ver_others``) where every row has them, ``nat`` (Distill-MOS, unreadable clips left out)
-    where rows have it."""
-    voices = sorted({r["speaker"] for r in chosen})
-    cell = {}
-    for field in ("ver", "ver_others", "nat"):
-        if chosen and all(field in r for r in chosen):
-            per_voice = [np.nanmean([r[field] for r in chosen if r["speaker"] == v])
-                         for v in voices]
-            cell[field] = float(np.mean(per_voice))
-    if "ver" in cell and "ver_others" in cell:
-        cell["ver_margin"] = cell["ver"] - cell["ver_others"]
-    return cell
-
-
-def number(x: float | None) -> str:
-    """A table cell: three decimals, or "-" when there is no figure."""
-    return "-" if x is None or np.isnan(x) else f"{x:.3f}"
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     voice_arguments(p)
@@ -194,20 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     for key in args.keys:
         parse_key(key)
-    check = None
-    extra = {}
-    if args.verifier:
-        import verifier
-
-        check = verifier.load(args.verifier)
-        about = Path(args.verifier) / "verifier.json"
-        extra["verifier"] = {"path": args.verifier, "step": json.loads(about.read_text())["step"]
-                             if about.is_file() else None}
-    if args.naturalness:  # loaded before any work: a missing package stops the read at once
-        import naturalness
-
-        naturalness.load()
-        extra["naturalness"] = naturalness.NAME
+    refs = {v: voice_files(args.data, v, args.support * args.draws + 8)[-8:] for v in args.voices}
+    instruments = Instruments(args.verifier, args.naturalness, refs)
 
     from metatts.asr import transcribe
     from metatts.vocoder import load_vocoder
@@ -216,13 +181,6 @@ def main(argv: list[str] | None = None) -> int:
     model = ckpt.model.eval()
     vocoder = load_vocoder()
     rows = []
-    ver_targets = {}  # every voice's verifier centroid: a spoken clip is read against the others too
-    if check is not None:
-        for name in args.voices:
-            real_wavs = [audio.prepare_clip(f) for f in
-                         voice_files(args.data, name, args.support * args.draws + 8)[-8:]]
-            ver_targets[name] = torch.nn.functional.normalize(
-                verifier.embed(check, real_wavs).mean(0), dim=0)
     for name in args.voices:
         files = voice_files(args.data, name, args.support * args.draws + 8)
         real_wavs = [audio.prepare_clip(f) for f in files[-8:]]
@@ -256,43 +214,26 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append({"speaker": name, "draw": draw, "key": key, "text": text,
                                  "wav": wav, "own": float(torch.nn.functional.cosine_similarity(
                                      own, target, dim=0))})
-                    if check is not None:
-                        emb = verifier.embed(check, [wav])[0]
-                        rows[-1]["ver"] = float(emb @ ver_targets[name])
-                        others = [float(emb @ t) for v, t in ver_targets.items() if v != name]
-                        if others:  # how near the other voices: a rise here is not this voice
-                            rows[-1]["ver_others"] = float(np.mean(others))
+                    instruments.read(rows[-1], wav)
             print(f"{name} draw {draw}: {bank.frames} frames in the bank", file=sys.stderr,
                   flush=True)
     heard = transcribe([r["wav"] for r in rows], audio.SAMPLE_RATE, model=args.asr)
     for r, h in zip(rows, heard):
         r["heard"] = h
-    if args.naturalness:
-        for r in rows:
-            try:
-                r["nat"] = naturalness.score([r["wav"]], audio.SAMPLE_RATE)[0]
-            except ValueError:  # a silent clip: no reading, the rest of the read kept
-                r["nat"] = float("nan")
-        real = [audio.prepare_clip(f) for v in args.voices
-                for f in voice_files(args.data, v, args.support * args.draws + 8)[-8:]]
-        extra["naturalness_real_clips"] = float(np.mean(naturalness.score(real,
-                                                                          audio.SAMPLE_RATE)))
-        print(f"Distill-MOS of the voices' real clips: {extra['naturalness_real_clips']:.3f}")
+    instruments.finish(rows)
     table = {}
-    ver = (" verifier similarity | verifier margin over the other voices |"
-           if check is not None else "")
-    nat = " Distill-MOS |" if args.naturalness else ""
-    print(f"| key | clips | own-encoder similarity |{ver} WER ({args.asr}) |{nat}\n|---|---|---|---|"
-          + ("---|---|" if ver else "") + ("---|" if nat else ""))
+    titles, cells = instruments.header()
+    print(f"| key | clips | own-encoder similarity | WER ({args.asr}) |{titles}\n"
+          f"|---|---|---|---|{cells}")
     for key in args.keys:
         chosen = [r for r in rows if r["key"] == key]
         cell = table[key] = {**own_cell(chosen), **instrument_cells(chosen)}
-        print(f"| {key} | {cell['clips']} | {cell['own']:.3f} |"
-              + (f" {cell['ver']:.3f} | {number(cell.get('ver_margin'))} |" if ver else "")
-              + f" {cell['wer']:.1%} |" + (f" {number(cell.get('nat'))} |" if nat else ""))
-    if check is not None and len(args.voices) < 2:
+        print(f"| {key} | {cell['clips']} | {cell['own']:.3f} | {cell['wer']:.1%} |"
+              + instruments.row(cell))
+    if instruments.check is not None and len(args.voices) < 2:
         print("(no verifier margin: it needs at least two voices)")
-    write_read(args.out, args, table, rows, support=args.support, draws=args.draws, **extra)
+    write_read(args.out, args, table, rows, support=args.support, draws=args.draws,
+               **instruments.extra)
     return 0
 
 

@@ -8,7 +8,9 @@ with, so that the choice it informs is not made by a judge that then scores it:
 - **own-encoder similarity**: the cosine between the model's own speaker encoder's vector of a
   synthesized clip and its vector of 8 of the voice's other real clips (the encoder is part of
   the model, trained with it; ECAPA and GE2E are not used);
-- **WER by Whisper tiny.en** (the benchmark judges with Whisper base).
+- **WER by Whisper tiny.en** (the benchmark judges with Whisper base);
+- with ``--verifier DIR`` and ``--naturalness``, the corpus-trained speaker verifier and
+  Distill-MOS (``frames_grid.Instruments``).
 
 For each voice (default: the four natural validation voices, which no checkpoint trains on and
 the benchmark never reports) and support draw, ``--support`` clips are adapted on with the
@@ -32,8 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from frames_grid import (TEXTS, clips_of, own_cell, voice_arguments,  # noqa: E402
-                         voice_files, write_read)
+from frames_grid import (TEXTS, Instruments, clips_of, instrument_cells,  # noqa: E402
+                         own_cell, voice_arguments, voice_files, write_read)
 
 from metatts import audio  # noqa: E402
 from metatts.adapt import adapt, default_settings, load_base, with_changes  # noqa: E402
@@ -47,9 +49,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rates", nargs="+", type=float, default=[0.0005, 0.001, 0.002])
     p.add_argument("--steps", default="0,10,20,50")
     p.add_argument("--asr", default="tiny.en", help="not the benchmark's judge (base)")
+    p.add_argument("--verifier", default=None,
+                   help="a benchmarks/verifier.py model folder: a second judge-free similarity")
+    p.add_argument("--naturalness", action="store_true",
+                   help="also Distill-MOS of every spoken clip (benchmarks/naturalness.py)")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     counts = sorted({int(s) for s in args.steps.split(",")})
+    refs = {v: voice_files(args.data, v, args.support * args.draws + 8)[-8:] for v in args.voices}
+    instruments = Instruments(args.verifier, args.naturalness, refs)
 
     from metatts.asr import transcribe
     from metatts.vocoder import load_vocoder
@@ -84,20 +92,24 @@ def main(argv: list[str] | None = None) -> int:
                                      "text": text, "wav": wav,
                                      "own": float(torch.nn.functional.cosine_similarity(
                                          own, target, dim=0))})
+                        instruments.read(rows[-1], wav)
                 print(f"{name} draw {draw} rate {rate:g}: {counts[-1]} steps in {seconds:.1f} s",
                       file=sys.stderr, flush=True)
     heard = transcribe([r["wav"] for r in rows], audio.SAMPLE_RATE, model=args.asr)
     for r, h in zip(rows, heard):
         r["heard"] = h
+    instruments.finish(rows)
     table = {}
-    print(f"| rate | steps | clips | own-encoder similarity | WER ({args.asr}) |\n"
-          "|---|---|---|---|---|")
+    titles, cells = instruments.header()
+    print(f"| rate | steps | clips | own-encoder similarity | WER ({args.asr}) |{titles}\n"
+          f"|---|---|---|---|---|{cells}")
     for rate in args.rates:
         for n in counts:
-            cell = table[f"{rate:g}:{n}"] = own_cell(
-                [r for r in rows if r["steps"] == n and (n == 0 or r["rate"] == rate)])
-            print(f"| {rate:g} | {n} | {cell['clips']} | {cell['own']:.3f} | {cell['wer']:.1%} |")
-    write_read(args.out, args, table, rows)
+            chosen = [r for r in rows if r["steps"] == n and (n == 0 or r["rate"] == rate)]
+            cell = table[f"{rate:g}:{n}"] = {**own_cell(chosen), **instrument_cells(chosen)}
+            print(f"| {rate:g} | {n} | {cell['clips']} | {cell['own']:.3f} | {cell['wer']:.1%} |"
+                  + instruments.row(cell))
+    write_read(args.out, args, table, rows, **instruments.extra)
     return 0
 
 

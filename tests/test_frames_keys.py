@@ -3,6 +3,7 @@
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -111,3 +112,14 @@ def test_no_margin_without_other_voices_and_no_cells_without_readings():
     assert frames_keys.instrument_cells([{"speaker": "a", "own": 0.9}]) == {}
     assert frames_keys.number(None) == "-" and frames_keys.number(float("nan")) == "-"
     assert frames_keys.number(0.12345) == "0.123"
+
+
+def test_instruments_without_a_verifier_or_naturalness_add_nothing():
+    from frames_grid import Instruments
+
+    none = Instruments(None, False, {"a": []})
+    row = {"speaker": "a"}
+    none.read(row, np.zeros(10, dtype=np.float32))
+    none.finish([row])
+    assert row == {"speaker": "a"} and none.header() == ("", "") and none.row({}) == ""
+    assert none.extra == {}
