@@ -79,10 +79,16 @@ def main(argv: list[str] | None = None) -> int:
         if not Path(path).is_file():
             print(f"no such file: {path}", file=sys.stderr)
             return 2
-    wavs = [audio.load_audio(path, audio.SAMPLE_RATE) for path in args.clips]
-    for path, s in zip(args.clips, score(wavs, audio.SAMPLE_RATE)):
+    unread = 0
+    for path in args.clips:
+        try:
+            s = score([audio.load_audio(path, audio.SAMPLE_RATE)], audio.SAMPLE_RATE)[0]
+        except ValueError as e:  # not audio, or silent: said, and the other clips still read
+            print(str(e) if path in str(e) else f"{path}: {e}", file=sys.stderr)
+            unread += 1
+            continue
         print(f"{s:.3f}  {path}")
-    return 0
+    return 1 if unread else 0
 
 
 if __name__ == "__main__":

@@ -62,6 +62,10 @@ def test_the_command_line_reads_files_and_refuses_a_missing_one(capsys, tmp_path
     assert 3.5 < score <= 5.0
     assert naturalness.main([str(tmp_path / "nothing.wav")]) == 2
     assert "no such file" in capsys.readouterr().err
+    (tmp_path / "text.wav").write_text("not audio")
+    assert naturalness.main([str(tmp_path / "text.wav"), str(CLIP)]) == 1
+    out, err = capsys.readouterr()
+    assert "cannot read it as audio" in err and float(out.split()[0]) == pytest.approx(score)
 
 
 def test_the_checkpoint_is_read_without_pickle(monkeypatch):
