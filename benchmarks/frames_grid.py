@@ -22,6 +22,7 @@ DNSMOS OVRL. A variant is ``MODE:K:C[:MIX[:T[:F]]]``:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import random
 import sys
@@ -138,8 +139,7 @@ class Instruments:
             about = Path(verifier_dir) / "verifier.json"
             self.extra["verifier"] = {"path": verifier_dir, "step": json.loads(
                 about.read_text())["step"] if about.is_file() else None}
-            for name, files in references.items():
-                wavs = [audio.prepare_clip(f) for f in files]
+            for name, wavs in self.reference_wavs.items():
                 self.targets[name] = torch.nn.functional.normalize(
                     verifier.embed(self.check, wavs).mean(0), dim=0)
         if naturalness:
@@ -148,6 +148,12 @@ class Instruments:
             distill_mos.load()
             self.naturalness = distill_mos
             self.extra["naturalness"] = distill_mos.NAME
+
+    @functools.cached_property
+    def reference_wavs(self) -> dict[str, list]:
+        """Each voice's reference clips, loaded once for both instruments."""
+        return {name: [audio.prepare_clip(f) for f in files]
+                for name, files in self.references.items()}
 
     def read(self, row: dict, wav) -> None:
         """The verifier's figures of one spoken clip into its ``row`` (nothing without it)."""
@@ -170,7 +176,7 @@ class Instruments:
                 r["nat"] = self.naturalness.score([r["wav"]], audio.SAMPLE_RATE)[0]
             except ValueError:  # a silent clip: no reading, the rest of the read kept
                 r["nat"] = float("nan")
-        real = [audio.prepare_clip(f) for files in self.references.values() for f in files]
+        real = [w for wavs in self.reference_wavs.values() for w in wavs]
         self.extra["naturalness_real_clips"] = float(np.mean(
             self.naturalness.score(real, audio.SAMPLE_RATE)))
         print(f"Distill-MOS of the voices' reference clips: "

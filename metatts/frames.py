@@ -30,7 +30,7 @@ instruments, and it is what adaptation, the app and ``synthesize --reference`` u
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 
 import torch
@@ -177,13 +177,15 @@ def frame_bank(checkpoint, params: Mapping[str, Tensor], examples: Sequence,
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode(), hidden_states(model) as seen:
+        with torch.inference_mode(), (hidden_states(model) if key == "hidden"
+                                      else nullcontext()) as seen:
             for first in range(0, len(examples), CHUNK_CLIPS):
                 batch = collate(examples[first:first + CHUNK_CLIPS])
                 if stats is not None:
                     batch = replace(batch, pitch_stats=stats)
                 batch = batch.to(device)
-                seen.clear()
+                if key == "hidden":
+                    seen.clear()
                 out = torch.func.functional_call(_Outputs(model), overrides, (batch,),
                                                  strict=False)
                 said = out.mel if out.mel_postnet is None else out.mel_postnet

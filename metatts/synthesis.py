@@ -14,6 +14,8 @@ tensors (from the adaptation code) that override the model's own for the call, t
 
 from __future__ import annotations
 
+import contextlib
+
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -201,16 +203,13 @@ def _stream(model: FastSpeech2, params: dict[str, Tensor] | None, speaker: int,
         pieces, mels, acoustic, vocoding = [], [], 0.0, 0.0
         for i in range(first, last):
             started = time.perf_counter()
-            if frames is not None and frames.keys is not None:  # matches on decoder states
-                with hidden_states(model) as seen:
-                    mel = _mel(model, params, speaker, ids[i], pace, references)
-                mel = frames.apply(mel, seen[0][0, : mel.shape[1]])
-            else:
+            on_states = frames is not None and frames.keys is not None  # matches on them
+            with hidden_states(model) if on_states else contextlib.nullcontext() as seen:
                 mel = _mel(model, params, speaker, ids[i], pace, references)
-                if frames is not None:
-                    mel = frames.apply(mel)
-                elif postfilter is not None:
-                    mel = apply_postfilter(mel, postfilter)
+            if frames is not None:
+                mel = frames.apply(mel, seen[0][0, : mel.shape[1]] if on_states else None)
+            elif postfilter is not None:
+                mel = apply_postfilter(mel, postfilter)
             acoustic += time.perf_counter() - started
             started = time.perf_counter()
             wav = vocoder(mel).detach().float().cpu().numpy()
