@@ -46,7 +46,29 @@ def load_encoder(model: str | None = None):
         run_opts={"device": "cpu"},
     )
     encoder.eval()
+    zero_subnormals(encoder.mods)
     return encoder
+
+
+def zero_subnormals(module: torch.nn.Module) -> int:
+    """Set every floating-point weight and buffer of ``module`` whose magnitude is below
+    float32's smallest normal number (1.2e-38) to zero; returns how many there were.
+
+    x86 cores compute on such subnormal numbers up to a hundred times slower, and the pinned
+    ECAPA holds 62,000 of them (46,080 in the attentive pooling's 9216 -> 128 layer alone).
+    Measured on 6 corpus clips of 4-12 s, 2 idle cores: 0.83 s per clip with them, 0.17 s
+    without, and the same embeddings to the bit (a product with a weight below 1.2e-38 vanishes
+    in any sum it joins). ``torch.set_flush_denormal`` does not reach oneDNN's convolutions.
+    """
+    tiny = torch.finfo(torch.float32).tiny
+    count = 0
+    with torch.no_grad():
+        for tensor in [*module.parameters(), *module.buffers()]:
+            if tensor.is_floating_point():
+                small = (tensor != 0) & (tensor.abs() < tiny)
+                count += int(small.sum())
+                tensor.masked_fill_(small, 0.0)
+    return count
 
 
 def embed(
