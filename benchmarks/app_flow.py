@@ -7,7 +7,7 @@ preview in the start voice, press adapt with the page's defaults, speak one sent
 sentence at a time). Prints the seconds from pressing speak to the first streamed audio (and from
 the adapt call), the server's resident memory (now and peak, from /proc), and stops the app.
 
-    python benchmarks/app_flow.py [--speaker rab] [--clips 3] [--choice fine-tuning]
+    python benchmarks/app_flow.py [--speaker rab] [--clips 3] [--choice fine-tuning] [--settle 10]
 """
 
 from __future__ import annotations
@@ -93,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--text", default="The quick brown fox jumps over the lazy dog.")
     p.add_argument("--steps", type=int, default=None,
                    help="adaptation steps (default: the page's, metatts.adapt.ADAPT_STEPS)")
+    p.add_argument("--settle", type=float, default=0.0,
+                   help="seconds to wait once the page is up before the first action, as a "
+                        "person choosing clips does (the models warm up meanwhile); default 0")
     p.add_argument("--out", default="runs/bench/app_flow.json")
     args = p.parse_args(argv)
     if args.steps is None:
@@ -104,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     from gradio_client import Client, handle_file
 
     with App() as served:
+        time.sleep(args.settle)
         idle = served.memory_mib()
         client = Client(served.url, verbose=False)
         upload = Path(tempfile.mkdtemp())
@@ -123,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         result = {"speaker": args.speaker, "clips": len(wavs), "choice": args.choice,
                   "steps": args.steps,
                   "text": args.text, "startup_s": round(served.startup_s, 1),
+                  "settle_s": args.settle,
                   "check_clips_s": round(check, 1), "preview_s": round(preview, 1),
                   "adapt_s": round(adapted, 1), "speak_to_first_audio_s": round(first, 2),
                   "speak_s": round(spoken, 2), "adapt_to_first_audio_s": round(adapted + first, 1),
