@@ -72,7 +72,9 @@ def friendly():
     """Problems a person can fix become a message in the page, not a traceback. Every heavy call
     runs inside it; on the way out its thread lets go of its idle OpenMP workers, so that the
     next heavy call, on another of Gradio's threads or adaptation's own, runs at full speed
-    (logic.release_compute_threads)."""
+    (logic.release_compute_threads). It first waits for the models' warm-up, if one is running
+    (logic.start_warm_up), so that no model is loaded twice at once."""
+    logic.WARMED.wait(logic.WARM_WAIT_SECONDS)
     try:
         yield
     except AppError as err:
@@ -428,6 +430,7 @@ def main(argv: list[str] | None = None) -> int:
                                        "127.0.0.1; 0.0.0.0 for every interface)")
     parser.add_argument("--port", type=int, help="port (default: $GRADIO_SERVER_PORT or 7860)")
     args = parser.parse_args(argv)
+    logic.start_warm_up()  # the models load while the page opens and the first clips are made
     demo.launch(share=args.share or None, server_name=args.host, server_port=args.port,
                 **launch_options())
     return 0

@@ -407,3 +407,56 @@ def test_a_thread_lets_go_of_its_openmp_workers_and_computes_on():
     thread.join()
     assert torch.allclose(out["product"], expected) and out["freed"] == freed
     assert torch.allclose(a @ a, expected)  # the workers come back when needed
+
+
+def test_warm_up_loads_what_a_first_check_and_preview_need(tiny):
+    from metatts import asr, speaker
+
+    assert logic.warm_up() == []
+    assert logic.WARMED.is_set()
+    assert speaker.load_encoder.cache_info().currsize >= 1
+    assert asr.load_whisper.cache_info().currsize >= 1
+    hits = logic._load.cache_info().hits
+    logic.load_model("pretrained")  # already loaded: from the cache
+    assert logic._load.cache_info().hits == hits + 1
+
+
+def test_a_model_that_fails_to_warm_up_is_reported_and_calls_go_on(tiny, monkeypatch):
+    from metatts import speaker
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no ECAPA here")
+
+    monkeypatch.setattr(speaker, "embed", broken)
+    assert logic.warm_up() == ["ECAPA: RuntimeError: no ECAPA here"]
+    assert logic.WARMED.is_set()
+
+
+def test_heavy_calls_wait_for_the_warm_up(monkeypatch):
+    import threading
+    import time
+
+    release, order = threading.Event(), []
+
+    def slow_warm_up():
+        release.wait(10)
+        order.append("warmed")
+        logic.WARMED.set()
+        return []
+
+    monkeypatch.setattr(logic, "warm_up", slow_warm_up)
+    warming = logic.start_warm_up()
+    assert not logic.WARMED.is_set()
+
+    def heavy():
+        with app.friendly():
+            order.append("heavy")
+
+    call = threading.Thread(target=heavy)
+    call.start()
+    time.sleep(0.3)
+    assert order == []  # the heavy call waits
+    release.set()
+    call.join(10)
+    warming.join(10)
+    assert order == ["warmed", "heavy"]
