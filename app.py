@@ -2,9 +2,10 @@
 
     python app.py [--share] [--host 0.0.0.0] [--port 7860]
 
-A thin Gradio view over :mod:`metatts.app_logic`; models load on first use and are shared by
-every user, while each user's clips and voices stay in their own session state. Named API
-endpoints (check_clips, adapt, load_voice, synthesize, score) let ``gradio_client`` drive it.
+A thin Gradio view over :mod:`metatts.app_logic`; models load in a background thread as the app
+starts (or on first use, where the page is built some other way) and are shared by every user,
+while each user's clips and voices stay in their own session state. Named API endpoints
+(check_clips, adapt, load_voice, synthesize, score) let ``gradio_client`` drive it.
 """
 
 from __future__ import annotations
@@ -74,7 +75,9 @@ def friendly():
     next heavy call, on another of Gradio's threads or adaptation's own, runs at full speed
     (logic.release_compute_threads). It first waits for the models' warm-up, if one is running
     (logic.start_warm_up), so that no model is loaded twice at once."""
-    logic.WARMED.wait(logic.WARM_WAIT_SECONDS)
+    if not logic.WARMED.wait(logic.WARM_WAIT_SECONDS):
+        print(f"the models' warm-up took over {logic.WARM_WAIT_SECONDS:.0f} s; this call goes "
+              "on and may load a model beside it", flush=True)
     try:
         yield
     except AppError as err:
@@ -321,7 +324,7 @@ def empty_is_none(table: gr.Dataframe) -> gr.Dataframe:
 
 
 def build_demo() -> gr.Blocks:
-    """The app. Builds the page only: no model is loaded until someone uses it."""
+    """The app. Builds the page only: it loads no model (``main`` starts the warm-up)."""
     choices = init_choices()
     has_meta = any("meta" in CHOICES[c] for c in choices)
     with gr.Blocks(title="metatts: few-shot voice adaptation") as demo:

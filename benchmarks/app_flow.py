@@ -46,10 +46,12 @@ class App:
     def __enter__(self):
         self.port = free_port()
         env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
+        # the app's messages go to a file: a pipe nobody reads until a failure can fill up
+        # and stall the app (loading bars, warnings)
+        self.log = tempfile.TemporaryFile(mode="w+")
         self.server = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port",
                                         str(self.port)], cwd=ROOT, env=env,
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                       text=True)
+                                       stdout=subprocess.DEVNULL, stderr=self.log, text=True)
         self.url = f"http://127.0.0.1:{self.port}/"
         started = time.perf_counter()
         while True:
@@ -59,7 +61,8 @@ class App:
             except OSError:
                 if self.server.poll() is not None or time.perf_counter() - started > 300:
                     self.server.kill()
-                    raise SystemExit(f"the app did not start: {self.server.stderr.read()[-2000:]}")
+                    self.log.seek(0)
+                    raise SystemExit(f"the app did not start: {self.log.read()[-2000:]}")
                 time.sleep(1)
         self.startup_s = time.perf_counter() - started
         return self
@@ -70,6 +73,7 @@ class App:
     def __exit__(self, *exc):
         self.server.terminate()
         self.server.wait(timeout=30)
+        self.log.close()
 
 
 def speak_timed(client, text: str) -> tuple[float, float, tuple]:

@@ -2,7 +2,8 @@
 
 ``app.py`` is a thin view over these functions. Models are found from ``$METATTS_CHECKPOINT``
 (the pretrained base, for fine-tuning) and ``$METATTS_META_CHECKPOINT`` (the meta-learned one),
-else the shipped ``checkpoints/<init>/``; they load on first use and are shared by every user.
+else the shipped ``checkpoints/<init>/``; they load on first use (``python app.py`` loads them
+as it starts: :func:`start_warm_up`) and are shared by every user.
 Everything a user gives or makes lives in their own :class:`Session`.
 """
 
@@ -68,40 +69,45 @@ class AppError(ValueError):
 WARMED = threading.Event()
 WARMED.set()
 WARM_WAIT_SECONDS = 300.0  # a heavy call waits at most this long for the warm-up
+_warming: list[threading.Thread] = []  # the warm-up thread, once started
+_warming_lock = threading.Lock()
 
 
 def warm_up() -> list[str]:
     """Load, and run once on a second of quiet noise, what a person's first clip check, preview
-    and adaptation need: Whisper (``ASR_MODEL``), ECAPA, every usable checkpoint and the
-    vocoder. Without it the first check after the app starts waited 5.4 s instead of 1.7 s
-    (5 clips of the real voice, in one process, 2 cores). Returns what could not be loaded, one
-    line each; those load, or say what is wrong, when a person first needs them."""
-    from metatts import asr, speaker
-    from metatts.synthesis import synthesize
-    from metatts.vocoder import load_vocoder
-
-    noise = (np.random.default_rng(0).standard_normal(audio.SAMPLE_RATE) * 1e-3).astype(
-        np.float32)
-    steps: list[tuple[str, Callable[[], object]]] = [
-        (f"Whisper {ASR_MODEL}", lambda: asr.transcribe([noise], audio.SAMPLE_RATE,
-                                                        model=ASR_MODEL)),
-        ("ECAPA", lambda: speaker.embed(noise, audio.SAMPLE_RATE)),
-        ("vocoder", load_vocoder),
-    ]
-
-    def speak_once(init: str) -> None:
-        base = load_model(init)
-        synthesize(base, "Hello.", speaker=base.speakers[0])
-
-    steps += [(f"the {LABELS[init]} model", functools.partial(speak_once, init))
-              for init, reason in available_inits().items() if reason is None]
+    and adaptation need: Whisper (``ASR_MODEL``; not ``adapt.RECHECK_MODEL``, which a check
+    loads only for a clip heard with low confidence), ECAPA, the vocoder and every usable
+    checkpoint. Measured (README, "The app"): the first clip check 5.5-5.7 s without it,
+    2.4-2.7 s with it. Returns what could not be loaded, one line each; those load, or say what
+    is wrong, when a person first needs them. Sets ``WARMED`` whatever happens."""
     failed = []
     try:
+        from metatts import asr, speaker
+        from metatts.synthesis import synthesize
+        from metatts.vocoder import load_vocoder
+
+        noise = (np.random.default_rng(0).standard_normal(audio.SAMPLE_RATE) * 1e-3).astype(
+            np.float32)
+
+        def speak_once(init: str) -> None:
+            base = load_model(init)
+            synthesize(base, "Hello.", speaker=base.speakers[0])
+
+        steps: list[tuple[str, Callable[[], object]]] = [
+            (f"Whisper {ASR_MODEL}", lambda: asr.transcribe([noise], audio.SAMPLE_RATE,
+                                                            model=ASR_MODEL)),
+            ("ECAPA", lambda: speaker.embed(noise, audio.SAMPLE_RATE)),
+            ("vocoder", load_vocoder),
+        ]
+        steps += [(f"the {LABELS[init]} model", functools.partial(speak_once, init))
+                  for init, reason in available_inits().items() if reason is None]
         for what, step in steps:
             try:
                 step()
             except Exception as err:  # reported, and met again where a person needs it
                 failed.append(f"{what}: {type(err).__name__}: {err}")
+    except Exception as err:  # the imports or finding the models: each call meets it again
+        failed.append(f"warm-up: {type(err).__name__}: {err}")
     finally:
         release_compute_threads()
         WARMED.set()
@@ -109,16 +115,24 @@ def warm_up() -> list[str]:
 
 
 def start_warm_up() -> threading.Thread:
-    """Run :func:`warm_up` in a daemon thread; heavy calls wait for it (``WARMED``)."""
-    WARMED.clear()
+    """Run :func:`warm_up` in a daemon thread (once per process: a later call returns the same
+    thread); heavy calls wait for it (``WARMED``)."""
+    with _warming_lock:
+        if _warming:
+            return _warming[0]
+        WARMED.clear()
 
-    def run() -> None:
-        for line in warm_up():
-            print(f"warm-up: {line}", flush=True)
+        def run() -> None:
+            try:
+                for line in warm_up():
+                    print(f"warm-up: {line}", flush=True)
+            finally:
+                WARMED.set()
 
-    thread = threading.Thread(target=run, name="metatts-warm-up", daemon=True)
-    thread.start()
-    return thread
+        thread = threading.Thread(target=run, name="metatts-warm-up", daemon=True)
+        _warming.append(thread)
+        thread.start()
+        return thread
 
 
 def checkpoint_path(init: str) -> Path:

@@ -409,30 +409,54 @@ def test_a_thread_lets_go_of_its_openmp_workers_and_computes_on():
     assert torch.allclose(a @ a, expected)  # the workers come back when needed
 
 
-def test_warm_up_loads_what_a_first_check_and_preview_need(tiny):
-    from metatts import asr, speaker
+@pytest.fixture
+def warming(monkeypatch):
+    """A fresh warm-up state for the test; ``WARMED`` is set again afterwards whatever happens,
+    so that a failing test does not make later heavy calls wait."""
+    monkeypatch.setattr(logic, "_warming", [])
+    yield
+    logic.WARMED.set()
 
+
+def test_warm_up_loads_what_a_first_check_and_preview_need(tiny, warming):
+    from metatts import asr, speaker, vocoder
+
+    for cache in (speaker.load_encoder, asr.load_whisper, vocoder._load_vocoder, logic._load):
+        cache.cache_clear()
+    logic.WARMED.clear()
     assert logic.warm_up() == []
     assert logic.WARMED.is_set()
-    assert speaker.load_encoder.cache_info().currsize >= 1
-    assert asr.load_whisper.cache_info().currsize >= 1
+    assert speaker.load_encoder.cache_info().currsize == 1
+    assert asr.load_whisper.cache_info().currsize == 1
+    assert vocoder._load_vocoder.cache_info().currsize == 1
+    assert logic._load.cache_info().currsize == 1  # the one usable checkpoint
     hits = logic._load.cache_info().hits
     logic.load_model("pretrained")  # already loaded: from the cache
     assert logic._load.cache_info().hits == hits + 1
 
 
-def test_a_model_that_fails_to_warm_up_is_reported_and_calls_go_on(tiny, monkeypatch):
+def test_a_model_that_fails_to_warm_up_is_reported_and_calls_go_on(tiny, warming, monkeypatch):
     from metatts import speaker
 
     def broken(*args, **kwargs):
         raise RuntimeError("no ECAPA here")
 
     monkeypatch.setattr(speaker, "embed", broken)
+    logic.WARMED.clear()
     assert logic.warm_up() == ["ECAPA: RuntimeError: no ECAPA here"]
     assert logic.WARMED.is_set()
 
 
-def test_heavy_calls_wait_for_the_warm_up(monkeypatch):
+def test_a_warm_up_that_cannot_even_find_the_models_still_lets_calls_go_on(warming, monkeypatch):
+    def broken():
+        raise ValueError("model.json is not an object")
+
+    monkeypatch.setattr(logic, "available_inits", broken)
+    logic.start_warm_up().join(60)
+    assert logic.WARMED.is_set()
+
+
+def test_heavy_calls_wait_for_the_warm_up_which_runs_once(warming, monkeypatch):
     import threading
     import time
 
@@ -441,12 +465,12 @@ def test_heavy_calls_wait_for_the_warm_up(monkeypatch):
     def slow_warm_up():
         release.wait(10)
         order.append("warmed")
-        logic.WARMED.set()
         return []
 
     monkeypatch.setattr(logic, "warm_up", slow_warm_up)
     warming = logic.start_warm_up()
     assert not logic.WARMED.is_set()
+    assert logic.start_warm_up() is warming  # a second call starts nothing
 
     def heavy():
         with app.friendly():
@@ -460,3 +484,11 @@ def test_heavy_calls_wait_for_the_warm_up(monkeypatch):
     call.join(10)
     warming.join(10)
     assert order == ["warmed", "heavy"]
+
+
+def test_the_app_warms_up_as_it_starts(monkeypatch):
+    calls = []
+    monkeypatch.setattr(logic, "start_warm_up", lambda: calls.append("warm-up"))
+    monkeypatch.setattr(app.demo, "launch", lambda **kwargs: calls.append("launch"))
+    assert app.main([]) == 0
+    assert calls == ["warm-up", "launch"]

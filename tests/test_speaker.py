@@ -59,17 +59,21 @@ def test_corrupt_bundled_weights_are_refused(tmp_path, monkeypatch):
         speaker._bundled()
 
 
-def test_subnormal_weights_are_zeroed_and_outputs_kept():
-    conv = torch.nn.Conv1d(8, 4, 1)
+def test_subnormal_weights_and_buffers_are_zeroed_and_outputs_kept():
+    layers = torch.nn.Sequential(torch.nn.Conv1d(8, 4, 1), torch.nn.BatchNorm1d(4)).eval()
+    conv, norm = layers
+    normal = torch.tensor(2e-38)  # a normal float32 number: kept
     with torch.no_grad():
         conv.weight[0, :3, 0] = torch.tensor([1e-39, -3e-40, 1e-45])  # below 1.2e-38
-        conv.weight[1, 0, 0] = 2e-38  # a normal number: kept
+        conv.weight[1, 0, 0] = normal
+        norm.running_mean[2] = 5e-39  # a buffer
     x = torch.randn(2, 8, 5)
-    before = conv(x)
-    assert speaker.zero_subnormals(conv) == 3
-    assert (conv.weight[0, :3, 0] == 0).all() and conv.weight[1, 0, 0].item() == pytest.approx(2e-38)
-    assert torch.equal(conv(x), before)
-    assert speaker.zero_subnormals(conv) == 0
+    before = layers(x)
+    assert speaker.zero_subnormals(layers) == 4
+    assert (conv.weight[0, :3, 0] == 0).all() and norm.running_mean[2] == 0
+    assert conv.weight[1, 0, 0] == normal
+    assert torch.equal(layers(x), before)
+    assert speaker.zero_subnormals(layers) == 0
 
 
 def test_bundled_ecapa_has_no_subnormal_weights_and_embeds_as_its_checkpoint(speech):
@@ -80,7 +84,8 @@ def test_bundled_ecapa_has_no_subnormal_weights_and_embeds_as_its_checkpoint(spe
     encoder = speaker.load_encoder(None)
     model = encoder.mods.embedding_model
     tiny = torch.finfo(torch.float32).tiny
-    assert not any(((p != 0) & (p.abs() < tiny)).any() for p in model.parameters())
+    assert not any(((p != 0) & (p.abs() < tiny)).any()
+                   for p in [*model.parameters(), *model.buffers()] if p.is_floating_point())
     state = torch.load(speaker._bundled() / "embedding_model.ckpt", weights_only=True,
                        map_location="cpu")
     assert sum(int(((v != 0) & (v.abs() < tiny)).sum()) for v in state.values()
