@@ -2,13 +2,14 @@
 
     python benchmarks/judge_speed.py [--clips 15] [--threads 2]
 
-Prints one line per judge (Whisper base through transformers, ECAPA at batch sizes 1, 4 and 16,
-and once more with the weight file's subnormal numbers put back, DNSMOS, GE2E). Run it on idle
-cores: the judges' thread pools slow down several-fold when other processes share the cores.
-Figures from 2026-12-03 (2 idle cores, 15 clips of 1.9-12.2 s, 82 s in all), in seconds per clip:
-Whisper base 1.58 at its default batch of 8 (another run: 1.98 / 1.39 / 1.41 at batch 1 / 4 / 16, the same transcripts), ECAPA 1.20 / 1.33 / 2.43 (batch 1 / 4 / 16), DNSMOS
-1.51, GE2E 0.03. For comparison, on the same clips CTranslate2 (not a dependency) ran Whisper base
-at 1.43 (float32, the same 15 transcripts) and 1.08 (int8, 2 of 15 transcripts differ).
+Prints one line per judge (Whisper base through transformers, ECAPA at batch sizes 1, 4 and 16, and
+once more with the weight file's subnormal numbers put back, DNSMOS, GE2E). Run it on idle cores:
+the judges' thread pools slow down several-fold when other processes share the cores. Figures from
+2026-12-03 (2 idle cores, 15 clips of 1.9-12.2 s, 82 s in all), in seconds per clip: Whisper base
+1.58 at its default batch of 8 (another run: 1.98 / 1.39 / 1.41 at batch 1 / 4 / 16, the same
+transcripts), ECAPA 1.20 / 1.33 / 2.43 (batch 1 / 4 / 16), DNSMOS 1.51, GE2E 0.03. For comparison,
+on the same clips CTranslate2 (not a dependency) ran Whisper base at 1.43 (float32, the same 15
+transcripts) and 1.08 (int8, 2 of 15 transcripts differ).
 On the AMD EPYC (AVX512-BF16) machine of 2026-12-05 (2 idle cores, the same clips): Whisper base
 1.11 / 0.96 / 0.90 / 0.91 (batch 1 / 4 / 8 / 16), ECAPA 0.13 / 0.18 / 0.59, DNSMOS 0.81 (its
 network 0.18 s a window, already at onnxruntime's best session options), GE2E 0.02.
