@@ -1,0 +1,43 @@
+import json
+from pathlib import Path
+
+from eval import headline
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def row(group, method, shots, steps, secs, gap, wer, mos):
+    return {"group": group, "method": method, "shots": shots, "steps": steps, "secs": secs,
+            "gap_closed": gap, "wer": wer, "mos": mos}
+
+
+def test_rows_come_in_group_shot_method_order_with_every_step_count():
+    summary = {"rows": [
+        row("real", "meta", 5, 0, 0.25, 0.2, 0.0, 3.2),
+        row("real", "meta", 5, 10, 0.5, 0.6, 0.01, 3.1),
+        row("natural", "finetune-adam", 1, 0, 0.19, 0.13, 0.015, 3.3),
+        row("natural", "meta", 1, 0, 0.28, 0.26, 0.018, 3.32),
+        row("natural", "meta", 1, 10, 0.536, 0.63, 0.026, 3.14),
+    ]}
+    lines = headline.table(summary, ["meta", "finetune-encoder", "finetune-adam"])
+    assert lines[0].startswith("| group, k | method | ECAPA after 0 / 10 steps |")
+    assert lines[2:] == [
+        "| natural, 1 | meta-learned start | 0.280 / 0.536 | 26 / 63 % | 1.8 / 2.6 | 3.32 / 3.14 |",
+        "| natural, 1 | fine-tune from the mean | 0.190 / - | 13 / - % | 1.5 / - | 3.30 / - |",
+        "| real, 5 | meta-learned start | 0.250 / 0.500 | 20 / 60 % | 0.0 / 1.0 | 3.20 / 3.10 |",
+    ]
+
+
+def test_the_readme_table_is_the_full_runs_summary():
+    # the README's headline rows are copied from results/eval_full by this command
+    summary = json.loads((ROOT / "results/eval_full/summary.json").read_text())
+    readme = (ROOT / "README.md").read_text().splitlines()
+    rows = headline.table(summary, list(headline.NAMES))[2:]
+    assert len(rows) == 18
+    assert [r for r in rows if r not in readme] == []
+    assert headline.references(summary)[0].startswith("natural: ceiling 0.798, floor 0.096;")
+
+
+def test_a_folder_without_a_summary_is_named(tmp_path, capsys):
+    assert headline.main([str(tmp_path)]) == 1
+    assert "summary.json does not exist" in capsys.readouterr().err
