@@ -69,8 +69,8 @@ class AppError(ValueError):
 WARMED = threading.Event()
 WARMED.set()
 WARM_WAIT_SECONDS = 300.0  # a heavy call waits at most this long for the warm-up
-_warming: list[threading.Thread] = []  # the warm-up thread, once started
-_warming_lock = threading.Lock()
+_warm_thread: threading.Thread | None = None  # the warm-up thread, once started
+_warm_lock = threading.Lock()
 
 
 def warm_up() -> list[str]:
@@ -116,23 +116,22 @@ def warm_up() -> list[str]:
 
 def start_warm_up() -> threading.Thread:
     """Run :func:`warm_up` in a daemon thread (once per process: a later call returns the same
-    thread); heavy calls wait for it (``WARMED``)."""
-    with _warming_lock:
-        if _warming:
-            return _warming[0]
-        WARMED.clear()
+    thread); heavy calls wait for it (``WARMED``, set when it ends, whatever happens)."""
+    global _warm_thread
+    with _warm_lock:
+        if _warm_thread is None:
+            WARMED.clear()
 
-        def run() -> None:
-            try:
-                for line in warm_up():
-                    print(f"warm-up: {line}", flush=True)
-            finally:
-                WARMED.set()
+            def run() -> None:
+                try:
+                    for line in warm_up():
+                        print(f"warm-up: {line}", flush=True)
+                finally:
+                    WARMED.set()
 
-        thread = threading.Thread(target=run, name="metatts-warm-up", daemon=True)
-        _warming.append(thread)
-        thread.start()
-        return thread
+            _warm_thread = threading.Thread(target=run, name="metatts-warm-up", daemon=True)
+            _warm_thread.start()
+        return _warm_thread
 
 
 def checkpoint_path(init: str) -> Path:

@@ -15,7 +15,6 @@ tensors (from the adaptation code) that override the model's own for the call, t
 from __future__ import annotations
 
 import contextlib
-
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass

@@ -413,7 +413,7 @@ def test_a_thread_lets_go_of_its_openmp_workers_and_computes_on():
 def warming(monkeypatch):
     """A fresh warm-up state for the test; ``WARMED`` is set again afterwards whatever happens,
     so that a failing test does not make later heavy calls wait."""
-    monkeypatch.setattr(logic, "_warming", [])
+    monkeypatch.setattr(logic, "_warm_thread", None)
     yield
     logic.WARMED.set()
 
@@ -468,9 +468,9 @@ def test_heavy_calls_wait_for_the_warm_up_which_runs_once(warming, monkeypatch):
         return []
 
     monkeypatch.setattr(logic, "warm_up", slow_warm_up)
-    warming = logic.start_warm_up()
+    thread = logic.start_warm_up()
     assert not logic.WARMED.is_set()
-    assert logic.start_warm_up() is warming  # a second call starts nothing
+    assert logic.start_warm_up() is thread  # a second call starts nothing
 
     def heavy():
         with app.friendly():
@@ -482,7 +482,7 @@ def test_heavy_calls_wait_for_the_warm_up_which_runs_once(warming, monkeypatch):
     assert order == []  # the heavy call waits
     release.set()
     call.join(10)
-    warming.join(10)
+    thread.join(10)
     assert order == ["warmed", "heavy"]
 
 
