@@ -4,9 +4,12 @@
 
 One row per voice group, shot count and method (in that order): ECAPA similarity at every step
 count, the share of the floor-to-ceiling gap closed, WER (the mean per clip, in %) and DNSMOS;
-then each group's ceiling and floor, and its real clips' WER and DNSMOS. Everything is read from
-``summary.json`` as ``python -m eval`` wrote it (nothing is judged again), so that the README's
-figures are copied by a command instead of by hand.
+then each group's ceiling and floor, and its real clips' WER and DNSMOS; then the steps each
+baseline needs to reach the meta-learned start's 5- and 10-step similarity (the run's own
+baseline, and the one of every report beside it, e.g. ``vs_twin/`` written with ``--baseline
+finetune-encoder --report-dir RUN/vs_twin``); then the run's work by stage, summed from its
+records. Everything is read from what ``python -m eval`` wrote (nothing is judged again), so
+that the README's figures are copied by a command instead of by hand.
 """
 
 from __future__ import annotations
@@ -61,6 +64,56 @@ def references(summary: dict) -> list[str]:
     return out
 
 
+def steps_to_match(summaries: list[dict], encoder: str = "ECAPA") -> list[str]:
+    """Markdown lines: per group and k, the steps each report's baseline needs to reach the
+    meta-learned start's similarity after its first two step counts (linear on the step grid;
+    "> N" where it never does within the grid's N steps)."""
+    baselines = [NAMES.get(b, b) for b in (_baseline(s) for s in summaries)]
+    out = [f"| group | k | {' | '.join(baselines)} |", "|---|---|" + "---|" * len(baselines)]
+    for group in GROUPS:
+        for shots in (5, 1):
+            cols = []
+            for summary in summaries:
+                rows = sorted((r for r in summary.get("steps_to_match", [])
+                               if (r["group"], r["shots"], r["encoder"], r["method"])
+                               == (group, shots, encoder, "meta")), key=lambda r: r["at"])
+                cols.append(" / ".join(f"> {r['max_steps']}" if r["steps"] is None
+                                       else f"{r['steps']:.1f}" for r in rows))
+            if any(cols):
+                out.append(f"| {group} | {shots} | {' | '.join(c or '-' for c in cols)} |")
+    return out
+
+
+def _baseline(summary: dict) -> str:
+    found = {r["baseline"] for r in summary.get("steps_to_match", [])}
+    return found.pop() if len(found) == 1 else "baseline"
+
+
+def work(records: list[dict]) -> dict[str, float]:
+    """Seconds of work by stage, summed from a run's records: each adaptation once (a unit's
+    ``adapt_seconds`` is the time to reach its step count, so an adaptation costs its largest),
+    each distinct clip (voice, speaker, text) synthesized and judged once."""
+    adaptations: dict[tuple, float] = {}
+    clips: dict[tuple, tuple[float, float]] = {}
+    for r in records:
+        key = (r["method"], r["speaker"], r["shots"], r["task"], tuple(r.get("support", ())))
+        adaptations[key] = max(adaptations.get(key, 0.0), r.get("adapt_seconds") or 0.0)
+        clips.setdefault((r.get("voice"), r["speaker"], r["text"]),
+                         (r.get("synthesis_seconds") or 0.0, r.get("score_seconds") or 0.0))
+    return {"records": len(records), "adaptations": len(adaptations), "clips": len(clips),
+            "adapt": sum(adaptations.values()), "synthesis": sum(c[0] for c in clips.values()),
+            "judges": sum(c[1] for c in clips.values())}
+
+
+def work_line(w: dict[str, float]) -> str:
+    total = w["adapt"] + w["synthesis"] + w["judges"]
+    per_clip = w["judges"] / w["clips"] if w["clips"] else 0.0
+    return (f"work: {total / 3600:.1f} h = adaptation {w['adapt'] / 60:.0f} min "
+            f"({w['adaptations']} adaptations), synthesis {w['synthesis'] / 60:.0f} min, judges "
+            f"{w['judges'] / 60:.0f} min ({w['clips']} distinct clips, {per_clip:.2f} s a clip "
+            f"judged); {w['records']} records")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.headline",
                                      description=__doc__.split("\n\n")[0])
@@ -77,6 +130,16 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(table(summary, args.methods)))
     print()
     print("\n".join(references(summary)))
+    beside = sorted(args.run.glob("*/summary.json"))
+    summaries = [summary] + [json.loads(p.read_text(encoding="utf-8")) for p in beside]
+    print()
+    print("\n".join(steps_to_match(summaries)))
+    results = args.run / "results.jsonl"
+    if results.is_file():
+        records = [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines()
+                   if line.strip()]
+        print()
+        print(work_line(work(records)))
     return 0
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from eval.grid import Unit, option_values
+from eval.grid import FINETUNE_START, Unit, option_values
 
 
 @dataclass(frozen=True)
@@ -22,17 +22,22 @@ class Work:
 
 
 def count(units: list[Unit]) -> Work:
-    """The work of ``units``. A step-0 voice is the checkpoint's start, the same for every method
-    of that checkpoint, k and draw (the start does not depend on the support clips), unless it
-    speaks with the clips' frames (``AdaptSettings.frames``, the default: then it is one voice
-    per set of support clips); two draws with the same support clips give the same voice."""
+    """The work of ``units``. A step-0 voice is the checkpoint's start: from the mean voice, the
+    same for every method of that checkpoint with that start, k and draw; from the speaker
+    encoder's estimate (``finetune-encoder``; a meta checkpoint's start is taken to be one, as
+    the shipped one is), or speaking with the clips' frames (``AdaptSettings.frames``, the
+    default), one voice per set of support clips. Two draws with the same support clips give
+    the same voice. An adaptation that stops early gives its last voice to the later step
+    counts, which the run judges once: the count is an upper bound there."""
     adaptations: dict[int, set] = {}
     voices, records, per_cell = set(), 0, {}
     for u in units:
         support = tuple(x.id for x in u.task.support)
         adaptations.setdefault(u.shots, set()).add((u.method.name, u.task.speaker, support))
-        frames = option_values(u.method.overrides).get("frames", True)
-        voice = ((u.method.checkpoint, support if frames else ()) if u.steps == 0 else
+        options = option_values(u.method.overrides)
+        start = options.get("start", FINETUNE_START.get(u.method.base, "checkpoint"))
+        by_clips = options.get("frames", True) or start != "mean"
+        voice = ((u.method.checkpoint, start, support if by_clips else ()) if u.steps == 0 else
                  (u.method.name, support, u.steps))
         for t in u.task.test:
             voices.add((voice, u.task.speaker, t.text))

@@ -41,3 +41,40 @@ def test_the_readme_table_is_the_full_runs_summary():
 def test_a_folder_without_a_summary_is_named(tmp_path, capsys):
     assert headline.main([str(tmp_path)]) == 1
     assert "summary.json does not exist" in capsys.readouterr().err
+
+
+def test_steps_to_match_puts_each_reports_baseline_in_a_column():
+    def found(baseline, at, steps):
+        return {"group": "natural", "shots": 5, "method": "meta", "at": at, "encoder": "ECAPA",
+                "target": 0.5, "baseline": baseline, "steps": steps, "max_steps": 100}
+    mean = {"steps_to_match": [found("finetune-adam", 10, None), found("finetune-adam", 5, 17.75)]}
+    twin = {"steps_to_match": [found("finetune-encoder", 5, 5.02), found("finetune-encoder", 10, 10.2)]}
+    assert headline.steps_to_match([mean, twin]) == [
+        "| group | k | fine-tune from the mean | fine-tune from the encoder (twin) |",
+        "|---|---|---|---|",
+        "| natural | 5 | 17.8 / > 100 | 5.0 / 10.2 |",
+    ]
+
+
+def test_work_counts_each_adaptation_at_its_longest_and_each_clip_once():
+    def rec(steps, text, voice, adapt, synth, score, task=0):
+        return {"method": "meta", "speaker": "s", "shots": 5, "task": task, "support": ["a"],
+                "steps": steps, "text": text, "voice": voice, "adapt_seconds": adapt,
+                "synthesis_seconds": synth, "score_seconds": score}
+    records = [rec(0, "x", "v0", 0.1, 1.0, 2.0), rec(0, "y", "v0", 0.1, 1.0, 2.0),
+               rec(10, "x", "v10", 3.0, 1.5, 2.5), rec(10, "y", "v10", 3.0, 1.5, 2.5),
+               # a second draw whose 0-step voice is the first's: its clips were reused
+               rec(0, "x", "v0", 0.2, 1.0, 2.0, task=1)]
+    w = headline.work(records)
+    assert (w["records"], w["adaptations"], w["clips"]) == (5, 2, 4)
+    assert w["adapt"] == 3.0 + 0.2 and w["synthesis"] == 5.0 and w["judges"] == 9.0
+    assert headline.work_line(w).startswith("work: 0.0 h = adaptation 0 min (2 adaptations)")
+
+
+def test_the_readme_steps_to_match_table_is_the_full_runs():
+    run = ROOT / "results/eval_full"
+    summaries = [json.loads((run / "summary.json").read_text()),
+                 json.loads((run / "vs_twin/summary.json").read_text())]
+    rows = headline.steps_to_match(summaries)[2:]
+    readme = (ROOT / "README.md").read_text().splitlines()
+    assert len(rows) == 6 and [r for r in rows if r not in readme] == []

@@ -238,6 +238,26 @@ def test_the_plan_counts_what_a_run_judges(tmp_path, grouped, checkpoints):  # n
         8 * 1 * costs.adapt_per_step[1] + work.clips * (costs.synthesis + costs.scoring))
 
 
+def test_the_plan_counts_a_start_from_the_clips_once_per_support_draw():
+    from eval import grid, plan
+    from metatts.data import read_dataset
+
+    tasks, _ = grid.draw_tasks(read_dataset(SPEECH).utterances, (1,), 1, 2, 0)
+    draws = len({(t.speaker, tuple(u.id for u in t.support)) for t in tasks})
+    speakers = len({t.speaker for t in tasks})
+    assert draws > speakers  # some speaker has two different draws
+
+    def clips(*names):
+        return plan.count(grid.units([grid.parse_method(n) for n in names], tasks, (0,))).clips
+
+    # without frames: the mean start is one voice per speaker, the encoder's one per draw
+    assert clips("finetune-adam:frames=0", "finetune-sgd:frames=0") == speakers
+    assert clips("finetune-adam:frames=0", "finetune-encoder:frames=0") == speakers + draws
+    # with frames every start speaks with its clips; two starts are two voices
+    assert clips("finetune-adam", "finetune-sgd") == draws
+    assert clips("finetune-adam", "finetune-encoder") == 2 * draws
+
+
 def test_groups_keep_only_their_speakers(tmp_path, grouped, checkpoints):  # noqa: F811
     opts = options(tmp_path / "out", checkpoints, grouped, groups=("natural", "real"))
     tasks, _, _ = benchmark.read_tasks(opts)
