@@ -114,13 +114,70 @@ def work_line(w: dict[str, float]) -> str:
             f"judged); {w['records']} records")
 
 
+def voices(records: list[dict], references: list[dict], method: str, shots: int,
+           groups: tuple[str, ...] = ("natural", "real")) -> list[str]:
+    """Markdown lines: one row per voice of ``groups`` for ``method`` at ``shots`` clips, its
+    ceiling (ECAPA between its own real clips) and its mean ECAPA at every step count with the
+    share of that ceiling in brackets; what a group's mean hides."""
+    ceiling: dict[str, list[float]] = {}
+    for r in references:
+        if r.get("kind") == "real" and r.get("secs") is not None:
+            ceiling.setdefault(r["speaker"], []).append(r["secs"])
+    cells: dict[tuple[str, int], list[float]] = {}
+    group_of: dict[str, str] = {}
+    for r in records:
+        if r["method"] == method and r["shots"] == shots and r["group"] in groups:
+            cells.setdefault((r["speaker"], r["steps"]), []).append(r["secs"])
+            group_of[r["speaker"]] = r["group"]
+    steps = sorted({n for _, n in cells})
+    out = [f"| voice | group | ceiling | {method}, k = {shots}: ECAPA after "
+           f"{' / '.join(map(str, steps))} steps (share of the ceiling) |", "|---|---|---|---|"]
+    for group in groups:
+        for speaker in sorted(s for s, g in group_of.items() if g == group):
+            top = sum(ceiling[speaker]) / len(ceiling[speaker]) if ceiling.get(speaker) else None
+            got = []
+            for n in steps:
+                v = cells.get((speaker, n))
+                mean = None if not v else sum(v) / len(v)
+                got.append("-" if mean is None else f"{mean:.3f}" if top is None
+                           else f"{mean:.3f} ({100 * mean / top:.0f} %)")
+            out.append(f"| {speaker} | {group} | {'-' if top is None else format(top, '.3f')} "
+                       f"| {' / '.join(got)} |")
+    return out
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip()]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.headline",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("run", type=Path, help="a python -m eval --out folder")
     parser.add_argument("--methods", nargs="+", default=list(NAMES),
                         help="methods in row order (default: %(default)s)")
+    parser.add_argument("--voices", metavar="METHOD:K",
+                        help="instead, one row per natural and real voice for METHOD at K clips "
+                             "(e.g. meta:5): its ceiling and its ECAPA at every step count")
     args = parser.parse_args(argv)
+    if args.voices:
+        method, _, shots = args.voices.rpartition(":")
+        if not method or not shots.isdigit():
+            print(f"--voices {args.voices}: write METHOD:K, e.g. meta:5.", file=sys.stderr)
+            return 1
+        for name in ("results.jsonl", "references.jsonl"):
+            if not (args.run / name).is_file():
+                print(f"{args.run / name} does not exist: give a python -m eval --out folder.",
+                      file=sys.stderr)
+                return 1
+        records = _jsonl(args.run / "results.jsonl")
+        lines = voices(records, _jsonl(args.run / "references.jsonl"), method, int(shots))
+        if len(lines) == 2:
+            print(f"no record of {method} at k = {shots} in {args.run}.", file=sys.stderr)
+            return 1
+        print("\n".join(lines))
+        return 0
     path = args.run / "summary.json"
     if not path.is_file():
         print(f"{path} does not exist: give a folder that python -m eval has written a report "
@@ -136,10 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(steps_to_match(summaries)))
     results = args.run / "results.jsonl"
     if results.is_file():
-        records = [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines()
-                   if line.strip()]
         print()
-        print(work_line(work(records)))
+        print(work_line(work(_jsonl(results))))
     return 0
 
 

@@ -78,3 +78,24 @@ def test_the_readme_steps_to_match_table_is_the_full_runs():
     rows = headline.steps_to_match(summaries)[2:]
     readme = (ROOT / "README.md").read_text().splitlines()
     assert len(rows) == 6 and [r for r in rows if r not in readme] == []
+
+
+def test_voices_gives_each_voice_its_own_ceiling_and_share():
+    def rec(speaker, group, steps, secs, method="meta", shots=5):
+        return {"speaker": speaker, "group": group, "method": method, "shots": shots,
+                "steps": steps, "secs": secs}
+    records = [rec("a", "natural", 0, 0.4), rec("a", "natural", 0, 0.6), rec("a", "natural", 10, 0.8),
+               rec("r", "real", 0, 0.3), rec("r", "real", 10, 0.6),
+               rec("a", "natural", 10, 0.1, method="finetune-adam"), rec("a", "natural", 10, 0.1, shots=1),
+               rec("e", "engine", 10, 0.9)]
+    refs = [{"kind": "real", "speaker": "a", "secs": 0.7}, {"kind": "real", "speaker": "a", "secs": 0.9},
+            {"kind": "vocoded", "speaker": "a", "secs": 0.1}, {"kind": "real", "speaker": "r", "secs": 0.6}]
+    assert headline.voices(records, refs, "meta", 5)[2:] == [
+        "| a | natural | 0.800 | 0.500 (62 %) / 0.800 (100 %) |",
+        "| r | real | 0.600 | 0.300 (50 %) / 0.600 (100 %) |",
+    ]
+
+
+def test_voices_refuses_a_bad_method_spec(tmp_path, capsys):
+    assert headline.main([str(tmp_path), "--voices", "meta"]) == 1
+    assert "write METHOD:K" in capsys.readouterr().err
