@@ -99,3 +99,14 @@ def test_voices_gives_each_voice_its_own_ceiling_and_share():
 def test_voices_refuses_a_bad_method_spec(tmp_path, capsys):
     assert headline.main([str(tmp_path), "--voices", "meta"]) == 1
     assert "write METHOD:K" in capsys.readouterr().err
+
+
+def test_the_readme_has_the_shipped_setups_full_run_too():
+    # the shipped setup (frame matching on) has its own section, copied from its run
+    run = ROOT / "results/eval_full_hidden"
+    summary = json.loads((run / "summary.json").read_text())
+    twin = json.loads((run / "vs_twin/summary.json").read_text())
+    readme = (ROOT / "README.md").read_text().splitlines()
+    rows = headline.table(summary, list(headline.NAMES))[2:] + headline.steps_to_match([summary, twin])[2:]
+    assert len(rows) == 18 + 6
+    assert [r for r in rows if r not in readme] == []
