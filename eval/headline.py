@@ -19,6 +19,8 @@ import json
 import sys
 from pathlib import Path
 
+from eval import readable, references as refs_file, runner
+
 GROUPS = ("natural", "real", "engine")
 NAMES = {"meta": "meta-learned start", "finetune-encoder": "fine-tune from the encoder (twin)",
          "finetune-adam": "fine-tune from the mean"}
@@ -94,15 +96,14 @@ def work(records: list[dict]) -> dict[str, float]:
     ``adapt_seconds`` is the time to reach its step count, so an adaptation costs its largest),
     each distinct clip (voice, speaker, text) synthesized and judged once."""
     adaptations: dict[tuple, float] = {}
-    clips: dict[tuple, tuple[float, float]] = {}
     for r in records:
         key = (r["method"], r["speaker"], r["shots"], r["task"], tuple(r.get("support", ())))
         adaptations[key] = max(adaptations.get(key, 0.0), r.get("adapt_seconds") or 0.0)
-        clips.setdefault((r.get("voice"), r["speaker"], r["text"]),
-                         (r.get("synthesis_seconds") or 0.0, r.get("score_seconds") or 0.0))
+    clips = runner.known_clips(records).values()
     return {"records": len(records), "adaptations": len(adaptations), "clips": len(clips),
-            "adapt": sum(adaptations.values()), "synthesis": sum(c[0] for c in clips.values()),
-            "judges": sum(c[1] for c in clips.values())}
+            "adapt": sum(adaptations.values()),
+            "synthesis": sum(c.get("synthesis_seconds") or 0.0 for c in clips),
+            "judges": sum(c.get("score_seconds") or 0.0 for c in clips)}
 
 
 def work_line(w: dict[str, float]) -> str:
@@ -119,10 +120,7 @@ def voices(records: list[dict], references: list[dict], method: str, shots: int,
     """Markdown lines: one row per voice of ``groups`` for ``method`` at ``shots`` clips, its
     ceiling (ECAPA between its own real clips) and its mean ECAPA at every step count with the
     share of that ceiling in brackets; what a group's mean hides."""
-    ceiling: dict[str, list[float]] = {}
-    for r in references:
-        if r.get("kind") == "real" and r.get("secs") is not None:
-            ceiling.setdefault(r["speaker"], []).append(r["secs"])
+    bounds = readable.speaker_bounds(references)
     cells: dict[tuple[str, int], list[float]] = {}
     group_of: dict[str, str] = {}
     for r in records:
@@ -134,7 +132,7 @@ def voices(records: list[dict], references: list[dict], method: str, shots: int,
            f"{' / '.join(map(str, steps))} steps (share of the ceiling) |", "|---|---|---|---|"]
     for group in groups:
         for speaker in sorted(s for s, g in group_of.items() if g == group):
-            top = sum(ceiling[speaker]) / len(ceiling[speaker]) if ceiling.get(speaker) else None
+            top = bounds[speaker].ceiling if speaker in bounds else None
             got = []
             for n in steps:
                 v = cells.get((speaker, n))
@@ -144,11 +142,6 @@ def voices(records: list[dict], references: list[dict], method: str, shots: int,
             out.append(f"| {speaker} | {group} | {'-' if top is None else format(top, '.3f')} "
                        f"| {' / '.join(got)} |")
     return out
-
-
-def _jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip()]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,13 +159,13 @@ def main(argv: list[str] | None = None) -> int:
         if not method or not shots.isdigit():
             print(f"--voices {args.voices}: write METHOD:K, e.g. meta:5.", file=sys.stderr)
             return 1
-        for name in ("results.jsonl", "references.jsonl"):
+        for name in (runner.RESULTS, refs_file.RECORDS):
             if not (args.run / name).is_file():
                 print(f"{args.run / name} does not exist: give a python -m eval --out folder.",
                       file=sys.stderr)
                 return 1
-        records = _jsonl(args.run / "results.jsonl")
-        lines = voices(records, _jsonl(args.run / "references.jsonl"), method, int(shots))
+        lines = voices(runner.read_results(args.run / runner.RESULTS),
+                       runner.read_results(args.run / refs_file.RECORDS), method, int(shots))
         if len(lines) == 2:
             print(f"no record of {method} at k = {shots} in {args.run}.", file=sys.stderr)
             return 1
@@ -191,10 +184,10 @@ def main(argv: list[str] | None = None) -> int:
     summaries = [summary] + [json.loads(p.read_text(encoding="utf-8")) for p in beside]
     print()
     print("\n".join(steps_to_match(summaries)))
-    results = args.run / "results.jsonl"
-    if results.is_file():
+    records = runner.read_results(args.run / runner.RESULTS)
+    if records:
         print()
-        print(work_line(work(_jsonl(results))))
+        print(work_line(work(records)))
     return 0
 
 

@@ -88,8 +88,10 @@ def test_voices_gives_each_voice_its_own_ceiling_and_share():
                rec("r", "real", 0, 0.3), rec("r", "real", 10, 0.6),
                rec("a", "natural", 10, 0.1, method="finetune-adam"), rec("a", "natural", 10, 0.1, shots=1),
                rec("e", "engine", 10, 0.9)]
-    refs = [{"kind": "real", "speaker": "a", "secs": 0.7}, {"kind": "real", "speaker": "a", "secs": 0.9},
-            {"kind": "vocoded", "speaker": "a", "secs": 0.1}, {"kind": "real", "speaker": "r", "secs": 0.6}]
+    refs = [{"kind": "real", "speaker": "a", "secs": 0.7, "secs_floor": 0.1},
+            {"kind": "real", "speaker": "a", "secs": 0.9, "secs_floor": 0.1},
+            {"kind": "vocoded", "speaker": "a", "secs": 0.1},
+            {"kind": "real", "speaker": "r", "secs": 0.6, "secs_floor": 0.1}]
     assert headline.voices(records, refs, "meta", 5)[2:] == [
         "| a | natural | 0.800 | 0.500 (62 %) / 0.800 (100 %) |",
         "| r | real | 0.600 | 0.300 (50 %) / 0.600 (100 %) |",
