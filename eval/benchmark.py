@@ -254,7 +254,7 @@ def run(options: Options, scorer: Scorer | None = None, vocoder=None) -> dict:
     })
     report_dir = options.report_dir or options.out
     report_dir.mkdir(parents=True, exist_ok=True)
-    report.write_report(report_dir, summary)
+    report.write_report(report_dir, summary, run_dir=options.out)
     return summary
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -324,7 +325,9 @@ def _is_main(row: dict) -> bool:
     return row["method"] == "finetune-sgd" or not _is_study(row)
 
 
-def markdown(summary: dict) -> str:
+def markdown(summary: dict, links: dict[str, str] | None = None) -> str:
+    """report.md's text; ``links``: plot file name -> where report.md finds it (default: beside
+    it)."""
     config = summary["config"]
     baseline = config["baseline"]
     missing = config.get("second_speaker_model_missing")
@@ -372,8 +375,7 @@ def markdown(summary: dict) -> str:
                       "coincide).", "", *_table(study, ge2e), ""]
     if summary.get("problems"):
         lines += ["## Left out", "", *(f"- {p}" for p in summary["problems"]), ""]
-    lines += ["![speaker similarity](secs_vs_steps.png)", "![WER](wer_vs_steps.png)",
-              "![similarity against WER](secs_vs_wer.png)", "",
+    lines += [*(f"![{alt}]({(links or {}).get(name, name)})" for name, alt in PLOTS.items()), "",
               DEFINITIONS.format(asr=config["asr_model"], resamples=config["bootstrap"],
                                  baseline=f"`{baseline}`",
                                  ge2e=config.get("second_speaker_model") or
@@ -458,26 +460,48 @@ def plot_tradeoff(path: Path, rows: list[dict], name: str = "secs") -> None:
     plt.close(fig)
 
 
-def write_report(out: Path, summary: dict) -> None:
-    """summary.json, summary.csv, references.csv, report.md and the PNG plots into ``out``."""
+PLOTS = {"secs_vs_steps.png": "speaker similarity", "wer_vs_steps.png": "WER",
+         "secs_vs_wer.png": "similarity against WER"}
+
+
+def write_report(out: Path, summary: dict, run_dir: Path | None = None) -> None:
+    """summary.json, summary.csv, references.csv, report.md and the PNG plots into ``out``.
+
+    With ``run_dir`` (the run's folder, when ``out`` is another report of it, e.g. against another
+    baseline), a plot equal byte for byte to the one of that name in ``run_dir`` is not written
+    again: report.md links to the run folder's. The plots show each method's rows, which no
+    baseline changes, so a report that covers the run's methods shares them."""
     (out / "summary.json").write_text(json.dumps(_finite(summary), indent=1))
     write_csv(out / "summary.csv", summary["rows"])
     write_csv(out / "references.csv", [{"group": g, "kind": k, **v}
                                        for g, kinds in summary["reference"].items()
                                        for k, v in kinds.items()])
     write_csv(out / "steps_to_match.csv", summary["steps_to_match"])
-    (out / "report.md").write_text(markdown(summary), encoding="utf-8")
     main = [r for r in summary["rows"] if _is_main(r)]
     study = [r for r in summary["rows"] if _is_study(r)]
+    links = {}
     if main:
         similarity = ("secs", "secs_ge2e") if any(r["secs_ge2e"] is not None for r in main) \
             else ("secs",)
         plot(out / "secs_vs_steps.png", main, similarity, "similarity")
         plot(out / "wer_vs_steps.png", main, ("wer",), "WER")
         plot_tradeoff(out / "secs_vs_wer.png", main)
+        links = {name: _shared_plot(out, name, run_dir) for name in PLOTS}
+    (out / "report.md").write_text(markdown(summary, links), encoding="utf-8")
     if any(":" in r["method"] for r in study):
         write_csv(out / "optimizer.csv", study)
         plot(out / "optimizer.png", study, ("wer", "secs"), "inner optimizer")
+
+
+def _shared_plot(out: Path, name: str, run_dir: Path | None) -> str:
+    """Where report.md finds the plot ``name`` just written into ``out``: the run folder's copy
+    (a relative link; ``out``'s own is removed) when it is the same file, else ``out``'s own."""
+    mine, theirs = out / name, (run_dir / name) if run_dir is not None else None
+    if theirs is None or theirs.resolve() == mine.resolve() or not theirs.is_file() \
+            or theirs.read_bytes() != mine.read_bytes():
+        return name
+    mine.unlink()
+    return Path(os.path.relpath(theirs, out)).as_posix()
 
 
 def _finite(value):

@@ -141,7 +141,12 @@ def test_run_writes_every_record_and_resume_skips_finished_work(tmp_path, checkp
     again = benchmark.run(options(out, checkpoints, baseline="finetune-sgd", report_dir=other),
                           FakeScorer(), fake_vocoder)
     assert FakeScorer.calls == 0 and (out / "report.md").read_text() == own
-    assert "against `finetune-sgd`" in (other / "report.md").read_text()
+    text = (other / "report.md").read_text()
+    assert "against `finetune-sgd`" in text
+    # the plots show the same rows whatever the baseline: linked from the run folder, not copied
+    for name in ("secs_vs_steps.png", "wer_vs_steps.png", "secs_vs_wer.png"):
+        assert not (other / name).exists() and f"](../out/{name})" in text
+        assert (out / name).stat().st_size > 0
     assert {r["method"]: r["p_vs_finetune"] is None for r in again["rows"]} == \
         {"finetune-sgd": True, "finetune-adam": False}
     lines = (out / "results.jsonl").read_text().splitlines()
