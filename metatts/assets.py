@@ -16,7 +16,7 @@ import os
 import shutil
 import socket
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,10 +91,13 @@ def package_dir(module: str, pip_name: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def output_problem(target: str | Path, suffixes: tuple[str, ...] = ()) -> str | None:
+def output_problem(target: str | Path, suffixes: tuple[str, ...] = (), *,
+                   inputs: Iterable[str | Path] = (), force: bool = False) -> str | None:
     """Why a file cannot be written at ``target``, or None when it can: checked before any work
     is done, so that a long job does not end in an error at its last line. ``suffixes``: the
-    endings allowed (e.g. ``(".wav", ".flac")``; empty: any)."""
+    endings allowed (e.g. ``(".wav", ".flac")``; empty: any). A file already there is replaced
+    only with ``force``, and never when it is one of ``inputs`` (the files the job reads: the
+    user's clips, a voice, the checkpoint's files), which the job would destroy."""
     target = Path(target)
     if not str(target) or str(target) == ".":
         return "no file name given."
@@ -103,6 +106,13 @@ def output_problem(target: str | Path, suffixes: tuple[str, ...] = ()) -> str | 
             return f"{target} is a folder; give a file name inside it."
         if suffixes and target.suffix.lower() not in suffixes:
             return f"{target}: the file name must end in {' or '.join(suffixes)}."
+        if target.exists():
+            if any(Path(i).exists() and target.samefile(i) for i in inputs):
+                return (f"{target} is one of this command's inputs, and writing there would "
+                        "replace it; choose another file name.")
+            if not force:
+                return (f"{target} already exists; choose another file name, or add --force to "
+                        "replace it.")
         folder = target.parent
         while not folder.exists():  # the first folder that exists must let us create the rest
             folder = folder.parent

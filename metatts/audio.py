@@ -21,6 +21,8 @@ import soundfile as sf
 import torch
 from scipy.signal import resample_poly
 
+from metatts.assets import atomic_path
+
 SAMPLE_RATE = 22050  # Hz, the acoustic model's and the vocoder's rate
 N_FFT = 1024
 WIN_LENGTH = 1024
@@ -250,7 +252,8 @@ def prepare_clip(source: str | Path | bytes, sample_rate: int = SAMPLE_RATE) -> 
 
 
 def save_audio(path: str | Path, wav: np.ndarray | torch.Tensor, sample_rate: int = SAMPLE_RATE):
-    """Write 16-bit PCM wav (or flac by suffix); :class:`AudioError` if it cannot be written."""
+    """Write 16-bit PCM wav (or flac by suffix), atomically (a file it replaces stays whole if
+    the write is cut off); :class:`AudioError` if it cannot be written."""
     if isinstance(wav, torch.Tensor):
         wav = wav.detach().cpu().numpy()
     path = Path(path)
@@ -258,9 +261,9 @@ def save_audio(path: str | Path, wav: np.ndarray | torch.Tensor, sample_rate: in
         raise AudioError(f"{path}: audio is written as {' or '.join(OUTPUT_SUFFIXES)}; give a "
                          "file name with one of those endings.")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        sf.write(str(path), np.clip(np.asarray(wav, dtype=np.float32), -1, 1), sample_rate,
-                 subtype="PCM_16")
+        with atomic_path(path) as staged:
+            sf.write(str(staged), np.clip(np.asarray(wav, dtype=np.float32), -1, 1),
+                     sample_rate, subtype="PCM_16")
     except (OSError, sf.LibsndfileError) as err:
         raise AudioError(f"{path}: cannot write the audio there ({err}); choose a path in a "
                          "folder you can write to.") from None

@@ -42,7 +42,7 @@ from safetensors.torch import save, save_file
 
 import metatts
 from metatts.assets import atomic_path, sha256_file
-from metatts.frames import FrameBank
+from metatts.frames import KEYS, FrameBank
 from metatts.model.checkpoint import MODEL_TENSORS, Checkpoint, CheckpointError, read_metadata
 
 FORMAT = "metatts-voice"
@@ -142,10 +142,20 @@ class Voice:
         found = (meta.get("format"), meta.get("version")) if isinstance(meta, dict) else meta
         if found != (FORMAT, VERSION):
             raise VoiceError(f"{path}: voice format and version {found!r}; this metatts reads "
-                             f"{FORMAT} version {VERSION}.")
+                             f"{FORMAT} version {VERSION}. Adapt the voice again from its clips "
+                             "with this metatts, or use the metatts that made it.")
+        broken = [k for k, v in params.items() if not torch.isfinite(v).all()]
+        if broken:
+            raise VoiceError(f"{path}: damaged voice: {', '.join(sorted(broken))} hold values "
+                             "that are not numbers (NaN or infinite). Adapt the voice again.")
         try:
             base = meta["base"]
             bank = None
+            key = (meta.get("frames") or {}).get("key", "mel")
+            if (key == "hidden") != (f"{FRAMES_PREFIX}keys" in params) or key not in KEYS:
+                raise ValueError(f"its frame bank says it matches on {key!r} and "
+                                 f"{'holds' if f'{FRAMES_PREFIX}keys' in params else 'lacks'} "
+                                 "the hidden states that needs")
             if f"{FRAMES_PREFIX}twin" in params:
                 bank = FrameBank.from_tensors(params, FRAMES_PREFIX,
                                               int(meta["frames"]["neighbours"]),

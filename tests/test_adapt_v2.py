@@ -291,7 +291,7 @@ def test_adapt_cli_reports_the_terms_and_takes_all(base, tmp_path, capsys):
     assert adapt_cli.main(common) == 0
     assert json.loads(capsys.readouterr().out)["guards"]["terms"] == [
         "mel", "postnet", "pitch", "energy"]
-    assert adapt_cli.main([*common, "--terms", "all"]) == 0
+    assert adapt_cli.main([*common, "--terms", "all", "--force"]) == 0
     assert json.loads(capsys.readouterr().out)["guards"]["terms"] == "all"
 
 

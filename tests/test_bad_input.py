@@ -201,3 +201,88 @@ def test_eval_score_refuses_text_without_words_and_an_empty_reference(capsys):
         with pytest.raises(SystemExit) as exit_:
             eval_cli.score_main(args)
         assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_an_existing_output_is_replaced_only_with_force_and_an_input_never(tmp_path, a_file):
+    mine = tmp_path / "mine.wav"
+    mine.write_bytes(b"a recording of mine")
+    assert "already exists" in output_problem(mine, (".wav",)) and "--force" in \
+        output_problem(mine, (".wav",))
+    assert output_problem(mine, (".wav",), force=True) is None
+    for given in (mine, tmp_path / "." / "mine.wav"):  # however it is spelled
+        assert "is one of this command's inputs" in output_problem(mine, inputs=[given],
+                                                                   force=True)
+
+
+def test_the_cli_never_writes_over_its_inputs_or_a_file_unasked(base, tmp_path, capsys):
+    clip = tmp_path / "me.wav"
+    shutil.copy(WAV, clip)
+    before = clip.read_bytes()
+    args = ["--text", "Hello.", "--checkpoint", str(base.path), "--speaker", "a"]
+    with pytest.raises(SystemExit):  # --out is the reference clip itself, even with --force
+        synthesize_cli.main([*args[:-2], "--reference", str(clip), "--out", str(clip),
+                             "--force"])
+    assert "is one of this command's inputs" in capsys.readouterr().err
+    assert clip.read_bytes() == before
+    out = tmp_path / "hello.wav"
+    out.write_bytes(b"kept")
+    with pytest.raises(SystemExit):
+        synthesize_cli.main([*args, "--out", str(out)])
+    assert "already exists" in capsys.readouterr().err and out.read_bytes() == b"kept"
+    assert synthesize_cli.main([*args, "--out", str(out), "--force"]) == 0
+    assert out.read_bytes()[:4] == b"RIFF"
+
+    model = base.path / "model.safetensors"
+    weights = model.read_bytes()
+    assert adapt_cli.main([WAV, "--init", "pretrained", "--checkpoint", str(base.path),
+                           "--steps", "1", "--quiet", "--out", str(model), "--force"]) == 1
+    assert "is one of this command's inputs" in capsys.readouterr().err
+    assert model.read_bytes() == weights
+
+
+def test_adapt_says_which_words_of_a_transcript_it_cannot_read(base, tmp_path, capsys):
+    clip = tmp_path / "mixed.wav"
+    shutil.copy(WAV, clip)
+    words = Path(WAV).with_suffix(".txt").read_text().strip()
+    clip.with_suffix(".txt").write_text(f"{words} 你好")
+    assert adapt_cli.main([str(clip), "--init", "pretrained", "--checkpoint", str(base.path),
+                           "--steps", "1", "--quiet", "--out", str(tmp_path / "v.safetensors")]) == 0
+    assert "你好 in its transcript" in capsys.readouterr().err
+
+
+def test_text_in_another_script_is_named_as_such():
+    from metatts.text import phonemize
+
+    with pytest.raises(TextError, match="你好世界, are not in Latin letters"):
+        phonemize("你好世界")
+
+
+def test_a_damaged_voice_file_is_refused_with_what_is_wrong(base, tmp_path):
+    from dataclasses import replace
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from metatts.voice import METADATA_KEY
+
+    wavs = [str(p) for p in sorted((SPEECH / "awb").glob("*.wav"))]
+    good = tmp_path / "v.safetensors"
+    assert adapt_cli.main([*wavs, "--init", "pretrained", "--checkpoint", str(base.path),
+                           "--steps", "1", "--quiet", "--out", str(good)]) == 0
+    voice = Voice.load(good)
+    name = next(iter(voice.params))
+    replace(voice, params={**voice.params, name: voice.params[name] * float("nan")}).save(
+        tmp_path / "nan.safetensors")
+    with pytest.raises(ValueError, match=f"damaged voice: {name} hold.*NaN"):
+        Voice.load(tmp_path / "nan.safetensors")
+    with safe_open(str(good), "pt") as f:
+        header, tensors = json.loads(f.metadata()[METADATA_KEY]), \
+            {k: f.get_tensor(k) for k in f.keys()}
+    assert header["frames"]["key"] == "hidden" and "frames.keys" in tensors
+    for key, drop, message in [("hidden", "frames.keys", "lacks the hidden states"),
+                               ("bogus", None, "matches on 'bogus'")]:
+        kept = {k: v for k, v in tensors.items() if k != drop}
+        save_file(kept, str(tmp_path / "bad.safetensors"), metadata={METADATA_KEY: json.dumps(
+            {**header, "frames": {**header["frames"], "key": key}})})
+        with pytest.raises(ValueError, match=message):
+            Voice.load(tmp_path / "bad.safetensors")

@@ -24,6 +24,7 @@ from metatts.meta.inner_loop import OPTIMIZERS, PRECISIONS
 from metatts.meta.support import BATCHINGS
 from metatts.model.checkpoint import CheckpointError
 from metatts.model.fastspeech2 import GROUPS
+from metatts.text import dropped_letters
 from metatts.voice import VoiceError
 
 
@@ -36,6 +37,8 @@ def parser() -> argparse.ArgumentParser:
                    help="start from the meta-learned initialization, or from the pretrained "
                         "model with the mean speaker embedding (fine-tuning baseline)")
     p.add_argument("--out", required=True, metavar="VOICE.safetensors", help="voice file to write")
+    p.add_argument("--force", action="store_true",
+                   help="replace the --out file if it exists (never a clip or the checkpoint)")
     p.add_argument("--checkpoint", metavar="DIR",
                    help="base checkpoint (default: the shipped one for --init, checkpoints/INIT)")
     p.add_argument("--steps", type=int, help="gradient steps (default: per --init)")
@@ -91,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     def progress(p: Progress) -> None:
         print(f"step {p.step}/{p.steps}  loss {p.loss:.4f}", file=sys.stderr, flush=True)
 
-    problem = output_problem(args.out, (".safetensors",))
+    problem = output_problem(args.out, (".safetensors",), inputs=args.clips, force=args.force)
     if problem:
         return _fail(f"--out {problem}")
     if not 0 <= args.min_confidence <= 1:
@@ -99,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
                      f"got {args.min_confidence}.")
     try:
         base = load_base(args.init, args.checkpoint)
+        problem = output_problem(args.out, inputs=_files(base.path), force=True)
+        if problem:  # --out is one of the checkpoint's own files
+            return _fail(f"--out {problem}")
         overrides = {"steps": args.steps, "lr": args.lr, "optimizer": args.optimizer,
                      "groups": tuple(args.groups) if args.groups else None,
                      "batching": args.batching, "batch_size": args.batch_size, "seed": args.seed,
@@ -121,6 +127,12 @@ def main(argv: list[str] | None = None) -> int:
                                recheck_model=None if args.recheck == "none" else args.recheck)
         for left in selection.left_out:
             print(f"left out {left.name}: {left.reason}", file=sys.stderr)
+        for clip in selection.clips:
+            foreign = dropped_letters(clip.text)
+            if foreign:
+                print(f"note: {clip.name}: the model reads English in Latin letters, so "
+                      f"{foreign} in its transcript is not in the text it is fitted to; a clip "
+                      "of English speech alone fits the voice better.", file=sys.stderr)
         if not selection.clips:
             return _fail(f"none of the {len(args.clips)} clips can be used (see above). Give "
                          "clips of clear speech, each with its transcript in a .txt beside it.")
@@ -129,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
         rescued = path != Path(args.out)  # saved elsewhere: not what was asked
     except (AdaptError, AudioError, AssetError, CheckpointError, VoiceError) as err:
         return _fail(str(err))
+    except KeyboardInterrupt:
+        _fail("interrupted; no voice was written.")
+        return 130
     print(json.dumps({
         "voice": str(path), **({"requested": args.out} if rescued else {}),
         "init": settings.init, "base": result.voice.base.describe(),
@@ -146,6 +161,11 @@ def main(argv: list[str] | None = None) -> int:
         "loss_final": result.final_loss, "seconds": round(result.seconds, 2),
     }))
     return 1 if rescued else 0
+
+
+def _files(folder: Path | None) -> list[Path]:
+    """The files in ``folder`` (a checkpoint's), none if there is no folder."""
+    return [f for f in folder.iterdir() if f.is_file()] if folder is not None else []
 
 
 def _save(voice, out: str) -> Path:

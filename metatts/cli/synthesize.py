@@ -23,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
                           "corrected by the clips' own (their transcripts: .txt beside each "
                           "clip, else Whisper's; see --no-frames)")
     parser.add_argument("--out", help="output .wav or .flac (22,050 Hz, 16-bit)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace the --out file if it exists (never a --reference clip, "
+                             "the voice or the checkpoint)")
     parser.add_argument("--checkpoint",
                         help="run directory, checkpoint directory or model.safetensors "
                              "(default: the shipped one: checkpoints/meta for a voice adapted "
@@ -53,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from metatts.assets import output_problem
     from metatts.audio import OUTPUT_SUFFIXES, save_audio
-    from metatts.model.checkpoint import CheckpointError, load_checkpoint, shipped_checkpoint
+    from metatts.model.checkpoint import (CheckpointError, find_checkpoint, load_checkpoint,
+                                          shipped_checkpoint)
     from metatts.synthesis import check_pace, synthesize
     from metatts.text import TextError, dropped_letters
     from metatts.vocoder import load_vocoder
@@ -73,7 +77,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--text and --out are required (or use --list-speakers).")
         if not args.text.strip():
             parser.error("--text is empty: give the words to speak.")
-        problem = output_problem(args.out, OUTPUT_SUFFIXES)
+        checkpoint_files = [f for f in find_checkpoint(args.checkpoint).iterdir() if f.is_file()]
+        problem = output_problem(args.out, OUTPUT_SUFFIXES, force=args.force,
+                                 inputs=[*(args.reference or ()), *([args.voice] if args.voice
+                                                                    else ()), *checkpoint_files])
         if problem:
             parser.error(f"--out {problem}")
         check_pace(args.pace)  # before anything loads
@@ -112,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, TextError, ValueError) as err:  # VoiceError, AudioError: ValueErrors
         print(f"metatts synthesize: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("metatts synthesize: interrupted; nothing was written.", file=sys.stderr)
+        return 130
     if args.verbose:
         print(f"{len(result.sentences)} sentence(s), {result.seconds:.2f} s of audio; "
               f"real-time factor {result.rtf:.3f} (acoustic model {result.acoustic_rtf:.3f}, "

@@ -13,7 +13,7 @@ import logging
 import threading
 
 from metatts.text.errors import TextError
-from metatts.text.normalize import normalize_text
+from metatts.text.normalize import dropped_letters, normalize_text
 
 LANGUAGE = "en-us"
 _LOCK = threading.Lock()  # espeak-ng keeps global state: one call at a time per process
@@ -62,8 +62,12 @@ def _speakable(text: str, index: int) -> str:
     normalized = normalize_text(text)
     if not any(c.isalpha() for c in normalized):
         where = f" (item {index})" if index >= 0 else ""
-        raise TextError(f"Nothing to speak in {text!r}{where}: it has no words after "
-                        "normalization (empty, or only punctuation, symbols or emoji).")
+        foreign = dropped_letters(text)
+        why = (f"its only words, {foreign}, are not in Latin letters, and the model reads "
+               "English in Latin letters; spell them out in Latin letters" if foreign else
+               "it has no words after normalization (empty, or only punctuation, symbols or "
+               "emoji)")
+        raise TextError(f"Nothing to speak in {text!r}{where}: {why}.")
     return normalized
 
 
