@@ -126,3 +126,10 @@ def test_shipped_checkpoint_measures_oversmoothing_and_the_cli_writes_it(tmp_pat
 def test_cli_says_what_is_wrong(tmp_path, capsys):
     assert postfilter_main(["--checkpoint", str(tmp_path)]) == 1
     assert "no checkpoint there" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("count", ["0", "-3"])
+def test_cli_wants_at_least_one_utterance(count, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        postfilter_main(["--checkpoint", str(tmp_path), "--utterances", count])
+    assert "--utterances must be at least 1" in capsys.readouterr().err

@@ -1,5 +1,6 @@
 import gzip
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -184,6 +185,84 @@ def test_cli_builds_ships_and_lists_a_small_set(asterisk, tmp_path, capsys):
     assert listed[0] == engine and [c.audio for c in listed[1:]] == [
         f"{rv.SPEAKER}/{c.audio}" for c in shipped]
     assert {c.group for c in listed} == {"engine", "real"}
+
+
+def _files(folder: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_ship_keeps_a_folder_of_the_users_own(built, asterisk, tmp_path, capsys):
+    ship = tmp_path / "mine"
+    ship.mkdir()
+    (ship / "notes.txt").write_text("mine")
+    argv = ["realvoice", "--out", str(built.root), "--root", str(asterisk), "--ship", str(ship),
+            "--ship-clips", "2"]
+    assert cli(argv) == 1
+    assert "notes.txt" in capsys.readouterr().err and _files(ship) == {ship / "notes.txt": b"mine"}
+    (ship / "notes.txt").unlink()  # empty: shipped into, and a previous export is replaced
+    assert cli(argv) == 0 and cli(argv[:-1] + ["3"]) == 0 and len(read_manifest(ship)) == 3
+
+
+def test_out_keeps_another_datasets_manifest(asterisk, tmp_path, capsys):
+    out = tmp_path / "corpus"
+    write_manifest(out, [Clip("rab_0000", "rab", "festival", "rab", "BSD", "test", "statement",
+                              "Hi there.", "rab/rab_0000.flac", 1.0)])
+    before = _files(out)
+    assert cli(["realvoice", "--out", str(out), "--root", str(asterisk)]) == 1
+    assert "speaker rab" in capsys.readouterr().err and _files(out) == before
+
+
+def test_keeping_no_prompt_changes_nothing(built, asterisk, tmp_path, capsys):
+    out = tmp_path / "rv"
+    shutil.copytree(built.root, out)
+    before = _files(out)
+    assert cli(["realvoice", "--out", str(out), "--root", str(asterisk), "--min-words", "100"]) == 1
+    assert "--min-words" in capsys.readouterr().err and _files(out) == before
+
+
+def test_a_damaged_prompt_is_left_out_with_a_note(asterisk, tmp_path, capsys):
+    root = tmp_path / "root"
+    shutil.copytree(asterisk, root)
+    (root / rv.SOUND_DIRS[0] / f"{KEPT[0]}.g722").write_bytes(b"")
+    assert cli(["realvoice", "--out", str(tmp_path / "rv"), "--root", str(root)]) == 0
+    said = capsys.readouterr().out
+    assert "2 prompts" in said and "left out 1: audio that does not decode" in said
+    assert [c.id for c in read_manifest(tmp_path / "rv")] == [
+        "real_allison_conf-menu", "real_allison_dictate-both_help"]
+
+
+@pytest.mark.parametrize("problem, said", [
+    ("too many clips", "ask for 1 to 3"),
+    ("parent manifest not JSON", ":2: not a manifest row"),
+    ("parent rows without speaker", ":1: not a manifest row"),
+    ("out is a file", "is a file, not a folder"),
+])
+def test_cli_says_what_is_wrong(problem, said, built, asterisk, tmp_path, capsys):
+    out, ship = built.root, tmp_path / "eval" / rv.SPEAKER
+    ship.parent.mkdir()
+    argv = ["--ship-clips", "50"] if problem == "too many clips" else []
+    if problem == "parent manifest not JSON":
+        (ship.parent / "manifest.jsonl").write_text('{"speaker": "rab"}\nnot json\n')
+    if problem == "parent rows without speaker":
+        (ship.parent / "manifest.jsonl").write_text('{"id": "rab_0000"}\n')
+    if problem == "out is a file":
+        out = tmp_path / "a file"
+        out.write_text("mine")
+    before = _files(tmp_path)
+    assert cli(["realvoice", "--out", str(out), "--root", str(asterisk), "--ship", str(ship),
+                *argv]) == 1
+    err = capsys.readouterr().err
+    assert said in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert _files(tmp_path) == before and not ship.exists()
+
+
+@pytest.mark.parametrize("count", ["0", "-2"])
+def test_ship_clips_must_be_positive(count, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        cli(["realvoice", "--out", str(tmp_path / "rv"), "--ship", str(tmp_path / "s"),
+             "--ship-clips", count])
+    assert "--ship-clips must be at least 1" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
 
 
 def test_real_voice_is_never_training_data(built):

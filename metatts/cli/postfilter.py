@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="training utterances to measure on (default 160)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.utterances is not None and args.utterances < 1:
+        parser.error(f"--utterances must be at least 1 (it is {args.utterances}); leave it out "
+                     "for the default, 160.")
 
     from metatts import postfilter
     from metatts.assets import atomic_path

@@ -12,6 +12,7 @@ manifest puts the speaker in "test", so training never takes it.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import gzip
 import json
@@ -241,10 +242,18 @@ def prepare_prompt(wav: np.ndarray, rate: int = G722_RATE) -> np.ndarray:
 def build_real_voice(out: str | Path = DEFAULT_OUT, sources: AsteriskSources | None = None,
                      min_words: int = MIN_WORDS) -> RealVoiceBuild:
     """Build (or complete) the real-voice group in ``out``. A clip whose FLAC and matching .txt
-    are there is kept as it is; with everything in place nothing is written."""
+    are there is kept as it is; with everything in place nothing is written. A prompt whose audio
+    does not decode is left out (listed in ``skipped``).
+
+    The group's manifest.jsonl, COPYRIGHT and ATTRIBUTION.md are its own, so ``out`` must be new,
+    empty or a real-voice group: a folder of other data (a manifest of other speakers) is refused
+    with ValueError rather than merged into, and so is a selection that keeps no prompt; in both
+    cases nothing in ``out`` is touched."""
     out = Path(out)
+    _check_build_folder(out)
     sources = sources or find_sources()
     selection = select_prompts(read_transcripts(sources.transcripts), sources.sounds, min_words)
+    skipped = dict(selection.skipped)
     ffmpeg = None
     clips, written = [], 0
     for prompt in selection.prompts:
@@ -254,7 +263,12 @@ def build_real_voice(out: str | Path = DEFAULT_OUT, sources: AsteriskSources | N
         target = out / clip.audio
         if not _clip_present(target, clip.text):
             ffmpeg = ffmpeg or ffmpeg_exe()
-            wav = prepare_prompt(decode_g722(sources.sounds / f"{prompt.name}.g722", ffmpeg))
+            try:
+                wav = prepare_prompt(decode_g722(sources.sounds / f"{prompt.name}.g722", ffmpeg))
+            except ValueError:
+                skipped[prompt.name] = (f"audio that does not decode (damaged .g722; reinstall "
+                                        f"{AUDIO_PACKAGE})")
+                continue
             target.parent.mkdir(parents=True, exist_ok=True)
             target.unlink(missing_ok=True)  # a clip must never pair with another text
             _write_if_changed(target.with_suffix(".txt"), clip.text + "\n")
@@ -262,20 +276,29 @@ def build_real_voice(out: str | Path = DEFAULT_OUT, sources: AsteriskSources | N
                 save_audio(tmp, wav, SAMPLE_RATE)
             written += 1
         clips.append(dataclasses.replace(clip, seconds=round(sf.info(str(target)).duration, 2)))
+    if not clips:  # before _remove_stale: an empty selection must not empty a built group
+        reasons = collections.Counter(skipped.values())
+        left_out = "; ".join(f"{n} {why}" for why, n in sorted(reasons.items()))
+        raise ValueError(f"no prompt was kept (left out: {left_out}), so {out} is left as it "
+                         f"was; check --min-words (now {min_words}, default {MIN_WORDS}) and "
+                         "--root")
     _remove_stale(out / SPEAKER, {c.id for c in clips})
     _write_group_files(out, clips, sources)
-    return RealVoiceBuild(out, tuple(clips), written, selection.skipped)
+    return RealVoiceBuild(out, tuple(clips), written, skipped)
 
 
 def export_shipped(built: str | Path, out: str | Path = SHIPPED, count: int = 30,
                    min_seconds: float = 2.0, max_seconds: float = 8.0) -> list[Clip]:
     """Copy ``count`` clips of a built group (evenly spread over those of ``min_seconds`` to
     ``max_seconds``) into one clip folder ``out`` (``<id>.flac`` + ``.txt``, its own
-    ``manifest.jsonl``, COPYRIGHT, ATTRIBUTION.md); replaces ``out`` atomically."""
-    built = Path(built)
+    ``manifest.jsonl``, COPYRIGHT, ATTRIBUTION.md); replaces ``out`` atomically, so ``out`` must be
+    new, empty or such an export (see :func:`check_ship`), else ValueError."""
+    built, out = Path(built), Path(out)
+    _check_export_folder(out)
     pool = [c for c in read_manifest(built) if min_seconds <= c.seconds <= max_seconds]
-    if len(pool) < count:
-        raise ValueError(f"{built}: only {len(pool)} clips of {min_seconds}-{max_seconds} s")
+    if not 1 <= count <= len(pool):
+        raise ValueError(f"{built} has {len(pool)} clips of {min_seconds:g}-{max_seconds:g} s, "
+                         f"so {count} cannot be shipped; ask for 1 to {len(pool)} (--ship-clips)")
     picked = [pool[round(i * (len(pool) - 1) / max(1, count - 1))] for i in range(count)]
     chosen = [dataclasses.replace(c, audio=Path(c.audio).name) for c in picked]
     with atomic_path(out) as staged:
@@ -292,18 +315,30 @@ def export_shipped(built: str | Path, out: str | Path = SHIPPED, count: int = 30
 def register_in_eval_set(ship: str | Path) -> list[Clip]:
     """List a shipped clip folder in the evaluation set's manifest one level up
     (``<parent>/manifest.jsonl``, audio ``<folder>/<file>``): that speaker's rows are replaced,
-    every other line is kept as it is. Returns the rows listed."""
+    every other line is kept as it is. Returns the rows listed; ValueError, changing nothing, when
+    a line of that manifest is not a row with a "speaker"."""
     ship = Path(ship)
     added = [dataclasses.replace(c, audio=f"{ship.name}/{c.audio}") for c in read_manifest(ship)]
     speakers = {c.speaker for c in added}
     target = ship.parent / MANIFEST
     lines = target.read_text(encoding="utf-8").splitlines(keepends=True)
-    kept = [line for line in lines
-            if not line.strip() or json.loads(line)["speaker"] not in speakers]
+    kept = [line for line, speaker in zip(lines, _eval_set_speakers(target), strict=True)
+            if speaker not in speakers]
     text = "".join(kept) + "".join(json.dumps(dataclasses.asdict(c), ensure_ascii=False) + "\n"
                                    for c in added)
     _write_if_changed(target, text)
     return added
+
+
+def check_ship(ship: str | Path) -> None:
+    """Raise ValueError, before anything is built, when ``--ship ship`` would lose or break
+    something: ``ship`` a file, or a folder holding anything but a previous real-voice export
+    (:func:`export_shipped` replaces the whole folder), or a ``manifest.jsonl`` one level up
+    that :func:`register_in_eval_set` cannot edit."""
+    ship = Path(ship)
+    _check_export_folder(ship)
+    if (ship.parent / MANIFEST).is_file():
+        _eval_set_speakers(ship.parent / MANIFEST)
 
 
 def real_voice_group(out: str | Path = DEFAULT_OUT, *, build: bool = True,
@@ -319,7 +354,7 @@ def real_voice_group(out: str | Path = DEFAULT_OUT, *, build: bool = True,
                                f"realvoice --out {out}` (needs `{INSTALL}`)")
     try:
         result = build_real_voice(out, find_sources(root))
-    except RealVoiceUnavailable as err:
+    except (RealVoiceUnavailable, ValueError) as err:  # not installed; ``out`` not ours
         return RealVoice(None, f"real voice left out: {err}")
     return RealVoice(out, f"real voice: built {len(result.clips)} clips in {out}")
 
@@ -355,6 +390,61 @@ def attribution(clips: list[Clip]) -> str:
         "spelled out as spoken (digits as words, * as star, # as pound).", "",
         "Use: evaluation only (a held-out \"real\" group, split test); never training data.", "",
     ])
+
+
+def _check_build_folder(out: Path) -> None:
+    """ValueError unless ``out`` is absent, empty, a group built here (a manifest of SPEAKER
+    only) or a first build cut short (nothing but the SPEAKER folder yet)."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} is a file, not a folder; give --out a folder for the group")
+    if not out.is_dir():
+        return
+    try:
+        others = [f"speaker {s}" for s in sorted({c.speaker for c in read_manifest(out)}
+                                                  - {SPEAKER})]
+    except FileNotFoundError:
+        others = sorted({p.name for p in out.iterdir()} - {SPEAKER})
+    except ValueError as err:
+        others = [f"a line that is not a clip: {err}"]
+    if others:
+        raise ValueError(
+            f"{out} holds other data ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''})"
+            f", and the group would replace its {MANIFEST}, {COPYRIGHT_FILE} and "
+            f"{ATTRIBUTION_FILE}; give --out a new or empty folder (default {DEFAULT_OUT}), and "
+            f"--ship DIR to list a set of it in an evaluation set's {MANIFEST}")
+
+
+def _check_export_folder(out: Path) -> None:
+    """ValueError unless ``out`` is absent, empty or holds only what export_shipped wrote."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} is a file, not a folder; give --ship a folder")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    try:
+        clips = read_manifest(out)
+    except (FileNotFoundError, ValueError):
+        clips = []
+    ours = {MANIFEST, COPYRIGHT_FILE, ATTRIBUTION_FILE} | {
+        name for c in clips for name in (c.audio, Path(c.audio).with_suffix(".txt").name)}
+    extra = sorted({p.name for p in out.iterdir()} - ours)
+    if not clips or {c.speaker for c in clips} != {SPEAKER} or extra:
+        what = (f"{', '.join(extra[:3])}{', ...' if len(extra) > 3 else ''}" if extra else
+                f"a {MANIFEST} that does not list {SPEAKER}'s clips")
+        raise ValueError(f"{out} is not a previous real-voice export (it holds {what}), and "
+                         f"--ship replaces the whole folder; give --ship a new or empty folder")
+
+
+def _eval_set_speakers(target: Path) -> list[str | None]:
+    """The speaker of each line of an evaluation set's manifest (None for a blank line)."""
+    speakers = []
+    for number, line in enumerate(target.read_text(encoding="utf-8").splitlines(), start=1):
+        try:
+            speakers.append(json.loads(line)["speaker"] if line.strip() else None)
+        except (ValueError, TypeError, KeyError):
+            raise ValueError(f"{target}:{number}: not a manifest row with a \"speaker\"; fix or "
+                             f"remove that line, or --ship to a folder without a {MANIFEST} "
+                             "beside it") from None
+    return speakers
 
 
 def _clip_present(target: Path, text: str) -> bool:
