@@ -29,6 +29,8 @@ from metatts.adapt import ADAPT_STEPS
 from metatts.app_logic import LABELS, AppError, Session
 from metatts.text import dropped_letters
 
+logic.limit_malloc_arenas()  # before Gradio's worker threads exist
+
 # One heavy job (Whisper, adaptation, synthesis, scoring) at a time across every event and
 # user: a CPU Space has 2 cores, and one job at a time bounds memory. The rest wait in the
 # queue, which shows each person their place.

@@ -98,6 +98,16 @@ def test_importing_the_app_loads_no_model():
     assert MODELS_LOADED_BY_IMPORT == 0 and isinstance(app.demo, gr.Blocks)
 
 
+def test_malloc_arenas_are_limited_unless_the_environment_says(monkeypatch):
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert not logic.limit_malloc_arenas()  # the person's own setting stands
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    import platform
+
+    if platform.libc_ver()[0] == "glibc":
+        assert logic.limit_malloc_arenas()
+
+
 def test_without_a_model_the_page_builds_and_says_how_to_get_one(no_models):
     assert app.status_markdown().endswith(logic.NO_MODEL) and "python -m metatts train" in \
         logic.NO_MODEL
