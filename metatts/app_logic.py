@@ -330,6 +330,22 @@ def check_clips(paths: Sequence[str | Path], transcripts: Sequence[str | None] |
     return reports, {p.name: p.wav for p in pieces}
 
 
+def clip_advice(path: str | Path) -> list[str]:
+    """What the app's clip report would say of the audio of the file ``path``, as sentences: its
+    notes (turned up, mixed, a low sample rate, cut short) and, for each clip it gives, why the
+    app would untick it (clipped, noisy, mostly silence, too short or long), its transcript
+    aside. For callers that take clips without the report (``python -m metatts adapt``)."""
+    out = []
+    for item in read_clip(Path(path), None, set()):
+        if isinstance(item, ClipReport):  # unreadable: the caller meets that reason itself
+            continue
+        out += [item.note] if item.note else []
+        problem = clip_problem(len(item.wav) / audio.SAMPLE_RATE, *item.measures,
+                               transcript="(given)", confidence=1.0)
+        out += [f"the app would leave it out: {problem}"] if problem else []
+    return out
+
+
 def read_clip(path: Path, given: str | None, taken: set[str]) -> list[ClipReport | _Piece]:
     """One uploaded file -> the clips it gives (several for a long one), or a report of why it
     cannot be read. Notes say what was done: mixed to mono, turned up, cut short, split."""

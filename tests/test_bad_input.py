@@ -286,3 +286,26 @@ def test_a_damaged_voice_file_is_refused_with_what_is_wrong(base, tmp_path):
             {**header, "frames": {**header["frames"], "key": key}})})
         with pytest.raises(ValueError, match=message):
             Voice.load(tmp_path / "bad.safetensors")
+
+
+def test_adapt_says_what_the_apps_clip_report_would(base, tmp_path, capsys):
+    """A noisy clip or a low sample rate is used as asked, with the app's sentence about it."""
+    import soundfile as sf
+    from scipy.signal import resample_poly
+
+    wav, rate = sf.read(WAV, dtype="float32")
+    noisy, low = tmp_path / "noisy.wav", tmp_path / "low.wav"
+    sf.write(noisy, wav + np.random.default_rng(0).standard_normal(len(wav)).astype("float32")
+             * 0.05, rate)
+    sf.write(low, resample_poly(wav, 8000, rate).astype("float32"), 8000)
+    words = Path(WAV).with_suffix(".txt").read_text()
+    for clip in (noisy, low):
+        clip.with_suffix(".txt").write_text(words)
+    assert adapt_cli.main([WAV, str(noisy), str(low), "--init", "pretrained", "--checkpoint",
+                           str(base.path), "--steps", "1", "--quiet", "--out",
+                           str(tmp_path / "v.safetensors")]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["clips"] == 3
+    assert "note: noisy.wav: the app would leave it out: noisy" in captured.err
+    assert "note: low.wav: Recorded at 8 kHz" in captured.err
+    assert f"note: {Path(WAV).name}" not in captured.err

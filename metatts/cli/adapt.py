@@ -17,6 +17,7 @@ from safetensors import SafetensorError
 
 from metatts.adapt import (INITS, MIN_CONFIDENCE, STARTS, RECHECK_BELOW, RECHECK_MODEL, AdaptError,
                            Progress, adapt, default_settings, load_base, load_clips, with_changes)
+from metatts.app_logic import clip_advice
 from metatts.assets import AssetError, output_problem
 from metatts.audio import AudioError
 from metatts.frames import KEYS as FRAME_KEYS
@@ -127,6 +128,11 @@ def main(argv: list[str] | None = None) -> int:
                                recheck_model=None if args.recheck == "none" else args.recheck)
         for left in selection.left_out:
             print(f"left out {left.name}: {left.reason}", file=sys.stderr)
+        used = {clip.name for clip in selection.clips}
+        for path in args.clips:  # what the app's clip report would say of them
+            if Path(path).name in used:
+                for advice in clip_advice(path):
+                    print(f"note: {Path(path).name}: {advice}", file=sys.stderr)
         for clip in selection.clips:
             foreign = dropped_letters(clip.text)
             if foreign:
