@@ -94,25 +94,33 @@ def _baseline(summary: dict) -> str:
 def work(records: list[dict]) -> dict[str, float]:
     """Seconds of work by stage, summed from a run's records: each adaptation once (a unit's
     ``adapt_seconds`` is the time to reach its step count, so an adaptation costs its largest),
-    each distinct clip (voice, speaker, text) synthesized and judged once."""
-    adaptations: dict[tuple, float] = {}
+    each distinct clip (voice, speaker, text) synthesized and judged once. ``cpu``: the same sum
+    of the process's CPU seconds (every thread's), where every record has them (runs since
+    2026-12-07), else None."""
+    adaptations: dict[tuple, tuple[float, float | None]] = {}
     for r in records:
         key = (r["method"], r["speaker"], r["shots"], r["task"], tuple(r.get("support", ())))
-        adaptations[key] = max(adaptations.get(key, 0.0), r.get("adapt_seconds") or 0.0)
-    clips = runner.known_clips(records).values()
+        wall = r.get("adapt_seconds") or 0.0
+        if key not in adaptations or wall > adaptations[key][0]:
+            adaptations[key] = (wall, r.get("adapt_cpu_seconds"))
+    clips = list(runner.known_clips(records).values())
+    cpu = [c for _, c in adaptations.values()] + \
+        [c.get(f) for c in clips for f in ("synthesis_cpu_seconds", "score_cpu_seconds")]
     return {"records": len(records), "adaptations": len(adaptations), "clips": len(clips),
-            "adapt": sum(adaptations.values()),
+            "adapt": sum(w for w, _ in adaptations.values()),
             "synthesis": sum(c.get("synthesis_seconds") or 0.0 for c in clips),
-            "judges": sum(c.get("score_seconds") or 0.0 for c in clips)}
+            "judges": sum(c.get("score_seconds") or 0.0 for c in clips),
+            "cpu": sum(cpu) if cpu and None not in cpu else None}
 
 
 def work_line(w: dict[str, float]) -> str:
     total = w["adapt"] + w["synthesis"] + w["judges"]
     per_clip = w["judges"] / w["clips"] if w["clips"] else 0.0
+    cpu = "" if w.get("cpu") is None else f"; CPU {w['cpu'] / 3600:.1f} core-hours"
     return (f"work: {total / 3600:.1f} h = adaptation {w['adapt'] / 60:.0f} min "
             f"({w['adaptations']} adaptations), synthesis {w['synthesis'] / 60:.0f} min, judges "
             f"{w['judges'] / 60:.0f} min ({w['clips']} distinct clips, {per_clip:.2f} s a clip "
-            f"judged); {w['records']} records")
+            f"judged){cpu}; {w['records']} records")
 
 
 def voices(records: list[dict], references: list[dict], method: str, shots: int,

@@ -53,7 +53,8 @@ BAD_DATA = (audio.AudioError, AdaptError, TextError, CheckpointError)
 Vocoder = Callable[[torch.Tensor], torch.Tensor]  # (80, T) log-mel -> (T * 256,) wav
 # what a clip's record takes from its measurement (the rest describes the unit)
 CLIP_FIELDS = ("transcript", "wer", "errors", "words", "secs", "secs_ge2e", "mos",
-               "audio_seconds", "synthesis_seconds", "score_seconds")
+               "audio_seconds", "synthesis_seconds", "score_seconds", "synthesis_cpu_seconds",
+               "score_cpu_seconds")
 
 
 def unit_key(method: str, speaker: str, shots: int, seed: int, steps: int) -> tuple:
@@ -159,14 +160,16 @@ def known_clips(records: list[dict]) -> dict[tuple, dict]:
 
 
 def measure_clips(wavs: list[np.ndarray], texts: list[str], task: Task, refs: Bank,
-                  scorer: Scorer, seconds: list[float]) -> list[dict]:
-    """Judge a batch of synthesized clips of ``task``'s speaker: the CLIP_FIELDS of each."""
-    started = time.perf_counter()
+                  scorer: Scorer, seconds: list[tuple[float, float]]) -> list[dict]:
+    """Judge a batch of synthesized clips of ``task``'s speaker: the CLIP_FIELDS of each.
+    ``seconds``: each clip's synthesis time, wall and the process's CPU (every thread's)."""
+    started, cpu_started = time.perf_counter(), time.process_time()
     measured: list[Measured] = scorer.measure(wavs, audio.SAMPLE_RATE)
     per_clip = (time.perf_counter() - started) / max(len(wavs), 1)
+    cpu_per_clip = (time.process_time() - cpu_started) / max(len(wavs), 1)
     ecapa_refs, ge2e_refs = refs.of(task, "ecapa"), refs.of(task, "ge2e")
     out = []
-    for wav, text, m, synth in zip(wavs, texts, measured, seconds):
+    for wav, text, m, (synth, synth_cpu) in zip(wavs, texts, measured, seconds):
         errors, words = metrics.word_errors(text, m.transcript)
         secs_ge2e = None if m.ge2e is None or ge2e_refs is None else \
             float(mean_cosine(m.ge2e[None], ge2e_refs)[0])
@@ -174,7 +177,8 @@ def measure_clips(wavs: list[np.ndarray], texts: list[str], task: Task, refs: Ba
                     "words": words, "secs": float(mean_cosine(m.ecapa[None], ecapa_refs)[0]),
                     "secs_ge2e": secs_ge2e, "mos": m.mos,
                     "audio_seconds": len(wav) / audio.SAMPLE_RATE,
-                    "synthesis_seconds": synth, "score_seconds": per_clip})
+                    "synthesis_seconds": synth, "score_seconds": per_clip,
+                    "synthesis_cpu_seconds": synth_cpu, "score_cpu_seconds": cpu_per_clip})
     return out
 
 
@@ -201,10 +205,10 @@ def run_group(units: list[Unit], base: Checkpoint, scorer: Scorer, loader: Loade
                 todo.setdefault(key, (u.steps, t.text))
     wavs, seconds = [], []
     for steps, text in todo.values():
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         wavs.append(synthesize(base, text, result.kept[steps].params, vocoder=vocoder,
                                frames=result.kept[steps].frames).wav)
-        seconds.append(time.perf_counter() - started)
+        seconds.append((time.perf_counter() - started, time.process_time() - cpu_started))
     texts = [text for _, text in todo.values()]
     known.update(zip(todo, measure_clips(wavs, texts, task, refs, scorer, seconds)))
     for u in units:
@@ -221,7 +225,8 @@ def unit_record(unit: Unit, voice: str, text: str, kept: Kept, clip: dict) -> di
     return {
         "speaker": task.speaker, "group": task.group, "method": unit.method.name,
         "shots": unit.shots, "steps": unit.steps, "task": task.index, "seed": task.seed,
-        "text": text, **clip, "adapt_seconds": kept.seconds, "final_loss": kept.loss,
+        "text": text, **clip, "adapt_seconds": kept.seconds,
+        "adapt_cpu_seconds": kept.cpu_seconds, "final_loss": kept.loss,
         "n_test": len(task.test), "voice": voice,
         "support": [u.id for u in task.support], "references": [u.id for u in task.test],
         # early stopping: the step count the voice is from, when not the budget

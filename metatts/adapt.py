@@ -465,6 +465,9 @@ class Kept:
     seconds: float  # wall time from the start of adapt() to this step, features included
     stopped_at: int | None = None  # the step count these parameters are from (early_stop)
     frames: FrameBank | None = None  # the clips' frame bank at these parameters (settings.frames)
+    # the process's CPU time over the same span (every thread's; unlike ``seconds``, not counting
+    # time the process was paused or waited for the cores)
+    cpu_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -492,7 +495,7 @@ def adapt(clips: Sequence[Clip], base: Checkpoint, settings: AdaptSettings,
     back in ``kept``: the same as separate adaptations of that many steps, for the price of one
     (with ``early_stop``, each count keeps the step its own budget would have stopped at).
     """
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     if not clips:
         raise AdaptError("no clips to adapt on; give at least one clip of speech with its "
                          "transcript.")
@@ -524,11 +527,13 @@ def adapt(clips: Sequence[Clip], base: Checkpoint, settings: AdaptSettings,
         return split_collate(items, PIECE_WASTE).to(device)
 
     elapsed = {0: time.perf_counter() - started}
+    cpu = {0: time.process_time() - cpu_started}
 
     def step_done(step: int, loss: float) -> None:
         if not math.isfinite(loss):
             raise AdaptError(_diverged(loss, f"at step {step + 1}", settings.lr))
         elapsed[step + 1] = time.perf_counter() - started
+        cpu[step + 1] = time.process_time() - cpu_started
         if on_step is not None:
             on_step(Progress(step + 1, settings.steps, loss))
 
@@ -567,7 +572,8 @@ def adapt(clips: Sequence[Clip], base: Checkpoint, settings: AdaptSettings,
     kept = {n: Kept(n, {**p, **result.fixed}, losses[stops[n]], elapsed[n], stops[n],
                     None if not settings.frames else
                     bank if p is result.params else frame_bank(base, {**p, **result.fixed},
-                                                               examples, key=key))
+                                                               examples, key=key),
+                    cpu[n])
             for n, p in result.kept.items()}
     return Adaptation(voice, list(result.losses), final, time.perf_counter() - started, kept,
                       start=start_kind, held_out_losses=judged, stopped_at=stopped)

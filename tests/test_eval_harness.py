@@ -121,6 +121,8 @@ def test_run_writes_every_record_and_resume_skips_finished_work(tmp_path, checkp
     assert len(records) == 2 * 4 * 2 * 2 * 2
     for r in records:
         assert not set(r["support"]) & set(r["references"])
+        assert all(r[f] >= 0 for f in ("adapt_cpu_seconds", "synthesis_cpu_seconds",
+                                       "score_cpu_seconds"))
     assert {(r["method"], r["steps"]) for r in summary["rows"]} == \
         {(m, n) for m in ("finetune-adam", "finetune-sgd") for n in (0, 1)}
     assert all(r["n"] == 16 for r in summary["rows"])

@@ -69,6 +69,11 @@ def test_work_counts_each_adaptation_at_its_longest_and_each_clip_once():
     assert (w["records"], w["adaptations"], w["clips"]) == (5, 2, 4)
     assert w["adapt"] == 3.0 + 0.2 and w["synthesis"] == 5.0 and w["judges"] == 9.0
     assert headline.work_line(w).startswith("work: 0.0 h = adaptation 0 min (2 adaptations)")
+    assert w["cpu"] is None and "CPU" not in headline.work_line(w)  # records before CPU times
+    cpu = {"adapt_cpu_seconds": 4.0, "synthesis_cpu_seconds": 2.0, "score_cpu_seconds": 3.0}
+    w = headline.work([{**r, **cpu} for r in records])
+    assert w["cpu"] == 2 * 4.0 + 4 * (2.0 + 3.0)  # each adaptation once, each clip once
+    assert "; CPU 0.0 core-hours; 5 records" in headline.work_line(w)
 
 
 def test_the_readme_steps_to_match_table_is_the_full_runs():
