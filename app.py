@@ -405,8 +405,10 @@ def build_demo() -> gr.Blocks:
                     api_name="check_clips", **heavy).success(**previewed, api_name="preview")
         adapt_btn.click(adapt, [report, init, steps, lr, session],
                         [session, curve, adapt_note, voice_files], api_name="adapt", **heavy)
+        # in the heavy queue too: every heavy call returns the session it read when it began,
+        # so a voice loaded while one runs would be lost when it ends
         load_btn.click(load_voice, [voice_upload, session], [session, adapt_note],
-                       api_name="load_voice")
+                       api_name="load_voice", **heavy)
         ready = speak_btn.click(ready_to_speak, [text, session], None,
                                 api_visibility="private")
         ready.success(synthesize, [text, session],

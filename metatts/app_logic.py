@@ -36,6 +36,9 @@ LABELS = {"meta": "meta-learned", "pretrained": "fine-tuning"}
 ASR_MODEL = os.environ.get("METATTS_ASR_MODEL", adapting.ASR_MODEL)
 MAX_CLIPS = 10
 MAX_TEXT_CHARS = 400
+# words once numbers and symbols are spelled out: 400 characters of prose are 60-80 words
+# (about 25 s of speech), 399 digits are 399 words (78 s, holding the one heavy slot 90 s)
+MAX_TEXT_WORDS = 120
 MAX_STEPS = 200
 # Clip checks: thresholds a clip must pass to be used without a warning.
 MIN_SPEECH_SECONDS = 0.5
@@ -721,6 +724,13 @@ def check_text(text: str) -> str:
         raise AppError(f"The text is {len(text)} characters long; the limit here is "
                        f"{MAX_TEXT_CHARS}. Shorten it, or use `python -m metatts synthesize` "
                        "for long text.")
+    from metatts.text import normalize_text
+
+    words = len(normalize_text(text).split())
+    if words > MAX_TEXT_WORDS:
+        raise AppError(f"Spelled out, the text is {words} words long (numbers are read digit by "
+                       f"digit or in words); the limit here is {MAX_TEXT_WORDS}. Shorten it, or "
+                       "use `python -m metatts synthesize` for long text.")
     return text
 
 

@@ -108,6 +108,16 @@ def test_malloc_arenas_are_limited_unless_the_environment_says(monkeypatch):
         assert logic.limit_malloc_arenas()
 
 
+def test_every_call_that_writes_the_session_waits_in_the_heavy_queue():
+    """A heavy call returns the session it read when it began: a call writing the session beside
+    it (a voice loaded during an adaptation) would be overwritten when it ends."""
+    fns = app.demo.fns.values() if isinstance(app.demo.fns, dict) else app.demo.fns
+    writers = {f.name: f.concurrency_id for f in fns
+               if any(isinstance(o, gr.State) for o in f.outputs)}
+    assert {"adapt", "load_voice", "check_clips", "synthesize"} <= set(writers)
+    assert set(writers.values()) == {app.HEAVY}, writers
+
+
 def test_without_a_model_the_page_builds_and_says_how_to_get_one(no_models):
     assert app.status_markdown().endswith(logic.NO_MODEL) and "python -m metatts train" in \
         logic.NO_MODEL
@@ -209,7 +219,8 @@ def test_sessions_do_not_share_voices_and_synthesis_speaks(tiny):
 
 
 @pytest.mark.parametrize("text, match", [("  ", "Type some text"),
-                                         ("word " * 100, "the limit here is")])
+                                         ("word " * 100, "the limit here is"),
+                                         ("1" * 399, "Spelled out, the text is 399 words")])
 def test_bad_text_is_refused(tiny, text, match):
     table, session = app.check_clips(slt()[:1], None, logic.Session(), progress=quiet)
     session = adapt_all(table, session, steps=1)[0]
