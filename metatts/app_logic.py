@@ -599,26 +599,43 @@ def adapt_voices(clips: Sequence[adapting.Clip], inits: Sequence[str], steps: in
         yield from _run(init, functools.partial(adapting.adapt, clips, base, settings))
 
 
+class _Stopped(Exception):
+    """Raised in an adaptation's thread at its next step once nobody waits for its steps."""
+
+
 def _run(init: str, work: Callable[[Callable], adapting.Adaptation]) -> Iterator[Step | Done]:
-    """Run ``work`` in a thread and yield its steps as they come (so a UI can redraw)."""
+    """Run ``work`` in a thread and yield its steps as they come (so a UI can redraw). When this
+    generator is closed before the end (the person cancelled, or left: Gradio drops the event),
+    the work stops at its next step instead of stepping on, unseen, beside the next heavy job."""
     events: queue.Queue = queue.Queue()
+    stop = threading.Event()
+
+    def on_step(p) -> None:
+        if stop.is_set():
+            raise _Stopped
+        events.put(Step(init, p.step, p.steps, p.loss))
 
     def target() -> None:
         try:
-            events.put(Done(init, work(lambda p: events.put(Step(init, p.step, p.steps, p.loss)))))
+            events.put(Done(init, work(on_step)))
+        except _Stopped:
+            pass
         except Exception as err:  # noqa: BLE001 (raised again in the caller's thread)
             events.put(err)
 
     threading.Thread(target=target, daemon=True).start()
-    while True:
-        event = events.get()
-        if isinstance(event, adapting.AdaptError):
-            raise AppError(str(event)) from None
-        if isinstance(event, Exception):
-            raise event
-        yield event
-        if isinstance(event, Done):
-            return
+    try:
+        while True:
+            event = events.get()
+            if isinstance(event, adapting.AdaptError):
+                raise AppError(str(event)) from None
+            if isinstance(event, Exception):
+                raise event
+            yield event
+            if isinstance(event, Done):
+                return
+    finally:
+        stop.set()
 
 
 def load_voice(path: str | Path) -> tuple[str, Voice]:

@@ -118,6 +118,29 @@ def test_every_call_that_writes_the_session_waits_in_the_heavy_queue():
     assert set(writers.values()) == {app.HEAVY}, writers
 
 
+def test_an_adaptation_nobody_waits_for_stops_at_its_next_step():
+    """Closing the steps' generator (a cancelled or abandoned adapt) stops the thread."""
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    steps, ended = [], threading.Event()
+
+    def work(on_step):
+        try:
+            for i in range(1, 1000):
+                time.sleep(0.01)
+                on_step(SimpleNamespace(step=i, steps=999, loss=1.0))
+                steps.append(i)
+        finally:
+            ended.set()
+
+    events = logic._run("meta", work)
+    assert [next(events).step for _ in range(3)] == [1, 2, 3]
+    events.close()
+    assert ended.wait(5) and len(steps) < 10  # not the 999 steps
+
+
 def test_without_a_model_the_page_builds_and_says_how_to_get_one(no_models):
     assert app.status_markdown().endswith(logic.NO_MODEL) and "python -m metatts train" in \
         logic.NO_MODEL
