@@ -248,11 +248,13 @@ def load_voice(file, session: Session):
                      f"clip{'s' * (voice.clips != 1)}.")
 
 
-def ready_to_speak(text: str, session: Session) -> None:
+def ready_to_speak(text: str, session: Session, voice_files=None) -> None:
     """The page's check before Speak: a refusal here leaves the last speech on the page (an
-    error in ``synthesize`` itself marks every one of its outputs)."""
+    error in ``synthesize`` itself marks every one of its outputs). ``voice_files``: the page's
+    download box; voices there but none in the session mean the session was dropped."""
     if not session.voices:
-        raise gr.Error("There is no voice yet: adapt one (step 2) or upload a voice file.",
+        raise gr.Error(logic.EXPIRED if voice_files else
+                       "There is no voice yet: adapt one (step 2) or upload a voice file.",
                        print_exception=False)
     with friendly():
         for init, voice in session.voices.items():
@@ -409,7 +411,7 @@ def build_demo() -> gr.Blocks:
         # so a voice loaded while one runs would be lost when it ends
         load_btn.click(load_voice, [voice_upload, session], [session, adapt_note],
                        api_name="load_voice", **heavy)
-        ready = speak_btn.click(ready_to_speak, [text, session], None,
+        ready = speak_btn.click(ready_to_speak, [text, session, voice_files], None,
                                 api_visibility="private")
         ready.success(synthesize, [text, session],
                       [session, audio_meta, audio_ft, mel_meta, mel_ft, speak_note, speech_files],

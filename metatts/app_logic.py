@@ -479,17 +479,27 @@ def _transcribe(wavs: list[np.ndarray]) -> Iterator[tuple[str, float]]:
                                                recheck_below=adapting.RECHECK_BELOW)])
 
 
+# what a page whose session was dropped (SESSION_SECONDS idle, or SESSIONS others since) is told
+EXPIRED = ("This page's clips and voices are no longer held: the app lets them go after an hour "
+           "without use, or when many people have used it since. Press 'Check clips' (step 1) "
+           "again; a voice you downloaded can be used again under 'Use a voice file instead'.")
+
+
 def chosen_clips(session: Session, rows: Sequence[tuple[bool, str, str]]) -> list[adapting.Clip]:
     """The clips a user kept: rows of (use, name, transcript) from the report table."""
     if not session.wavs and not rows:
         raise AppError("There are no checked clips yet: give clips and press 'Check clips' "
                        "(step 1) first.")
+    if not session.wavs:
+        raise AppError(EXPIRED)
     clips = []
     for use, name, text in rows:
         if not use:
             continue
         if name not in session.wavs:
-            raise AppError(f"{name}: this clip could not be read; untick it or give another.")
+            raise AppError(f"{name}: this clip could not be read, or its name was changed in the "
+                           "report; untick it, give another clip, or keep the name it was "
+                           "given.")
         if not str(text).strip():
             raise AppError(f"{name}: its transcript is empty; write what is said in it.")
         clips.append(adapting.Clip(name, session.wavs[name], str(text).strip()))

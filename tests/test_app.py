@@ -296,6 +296,11 @@ def test_speak_is_checked_before_it_runs(tiny):
     with pytest.raises(gr.Error, match="no voice yet"):
         app.ready_to_speak("Hello.", logic.Session())
     table, session = app.check_clips(slt()[:1], None, logic.Session(), progress=quiet)
+    # the page still shows a report and a voice to download, but its session was dropped
+    with pytest.raises(gr.Error, match="no longer held"):
+        app.ready_to_speak("Hello.", logic.Session(), ["/tmp/voice-meta.safetensors"])
+    with pytest.raises(logic.AppError, match="no longer held"):
+        logic.chosen_clips(logic.Session(), app.table_rows(table))
     session = adapt_all(table, session, steps=1)[0]
     for text in ("  ", "?!...", "x" * (logic.MAX_TEXT_CHARS + 1)):
         with pytest.raises(gr.Error):
