@@ -148,14 +148,23 @@ def use_example(name: str | None, session: Session):
     return [str(p) for p in paths], report_table(reports), new_clips(session, wavs)
 
 
-def check_clips(files, recording, session: Session,
+def check_clips(files, recording, session: Session, table=None,
                 progress=gr.Progress()):  # noqa: B008 (Gradio's pattern)
+    """Read and check the clips; a clip checked before (same name, same audio) keeps the
+    transcript and tick that ``table``, the report on the page, gives it."""
     paths = [str(f) for f in (files or [])] + ([recording] if recording else [])
     progress(0, desc="Reading clips and transcribing them with Whisper")
     with friendly():
         reports, wavs = logic.check_clips(paths)
     report_warning(reports)
-    return report_table(reports), new_clips(session, wavs)
+    out = report_table(reports)
+    kept = logic.kept_edits(table_rows(table), session.wavs, wavs)
+    for i, row in out.iterrows():
+        if row["clip"] in kept and kept[row["clip"]] != (row["use"], row["transcript"]):
+            out.at[i, "use"], out.at[i, "transcript"] = kept[row["clip"]]
+            out.at[i, "notes"] = " ".join(filter(None, [row["notes"], "Your transcript and "
+                                                        "tick from before are kept."]))
+    return out, new_clips(session, wavs)
 
 
 def new_clips(session: Session, wavs: dict) -> Session:
@@ -230,7 +239,8 @@ def adapt(table, choice: str, steps: float, lr: float, session: Session,
                      f"{voices[i].final_loss:.3f})" for i in CHOICES[choice])
     key = logic.clips_key(session.wavs)
     session = Session(session.wavs, voices, seconds,
-                      made_from={**session.made_from, **dict.fromkeys(CHOICES[choice], key)})
+                      made_from={**session.made_from, **dict.fromkeys(CHOICES[choice], key)},
+                      checked=session.checked)
     plural = "s" * (len(clips) != 1)
     yield session, pd.DataFrame(curve), f"Adapted {len(clips)} clip{plural}: {done}.", files
 
@@ -243,7 +253,7 @@ def load_voice(file, session: Session):
         init, voice = logic.load_voice(str(file))
     session = Session(session.wavs, {**session.voices, init: voice},
                       {i: t for i, t in session.seconds.items() if i != init},
-                      made_from={**session.made_from, init: ""})
+                      made_from={**session.made_from, init: ""}, checked=session.checked)
     return session, (f"Loaded a {LABELS[init]} voice adapted on {voice.clips} "
                      f"clip{'s' * (voice.clips != 1)}.")
 
@@ -403,7 +413,7 @@ def build_demo() -> gr.Blocks:
         example.input(use_example, [example, session], [files, report, session],
                       api_name="example", **heavy).success(**previewed,
                                                            api_name="preview_example")
-        check.click(check_clips, [files, recording, session], [report, session],
+        check.click(check_clips, [files, recording, session, report], [report, session],
                     api_name="check_clips", **heavy).success(**previewed, api_name="preview")
         adapt_btn.click(adapt, [report, init, steps, lr, session],
                         [session, curve, adapt_note, voice_files], api_name="adapt", **heavy)

@@ -248,6 +248,9 @@ class Session:
     text: str = ""  # what the outputs say
     # init -> clips_key of the clips the voice was adapted from ("": loaded from a file)
     made_from: dict[str, str] = field(default_factory=dict)
+    # clips were checked in this session (readable or not): a session without it and a report
+    # on the page is one the app let go of (EXPIRED)
+    checked: bool = False
 
 
 def clips_key(wavs: dict[str, np.ndarray]) -> str:
@@ -267,7 +270,7 @@ def with_clips(session: Session, wavs: dict[str, np.ndarray]) -> tuple[Session, 
     keep = [i for i in session.voices if session.made_from.get(i, "") in ("", key)]
     return (Session(wavs, {i: session.voices[i] for i in keep},
                     {i: session.seconds[i] for i in keep if i in session.seconds},
-                    made_from={i: session.made_from.get(i, "") for i in keep}),
+                    made_from={i: session.made_from.get(i, "") for i in keep}, checked=True),
             [i for i in session.voices if i not in keep])
 
 
@@ -331,6 +334,15 @@ def check_clips(paths: Sequence[str | Path], transcripts: Sequence[str | None] |
         reports.append(ClipReport(item.name, round(seconds, 2), clipped, round(snr, 1),
                                   silence, text, round(confidence, 2), problem, item.note))
     return reports, {p.name: p.wav for p in pieces}
+
+
+def kept_edits(rows: Sequence[tuple[bool, str, str]], before: dict[str, np.ndarray],
+               after: dict[str, np.ndarray]) -> dict[str, tuple[bool, str]]:
+    """Clip name -> (use, transcript) of the report ``rows`` a person had, for each clip checked
+    again with the same name and the same audio (``before`` and ``after``: the waveforms by
+    name), so that checking clips again (one more added) keeps what they corrected or ticked."""
+    return {name: (bool(use), str(text)) for use, name, text in rows
+            if name in before and name in after and np.array_equal(before[name], after[name])}
 
 
 def clip_advice(path: str | Path) -> list[str]:
@@ -490,7 +502,7 @@ def chosen_clips(session: Session, rows: Sequence[tuple[bool, str, str]]) -> lis
     if not session.wavs and not rows:
         raise AppError("There are no checked clips yet: give clips and press 'Check clips' "
                        "(step 1) first.")
-    if not session.wavs:
+    if not (session.wavs or session.checked):
         raise AppError(EXPIRED)
     clips = []
     for use, name, text in rows:

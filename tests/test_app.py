@@ -274,6 +274,23 @@ def test_score_needs_outputs_and_without_clips_gives_wer_only():
     assert only.similarity is None and only.wer < 0.5 and only.transcript
 
 
+def test_checking_again_keeps_what_a_person_corrected(tiny):
+    """One more clip checked: the clips checked before keep their edited transcript and tick;
+    the new one gets its own."""
+    table, session = app.check_clips(slt()[:2], None, logic.Session(), progress=quiet)
+    first, second = table["clip"][0], table["clip"][1]
+    table.loc[0, "transcript"] = "My own words."
+    table.loc[1, "use"] = False
+    again, _ = app.check_clips(slt()[:3], None, session, table, progress=quiet)
+    rows = {name: (use, text) for use, name, text in app.table_rows(again)}
+    assert rows[first] == (True, "My own words.") and rows[second][0] is False
+    assert len(rows) == 3 and list(again["notes"]).count(
+        "Your transcript and tick from before are kept.") == 2
+    # the same name with other audio is another clip
+    assert logic.kept_edits([(True, "a.wav", "x")], {"a.wav": np.zeros(3)},
+                            {"a.wav": np.ones(3)}) == {}
+
+
 def test_new_clips_set_aside_voices_adapted_from_other_clips(tiny, tmp_path):
     """A voice belongs to the clips it was adapted from: checking other clips sets it aside (it
     would be spoken and scored as the new voice); the same clips again, or a voice loaded from
