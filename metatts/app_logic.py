@@ -52,6 +52,10 @@ LOW_SAMPLE_RATE = 16000  # Hz; below it a clip gets a note that it lacks high fr
 QUIET_DBFS = -40.0  # RMS level below which a clip gets a note that it was turned up
 MAX_VOICE_WINDOWS = 12  # ECAPA windows per clip for the two-voice check
 TWO_VOICES_COSINE = 0.5  # ECAPA centroids of a clip's two window groups less alike: two voices
+# a clip whose ECAPA embedding is less alike than this to the mean of the other clips' is
+# another person's (measured on the evaluation speakers, 4 clips each: a clip to its own
+# speaker's other clips 0.66-0.95, to another speaker's 3 clips at most 0.49, 99 % below 0.40)
+OTHER_VOICE_COSINE = 0.4
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_DIRS = (Path(__file__).resolve().parent / "eval_speakers", REPO / "tests/fixtures/speech")
 NO_MODEL = ("No trained model is installed, so this app cannot adapt or speak yet. Train one with "
@@ -217,9 +221,10 @@ def measure(wav: np.ndarray, sample_rate: int) -> tuple[float, float, float]:
 
 def clip_problem(seconds: float, clipped: float, snr_db: float, silence: float,
                  transcript: str, confidence: float, *,
-                 voice_change: float | None = None) -> str | None:
+                 voice_change: float | None = None, unlike: float | None = None) -> str | None:
     """The first reason a clip would hurt adaptation, as a sentence, or None.
-    ``voice_change``: where a second voice seems to start (s), if one does."""
+    ``voice_change``: where a second voice seems to start (s), if one does; ``unlike``: the
+    clip's similarity to the other clips, when it seems another person's (:func:`odd_clips`)."""
     if seconds < MIN_SPEECH_SECONDS:
         return f"only {seconds:.1f} s of speech; record a full sentence."
     if seconds > adapting.MAX_CLIP_SECONDS:
@@ -234,6 +239,10 @@ def clip_problem(seconds: float, clipped: float, snr_db: float, silence: float,
     if voice_change is not None:
         return (f"two voices: another voice seems to speak from about {voice_change:.1f} s on. "
                 "Give clips of one person only (or cut the clip there).")
+    if unlike is not None:
+        return (f"another voice: unlike your other clips (ECAPA {unlike:.2f} to them; one "
+                "person's clips are 0.6 or more alike). Give clips of one person only, or tick "
+                "it if it is the same person.")
     return adapting.transcript_problem(transcript, confidence, adapting.MIN_CONFIDENCE)
 
 
@@ -316,6 +325,7 @@ def check_clips(paths: Sequence[str | Path], transcripts: Sequence[str | None] |
     pieces = [p for p in items if isinstance(p, _Piece)]
     heard = _transcribe([p.wav for p in pieces if not p.given and not p.extra])
     changes = voice_changes([p.wav for p in pieces])
+    unlike = odd_clips([p.wav for p in pieces])
     reports = []
     for item in items:
         if isinstance(item, ClipReport):
@@ -330,7 +340,8 @@ def check_clips(paths: Sequence[str | Path], transcripts: Sequence[str | None] |
         else:
             text, confidence = (item.given, 1.0) if item.given else next(heard)
             problem = clip_problem(seconds, clipped, snr, silence, text, confidence,
-                                   voice_change=changes[pieces.index(item)])
+                                   voice_change=changes[pieces.index(item)],
+                                   unlike=unlike[pieces.index(item)])
         reports.append(ClipReport(item.name, round(seconds, 2), clipped, round(snr, 1),
                                   silence, text, round(confidence, 2), problem, item.note))
     return reports, {p.name: p.wav for p in pieces}
@@ -454,6 +465,26 @@ def voice_changes(wavs: Sequence[np.ndarray]) -> list[float | None]:
             continue
         # the change: the first window of the group the clip does not start with
         out.append(round(float(np.argmax(labels != labels[0])) * hop / speaker.SAMPLE_RATE, 1))
+    return out
+
+
+def odd_clips(wavs: Sequence[np.ndarray]) -> list[float | None]:
+    """For each clip (T,) at SAMPLE_RATE: its ECAPA similarity to the other clips (the cosine
+    with the mean of their embeddings) where that is below OTHER_VOICE_COSINE, i.e. the clip
+    seems another person's; else None. Of two clips that are unlike, the second is the one
+    named (nothing says which is the person's)."""
+    if len(wavs) < 2:
+        return [None] * len(wavs)
+    from metatts import speaker
+
+    emb = speaker.embed([audio.resample(w, audio.SAMPLE_RATE, speaker.SAMPLE_RATE) for w in wavs],
+                        speaker.SAMPLE_RATE).numpy()  # (clips, 192), unit norm
+    out: list[float | None] = []
+    for i in range(len(emb)):
+        others = np.delete(emb, i, axis=0).mean(0)
+        cosine = float(emb[i] @ others / (np.linalg.norm(others) + 1e-9))
+        out.append(round(cosine, 2) if cosine < OTHER_VOICE_COSINE and (len(emb) > 2 or i == 1)
+                   else None)
     return out
 
 

@@ -274,6 +274,17 @@ def test_score_needs_outputs_and_without_clips_gives_wer_only():
     assert only.similarity is None and only.wer < 0.5 and only.transcript
 
 
+def test_a_clip_of_another_person_is_unticked_with_the_reason():
+    """One person's clips are 0.66-0.95 alike by ECAPA (OTHER_VOICE_COSINE); another's stand
+    apart: a recording added to an example voice's clips, say."""
+    reports, _ = logic.check_clips([*slt()[:2], SPEECH / "awb" / "awb_01.wav"])
+    assert [r.use for r in reports] == [True, True, False]
+    assert reports[2].problem.startswith("another voice: unlike your other clips")
+    reports, _ = logic.check_clips([slt()[0], SPEECH / "awb" / "awb_01.wav"])
+    assert [r.use for r in reports] == [True, False]  # of two, the second is named
+    assert all(r.use for r in logic.check_clips(slt())[0])
+
+
 def test_checking_again_keeps_what_a_person_corrected(tiny):
     """One more clip checked: the clips checked before keep their edited transcript and tick;
     the new one gets its own."""

@@ -137,10 +137,11 @@ def test_two_voices_in_one_clip_are_flagged(tmp_path):
     sf.write(tmp_path / "one.wav", joined(a[0], a[1]), SR)
     # a whispering voice whose two halves ECAPA finds unalike, but which takes turns
     whisper = sorted((EVAL / "kokoro_en_af_nicole").glob("*.flac"))[0]
-    reports, _ = logic.check_clips([tmp_path / "two.wav", tmp_path / "one.wav", whisper],
-                                   ["x y"] * 3)
-    two, one, whispered = reports
+    # (checked on its own: beside the others it is another person's clip, odd_clips)
+    [whispered], _ = logic.check_clips([whisper], ["x y"])
     assert whispered.problem is None
+    reports, _ = logic.check_clips([tmp_path / "two.wav", tmp_path / "one.wav"], ["x y"] * 2)
+    two, one = reports
     first = len(audio.trim_silence(audio.load_audio(a[0]), SR)) / SR
     assert not two.use and two.problem.startswith("two voices: another voice seems to speak")
     change = float(two.problem.split("from about ")[1].split(" s")[0])
