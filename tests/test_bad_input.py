@@ -309,3 +309,12 @@ def test_adapt_says_what_the_apps_clip_report_would(base, tmp_path, capsys):
     assert "note: noisy.wav: the app would leave it out: noisy" in captured.err
     assert "note: low.wav: Recorded at 8 kHz" in captured.err
     assert f"note: {Path(WAV).name}" not in captured.err
+
+
+def test_a_transcript_far_too_short_for_its_clip_is_refused(base, tmp_path, capsys):
+    clip = tmp_path / "short.wav"
+    shutil.copy(WAV, clip)
+    clip.with_suffix(".txt").write_text("x")
+    assert adapt_cli.main([str(clip), "--init", "pretrained", "--checkpoint", str(base.path),
+                           "--steps", "1", "--quiet", "--out", str(tmp_path / "v.safetensors")]) == 1
+    assert "too few to be what is said in it" in capsys.readouterr().err
