@@ -38,6 +38,11 @@ HEAVY = "heavy"
 QUEUE_SIZE = 32  # waiting jobs beyond this are turned away with a message
 SESSIONS = 100  # sessions kept in memory (least recently used dropped first)
 SESSION_SECONDS = 3600  # a session's clips and voices are dropped an hour after last use
+# the voice and speech files a person downloads, each call's in a folder of its own; a folder
+# older than DOWNLOAD_SECONDS is removed when a new one is made, and Gradio deletes its own
+# copies of files (uploads, outputs; what the page links to) as old once an hour
+OUTPUT_ROOT = Path(tempfile.gettempdir()) / f"metatts-app-{os.getuid()}"
+DOWNLOAD_SECONDS = 24 * 3600
 # The live loss curve is redrawn at most this often while adapting. Sending the page an update
 # every step (with the session's clips and voices) took the steps' cores and lock: 5 clips x 50
 # steps took 11.9 s in the app against 7.1 s from `python -m metatts adapt`.
@@ -148,6 +153,19 @@ def use_example(name: str | None, session: Session):
     return [str(p) for p in paths], report_table(reports), new_clips(session, wavs)
 
 
+def output_folder(kind: str) -> Path:
+    """A new folder under OUTPUT_ROOT for the files of one call; removes the folders there that
+    are older than DOWNLOAD_SECONDS first, so that a long-running Space does not fill its disk
+    (5 MB a side-by-side adaptation)."""
+    OUTPUT_ROOT.mkdir(parents=True, exist_ok=True)
+    cutoff = time.time() - DOWNLOAD_SECONDS
+    for old in OUTPUT_ROOT.iterdir():
+        with contextlib.suppress(OSError):
+            if old.stat().st_mtime < cutoff:
+                shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=OUTPUT_ROOT))
+
+
 def check_clips(files, recording, session: Session, table=None,
                 progress=gr.Progress()):  # noqa: B008 (Gradio's pattern)
     """Read and check the clips; a clip checked before (same name, same audio) keeps the
@@ -232,7 +250,7 @@ def adapt(table, choice: str, steps: float, lr: float, session: Session,
                 voices[event.init] = event.result.voice
                 seconds[event.init] = event.result.seconds
     files = []
-    folder = Path(tempfile.mkdtemp(prefix="metatts-voice-"))
+    folder = output_folder("voice")
     for init in CHOICES[choice]:
         files.append(str(voices[init].save(folder / f"voice-{init}.safetensors")))
     done = ", ".join(f"{LABELS[i]} in {seconds[i]:.1f} s (loss {voices[i].losses[0]:.3f} → "
@@ -298,7 +316,7 @@ def synthesize(text: str, session: Session,
         took = session.seconds.get(init)
         notes.append(f"{LABELS[init]}: {len(outputs[init]) / made[0].sample_rate:.1f} s of audio"
                      + (f", adapted in {took:.1f} s" if took is not None else ""))
-    folder = Path(tempfile.mkdtemp(prefix="metatts-speech-"))
+    folder = output_folder("speech")
     files = []
     for init, wav in outputs.items():
         audio_io.save_audio(folder / f"speech-{init}.wav", wav, made[0].sample_rate)
@@ -341,7 +359,8 @@ def build_demo() -> gr.Blocks:
     """The app. Builds the page only: it loads no model (``main`` starts the warm-up)."""
     choices = init_choices()
     has_meta = any("meta" in CHOICES[c] for c in choices)
-    with gr.Blocks(title="metatts: few-shot voice adaptation") as demo:
+    with gr.Blocks(title="metatts: few-shot voice adaptation",
+                   delete_cache=(SESSION_SECONDS, DOWNLOAD_SECONDS)) as demo:
         session = gr.State(Session(), time_to_live=SESSION_SECONDS)
         gr.Markdown("# metatts: a new voice from a few clips")
         gr.Markdown(status_markdown())

@@ -141,6 +141,19 @@ def test_an_adaptation_nobody_waits_for_stops_at_its_next_step():
     assert ended.wait(5) and len(steps) < 10  # not the 999 steps
 
 
+def test_download_folders_older_than_a_day_are_removed(tmp_path, monkeypatch):
+    import os
+    import time
+
+    monkeypatch.setattr(app, "OUTPUT_ROOT", tmp_path / "outputs")
+    old, recent = app.output_folder("voice"), app.output_folder("speech")
+    (old / "voice-meta.safetensors").write_bytes(b"x")
+    gone = time.time() - app.DOWNLOAD_SECONDS - 60
+    os.utime(old, (gone, gone))
+    new = app.output_folder("voice")
+    assert not old.exists() and recent.is_dir() and new.is_dir() and new.name.startswith("voice-")
+
+
 def test_without_a_model_the_page_builds_and_says_how_to_get_one(no_models):
     assert app.status_markdown().endswith(logic.NO_MODEL) and "python -m metatts train" in \
         logic.NO_MODEL
