@@ -392,22 +392,11 @@ MIN_SYMBOLS_PER_SECOND = 3.0
 
 def support_examples(clips: Sequence[Clip], base: Checkpoint) -> list[Example]:
     """Model inputs of the clips, with the checkpoint's text mode and symbol table: (80, T)
-    log-mels and token ids, speaker NEW_SPEAKER."""
+    log-mels and token ids, speaker NEW_SPEAKER. :class:`AdaptError` names a clip whose
+    transcript does not fit it (:func:`fitting_clips` leaves such clips out instead)."""
     examples = []
     for clip in clips:
-        try:
-            ids = text_to_ids(clip.text, mode=base.config.data.tokens, table=base.symbols)
-        except TextError as err:
-            raise AdaptError(f"{clip.name}: {err}") from None
-        mel = audio.mel_spectrogram(clip.wav)  # (N_MELS, T)
-        if mel.shape[-1] < len(ids):
-            raise AdaptError(f"{clip.name}: its transcript has {len(ids)} symbols but the clip "
-                             f"only {mel.shape[-1]} frames ({clip.seconds:.2f} s of speech); "
-                             "the transcript does not belong to this clip.")
-        if len(ids) < MIN_SYMBOLS_PER_SECOND * clip.seconds:
-            raise AdaptError(f"{clip.name}: its transcript {clip.text!r} has {len(ids)} symbols "
-                             f"for {clip.seconds:.2f} s of speech, too few to be what is said "
-                             "in it; write every word said in the clip.")
+        ids, mel = _clip_inputs(clip, base)
         f0 = None
         if getattr(base.model.config, "pitch", False):  # the pitch model trains on frame F0
             from metatts.data.pitch import extract_f0
@@ -416,6 +405,40 @@ def support_examples(clips: Sequence[Clip], base: Checkpoint) -> list[Example]:
         examples.append(Example(clip.name, NEW_SPEAKER, torch.as_tensor(ids, dtype=torch.long),
                                 mel, f0=f0))
     return examples
+
+
+def fitting_clips(clips: Sequence[Clip], base: Checkpoint) -> tuple[list[Clip], list[LeftOut]]:
+    """The clips whose transcripts fit them for ``base`` (words it can read, not too many or too
+    few symbols for the clip's length), and the others with the reason: for a caller that
+    leaves a clip out rather than stop (``adapt`` and ``synthesize --reference`` on the
+    command line; the app asks the person to fix the transcript instead)."""
+    fit, left = [], []
+    for clip in clips:
+        try:
+            _clip_inputs(clip, base)
+            fit.append(clip)
+        except AdaptError as err:
+            left.append(LeftOut(clip.name, str(err).removeprefix(f"{clip.name}: ")))
+    return fit, left
+
+
+def _clip_inputs(clip: Clip, base: Checkpoint) -> tuple[list[int], torch.Tensor]:
+    """(token ids, (80, T) log-mel) of a clip; :class:`AdaptError` when its transcript does not
+    fit it."""
+    try:
+        ids = text_to_ids(clip.text, mode=base.config.data.tokens, table=base.symbols)
+    except TextError as err:
+        raise AdaptError(f"{clip.name}: {err}") from None
+    mel = audio.mel_spectrogram(clip.wav)  # (N_MELS, T)
+    if mel.shape[-1] < len(ids):
+        raise AdaptError(f"{clip.name}: its transcript has {len(ids)} symbols but the clip "
+                         f"only {mel.shape[-1]} frames ({clip.seconds:.2f} s of speech); "
+                         "the transcript does not belong to this clip.")
+    if len(ids) < MIN_SYMBOLS_PER_SECOND * clip.seconds:
+        raise AdaptError(f"{clip.name}: its transcript {clip.text!r} has {len(ids)} symbols "
+                         f"for {clip.seconds:.2f} s of speech, too few to be what is said "
+                         "in it; write every word said in the clip.")
+    return ids, mel
 
 
 def resolved_start(base: Checkpoint, settings: AdaptSettings) -> str:

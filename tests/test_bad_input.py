@@ -318,3 +318,10 @@ def test_a_transcript_far_too_short_for_its_clip_is_refused(base, tmp_path, caps
     assert adapt_cli.main([str(clip), "--init", "pretrained", "--checkpoint", str(base.path),
                            "--steps", "1", "--quiet", "--out", str(tmp_path / "v.safetensors")]) == 1
     assert "too few to be what is said in it" in capsys.readouterr().err
+    # beside a clip that fits, it is left out with the reason, and the other one is used
+    out = tmp_path / "v.safetensors"
+    assert adapt_cli.main([str(clip), WAV, "--init", "pretrained", "--checkpoint",
+                           str(base.path), "--steps", "1", "--quiet", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "left out short.wav: its transcript 'x'" in captured.err
+    assert json.loads(captured.out)["clips"] == 1 and json.loads(captured.out)["left_out"] == 1

@@ -1,4 +1,5 @@
 import dataclasses
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -221,6 +222,15 @@ def test_synthesize_reference_speaks_in_the_encoded_voice_with_no_step(tmp_path,
                             "--vocoder", "fast", "--no-frames"]) == 0
     other, _ = sf.read(plain)
     assert len(other) == len(wav) and not np.allclose(other, wav, atol=1e-3)
+    # a clip whose transcript does not fit it is left out of the frames, with the reason
+    odd = tmp_path / "odd.wav"
+    shutil.copy(clips_[0], odd)
+    odd.with_suffix(".txt").write_text("x")
+    assert synthesize_main(["--checkpoint", str(tmp_path / "run"), "--text", "Hello there.",
+                            "--reference", *map(str, clips_), str(odd),
+                            "--out", str(tmp_path / "with_odd.wav"), "--vocoder", "fast"]) == 0
+    assert "odd.wav is not used to correct the frames: its transcript 'x'" in \
+        capsys.readouterr().err
     # a model without a speaker encoder says so instead of failing
     assert synthesize_main(["--checkpoint", str(root / "checkpoints" / "v1"), "--text", "Hello.",
                             "--reference", str(clips_[0]), "--out", str(tmp_path / "x.wav")]) == 2

@@ -16,7 +16,8 @@ from pathlib import Path
 from safetensors import SafetensorError
 
 from metatts.adapt import (INITS, MIN_CONFIDENCE, STARTS, RECHECK_BELOW, RECHECK_MODEL, AdaptError,
-                           Progress, adapt, default_settings, load_base, load_clips, with_changes)
+                           ClipSelection, Progress, adapt, default_settings, fitting_clips,
+                           load_base, load_clips, with_changes)
 from metatts.app_logic import clip_advice
 from metatts.assets import AssetError, output_problem
 from metatts.audio import AudioError
@@ -126,8 +127,10 @@ def main(argv: list[str] | None = None) -> int:
         selection = load_clips(args.clips, asr_model=args.asr,
                                min_confidence=args.min_confidence,
                                recheck_model=None if args.recheck == "none" else args.recheck)
-        for left in selection.left_out:
+        fit, unfit = fitting_clips(selection.clips, base)
+        for left in [*selection.left_out, *unfit]:
             print(f"left out {left.name}: {left.reason}", file=sys.stderr)
+        selection = ClipSelection(tuple(fit), (*selection.left_out, *unfit))
         used = {clip.name for clip in selection.clips}
         for path in args.clips:  # what the app's clip report would say of them
             if Path(path).name in used:

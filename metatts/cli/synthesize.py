@@ -147,19 +147,20 @@ def _reference_frames(checkpoint, params, clips: list[str], key: str):
     """The clips' frame bank (:mod:`metatts.frames`) for the encoded voice ``params``: each clip
     needs its transcript (the same-name .txt beside it, else Whisper's, as for `adapt`). Clips
     without a usable one are named on stderr and left out; None when no clip has one."""
-    from metatts.adapt import load_clips, support_examples
+    from metatts.adapt import fitting_clips, load_clips, support_examples
     from metatts.frames import frame_bank
 
     selection = load_clips(clips)
-    for left in selection.left_out:
+    fit, unfit = fitting_clips(selection.clips, checkpoint)
+    for left in [*selection.left_out, *unfit]:
         print(f"metatts synthesize: {left.name} is not used to correct the frames: "
               f"{left.reason}", file=sys.stderr)
-    if not selection.clips:
+    if not fit:
         print("metatts synthesize: no reference clip has a transcript, so the voice is the "
               "encoder's vector alone (put each clip's words in a .txt beside it).",
               file=sys.stderr)
         return None
-    return frame_bank(checkpoint, params, support_examples(selection.clips, checkpoint), key=key)
+    return frame_bank(checkpoint, params, support_examples(fit, checkpoint), key=key)
 
 
 def _encoded(checkpoint, mels):
