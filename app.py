@@ -150,7 +150,7 @@ def use_example(name: str | None, session: Session):
     with friendly():
         reports, wavs = logic.check_clips(paths)
     report_warning(reports)
-    return [str(p) for p in paths], report_table(reports), new_clips(session, wavs)
+    return [str(p) for p in paths], report_table(reports), new_clips(session, wavs, reports)
 
 
 def output_folder(kind: str) -> Path:
@@ -176,18 +176,20 @@ def check_clips(files, recording, session: Session, table=None,
         reports, wavs = logic.check_clips(paths)
     report_warning(reports)
     out = report_table(reports)
-    kept = logic.kept_edits(table_rows(table), session.wavs, wavs)
+    kept = logic.kept_edits(table_rows(table), session.proposed, session.wavs, wavs)
     for i, row in out.iterrows():
         if row["clip"] in kept and kept[row["clip"]] != (row["use"], row["transcript"]):
             out.at[i, "use"], out.at[i, "transcript"] = kept[row["clip"]]
             out.at[i, "notes"] = " ".join(filter(None, [row["notes"], "Your transcript and "
                                                         "tick from before are kept."]))
-    return out, new_clips(session, wavs)
+    return out, new_clips(session, wavs, reports)
 
 
-def new_clips(session: Session, wavs: dict) -> Session:
-    """The session with newly checked clips; says so when voices of earlier clips are set aside."""
-    session, gone = logic.with_clips(session, wavs)
+def new_clips(session: Session, wavs: dict, reports: list[logic.ClipReport]) -> Session:
+    """The session with newly checked clips and what their ``reports`` proposed (ticks,
+    transcripts); says so when voices of earlier clips are set aside."""
+    session, gone = logic.with_clips(session, wavs, {r.name: (r.use, r.transcript)
+                                                     for r in reports})
     if gone:
         names = " and ".join(LABELS[i] for i in gone)
         gr.Info(f"New clips: the {names} voice adapted from your earlier clips is set aside, so "
@@ -256,9 +258,9 @@ def adapt(table, choice: str, steps: float, lr: float, session: Session,
     done = ", ".join(f"{LABELS[i]} in {seconds[i]:.1f} s (loss {voices[i].losses[0]:.3f} → "
                      f"{voices[i].final_loss:.3f})" for i in CHOICES[choice])
     key = logic.clips_key(session.wavs)
-    session = Session(session.wavs, voices, seconds,
-                      made_from={**session.made_from, **dict.fromkeys(CHOICES[choice], key)},
-                      checked=session.checked)
+    session = dataclasses.replace(  # the last speech was another voice's: dropped
+        session, voices=voices, seconds=seconds, outputs={}, text="",
+        made_from={**session.made_from, **dict.fromkeys(CHOICES[choice], key)})
     plural = "s" * (len(clips) != 1)
     yield session, pd.DataFrame(curve), f"Adapted {len(clips)} clip{plural}: {done}.", files
 
@@ -269,9 +271,10 @@ def load_voice(file, session: Session):
                        "`python -m metatts adapt`.", print_exception=False)
     with friendly():
         init, voice = logic.load_voice(str(file))
-    session = Session(session.wavs, {**session.voices, init: voice},
-                      {i: t for i, t in session.seconds.items() if i != init},
-                      made_from={**session.made_from, init: ""}, checked=session.checked)
+    session = dataclasses.replace(
+        session, voices={**session.voices, init: voice}, outputs={}, text="",
+        seconds={i: t for i, t in session.seconds.items() if i != init},
+        made_from={**session.made_from, init: ""})
     return session, (f"Loaded a {LABELS[init]} voice adapted on {voice.clips} "
                      f"clip{'s' * (voice.clips != 1)}.")
 
@@ -281,7 +284,8 @@ def ready_to_speak(text: str, session: Session, voice_files=None) -> None:
     error in ``synthesize`` itself marks every one of its outputs). ``voice_files``: the page's
     download box; voices there but none in the session mean the session was dropped."""
     if not session.voices:
-        raise gr.Error(logic.EXPIRED if voice_files else
+        dropped = voice_files and not (session.checked or session.wavs)
+        raise gr.Error(logic.EXPIRED if dropped else
                        "There is no voice yet: adapt one (step 2) or upload a voice file.",
                        print_exception=False)
     with friendly():

@@ -467,9 +467,9 @@ PLOTS = {"secs_vs_steps.png": "speaker similarity", "wer_vs_steps.png": "WER",
 def write_report(out: Path, summary: dict, run_dir: Path | None = None) -> None:
     """summary.json, summary.csv, references.csv, report.md and the PNG plots into ``out``.
 
-    With ``run_dir`` (the run's folder, when ``out`` is another report of it, e.g. against another
-    baseline), a plot equal byte for byte to the one of that name in ``run_dir`` is not written
-    again: report.md links to the run folder's. The plots show each method's rows, which no
+    With ``run_dir`` (the run's folder, when ``out`` is another report of it inside that folder,
+    e.g. against another baseline), a plot equal byte for byte to the one of that name in
+    ``run_dir`` is not written again: report.md links to the run folder's. The plots show each method's rows, which no
     baseline changes, so a report that covers the run's methods shares them."""
     (out / "summary.json").write_text(json.dumps(_finite(summary), indent=1))
     write_csv(out / "summary.csv", summary["rows"])
@@ -495,11 +495,13 @@ def write_report(out: Path, summary: dict, run_dir: Path | None = None) -> None:
 
 def _shared_plot(out: Path, name: str, run_dir: Path | None) -> str:
     """Where report.md finds the plot ``name`` just written into ``out``: the run folder's copy
-    (a relative link; ``out``'s own is removed) when it is the same file, else ``out``'s own."""
+    (a relative link; ``out``'s own is removed) when it is the same file and ``out`` lies inside
+    the run folder, else ``out``'s own."""
     mine, theirs = out / name, (run_dir / name) if run_dir is not None else None
     if theirs is None or theirs.resolve() == mine.resolve() or not theirs.is_file() \
+            or not out.resolve().is_relative_to(run_dir.resolve()) \
             or theirs.read_bytes() != mine.read_bytes():
-        return name
+        return name  # a report outside the run folder keeps its own copy (it may travel alone)
     mine.unlink()
     return Path(os.path.relpath(theirs, out)).as_posix()
 

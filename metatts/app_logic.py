@@ -260,6 +260,9 @@ class Session:
     # clips were checked in this session (readable or not): a session without it and a report
     # on the page is one the app let go of (EXPIRED)
     checked: bool = False
+    # clip name -> (use, transcript) the last check proposed; a report row that differs was
+    # changed by the person (kept_edits)
+    proposed: dict[str, tuple[bool, str]] = field(default_factory=dict)
 
 
 def clips_key(wavs: dict[str, np.ndarray]) -> str:
@@ -271,15 +274,18 @@ def clips_key(wavs: dict[str, np.ndarray]) -> str:
     return h.hexdigest()[:16]
 
 
-def with_clips(session: Session, wavs: dict[str, np.ndarray]) -> tuple[Session, list[str]]:
-    """``session`` with newly checked clips. Voices adapted from other clips are set aside (they
-    would otherwise be spoken, and scored against these clips, as if made from them); voices
-    loaded from a file stay. Returns the new session and the inits set aside."""
+def with_clips(session: Session, wavs: dict[str, np.ndarray],
+               proposed: dict[str, tuple[bool, str]] | None = None) -> tuple[Session, list[str]]:
+    """``session`` with newly checked clips (and what the check ``proposed`` for each: tick and
+    transcript). Voices adapted from other clips are set aside (they would otherwise be spoken,
+    and scored against these clips, as if made from them); voices loaded from a file stay.
+    Returns the new session and the inits set aside."""
     key = clips_key(wavs)
     keep = [i for i in session.voices if session.made_from.get(i, "") in ("", key)]
     return (Session(wavs, {i: session.voices[i] for i in keep},
                     {i: session.seconds[i] for i in keep if i in session.seconds},
-                    made_from={i: session.made_from.get(i, "") for i in keep}, checked=True),
+                    made_from={i: session.made_from.get(i, "") for i in keep}, checked=True,
+                    proposed=dict(proposed or {})),
             [i for i in session.voices if i not in keep])
 
 
@@ -325,7 +331,8 @@ def check_clips(paths: Sequence[str | Path], transcripts: Sequence[str | None] |
     pieces = [p for p in items if isinstance(p, _Piece)]
     heard = _transcribe([p.wav for p in pieces if not p.given and not p.extra])
     changes = voice_changes([p.wav for p in pieces])
-    unlike = odd_clips([p.wav for p in pieces])
+    judged = [p for p in pieces if not p.extra]  # clips past MAX_CLIPS are not compared
+    unlike = dict(zip((p.name for p in judged), odd_clips([p.wav for p in judged])))
     reports = []
     for item in items:
         if isinstance(item, ClipReport):
@@ -341,19 +348,27 @@ def check_clips(paths: Sequence[str | Path], transcripts: Sequence[str | None] |
             text, confidence = (item.given, 1.0) if item.given else next(heard)
             problem = clip_problem(seconds, clipped, snr, silence, text, confidence,
                                    voice_change=changes[pieces.index(item)],
-                                   unlike=unlike[pieces.index(item)])
+                                   unlike=unlike[item.name])
         reports.append(ClipReport(item.name, round(seconds, 2), clipped, round(snr, 1),
                                   silence, text, round(confidence, 2), problem, item.note))
     return reports, {p.name: p.wav for p in pieces}
 
 
-def kept_edits(rows: Sequence[tuple[bool, str, str]], before: dict[str, np.ndarray],
-               after: dict[str, np.ndarray]) -> dict[str, tuple[bool, str]]:
-    """Clip name -> (use, transcript) of the report ``rows`` a person had, for each clip checked
-    again with the same name and the same audio (``before`` and ``after``: the waveforms by
-    name), so that checking clips again (one more added) keeps what they corrected or ticked."""
-    return {name: (bool(use), str(text)) for use, name, text in rows
-            if name in before and name in after and np.array_equal(before[name], after[name])}
+def kept_edits(rows: Sequence[tuple[bool, str, str]], proposed: dict[str, tuple[bool, str]],
+               before: dict[str, np.ndarray], after: dict[str, np.ndarray]
+               ) -> dict[str, tuple[bool, str]]:
+    """Clip name -> (use, transcript) of the report ``rows`` where the person changed what the
+    last check ``proposed``, for each clip checked again with the same name and the same audio
+    (``before`` and ``after``: the waveforms by name), so that checking clips again (one more
+    added) keeps what they corrected or ticked, and nothing else: the new check's own ticks
+    (another voice among more clips, say) stand."""
+    out = {}
+    for use, name, text in rows:
+        row = (bool(use), str(text))
+        if name in proposed and row != proposed[name] and name in before and name in after \
+                and np.array_equal(before[name], after[name]):
+            out[name] = row
+    return out
 
 
 def clip_advice(path: str | Path) -> list[str]:

@@ -311,8 +311,16 @@ def test_checking_again_keeps_what_a_person_corrected(tiny):
     assert len(rows) == 3 and list(again["notes"]).count(
         "Your transcript and tick from before are kept.") == 2
     # the same name with other audio is another clip
-    assert logic.kept_edits([(True, "a.wav", "x")], {"a.wav": np.zeros(3)},
-                            {"a.wav": np.ones(3)}) == {}
+    assert logic.kept_edits([(False, "a.wav", "x")], {"a.wav": (True, "x")},
+                            {"a.wav": np.zeros(3)}, {"a.wav": np.ones(3)}) == {}
+    # what the app itself proposed is not pinned: among more of awb's clips, slt's is the odd
+    # one now, and the fresh check's ticks stand
+    awb = sorted((SPEECH / "awb").glob("*.wav"))
+    table, session = app.check_clips([slt()[0], awb[0]], None, logic.Session(), progress=quiet)
+    assert list(table["use"]) == [True, False]
+    again, _ = app.check_clips([slt()[0], *awb[:3]], None, session, table, progress=quiet)
+    assert list(again["use"]) == [False, True, True, True]
+    assert not any("from before" in n for n in again["notes"])
 
 
 def test_new_clips_set_aside_voices_adapted_from_other_clips(tiny, tmp_path):
@@ -342,6 +350,9 @@ def test_speak_is_checked_before_it_runs(tiny):
         app.ready_to_speak("Hello.", logic.Session(), ["/tmp/voice-meta.safetensors"])
     with pytest.raises(logic.AppError, match="no longer held"):
         logic.chosen_clips(logic.Session(), app.table_rows(table))
+    # new clips set the voice aside, its file stays in the box: not a dropped session
+    with pytest.raises(gr.Error, match="no voice yet"):
+        app.ready_to_speak("Hello.", session, ["/tmp/voice-meta.safetensors"])
     session = adapt_all(table, session, steps=1)[0]
     for text in ("  ", "?!...", "x" * (logic.MAX_TEXT_CHARS + 1)):
         with pytest.raises(gr.Error):

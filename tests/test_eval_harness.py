@@ -139,7 +139,7 @@ def test_run_writes_every_record_and_resume_skips_finished_work(tmp_path, checkp
     # the finished run read against another baseline: its tables go to --report-dir, the
     # run's own tables stay, nothing is judged again
     own = (out / "report.md").read_text()
-    other = tmp_path / "vs_sgd"
+    other = out / "vs_sgd"
     again = benchmark.run(options(out, checkpoints, baseline="finetune-sgd", report_dir=other),
                           FakeScorer(), fake_vocoder)
     assert FakeScorer.calls == 0 and (out / "report.md").read_text() == own
@@ -147,8 +147,14 @@ def test_run_writes_every_record_and_resume_skips_finished_work(tmp_path, checkp
     assert "against `finetune-sgd`" in text
     # the plots show the same rows whatever the baseline: linked from the run folder, not copied
     for name in ("secs_vs_steps.png", "wer_vs_steps.png", "secs_vs_wer.png"):
-        assert not (other / name).exists() and f"](../out/{name})" in text
+        assert not (other / name).exists() and f"](../{name})" in text
         assert (out / name).stat().st_size > 0
+    # a report outside the run folder keeps its own (it may be published without the run)
+    apart = tmp_path / "apart"
+    benchmark.run(options(out, checkpoints, baseline="finetune-sgd", report_dir=apart),
+                  FakeScorer(), fake_vocoder)
+    assert (apart / "secs_vs_steps.png").stat().st_size > 0
+    assert "](secs_vs_steps.png)" in (apart / "report.md").read_text()
     assert {r["method"]: r["p_vs_finetune"] is None for r in again["rows"]} == \
         {"finetune-sgd": True, "finetune-adam": False}
     lines = (out / "results.jsonl").read_text().splitlines()

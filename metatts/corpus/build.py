@@ -138,8 +138,7 @@ def _finish_clip(raw: Path, clip: Clip, root: Path) -> None:
     target.unlink(missing_ok=True)  # a wav left by another plan must not pair with the new text
     with atomic_path(target.with_suffix(".txt")) as tmp:
         tmp.write_text(clip.text + "\n", encoding="utf-8")
-    with atomic_path(target) as tmp:
-        save_audio(tmp, wav, SAMPLE_RATE)
+    save_audio(target, wav, SAMPLE_RATE)  # atomic
 
 
 def _run_batch(voice: Voice, batch: list[Clip], root: Path) -> list[str]:

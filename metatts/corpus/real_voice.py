@@ -272,8 +272,7 @@ def build_real_voice(out: str | Path = DEFAULT_OUT, sources: AsteriskSources | N
             target.parent.mkdir(parents=True, exist_ok=True)
             target.unlink(missing_ok=True)  # a clip must never pair with another text
             _write_if_changed(target.with_suffix(".txt"), clip.text + "\n")
-            with atomic_path(target) as tmp:
-                save_audio(tmp, wav, SAMPLE_RATE)
+            save_audio(target, wav, SAMPLE_RATE)  # atomic
             written += 1
         clips.append(dataclasses.replace(clip, seconds=round(sf.info(str(target)).duration, 2)))
     if not clips:  # before _remove_stale: an empty selection must not empty a built group

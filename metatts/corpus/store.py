@@ -126,7 +126,6 @@ def unpack(store: str | Path, root: str | Path, speakers: Iterable[str] | None =
                 wav_path.unlink(missing_ok=True)
                 with atomic_path(txt_path) as tmp:
                     tmp.write_text(text, encoding="utf-8")
-                with atomic_path(wav_path) as tmp:
-                    save_audio(tmp, wav, SAMPLE_RATE)
+                save_audio(wav_path, wav, SAMPLE_RATE)  # atomic
                 written += 1
     return written
