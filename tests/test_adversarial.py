@@ -105,7 +105,7 @@ def test_the_discriminator_learns_to_tell_detail_from_a_smoothed_mel_and_the_ter
     assert predicted.grad is not None and float(predicted.grad.abs().sum()) > 0
     assert all(p.grad is None for p in d.parameters())
     # feature matching is scaled to feature_matching x the mel term's size
-    scale = 0.5 * 0.4 / float(terms["fm"])
+    scale = 0.5 * 0.4 / float(terms["fm"].detach())
     assert float(terms["gan"]) == pytest.approx(float(terms["adv"]) + scale * float(terms["fm"]),
                                                 rel=1e-5)
 
