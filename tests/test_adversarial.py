@@ -105,9 +105,9 @@ def test_the_discriminator_learns_to_tell_detail_from_a_smoothed_mel_and_the_ter
     assert predicted.grad is not None and float(predicted.grad.abs().sum()) > 0
     assert all(p.grad is None for p in d.parameters())
     # feature matching is scaled to feature_matching x the mel term's size
-    scale = 0.5 * 0.4 / float(terms["fm"].detach())
-    assert float(terms["gan"]) == pytest.approx(float(terms["adv"]) + scale * float(terms["fm"]),
-                                                rel=1e-5)
+    gan, adv, fm = (float(terms[k].detach()) for k in ("gan", "adv", "fm"))
+    scale = 0.5 * 0.4 / fm
+    assert gan == pytest.approx(adv + scale * fm, rel=1e-5)
 
 
 def test_config_checks():
