@@ -483,6 +483,34 @@ def voice_changes(wavs: Sequence[np.ndarray]) -> list[float | None]:
     return out
 
 
+_EMBEDDINGS: dict[str, object] = {}  # sha1 of a clip's samples -> its ECAPA embedding (192,)
+_EMBEDDINGS_KEPT = 64  # clips whose embeddings are kept (the oldest go first)
+_embeddings_lock = threading.Lock()
+
+
+def clip_embeddings(wavs: Sequence[np.ndarray]):
+    """ECAPA embeddings (N, 192), unit norm, of clips (T,) at SAMPLE_RATE, each clip's embedded
+    once while it is among the last _EMBEDDINGS_KEPT: the clip check (:func:`odd_clips`) and the
+    preview that follows it compare with the same clips. (:func:`metatts.speaker.embed` embeds
+    clips one at a time, so a clip's embedding does not depend on the others.)"""
+    import torch
+
+    from metatts import speaker
+
+    keys = [hashlib.sha1(np.ascontiguousarray(w, dtype=np.float32).tobytes()).hexdigest()
+            for w in wavs]
+    with _embeddings_lock:
+        have = {k: _EMBEDDINGS[k] for k in keys if k in _EMBEDDINGS}
+    missing = {k: w for k, w in zip(keys, wavs) if k not in have}
+    if missing:
+        have |= dict(zip(missing, speaker.embed(list(missing.values()), audio.SAMPLE_RATE)))
+    with _embeddings_lock:
+        _EMBEDDINGS.update(have)
+        for old in list(_EMBEDDINGS)[:-_EMBEDDINGS_KEPT]:
+            del _EMBEDDINGS[old]
+    return torch.stack([have[k] for k in keys])
+
+
 def odd_clips(wavs: Sequence[np.ndarray]) -> list[float | None]:
     """For each clip (T,) at SAMPLE_RATE: its ECAPA similarity to the other clips (the cosine
     with the mean of their embeddings) where that is below OTHER_VOICE_COSINE, i.e. the clip
@@ -490,10 +518,7 @@ def odd_clips(wavs: Sequence[np.ndarray]) -> list[float | None]:
     named (nothing says which is the person's)."""
     if len(wavs) < 2:
         return [None] * len(wavs)
-    from metatts import speaker
-
-    emb = speaker.embed([audio.resample(w, audio.SAMPLE_RATE, speaker.SAMPLE_RATE) for w in wavs],
-                        speaker.SAMPLE_RATE).numpy()  # (clips, 192), unit norm
+    emb = clip_embeddings(wavs).numpy()  # (clips, 192), unit norm
     out: list[float | None] = []
     for i in range(len(emb)):
         others = np.delete(emb, i, axis=0).mean(0)
@@ -792,7 +817,7 @@ def preview(wavs: Sequence[np.ndarray], text: str = PREVIEW_TEXT,
         except adapting.AdaptError as err:
             raise AppError(str(err)) from None
     out = speak_params(start.init, start.params, text, frames=bank)
-    refs = speaker.embed(list(wavs), audio.SAMPLE_RATE)
+    refs = clip_embeddings(wavs)
     own = speaker.embed(out.wav, out.sample_rate)
     similarity = float(speaker.similarity(own, refs).mean())
     return Preview(start.init, out.wav, out.sample_rate, round(similarity, 3), text,

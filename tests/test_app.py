@@ -298,6 +298,22 @@ def test_a_clip_of_another_person_is_unticked_with_the_reason():
     assert all(r.use for r in logic.check_clips(slt())[0])
 
 
+def test_the_clips_are_embedded_once_for_the_check_and_the_preview(monkeypatch):
+    from metatts import speaker
+
+    wavs = [logic.audio.prepare_clip(p) for p in slt()[:3]]
+    expected = speaker.embed(wavs, logic.audio.SAMPLE_RATE)
+    calls = []
+    real = speaker.embed
+    monkeypatch.setattr(speaker, "embed", lambda w, *a, **k: calls.append(len(w)) or real(w, *a, **k))
+    monkeypatch.setattr(logic, "_EMBEDDINGS", {})
+    assert torch.equal(logic.clip_embeddings(wavs), expected)
+    assert torch.equal(logic.clip_embeddings(wavs[1:]), expected[1:]) and calls == [3]
+    monkeypatch.setattr(logic, "_EMBEDDINGS_KEPT", 2)
+    logic.clip_embeddings(wavs)  # none missing: nothing embedded, the oldest let go
+    assert calls == [3] and len(logic._EMBEDDINGS) == 2
+
+
 def test_checking_again_keeps_what_a_person_corrected(tiny):
     """One more clip checked: the clips checked before keep their edited transcript and tick;
     the new one gets its own."""
