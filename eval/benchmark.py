@@ -248,7 +248,8 @@ def run(options: Options, scorer: Scorer | None = None, vocoder=None) -> dict:
     summary = report.summarize(records, refs, options.baseline, seed=options.seed,
                                resamples=options.bootstrap, power_target=POWER)
     summary.update({
-        "config": config_dict(options, [m.name for m in methods], bases, missing),
+        "config": {**config_dict(options, [m.name for m in methods], bases, missing),
+                   "vocoder": getattr(vocoder, "mode", None)},
         "problems": problems,
         "timing": {"this_run_seconds": time.perf_counter() - started},
     })

@@ -54,7 +54,7 @@ Vocoder = Callable[[torch.Tensor], torch.Tensor]  # (80, T) log-mel -> (T * 256,
 # what a clip's record takes from its measurement (the rest describes the unit)
 CLIP_FIELDS = ("transcript", "wer", "errors", "words", "secs", "secs_ge2e", "mos",
                "audio_seconds", "synthesis_seconds", "score_seconds", "synthesis_cpu_seconds",
-               "score_cpu_seconds")
+               "score_cpu_seconds", "vocoder")
 
 
 def unit_key(method: str, speaker: str, shots: int, seed: int, steps: int) -> tuple:
@@ -210,7 +210,9 @@ def run_group(units: list[Unit], base: Checkpoint, scorer: Scorer, loader: Loade
                                frames=result.kept[steps].frames).wav)
         seconds.append((time.perf_counter() - started, time.process_time() - cpu_started))
     texts = [text for _, text in todo.values()]
-    known.update(zip(todo, measure_clips(wavs, texts, task, refs, scorer, seconds)))
+    mode = getattr(vocoder, "mode", None)  # which vocoder path made the clip (bf16, fast...)
+    known.update(zip(todo, ({**m, "vocoder": mode} for m in
+                            measure_clips(wavs, texts, task, refs, scorer, seconds))))
     for u in units:
         kept: Kept = result.kept[u.steps]
         yield [{**unit_record(u, voices[u.steps], t.text, kept,

@@ -48,6 +48,9 @@ def fake_vocoder(mel):
     return torch.full((mel.shape[-1] * 256,), 0.01)
 
 
+fake_vocoder.mode = "test"  # as a metatts.vocoder.Vocoder says which path it runs
+
+
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     root = tmp_path_factory.mktemp("checkpoints")
@@ -123,6 +126,8 @@ def test_run_writes_every_record_and_resume_skips_finished_work(tmp_path, checkp
         assert not set(r["support"]) & set(r["references"])
         assert all(r[f] >= 0 for f in ("adapt_cpu_seconds", "synthesis_cpu_seconds",
                                        "score_cpu_seconds"))
+        assert r["vocoder"] == "test"
+    assert summary["config"]["vocoder"] == "test"
     assert {(r["method"], r["steps"]) for r in summary["rows"]} == \
         {(m, n) for m in ("finetune-adam", "finetune-sgd") for n in (0, 1)}
     assert all(r["n"] == 16 for r in summary["rows"])
