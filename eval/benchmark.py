@@ -239,11 +239,10 @@ def run(options: Options, scorer: Scorer | None = None, vocoder=None) -> dict:
                                      progress=options.progress)
     except runner.StaleResultsError as err:
         raise BenchmarkError(str(err)) from None
-    wanted = {(u.method.name, u.task.speaker, u.shots, u.task.seed, u.steps):
-              {t.text for t in u.task.test} for u in units}
+    wanted = {runner.unit_drawn_key(u): {t.text for t in u.task.test} for u in units}
     records = [{**r, "group": speaker_group[r["speaker"]]}
                for r in runner.read_results(options.out / runner.RESULTS)
-               if r["text"] in wanted.get(runner.record_key(r), ())]
+               if r["text"] in wanted.get(runner.drawn_key(r), ())]
     missing = scorer.ge2e_missing()
     summary = report.summarize(records, refs, options.baseline, seed=options.seed,
                                resamples=options.bootstrap, power_target=POWER)

@@ -100,14 +100,23 @@ def read_results(path: Path) -> list[dict]:
     return out
 
 
-def finished(records: list[dict]) -> set[tuple]:
-    """Unit keys with every one of their test sentences recorded."""
+def drawn_key(r: dict) -> tuple:
+    """A record's unit key and the support clips it was adapted from: a run with other draw
+    settings (more test sentences) can give a unit of the same key other support clips."""
+    return (record_key(r), tuple(r.get("support", ())))
+
+
+def unit_drawn_key(u: Unit) -> tuple:
+    return (unit_key(u.method.name, u.task.speaker, u.shots, u.task.seed, u.steps),
+            tuple(x.id for x in u.task.support))
+
+
+def recorded_texts(records: list[dict]) -> dict[tuple, set[str]]:
+    """(unit key, support ids) -> the test sentences recorded of it."""
     texts: dict[tuple, set[str]] = {}
-    expected: dict[tuple, int] = {}
     for r in records:
-        texts.setdefault(record_key(r), set()).add(r["text"])
-        expected[record_key(r)] = max(expected.get(record_key(r), 0), r.get("n_test", 0))
-    return {k for k, t in texts.items() if len(t) >= expected[k]}
+        texts.setdefault(drawn_key(r), set()).add(r["text"])
+    return texts
 
 
 def settings_for(method: Method, base: Checkpoint, steps: int, seed: int) -> AdaptSettings:
@@ -260,9 +269,11 @@ def run_units(units: list[Unit], bases: dict[str, Checkpoint], scorer: Scorer, o
             "another checkpoint than this run's. Give a new --out folder, or move that "
             "results.jsonl away to measure again (records written before setups were recorded "
             "are reused as they are).")
-    done, known = finished(records), known_clips(records)
-    todo = [u for u in units if unit_key(u.method.name, u.task.speaker, u.shots, u.task.seed,
-                                         u.steps) not in done]
+    have, known = recorded_texts(records), known_clips(records)
+    # a unit is done when every sentence this run wants of it is recorded (a resume may ask for
+    # more test sentences than the run that wrote the records)
+    todo = [u for u in units
+            if not {t.text for t in u.task.test} <= have.get(unit_drawn_key(u), set())]
     groups: dict[tuple, list[Unit]] = {}  # one adaptation per method and task
     for u in todo:
         groups.setdefault((u.method.name, u.task.speaker, u.shots, u.task.seed), []).append(u)
@@ -279,7 +290,8 @@ def run_units(units: list[Unit], bases: dict[str, Checkpoint], scorer: Scorer, o
                 setup = setups[unit.method.name, unit.method.checkpoint, unit.task.seed]
                 for records in run_group(group, bases[unit.method.checkpoint], scorer, loader,
                                          refs, known, vocoder, setup):
-                    f.writelines(json.dumps(r) + "\n" for r in records)
+                    f.writelines(json.dumps(r) + "\n" for r in records  # none twice
+                                 if r["text"] not in have.get(drawn_key(r), ()))
                     done += 1
                 f.flush()
                 bar.update(done)

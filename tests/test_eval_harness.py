@@ -176,6 +176,23 @@ def test_run_writes_every_record_and_resume_skips_finished_work(tmp_path, checkp
         == len(records)
 
 
+def test_a_resume_with_more_test_sentences_measures_them(tmp_path, checkpoints):
+    """A unit is done when every sentence this run wants of it is recorded with the same support
+    clips: a rerun with more test sentences (and so other draws) measures them and reports
+    every record it wants, none twice."""
+    out = tmp_path / "out"
+    few = benchmark.run(options(out, checkpoints, test_sentences=1, methods=("finetune-adam",)),
+                        FakeScorer(), fake_vocoder)
+    more = benchmark.run(options(out, checkpoints, test_sentences=2, methods=("finetune-adam",)),
+                         FakeScorer(), fake_vocoder)
+    assert all(r["n"] == 4 * 2 for r in few["rows"])  # 4 speakers x 2 draws x 1 sentence
+    assert more["rows"] and all(r["n"] == 4 * 2 * 2 for r in more["rows"])
+    records = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    keys = [(r["method"], r["speaker"], r["seed"], r["steps"], tuple(r["support"]), r["text"])
+            for r in records]
+    assert len(keys) == len(set(keys))
+
+
 def test_bad_data_is_reported_not_fatal(tmp_path, checkpoints):
     data = tmp_path / "data"
     shutil.copytree(SPEECH, data)

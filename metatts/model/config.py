@@ -262,6 +262,9 @@ class TrainConfig:
         return self.adversarial > 0 or self.feature_matching > 0
 
     def __post_init__(self):
+        if not str(self.run_dir).strip() or str(self.run_dir).strip() == ".":
+            raise ConfigError(f"train.run_dir is {self.run_dir!r}: name a folder for the run's "
+                              "checkpoints and logs (e.g. runs/mine), not the current one.")
         for name in ("adversarial", "feature_matching", "adversarial_warmup"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.{name} must be 0 or more, got {getattr(self, name)}.")
