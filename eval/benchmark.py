@@ -223,6 +223,10 @@ def run(options: Options, scorer: Scorer | None = None, vocoder=None) -> dict:
     bases = load_bases(methods, options.checkpoint_dir)
     methods, dropped = needs_encoder(methods, bases, named=bool(options.methods))
     problems += dropped
+    if options.baseline not in {m.name for m in methods}:  # said, not refused: one method alone
+        problems.append(f"--baseline {options.baseline} is not among the methods this run "
+                        f"measures ({', '.join(m.name for m in methods)}), so the tables hold no "
+                        "paired test; name one of them with --baseline for those columns")
     if vocoder is None:
         from metatts.vocoder import load_vocoder
 
@@ -352,6 +356,14 @@ def parse_args(argv: list[str]) -> Options:
     for name in ("tasks", "test_sentences"):
         if getattr(a, name) is not None and getattr(a, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
+    if a.speakers is not None and a.speakers < 0:
+        p.error(f"--speakers must be 0 (every speaker) or more, got {a.speakers}")
+    if a.shots is not None and min(a.shots) < 1:
+        p.error(f"--shots are support clip counts of at least 1, got {a.shots}")
+    for flag, folder in (("--out", a.out), ("--report-dir", a.report_dir)):
+        if folder is not None and folder.exists() and not folder.is_dir():
+            p.error(f"{flag} {folder} is a file; give a folder (it holds results.jsonl, the "
+                    "tables and plots)")
     return Options(
         data=a.data, out=a.out or Path("runs/eval") / a.preset, checkpoint_dir=a.checkpoint_dir,
         methods=tuple(m for arg in a.methods for m in arg.split(",") if m),
@@ -372,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(plan_lines(options)))
             return 0
         summary = run(options)
-    except (BenchmarkError, AssetError) as err:
+    except (BenchmarkError, AssetError, runner.ResultsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     for problem in summary["problems"]:

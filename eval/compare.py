@@ -25,7 +25,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from eval.runner import RESULTS, read_results
+from eval.runner import RESULTS, ResultsError, read_results
 from eval.stats import cluster_bootstrap, paired_test
 
 JUDGES = {"secs": "ECAPA", "secs_ge2e": "GE2E", "wer": "WER %", "mos": "DNSMOS"}
@@ -95,10 +95,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("a", help="the first run's folder (the reference)")
     parser.add_argument("b", help="the second run's folder")
     parser.add_argument("--out", default=None, help="also write the rows as JSON here")
+    parser.add_argument("--force", action="store_true", help="replace --out if it exists")
     parser.add_argument("--cells", nargs=2, metavar=("METHOD:STEPS", "METHOD:STEPS"),
                         help="compare these two cells (A from the first run, B from the second) "
                              "instead of the same cells of two runs")
     args = parser.parse_args(argv)
+    if args.out:
+        from metatts.assets import output_problem
+
+        problem = output_problem(args.out, force=args.force, inputs=[
+            Path(f) / name for f in (args.a, args.b) for name in (RESULTS, "summary.json")])
+        if problem:
+            parser.error(f"--out {problem}")
     cells = None
     if args.cells:
         try:
@@ -107,7 +115,11 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(str(err))
     runs = []
     for folder in (args.a, args.b):
-        records = read_results(Path(folder) / RESULTS)
+        try:
+            records = read_results(Path(folder) / RESULTS)
+        except ResultsError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         if not records:
             print(f"error: {folder} has no {RESULTS}: give a folder written by "
                   f"'python -m eval --out FOLDER'.", file=sys.stderr)

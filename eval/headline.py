@@ -162,6 +162,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="instead, one row per natural and real voice for METHOD at K clips "
                              "(e.g. meta:5): its ceiling and its ECAPA at every step count")
     args = parser.parse_args(argv)
+    try:
+        return _main(args)
+    except (runner.ResultsError, json.JSONDecodeError, KeyError, TypeError) as err:
+        what = f"{type(err).__name__}: {err}" if not isinstance(err, runner.ResultsError) \
+            else str(err)
+        print(f"{args.run} is not a complete python -m eval folder ({what}); give a folder the "
+              "benchmark wrote, or write its report again with python -m eval --out DIR.",
+              file=sys.stderr)
+        return 1
+
+
+def _main(args: argparse.Namespace) -> int:
     if args.voices:
         method, _, shots = args.voices.rpartition(":")
         if not method or not shots.isdigit():
@@ -185,6 +197,12 @@ def main(argv: list[str] | None = None) -> int:
               "to (python -m eval --out DIR ..., or --report-dir).", file=sys.stderr)
         return 1
     summary = json.loads(path.read_text(encoding="utf-8"))
+    have = {r["method"] for r in summary["rows"]}
+    unknown = [m for m in args.methods if m not in have]
+    if unknown and args.methods != list(NAMES):
+        print(f"no rows of {', '.join(unknown)} in {path} (it has {', '.join(sorted(have))}).",
+              file=sys.stderr)
+        return 1
     print("\n".join(table(summary, args.methods)))
     print()
     print("\n".join(references(summary)))

@@ -87,16 +87,30 @@ def setup_id(method: Method, base: Checkpoint, seed: int) -> str:
     return hashlib.sha256(doc.encode()).hexdigest()[:16]
 
 
+class ResultsError(ValueError):
+    """A line of a results file is not a record (nor one cut off by an interrupted write)."""
+
+
 def read_results(path: Path) -> list[dict]:
-    """Records of results.jsonl; a last line cut off by an interruption is ignored."""
+    """Records of a JSONL results file. A record cut off by an interruption (a line that opens
+    an object and ends early; a resumed run writes on after it) is skipped; any other line that
+    is not a JSON object raises :class:`ResultsError` with the file and line."""
     if not path.is_file():
         return []
     out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
             continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if line.lstrip().startswith("{"):
+                continue  # cut off
+            record = None
+        if not isinstance(record, dict):
+            raise ResultsError(f"{path}:{number}: not a record of this benchmark ({line[:60]!r}); "
+                               "remove that line or fix it, or give another folder.")
+        out.append(record)
     return out
 
 

@@ -125,6 +125,9 @@ def test_cli_builds_a_small_corpus_and_rejects_bad_input(tmp_path, capsys):
     _tiny_voices()
     assert corpus_main(["--out", str(tmp_path), "--engines", "warp-drive"]) == 2
     assert "unknown engine" in capsys.readouterr().err
+    for hours in ("nan", "inf", "0"):
+        assert corpus_main(["--out", str(tmp_path), "--hours", hours]) == 2
+        assert "finite number of hours" in capsys.readouterr().err
     assert corpus_main(["--out", str(tmp_path), "--engines", "flite", "--clips-per-speaker", "1",
                         "--report-clips", "0"]) == 0
     report = json.loads((tmp_path / "report.json").read_text())

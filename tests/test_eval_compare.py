@@ -42,6 +42,17 @@ def test_cli_prints_the_table_and_refuses_unmatched_runs(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| natural | finetune-encoder | 2 | 20 | ECAPA | 1 | 0.300 | 0.500 | +0.200" in out
     assert len(json.loads((tmp_path / "c.json").read_text())["rows"]) == 8
+    # --out never replaces a run's own files, and another file only with --force
+    results = tmp_path / "a" / "results.jsonl"
+    before = results.read_text()
+    for out, extra in ((results, ["--force"]), (tmp_path / "c.json", [])):
+        with pytest.raises(SystemExit):
+            main([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out), *extra])
+    err = capsys.readouterr().err
+    assert "one of this command's inputs" in err and "already exists" in err
+    assert results.read_text() == before
+    assert main([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "c.json"),
+                 "--force"]) == 0
     _write(tmp_path / "other", [_record("v9", "one", 0.5)])
     assert main([str(tmp_path / "a"), str(tmp_path / "other")]) == 2
     assert "no clip of" in capsys.readouterr().err

@@ -369,3 +369,23 @@ def test_a_resumed_run_refuses_records_of_other_settings(tmp_path, checkpoints, 
         json.dumps({k: v for k, v in r.items() if k != "setup"}) + "\n" for r in records))
     benchmark.run(options(out, checkpoints), FakeScorer(), fake_vocoder)
     assert FakeScorer.calls == 0
+
+
+def test_the_command_refuses_what_it_cannot_measure(tmp_path, capsys):
+    a_file = tmp_path / "afile"
+    a_file.write_text("mine")
+    for args, message in [(["--speakers", "-1"], "--speakers must be 0"),
+                          (["--shots", "0,5"], "--shots are support clip counts"),
+                          (["--out", str(a_file)], "--out"),
+                          (["--report-dir", str(a_file)], "--report-dir")]:
+        with pytest.raises(SystemExit):
+            benchmark.parse_args(["--plan", *args])
+        assert message in capsys.readouterr().err, args
+    assert a_file.read_text() == "mine"
+
+
+def test_a_baseline_not_measured_is_said(tmp_path, checkpoints):
+    summary = benchmark.run(options(tmp_path / "out", checkpoints, methods=("finetune-sgd",)),
+                            FakeScorer(), fake_vocoder)
+    assert any("--baseline finetune-adam is not among the methods" in p
+               for p in summary["problems"])

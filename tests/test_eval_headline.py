@@ -1,6 +1,8 @@
 import json
 from pathlib import Path
 
+import pytest
+
 from eval import headline
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,3 +119,27 @@ def test_the_readme_has_the_shipped_setups_full_run_too():
     rows = headline.table(summary, list(headline.NAMES))[2:] + headline.steps_to_match([summary, twin])[2:]
     assert len(rows) == 18 + 6
     assert [r for r in rows if r not in readme] == []
+
+
+def test_a_damaged_run_folder_is_named_not_a_traceback(tmp_path, capsys):
+    (tmp_path / "summary.json").write_text("{not json")
+    assert headline.main([str(tmp_path)]) == 1
+    assert "is not a complete python -m eval folder" in capsys.readouterr().err
+    (tmp_path / "summary.json").write_text(json.dumps({"rows": [{"method": "meta"}]}))
+    assert headline.main([str(tmp_path), "--methods", "bogus"]) == 1
+    assert "no rows of bogus" in capsys.readouterr().err
+    (tmp_path / "results.jsonl").write_text('{"speaker": "a"}\n42\n')
+    (tmp_path / "references.jsonl").write_text("")
+    assert headline.main([str(tmp_path), "--voices", "meta:5"]) == 1
+    assert "results.jsonl:2: not a record" in capsys.readouterr().err
+
+
+def test_results_files_skip_a_record_cut_off_and_refuse_other_lines(tmp_path):
+    from eval import runner
+
+    path = tmp_path / "results.jsonl"
+    path.write_text('{"a": 1}\n{"cut off\n{"b": 2}\n')
+    assert runner.read_results(path) == [{"a": 1}, {"b": 2}]
+    path.write_text('{"a": 1}\nnot json\n')
+    with pytest.raises(runner.ResultsError, match="results.jsonl:2"):
+        runner.read_results(path)

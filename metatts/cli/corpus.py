@@ -97,8 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is None:
         print("corpus: give --out DIR (where to build the corpus)", file=sys.stderr)
         return 2
-    if args.hours <= 0 or args.jobs < 1 or (args.clips_per_speaker or 1) < 1:
-        print("corpus: --hours, --jobs and --clips-per-speaker must be positive", file=sys.stderr)
+    if not 0 < args.hours < float("inf") or args.jobs < 1 or (args.clips_per_speaker or 1) < 1:
+        print("corpus: --hours, --jobs and --clips-per-speaker must be positive (and --hours "
+              "a finite number of hours)", file=sys.stderr)
         return 2
     config = BuildConfig(hours=args.hours, seed=args.seed, jobs=args.jobs,
                          clips_per_speaker=args.clips_per_speaker,
