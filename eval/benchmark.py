@@ -360,6 +360,12 @@ def parse_args(argv: list[str]) -> Options:
         p.error(f"--speakers must be 0 (every speaker) or more, got {a.speakers}")
     if a.shots is not None and min(a.shots) < 1:
         p.error(f"--shots are support clip counts of at least 1, got {a.shots}")
+    if a.costs_from is not None:
+        if not a.plan:
+            p.error("--costs-from estimates a grid's time for --plan; add --plan, or leave it out")
+        if not (a.costs_from / runner.RESULTS).is_file():
+            p.error(f"--costs-from {a.costs_from}: no {runner.RESULTS} there; give the folder of "
+                    "an earlier python -m eval run")
     for flag, folder in (("--out", a.out), ("--report-dir", a.report_dir)):
         if folder is not None and folder.exists() and not folder.is_dir():
             p.error(f"{flag} {folder} is a file; give a folder (it holds results.jsonl, the "

@@ -377,11 +377,15 @@ def test_the_command_refuses_what_it_cannot_measure(tmp_path, capsys):
     for args, message in [(["--speakers", "-1"], "--speakers must be 0"),
                           (["--shots", "0,5"], "--shots are support clip counts"),
                           (["--out", str(a_file)], "--out"),
-                          (["--report-dir", str(a_file)], "--report-dir")]:
+                          (["--report-dir", str(a_file)], "--report-dir"),
+                          (["--costs-from", str(tmp_path)], "no results.jsonl there")]:
         with pytest.raises(SystemExit):
             benchmark.parse_args(["--plan", *args])
         assert message in capsys.readouterr().err, args
     assert a_file.read_text() == "mine"
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(["--costs-from", str(tmp_path)])
+    assert "add --plan" in capsys.readouterr().err
 
 
 def test_a_baseline_not_measured_is_said(tmp_path, checkpoints):
