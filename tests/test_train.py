@@ -105,6 +105,10 @@ def test_bad_config_and_missing_resume_are_clear_errors(tmp_path, features, caps
     assert "train.stepz" in capsys.readouterr().err
     assert main(args(tmp_path / "r", features, 2, "--resume")) == 2
     assert "no checkpoint" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"train": 5}')  # a --set below it must not replace it without a word
+    assert main(["--config", str(bad), "--set", f"train.run_dir={tmp_path / 'r'}"]) == 2
+    assert "train: expected a JSON object" in capsys.readouterr().err
     for empty in ("", "."):  # would train into the current folder (the repository's checkpoints/)
         assert main(args(tmp_path / "r", features, 2, "--set", f"train.run_dir={empty}")) == 2
         assert "name a folder for the run" in capsys.readouterr().err

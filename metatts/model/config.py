@@ -488,8 +488,14 @@ def replace(config, **changes):
     return from_dict(type(config), _merge(values, changes))
 
 
-def _merge(base: dict, extra: dict) -> dict:
+def _merge(base: dict, extra: dict, where: str = "") -> dict:
+    """``base`` with ``extra`` laid over it, section by section. A section given where ``base``
+    holds a plain value is refused: the value would be lost without a word (``{"train": 5}``
+    in a file, then ``--set train.steps=...``)."""
     out = dict(base)
     for k, v in extra.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        if isinstance(v, dict) and k in out and not isinstance(out[k], dict):
+            raise ConfigError(f"{where}{k}: expected a JSON object (a section of settings), got "
+                              f"{out[k]!r}.")
+        out[k] = _merge(out[k], v, f"{where}{k}.") if isinstance(v, dict) and k in out else v
     return out
