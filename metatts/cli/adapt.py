@@ -24,7 +24,7 @@ from metatts.audio import AudioError
 from metatts.frames import KEYS as FRAME_KEYS
 from metatts.meta.inner_loop import OPTIMIZERS, PRECISIONS
 from metatts.meta.support import BATCHINGS
-from metatts.model.checkpoint import CheckpointError
+from metatts.model.checkpoint import CheckpointError, checkpoint_files
 from metatts.model.fastspeech2 import GROUPS
 from metatts.text import dropped_letters
 from metatts.voice import VoiceError
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"got {args.min_confidence}.")
     try:
         base = load_base(args.init, args.checkpoint)
-        problem = output_problem(args.out, inputs=_files(base.path), force=True)
+        problem = output_problem(args.out, inputs=checkpoint_files(base.path), force=True)
         if problem:  # --out is one of the checkpoint's own files
             return _fail(f"--out {problem}")
         overrides = {"steps": args.steps, "lr": args.lr, "optimizer": args.optimizer,
@@ -170,11 +170,6 @@ def main(argv: list[str] | None = None) -> int:
         "loss_final": result.final_loss, "seconds": round(result.seconds, 2),
     }))
     return 1 if rescued else 0
-
-
-def _files(folder: Path | None) -> list[Path]:
-    """The files in ``folder`` (a checkpoint's), none if there is no folder."""
-    return [f for f in folder.iterdir() if f.is_file()] if folder is not None else []
 
 
 def _save(voice, out: str) -> Path:

@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from metatts.assets import output_problem
     from metatts.audio import OUTPUT_SUFFIXES, save_audio
-    from metatts.model.checkpoint import (CheckpointError, find_checkpoint, load_checkpoint,
+    from metatts.model.checkpoint import (CheckpointError, checkpoint_files, load_checkpoint,
                                           shipped_checkpoint)
     from metatts.synthesis import check_pace, synthesize
     from metatts.text import TextError, dropped_letters
@@ -77,10 +77,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--text and --out are required (or use --list-speakers).")
         if not args.text.strip():
             parser.error("--text is empty: give the words to speak.")
-        checkpoint_files = [f for f in find_checkpoint(args.checkpoint).iterdir() if f.is_file()]
         problem = output_problem(args.out, OUTPUT_SUFFIXES, force=args.force,
                                  inputs=[*(args.reference or ()), *([args.voice] if args.voice
-                                                                    else ()), *checkpoint_files])
+                                                                    else ()),
+                                         *checkpoint_files(args.checkpoint)])
         if problem:
             parser.error(f"--out {problem}")
         check_pace(args.pace)  # before anything loads

@@ -142,6 +142,12 @@ def find_checkpoint(path: str | Path) -> Path:
     return latest
 
 
+def checkpoint_files(path: str | Path) -> list[Path]:
+    """The files of the checkpoint that ``path`` names (:func:`find_checkpoint`): what a command
+    that reads it must never write over."""
+    return [f for f in find_checkpoint(path).iterdir() if f.is_file()]
+
+
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
     """The highest-step complete checkpoint under ``run_dir/checkpoints``, or None."""
     found = [(int(m.group(1)), p) for p in (Path(run_dir) / "checkpoints").glob("step_*")
