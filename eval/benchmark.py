@@ -100,8 +100,16 @@ def load_bases(methods: list[grid.Method], checkpoint_dir: Path) -> dict:
                                  "maml/, fomaml/, reptile/), or leave the method out.")
         try:
             bases[m.checkpoint] = load_base(m.init, path)
-        except (AdaptError, CheckpointError) as err:
+        except CheckpointError as err:
             raise BenchmarkError(f"method {m.name}: {err}") from None
+        except AdaptError:  # given a path, load_base refuses only a checkpoint that was not
+            # meta-learned, in words for `python -m metatts adapt` (--checkpoint, --init)
+            raise BenchmarkError(
+                f"method {m.name} adapts from a meta-learned checkpoint, and {path} is not one "
+                "(its config has no meta.inner settings). Put one there (meta-trained with "
+                "`python -m metatts train` and a meta-learning config), or point "
+                f"--checkpoint-dir at a folder whose {m.checkpoint}/ holds one, or leave the "
+                "method out (--methods names the ones to run).") from None
     return bases
 
 
@@ -203,7 +211,8 @@ def plan_lines(options: Options) -> list[str]:
     lines += [f"warning: {p}" for p in problems]
     if options.costs_from is not None:
         try:
-            costs = plan.measured_costs(runner.read_results(options.costs_from / runner.RESULTS))
+            costs = plan.measured_costs(runner.read_results(
+                options.costs_from / runner.RESULTS, runner.RECORD_FIELDS))
         except ValueError as err:
             raise BenchmarkError(f"{options.costs_from}: {err}") from None
         lines += [f"measured in {options.costs_from}: adaptation "
@@ -245,7 +254,7 @@ def run(options: Options, scorer: Scorer | None = None, vocoder=None) -> dict:
         raise BenchmarkError(str(err)) from None
     wanted = {runner.unit_drawn_key(u): {t.text for t in u.task.test} for u in units}
     records = [{**r, "group": speaker_group[r["speaker"]]}
-               for r in runner.read_results(options.out / runner.RESULTS)
+               for r in runner.read_results(options.out / runner.RESULTS, runner.RECORD_FIELDS)
                if r["text"] in wanted.get(runner.drawn_key(r), ())]
     missing = scorer.ge2e_missing()
     summary = report.summarize(records, refs, options.baseline, seed=options.seed,
@@ -275,6 +284,38 @@ def config_dict(options: Options, methods: list[str], bases: dict, ge2e_missing:
             "second_speaker_model_missing": ge2e_missing or None,
             "mos_model": NAME, "paired_test": "Wilcoxon signed-rank, two-sided, Holm-adjusted",
             "checkpoints": {k: {"path": str(b.path), "step": b.step} for k, b in bases.items()}}
+
+
+# what a run writes into --out before anything else (a folder holding one is a run to resume)
+RUN_FILES = (runner.RESULTS, references.RECORDS, references.EMBEDDINGS)
+
+
+def written_by_eval(folder: Path) -> bool:
+    """Whether ``folder`` holds a run of this benchmark (RUN_FILES) or a report of one (a
+    summary.json with the rows and config that report.write_report writes)."""
+    if any((folder / name).is_file() for name in RUN_FILES):
+        return True
+    try:
+        summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(summary, dict) and {"rows", "config"} <= summary.keys()
+
+
+def foreign_folder(folder: Path) -> str | None:
+    """Why eval should not write into ``folder`` (it holds files and is no run or report of this
+    benchmark, whose report.md, summary.json... would be replaced), or None when it may."""
+    try:
+        if not folder.is_dir() or not any(folder.iterdir()) or written_by_eval(folder):
+            return None
+        names = sorted(p.name for p in folder.iterdir())
+    except OSError as err:
+        return f"{folder}: cannot be read ({err}); choose another folder."
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return (f"{folder} holds files that are not a python -m eval run or report ({shown}), "
+            "and the benchmark would write its results.jsonl, summary.json, report.md, CSVs and "
+            "plots there, replacing any of that name. Give a new or empty folder (or an earlier "
+            "run's, to resume it), or add --force to write there anyway.")
 
 
 def _groups(text: str) -> tuple[str, ...]:
@@ -334,7 +375,11 @@ def parse_args(argv: list[str]) -> Options:
     p.add_argument("--checkpoint-dir", type=Path, default=CHECKPOINTS,
                    help="folder with pretrained/ and maml/, fomaml/, reptile/ checkpoints "
                    "(default: the shipped checkpoints/)")
-    p.add_argument("--out", type=Path, help="output folder (default runs/eval/<preset>)")
+    p.add_argument("--out", type=Path, help="output folder (default runs/eval/<preset>); a "
+                   "folder holding other files than an earlier run is refused without --force")
+    p.add_argument("--force", action="store_true",
+                   help="write into an --out or --report-dir folder that holds other files than "
+                   "a run or report of this benchmark (files of the names it writes are replaced)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--plan", action="store_true",
@@ -366,12 +411,16 @@ def parse_args(argv: list[str]) -> Options:
         if not (a.costs_from / runner.RESULTS).is_file():
             p.error(f"--costs-from {a.costs_from}: no {runner.RESULTS} there; give the folder of "
                     "an earlier python -m eval run")
-    for flag, folder in (("--out", a.out), ("--report-dir", a.report_dir)):
+    out = a.out or Path("runs/eval") / a.preset
+    for flag, folder in (("--out", out), ("--report-dir", a.report_dir)):
         if folder is not None and folder.exists() and not folder.is_dir():
             p.error(f"{flag} {folder} is a file; give a folder (it holds results.jsonl, the "
                     "tables and plots)")
+        problem = None if folder is None or a.plan or a.force else foreign_folder(folder)
+        if problem:  # --plan writes nothing
+            p.error(f"{flag} {problem}")
     return Options(
-        data=a.data, out=a.out or Path("runs/eval") / a.preset, checkpoint_dir=a.checkpoint_dir,
+        data=a.data, out=out, checkpoint_dir=a.checkpoint_dir,
         methods=tuple(m for arg in a.methods for m in arg.split(",") if m),
         shots=pick(a.shots, "shots"), steps=pick(a.steps, "steps"), tasks=pick(a.tasks, "tasks"),
         test_sentences=pick(a.test_sentences, "test_sentences"),

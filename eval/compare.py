@@ -25,7 +25,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from eval.runner import RESULTS, ResultsError, read_results
+from eval.runner import RECORD_FIELDS, RESULTS, ResultsError, read_results
 from eval.stats import cluster_bootstrap, paired_test
 
 JUDGES = {"secs": "ECAPA", "secs_ge2e": "GE2E", "wer": "WER %", "mos": "DNSMOS"}
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     for folder in (args.a, args.b):
         try:
-            records = read_results(Path(folder) / RESULTS)
+            records = read_results(Path(folder) / RESULTS, RECORD_FIELDS)
         except ResultsError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2

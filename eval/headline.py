@@ -184,7 +184,7 @@ def _main(args: argparse.Namespace) -> int:
                 print(f"{args.run / name} does not exist: give a python -m eval --out folder.",
                       file=sys.stderr)
                 return 1
-        lines = voices(runner.read_results(args.run / runner.RESULTS),
+        lines = voices(runner.read_results(args.run / runner.RESULTS, runner.RECORD_FIELDS),
                        runner.read_results(args.run / refs_file.RECORDS), method, int(shots))
         if len(lines) == 2:
             print(f"no record of {method} at k = {shots} in {args.run}.", file=sys.stderr)
@@ -210,7 +210,7 @@ def _main(args: argparse.Namespace) -> int:
     summaries = [summary] + [json.loads(p.read_text(encoding="utf-8")) for p in beside]
     print()
     print("\n".join(steps_to_match(summaries)))
-    records = runner.read_results(args.run / runner.RESULTS)
+    records = runner.read_results(args.run / runner.RESULTS, runner.RECORD_FIELDS)
     if records:
         print()
         print(work_line(work(records)))

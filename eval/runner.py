@@ -91,10 +91,16 @@ class ResultsError(ValueError):
     """A line of a results file is not a record (nor one cut off by an interrupted write)."""
 
 
-def read_results(path: Path) -> list[dict]:
+# what every record of results.jsonl names: its unit and its test sentence (every reader keys
+# records on them)
+RECORD_FIELDS = ("method", "speaker", "shots", "seed", "steps", "text")
+
+
+def read_results(path: Path, required: tuple[str, ...] = ()) -> list[dict]:
     """Records of a JSONL results file. A record cut off by an interruption (a line that opens
     an object and ends early; a resumed run writes on after it) is skipped; any other line that
-    is not a JSON object raises :class:`ResultsError` with the file and line."""
+    is not a JSON object, or a record without one of the ``required`` fields (RECORD_FIELDS for
+    results.jsonl), raises :class:`ResultsError` with the file and line."""
     if not path.is_file():
         return []
     out = []
@@ -110,6 +116,11 @@ def read_results(path: Path) -> list[dict]:
         if not isinstance(record, dict):
             raise ResultsError(f"{path}:{number}: not a record of this benchmark ({line[:60]!r}); "
                                "remove that line or fix it, or give another folder.")
+        missing = [name for name in required if name not in record]
+        if missing:
+            raise ResultsError(f"{path}:{number}: a record without {', '.join(map(repr, missing))}"
+                               f" (every record names its {', '.join(required)}); remove that "
+                               "line or fix it, or give another folder.")
         out.append(record)
     return out
 
@@ -174,6 +185,18 @@ def voice_hash(checkpoint: str, params: dict[str, torch.Tensor],
 
 def clip_key(voice: str, speaker: str, text: str) -> tuple[str, str, str]:
     return (voice, speaker, text)
+
+
+def vocoder_path(r: dict) -> str | None:
+    """The vocoder path a record's clip was made with (bf16, fast, exact; see metatts.vocoder).
+    A record written before records named it counts as made with the default path, the one
+    ``python -m eval`` takes (metatts.vocoder.default_mode: $METATTS_VOCODER, else by the CPU),
+    so that a resume of such a run takes its records as before."""
+    if "vocoder" in r:
+        return r["vocoder"]
+    from metatts.vocoder import default_mode
+
+    return default_mode()
 
 
 def known_clips(records: list[dict]) -> dict[tuple, dict]:
@@ -267,7 +290,7 @@ def run_units(units: list[Unit], bases: dict[str, Checkpoint], scorer: Scorer, o
     from tqdm import tqdm
 
     path = out / RESULTS
-    records = read_results(path)
+    records = read_results(path, RECORD_FIELDS)
     setups = {}  # (method, checkpoint folder, seed) -> setup id
     for u in units:
         key = (u.method.name, u.method.checkpoint, u.task.seed)
@@ -283,7 +306,21 @@ def run_units(units: list[Unit], bases: dict[str, Checkpoint], scorer: Scorer, o
             "another checkpoint than this run's. Give a new --out folder, or move that "
             "results.jsonl away to measure again (records written before setups were recorded "
             "are reused as they are).")
-    have, known = recorded_texts(records), known_clips(records)
+    # the vocoder path is not part of the setup (the voice does not depend on it), but a clip
+    # does: records and clips of another path are neither kept in this run's tables nor reused
+    mode = getattr(vocoder, "mode", None)
+    others = sorted({str(vocoder_path(r)) for r in records
+                     if record_key(r) in wanted and vocoder_path(r) != mode})
+    if others:
+        raise StaleResultsError(
+            f"{path} holds results of this grid whose clips were made with the "
+            f"{', '.join(others)} vocoder path, and this run makes them with {mode} (records "
+            "without a vocoder field count as made with the default path). Resume "
+            f"with the same path (METATTS_VOCODER={others[0]} python -m eval ...), or give a new "
+            "--out folder, or move that results.jsonl away to measure again.")
+    have = recorded_texts(records)
+    # clips of this path are reused, each recorded with its path (one older than the field too)
+    known = known_clips([{**r, "vocoder": mode} for r in records if vocoder_path(r) == mode])
     # a unit is done when every sentence this run wants of it is recorded (a resume may ask for
     # more test sentences than the run that wrote the records)
     todo = [u for u in units

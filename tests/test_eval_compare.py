@@ -89,3 +89,14 @@ def test_cells_take_variant_names_and_name_what_a_run_holds(tmp_path, capsys):
     assert main([run, run, "--cells", "meta:100", "meta:10"]) == 2
     err = capsys.readouterr().err
     assert "no clip of the cell meta:100" in err and f"{variant}:20, meta:10" in err
+
+
+def test_a_record_without_a_key_field_is_named_with_its_line(tmp_path, capsys):
+    good = [_record("v1", "one", 0.3), _record("v1", "two", 0.3)]
+    _write(tmp_path / "a", good)
+    broken = [dict(r) for r in good]
+    del broken[1]["method"]
+    _write(tmp_path / "b", broken)
+    assert main([str(tmp_path / "a"), str(tmp_path / "b")]) == 2  # was a KeyError traceback
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'b' / 'results.jsonl'}:2: a record without 'method'" in err

@@ -214,6 +214,21 @@ def test_missing_data_is_a_clear_error(tmp_path, checkpoints, capsys):
                       fake_vocoder)
 
 
+def test_a_checkpoint_not_meta_learned_is_refused_with_evals_own_flags(tmp_path, checkpoints,
+                                                                      capsys):
+    """A meta method's folder holding a checkpoint that was not meta-learned is refused in
+    python -m eval's words (--checkpoint-dir, --methods), not python -m metatts adapt's
+    (--checkpoint, --init), before anything is written."""
+    shutil.copytree(checkpoints / "pretrained", tmp_path / "ckpts" / "maml")
+    rc = benchmark.main(["--data", str(SPEECH), "--checkpoint-dir", str(tmp_path / "ckpts"),
+                         "--methods", "maml", "--out", str(tmp_path / "out"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"{tmp_path / 'ckpts' / 'maml'} is not one" in err
+    assert "--checkpoint-dir" in err and "--methods" in err
+    assert "--checkpoint" not in err.replace("--checkpoint-dir", "") and "--init" not in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_bootstrap_matches_hand_computed_values():
     iv = stats.cluster_bootstrap([1.0, 1.0, 3.0, 3.0], ["a", "a", "b", "b"], 500, 0)
     assert (iv.mean, iv.n, iv.clusters) == (2.0, 4, 2)
@@ -371,6 +386,85 @@ def test_a_resumed_run_refuses_records_of_other_settings(tmp_path, checkpoints, 
     assert FakeScorer.calls == 0
 
 
+def test_a_resume_with_another_vocoder_path_takes_none_of_its_records(tmp_path, checkpoints,
+                                                                     monkeypatch):
+    """Clips made with one vocoder path (bf16, fast, exact) are neither kept in the tables of a
+    resume with another (refused, as records of other settings are) nor reused for other units;
+    records older than the vocoder field count as made with the default path."""
+    from eval import runner
+
+    def other_vocoder(mel):
+        return fake_vocoder(mel)
+
+    other_vocoder.mode = "other"
+    out = tmp_path / "out"
+    grid_opts = {"steps": (0,), "tasks": 1, "speakers": 1}
+    adam = options(out, checkpoints, methods=("finetune-adam",), **grid_opts)
+    sgd = options(out, checkpoints, methods=("finetune-sgd",), **grid_opts)
+    benchmark.run(adam, FakeScorer(), fake_vocoder)
+    written = (out / "results.jsonl").read_text()
+    FakeScorer.calls = 0
+    with pytest.raises(benchmark.BenchmarkError,
+                       match="made with the test vocoder path, and this run makes them with other"):
+        benchmark.run(adam, FakeScorer(), other_vocoder)
+    assert FakeScorer.calls == 0 and (out / "results.jsonl").read_text() == written
+    # finetune-sgd's step-0 voice is finetune-adam's (the mean start, the same clips' frames):
+    # with the same path its clips are reused, with another they are made and judged again
+    same = tmp_path / "same"
+    shutil.copytree(out, same)
+    FakeScorer.clips_heard = 0
+    benchmark.run(options(same, checkpoints, methods=("finetune-sgd",), **grid_opts),
+                  FakeScorer(), fake_vocoder)
+    assert FakeScorer.clips_heard == 0
+    benchmark.run(sgd, FakeScorer(), other_vocoder)
+    assert FakeScorer.clips_heard == 2
+    made = {r["method"]: r["vocoder"] for r in runner.read_results(out / "results.jsonl")}
+    assert made == {"finetune-adam": "test", "finetune-sgd": "other"}
+
+    # records written before the field: the default path's (here $METATTS_VOCODER's), reused
+    # as before, and a clip reused from one is recorded with its path
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "results.jsonl").write_text("".join(
+        json.dumps({k: v for k, v in json.loads(line).items() if k != "vocoder"}) + "\n"
+        for line in written.splitlines()))
+    shutil.copy(out / "references.jsonl", old)
+    monkeypatch.setenv("METATTS_VOCODER", "test")
+    with pytest.raises(benchmark.BenchmarkError, match="made with the test vocoder path"):
+        benchmark.run(options(old, checkpoints, methods=("finetune-adam",), **grid_opts),
+                      FakeScorer(), other_vocoder)
+    FakeScorer.calls = 0
+    for methods in (("finetune-adam",), ("finetune-adam", "finetune-sgd")):
+        benchmark.run(options(old, checkpoints, methods=methods, **grid_opts), FakeScorer(),
+                      fake_vocoder)
+    assert FakeScorer.calls == 0
+    records = runner.read_results(old / "results.jsonl")
+    assert [r.get("vocoder") for r in records if r["method"] == "finetune-sgd"] == ["test"] * 2
+
+
+def test_a_record_without_a_key_field_is_refused_with_its_line(tmp_path, checkpoints, capsys):
+    """A resume (and --plan --costs-from) reads a record missing a field it keys records on as
+    a bad line of that file, as it reads a line that is not a record, not as a KeyError."""
+    from eval import runner
+
+    out = tmp_path / "out"
+    out.mkdir()
+    record = {"method": "finetune-adam", "speaker": "awb", "shots": 1, "seed": 0, "steps": 1,
+              "text": "x", "adapt_seconds": 1.0, "synthesis_seconds": 1.0, "score_seconds": 1.0}
+    for name in ("method", "steps"):
+        lines = json.dumps(record) + "\n" + json.dumps(
+            {k: v for k, v in record.items() if k != name}) + "\n"
+        (out / "results.jsonl").write_text(lines)
+        with pytest.raises(runner.ResultsError, match=f"results.jsonl:2: a record without "
+                                                      f"'{name}'"):
+            benchmark.run(options(out, checkpoints, methods=("finetune-adam",)), FakeScorer(),
+                          fake_vocoder)
+        assert (out / "results.jsonl").read_text() == lines  # refused before any unit
+        assert benchmark.main(["--plan", "--data", str(SPEECH), "--checkpoint-dir",
+                               str(checkpoints), "--costs-from", str(out)]) == 2
+        assert f"results.jsonl:2: a record without '{name}'" in capsys.readouterr().err
+
+
 def test_the_command_refuses_what_it_cannot_measure(tmp_path, capsys):
     a_file = tmp_path / "afile"
     a_file.write_text("mine")
@@ -386,6 +480,45 @@ def test_the_command_refuses_what_it_cannot_measure(tmp_path, capsys):
     with pytest.raises(SystemExit):
         benchmark.parse_args(["--costs-from", str(tmp_path)])
     assert "add --plan" in capsys.readouterr().err
+
+
+def test_out_refuses_a_folder_of_other_files_but_resumes_its_own_run(tmp_path, checkpoints,
+                                                                    capsys):
+    """--out and --report-dir: a folder holding files that are not a run (or report) of the
+    benchmark is refused before any work, and left as it was, unless --force; an empty folder,
+    a run's own folder (a resume) and a report's own folder are written into as before."""
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "report.md").write_text("my own notes")
+    (notes / "summary.json").write_text('{"mine": 1}')
+    run = tmp_path / "run"
+    grid_args = ["--data", str(SPEECH), "--checkpoint-dir", str(checkpoints), "--methods",
+                 "finetune-adam", "--steps", "0", "--tasks", "1", "--test-sentences", "1",
+                 "--speakers", "1", "--no-progress"]
+    for flag, args in (("--out", ["--out", str(notes)]),
+                       ("--report-dir", ["--out", str(run), "--report-dir", str(notes)])):
+        with pytest.raises(SystemExit):
+            benchmark.parse_args([*grid_args, *args])
+        err = capsys.readouterr().err
+        assert f"{flag} {notes} holds files that are not a python -m eval run or report " \
+               "(report.md, summary.json)" in err and "--force" in err
+        assert benchmark.parse_args([*grid_args, *args, "--force"]).out == Path(args[1])
+        assert benchmark.parse_args([*grid_args, *args, "--plan"])  # --plan writes nothing
+    assert (notes / "report.md").read_text() == "my own notes"
+    assert (notes / "summary.json").read_text() == '{"mine": 1}'
+
+    run.mkdir()  # empty: a new run
+    benchmark.run(benchmark.parse_args([*grid_args, "--out", str(run)]), FakeScorer(),
+                  fake_vocoder)
+    # its own folder is a run to resume, and its report folder a report to write again
+    other = ["--out", str(run), "--baseline", "finetune-sgd", "--report-dir", str(run / "vs")]
+    benchmark.run(benchmark.parse_args([*grid_args, *other]), FakeScorer(), fake_vocoder)
+    assert benchmark.parse_args([*grid_args, *other]).report_dir == run / "vs"
+    # a run killed after its first file is still its own
+    for path in run.iterdir():
+        if path.name != "reference_embeddings.npz":
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    assert benchmark.parse_args([*grid_args, "--out", str(run)]).out == run
 
 
 def test_a_baseline_not_measured_is_said(tmp_path, checkpoints):

@@ -128,10 +128,21 @@ def test_a_damaged_run_folder_is_named_not_a_traceback(tmp_path, capsys):
     (tmp_path / "summary.json").write_text(json.dumps({"rows": [{"method": "meta"}]}))
     assert headline.main([str(tmp_path), "--methods", "bogus"]) == 1
     assert "no rows of bogus" in capsys.readouterr().err
-    (tmp_path / "results.jsonl").write_text('{"speaker": "a"}\n42\n')
+    record = {"speaker": "a", "group": "natural", "method": "meta", "shots": 5, "seed": 0,
+              "steps": 0, "text": "x", "secs": 0.5}
+    (tmp_path / "results.jsonl").write_text(json.dumps(record) + "\n42\n")
     (tmp_path / "references.jsonl").write_text("")
     assert headline.main([str(tmp_path), "--voices", "meta:5"]) == 1
     assert "results.jsonl:2: not a record" in capsys.readouterr().err
+    # a record without a field every reader keys on: named with its line, not a KeyError
+    (tmp_path / "summary.json").write_text(json.dumps({"rows": []}))
+    (tmp_path / "results.jsonl").write_text(
+        json.dumps(record) + "\n" + json.dumps({k: v for k, v in record.items() if k != "method"})
+        + "\n")
+    for args in ([], ["--voices", "meta:5"]):
+        assert headline.main([str(tmp_path), *args]) == 1
+        err = capsys.readouterr().err
+        assert "results.jsonl:2: a record without 'method'" in err and "KeyError" not in err
 
 
 def test_results_files_skip_a_record_cut_off_and_refuse_other_lines(tmp_path):
@@ -143,3 +154,11 @@ def test_results_files_skip_a_record_cut_off_and_refuse_other_lines(tmp_path):
     path.write_text('{"a": 1}\nnot json\n')
     with pytest.raises(runner.ResultsError, match="results.jsonl:2"):
         runner.read_results(path)
+    record = {"method": "meta", "speaker": "a", "shots": 1, "seed": 0, "steps": 0, "text": "x"}
+    for name in runner.RECORD_FIELDS:  # each field every reader keys a record on is required
+        path.write_text(json.dumps(record) + "\n"
+                        + json.dumps({k: v for k, v in record.items() if k != name}) + "\n")
+        with pytest.raises(runner.ResultsError, match=f"results.jsonl:2: a record without "
+                                                      f"'{name}'"):
+            runner.read_results(path, runner.RECORD_FIELDS)
+        assert len(runner.read_results(path)) == 2  # other files (references.jsonl) as before
