@@ -27,7 +27,7 @@ from metatts import app_logic as logic
 from metatts import audio as audio_io
 from metatts.adapt import ADAPT_STEPS
 from metatts.app_logic import LABELS, AppError, Session
-from metatts.text import dropped_letters
+from metatts.text import dropped_letters, dropped_symbols
 
 logic.limit_malloc_arenas()  # before Gradio's worker threads exist
 
@@ -207,19 +207,23 @@ def table_rows(table) -> list[tuple[bool, str, str]]:
 
 def preview(session: Session, table=None,
             progress=gr.Progress()):  # noqa: B008 (Gradio's pattern)
-    """Speak a sample sentence in the start voice of the checked clips, before adapting: with
-    the report ``table``, of the ticked clips, each frame corrected by their own frames through
-    their transcripts (metatts.frames), as their adapted voice will speak; without it, of all
-    the checked clips, the start voice alone."""
+    """Speak a sample sentence in the start voice of the ticked clips, before adapting, each
+    frame corrected by their own frames through their transcripts (metatts.frames), as their
+    adapted voice will speak. The ticks and transcripts are the report ``table``'s; without it
+    (an API call that leaves it out), those the clip check proposed, and the note says so."""
     progress(0, desc="Speaking a sample in the start voice")
     with friendly():
-        rows = table_rows(table)
+        rows = table_rows(table) or [(use, name, text) for name, (use, text)
+                                     in session.proposed.items()]
         clips = logic.chosen_clips(session, rows) if rows else []
-        out = logic.preview([c.wav for c in clips] or list(session.wavs.values()), clips=clips)
+        out = logic.preview([c.wav for c in clips], clips=clips)
     how = f" with your clips' frames ({out.frames:,})" if out.frames else ""
     note = (f"**Before adapting**, in {out.source}{how}: speaker similarity to your clips "
             f"**{out.similarity:.2f}** (ECAPA cosine; 1 is the same voice). Adapt (step 2) "
             "refines this voice.")
+    if table is None:
+        note += (f" It speaks from the {len(clips)} clip{'s' * (len(clips) != 1)} the clip "
+                 "check ticked; send the report table to choose others.")
     return (out.sample_rate, (out.wav * 32767).astype("int16")), note
 
 
@@ -328,6 +332,10 @@ def synthesize(text: str, session: Session,
     dropped = dropped_letters(text)
     if dropped:
         notes.append(f"Not spoken: {dropped} (the model reads English in Latin letters)")
+    symbols = dropped_symbols(text)
+    if symbols:
+        notes.append(f"Not spoken: {symbols} (emoji and symbols are not read aloud; write what "
+                     "they say in words)")
     session = dataclasses.replace(session, outputs=outputs, text=text)
     yield (session, gr.skip(), gr.skip(), mels.get("meta"), mels.get("pretrained"),
            "; ".join(notes) + ".", files)
@@ -357,6 +365,24 @@ def empty_is_none(table: gr.Dataframe) -> gr.Dataframe:
 
     table.preprocess = preprocess
     return table
+
+
+def checked_by_the_handler(number: gr.Slider | gr.Number) -> gr.Slider | gr.Number:
+    """``number`` hands a value it cannot take (text such as "abc" from an API call, or one out
+    of its range) to the function unchanged, which answers with the page's sentence
+    (logic.settings_for), instead of failing inside Gradio (6.31's Slider.preprocess compares
+    text with its minimum: a TypeError, which a client is told only as "The upstream Gradio app
+    has raised an exception")."""
+    own = number.preprocess
+
+    def preprocess(payload):
+        try:
+            return own(payload)
+        except (TypeError, ValueError, gr.Error):
+            return payload
+
+    number.preprocess = preprocess
+    return number
 
 
 def build_demo() -> gr.Blocks:
@@ -398,6 +424,8 @@ def build_demo() -> gr.Blocks:
             steps = gr.Slider(1, logic.MAX_STEPS, value=ADAPT_STEPS, step=1, label="Steps")
         with gr.Accordion("Advanced", open=False):
             lr = gr.Number(0, label="Learning rate (0: the method's default)")
+        checked_by_the_handler(steps)
+        checked_by_the_handler(lr)
         adapt_btn = gr.Button("Adapt", variant="primary", interactive=bool(choices),
                               elem_id="adapt")
         curve = gr.LinePlot(x="step", y="loss", color="method", label="Support loss")

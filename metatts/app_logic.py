@@ -45,6 +45,11 @@ MIN_SPEECH_SECONDS = 0.5
 MAX_CLIPPED = 0.001  # fraction of samples at full scale
 MIN_SNR_DB = 15.0  # loud frames (95th pct) over the noise floor (10th pct), 20 ms frames
 MAX_SILENCE = 0.6  # fraction of frames more than 40 dB below the loudest
+# How much a clip's sound changes (spectral_change, dB) below which it holds no speech: a steady
+# tone, hum, beeps or noise. Measured: steady tones and beeps 0.0, hum 0.1, white, pink, low- and
+# band-passed noise 0.48-0.64 (1-10 s); the 252 clips of the evaluation speakers and test
+# fixtures 3.65 or more, still 1.0 or more with white noise as loud as the speech (0.78 at -5 dB)
+MIN_SPECTRAL_CHANGE_DB = 0.7
 # Uploads as people make them: long ones are split (or cut short), quiet ones turned up.
 MAX_UPLOAD_SECONDS = 300.0  # read at most this much of one file (with a note)
 SPLIT_SECONDS = 20.0  # a clip longer than adapt.MAX_CLIP_SECONDS is cut into pieces this long
@@ -219,17 +224,40 @@ def measure(wav: np.ndarray, sample_rate: int) -> tuple[float, float, float]:
     return clipped, snr, silence
 
 
+def spectral_change(wav: np.ndarray) -> float:
+    """How much the sound of a clip (T,) at SAMPLE_RATE changes, in dB: the median, over its
+    sounding frames (within 20 dB of the loudest), of how far the frame's spectral shape (20
+    bands, its own level taken out, smoothed over 100 ms) is from the clip's median shape, on
+    average over the bands. Speech changes from sound to sound; a steady tone, a hum, a beep
+    or a steady noise hardly does (MIN_SPECTRAL_CHANGE_DB)."""
+    mel = np.exp(audio.mel_spectrogram(wav).numpy())  # (80, T) magnitudes
+    smooth = 9  # frames: 104 ms
+    if mel.shape[1] < smooth:
+        return float("inf")  # too short to tell; the length check speaks for it
+    bands = mel.reshape(20, -1, mel.shape[1]).mean(axis=1)  # (20, T)
+    bands = np.lib.stride_tricks.sliding_window_view(bands, smooth, axis=1).mean(-1)
+    db = 20 * np.log10(np.maximum(bands, audio.LOG_CLAMP))
+    level = 10 * np.log10(np.mean(bands**2, axis=0) + 1e-12)
+    shape = db[:, level > level.max() - 20]
+    shape = shape - shape.mean(axis=0)
+    return float(np.median(np.abs(shape - np.median(shape, axis=1, keepdims=True)).mean(0)))
+
+
 def clip_problem(seconds: float, clipped: float, snr_db: float, silence: float,
-                 transcript: str, confidence: float, *,
+                 transcript: str, confidence: float, *, change: float | None = None,
                  voice_change: float | None = None, unlike: float | None = None) -> str | None:
     """The first reason a clip would hurt adaptation, as a sentence, or None.
-    ``voice_change``: where a second voice seems to start (s), if one does; ``unlike``: the
-    clip's similarity to the other clips, when it seems another person's (:func:`odd_clips`)."""
+    ``change``: how much its sound changes (:func:`spectral_change`); ``voice_change``: where a
+    second voice seems to start (s), if one does; ``unlike``: the clip's similarity to the
+    other clips, when it seems another person's (:func:`odd_clips`)."""
     if seconds < MIN_SPEECH_SECONDS:
         return f"only {seconds:.1f} s of speech; record a full sentence."
     if seconds > adapting.MAX_CLIP_SECONDS:
         return (f"{seconds:.0f} s of speech; clips must be at most "
                 f"{adapting.MAX_CLIP_SECONDS:.0f} s. Cut it into sentences.")
+    if change is not None and change < MIN_SPECTRAL_CHANGE_DB:
+        return ("no speech in it: its sound hardly changes, as a steady tone, hum, beep or "
+                "noise does. Record someone speaking, or pick another clip.")
     if clipped > MAX_CLIPPED:
         return f"{clipped:.1%} of samples are clipped (too loud); record a little quieter."
     if snr_db < MIN_SNR_DB:
@@ -296,6 +324,7 @@ class _Piece:
     name: str
     wav: np.ndarray  # (T,) trimmed and loudness-normalized, at SAMPLE_RATE
     measures: tuple[float, float, float]  # see measure()
+    change: float  # see spectral_change()
     given: str | None  # its transcript, if one came with it
     note: str
     extra: bool = False  # past MAX_CLIPS in all: reported, not transcribed
@@ -347,7 +376,7 @@ def check_clips(paths: Sequence[str | Path], transcripts: Sequence[str | None] |
         else:
             text, confidence = (item.given, 1.0) if item.given else next(heard)
             problem = clip_problem(seconds, clipped, snr, silence, text, confidence,
-                                   voice_change=changes[pieces.index(item)],
+                                   change=item.change, voice_change=changes[pieces.index(item)],
                                    unlike=unlike[item.name])
         reports.append(ClipReport(item.name, round(seconds, 2), clipped, round(snr, 1),
                                   silence, text, round(confidence, 2), problem, item.note))
@@ -374,15 +403,16 @@ def kept_edits(rows: Sequence[tuple[bool, str, str]], proposed: dict[str, tuple[
 def clip_advice(path: str | Path) -> list[str]:
     """What the app's clip report would say of the audio of the file ``path``, as sentences: its
     notes (turned up, mixed, a low sample rate, cut short) and, for each clip it gives, why the
-    app would untick it (clipped, noisy, mostly silence, too short or long), its transcript
-    aside. For callers that take clips without the report (``python -m metatts adapt``)."""
+    app would untick it (no speech, clipped, noisy, mostly silence, too short or long), its
+    transcript aside. For callers that take clips without the report (``python -m metatts
+    adapt``)."""
     out = []
     for item in read_clip(Path(path), None, set()):
         if isinstance(item, ClipReport):  # unreadable: the caller meets that reason itself
             continue
         out += [item.note] if item.note else []
         problem = clip_problem(len(item.wav) / audio.SAMPLE_RATE, *item.measures,
-                               transcript="(given)", confidence=1.0)
+                               transcript="(given)", confidence=1.0, change=item.change)
         out += [f"the app would leave it out: {problem}"] if problem else []
     return out
 
@@ -404,8 +434,8 @@ def read_clip(path: Path, given: str | None, taken: set[str]) -> list[ClipReport
     trimmed = audio.trim_silence(raw, audio.SAMPLE_RATE)
     if len(trimmed) <= adapting.MAX_CLIP_SECONDS * audio.SAMPLE_RATE:
         _, snr, silence = measure(raw, audio.SAMPLE_RATE)
-        return [_Piece(name, audio.normalize_loudness(trimmed), (clipped, snr, silence), given,
-                       " ".join(notes))]
+        return [_Piece(name, audio.normalize_loudness(trimmed), (clipped, snr, silence),
+                       spectral_change(trimmed), given, " ".join(notes))]
     parts = audio.split_at_pauses(trimmed, audio.SAMPLE_RATE, SPLIT_SECONDS)
     stem, suffix = Path(name).stem, Path(name).suffix
     out = []
@@ -415,8 +445,8 @@ def read_clip(path: Path, given: str | None, taken: set[str]) -> list[ClipReport
         split = (f"Part {k} of {len(parts)} of a {len(trimmed) / audio.SAMPLE_RATE:.0f} s clip, "
                  f"cut at pauses (clips are at most {adapting.MAX_CLIP_SECONDS:.0f} s).")
         out.append(_Piece(_unique(f"{stem} (part {k}){suffix}", taken),
-                          audio.normalize_loudness(part), (clipped, snr, silence), None,
-                          " ".join([split, *notes])))
+                          audio.normalize_loudness(part), (clipped, snr, silence),
+                          spectral_change(part), None, " ".join([split, *notes])))
     return out
 
 
@@ -652,15 +682,32 @@ def settings_for(init: str, base: Checkpoint, steps: int | None, lr: float | Non
     settings = adapting.default_settings(init, base)
     changes = {}
     if steps:
-        if float(steps) != int(steps) or not 1 <= int(steps) <= MAX_STEPS:
+        number = _number(steps)
+        if not 1 <= number <= MAX_STEPS or number != int(number):
             raise AppError(f"Steps must be a whole number between 1 and {MAX_STEPS}, not "
-                           f"{steps}.")
-        changes["steps"] = int(steps)
+                           f"{_shown(steps)}.")
+        changes["steps"] = int(number)
     if lr:
-        if not 0 < float(lr) <= 1:
-            raise AppError(f"The learning rate must be above 0 and at most 1, not {lr}.")
-        changes["lr"] = float(lr)
+        if not 0 < _number(lr) <= 1:
+            raise AppError(f"The learning rate must be above 0 and at most 1, not "
+                           f"{_shown(lr)}.")
+        changes["lr"] = _number(lr)
     return adapting.with_changes(settings, **changes)
+
+
+def _number(value) -> float:
+    """``value`` as a finite number ("20" too: an API client may send text); NaN where it is
+    none (text such as "abc", infinity), which every range check refuses."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+    return number if np.isfinite(number) and not isinstance(value, bool) else float("nan")
+
+
+def _shown(value) -> str:
+    """A value as a message quotes it: text in quotes, a number as it is."""
+    return repr(value) if isinstance(value, str) else str(value)
 
 
 @dataclass(frozen=True)

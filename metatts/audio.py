@@ -10,6 +10,7 @@ import dataclasses
 import functools
 import io
 import math
+import re
 import shutil
 import subprocess
 import tempfile
@@ -86,6 +87,9 @@ def read_audio(source: str | Path | bytes, *, max_seconds: float | None = None) 
         first = err
     try:
         return _read_ffmpeg(source, max_seconds)
+    except NoAudioTrack as err:
+        raise AudioError(f"{name}: it has no audio track (only {err}), so there is no speech "
+                         "in it; give a file with sound, or record the clip.") from None
     except (OSError, RuntimeError, ValueError) as err:
         raise AudioError(f"{name}: cannot read it as audio; use a wav, flac, mp3, ogg or "
                          f"{FFMPEG_FORMATS} file (what the readers said: {first}; ffmpeg: "
@@ -114,6 +118,9 @@ def _read_ffmpeg(source: str | Path | bytes, max_seconds: float | None) -> Recor
                                *limit, "-vn", "-acodec", "pcm_f32le", str(out)],
                               capture_output=True, text=True, timeout=FFMPEG_SECONDS)
         if done.returncode != 0 or not out.is_file():
+            kinds = _stream_kinds(source)
+            if kinds and "audio" not in kinds:
+                raise NoAudioTrack(" and ".join(kinds))
             said = done.stderr.strip().splitlines()
             raise RuntimeError(said[-1].replace(str(source), "the file") if said
                                else f"exit status {done.returncode}")
@@ -121,6 +128,23 @@ def _read_ffmpeg(source: str | Path | bytes, max_seconds: float | None) -> Recor
     # ffmpeg stopped half a second past the limit, so a longer file reads as truncated
     return dataclasses.replace(recording, truncated=recording.truncated or (
         max_seconds is not None and recording.total_seconds > max_seconds))
+
+
+class NoAudioTrack(RuntimeError):
+    """A file ffmpeg reads that holds streams, none of them audio (a video without sound);
+    the message names the kinds of streams it holds."""
+
+
+def _stream_kinds(path: str | Path) -> list[str]:
+    """The kinds of streams ffmpeg finds in a file ("video", "audio", "subtitle", "data"), in
+    order, each once; none where it cannot open it."""
+    try:
+        done = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
+                              capture_output=True, text=True, timeout=FFMPEG_SECONDS)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    kinds = re.findall(r"^\s*Stream #\d+:\d+\S*: (\w+):", done.stderr, flags=re.MULTILINE)
+    return list(dict.fromkeys(k.lower() for k in kinds))
 
 
 @functools.cache

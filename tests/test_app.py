@@ -89,8 +89,8 @@ def speak(text, session):
     return streamed, final
 
 
-def adapt_all(table, session, choice="fine-tuning", steps=6):
-    *_, last = app.adapt(table, choice, steps, 0, session, progress=quiet)
+def adapt_all(table, session, choice="fine-tuning", steps=6, lr=0):
+    *_, last = app.adapt(table, choice, steps, lr, session, progress=quiet)
     return last
 
 
@@ -173,20 +173,24 @@ def test_a_missing_or_plain_meta_checkpoint_turns_the_meta_option_off(tiny, monk
 
 
 def test_clip_report_measures_and_flags(tmp_path):
-    t = np.arange(2 * SR) / SR
-    speechy = (0.3 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 2 * t) > 0)).astype("f4")
-    clipped = np.clip(5 * speechy, -1, 1)
-    noise = np.random.default_rng(0).normal(0, 0.1, 2 * SR).astype("f4")
-    files = [write(tmp_path / "ok.wav", speechy), write(tmp_path / "loud.wav", clipped),
-             write(tmp_path / "noise.wav", noise), write(tmp_path / "quiet.wav", 0 * noise),
-             tmp_path / "broken.wav"]  # long clips: test_app_uploads
-    files[-1].write_bytes(b"not audio at all")
+    speech, rate = sf.read(slt()[0], dtype="float32")
+    assert rate == SR
+    words = slt()[0].with_suffix(".txt").read_text()
+    noise = np.random.default_rng(0).normal(0, 0.1, len(speech)).astype("f4")
+    # speech in noise as loud as itself: noisy, not "no speech"
+    in_noise = speech + noise * np.sqrt(np.mean(speech**2) / np.mean(noise**2))
+    files = [write(tmp_path / "ok.wav", speech, words),
+             write(tmp_path / "loud.wav", np.clip(8 * speech, -1, 1), words),
+             write(tmp_path / "noisy.wav", in_noise / np.abs(in_noise).max() * 0.5, words),
+             write(tmp_path / "quiet.wav", 0 * noise), tmp_path / "broken.wav"]
+    files[-1].write_bytes(b"not audio at all")  # long clips, tones and noise: test_app_uploads
     reports, wavs = logic.check_clips(files)
     by = {r.name: r for r in reports}
     assert [r.name for r in reports] == [f.name for f in files]
-    assert by["ok.wav"].use and by["ok.wav"].seconds == pytest.approx(1.8, abs=0.3)
+    assert by["ok.wav"].use and by["ok.wav"].seconds == pytest.approx(
+        len(logic.audio.trim_silence(speech, SR)) / SR, abs=0.01)
     assert "clipped" in by["loud.wav"].problem
-    assert "noisy" in by["noise.wav"].problem
+    assert by["noisy.wav"].problem.startswith("noisy: about ")
     assert "silent" in by["quiet.wav"].problem and "quiet.wav" not in wavs
     assert "cannot read it as audio" in by["broken.wav"].problem
     assert str(tmp_path) not in by["broken.wav"].problem  # no server paths shown to users
@@ -262,6 +266,23 @@ def test_bad_text_is_refused(tiny, text, match):
     session = adapt_all(table, session, steps=1)[0]
     with pytest.raises(gr.Error, match=match):
         next(app.synthesize(text, session, progress=quiet))
+
+
+def test_emoji_and_symbols_that_are_not_spoken_are_named(tiny):
+    """A sentence of emoji (or a symbol inside one) is left out with a note that names it; text
+    of nothing but emoji is refused with what to do."""
+    table, session = app.check_clips(slt()[:1], None, logic.Session(), progress=quiet)
+    session = adapt_all(table, session, steps=1)[0]
+    streamed, final = speak("Hello there. 🎉🎉🎉! I ♥ you.", session)
+    note = final[5]
+    assert "Not spoken: 🎉🎉🎉 ♥ (emoji and symbols are not read aloud; write what they say in "\
+           "words)" in note
+    assert len(streamed["pretrained"]) == 2  # "Hello there. 🎉🎉🎉!" and "I ♥ you."
+    _, plain = speak("Hello there. I love you.", session)
+    assert "Not spoken" not in plain[5]
+    with pytest.raises(gr.Error, match="it has no words \\(emoji and symbols are not read "
+                                       "aloud; write what they say in words\\)"):
+        app.ready_to_speak("🎉🎉 ♥", session)
 
 
 def test_voice_files_load_and_refuse_another_model(tiny, tmp_path, monkeypatch):
@@ -403,6 +424,36 @@ def test_settings_are_checked(tiny):
         logic.settings_for("pretrained", base, 2.7, None)
     with pytest.raises(logic.AppError, match="learning rate"):
         logic.settings_for("pretrained", base, None, 5.0)
+    # what an API call may send: text, which is read where it is a number
+    assert logic.settings_for("pretrained", base, "20", "0.05").steps == 20
+    for steps in ("abc", "nan", "inf", float("nan"), True):
+        with pytest.raises(logic.AppError, match="Steps must be a whole number between 1 and "
+                                                 f"{logic.MAX_STEPS}, not "):
+            logic.settings_for("pretrained", base, steps, None)
+    with pytest.raises(logic.AppError, match="not 'abc'"):
+        logic.settings_for("pretrained", base, "abc", None)
+    with pytest.raises(logic.AppError, match="learning rate must be above 0 and at most 1, not "
+                                             "'fast'"):
+        logic.settings_for("pretrained", base, None, "fast")
+
+
+def test_steps_as_text_reach_the_handler_which_says_what_is_wrong(tiny):
+    """The page's Steps slider and learning-rate box hand what an API call sends them (text,
+    a value out of range) to adapt, which answers with the page's sentence; a number is taken
+    as before."""
+    fns = app.demo.fns.values() if isinstance(app.demo.fns, dict) else app.demo.fns
+    adapt_fn = next(f for f in fns if f.name == "adapt")
+    _, _, steps, lr, _ = adapt_fn.inputs
+    assert steps.preprocess(20) == 20 and lr.preprocess(0.01) == 0.01
+    assert steps.preprocess("abc") == "abc" and steps.preprocess(500) == 500
+    assert lr.preprocess("fast") == "fast"
+    table, session = app.check_clips(slt()[:1], None, logic.Session(), progress=quiet)
+    for bad_steps, bad_lr, match in (("abc", 0, "Steps must be a whole number between 1 and "
+                                                "200, not 'abc'"),
+                                     (500, 0, "Steps must be a whole number .* not 500"),
+                                     (5, "fast", "learning rate must be above 0 .* not 'fast'")):
+        with pytest.raises(gr.Error, match=match):
+            adapt_all(table, session, steps=steps.preprocess(bad_steps), lr=lr.preprocess(bad_lr))
 
 
 def test_both_methods_adapt_side_by_side(tiny, tmp_path, monkeypatch):
@@ -460,14 +511,41 @@ def test_preview_with_the_report_speaks_with_the_ticked_clips_frames(tiny):
     """The page passes the report table: the preview's frames are corrected by the ticked
     clips' own (metatts.frames), as their adapted voice will speak; the same length of speech."""
     table, session = app.check_clips(slt()[:2], None, logic.Session(), progress=quiet)
-    (_, plain), note = app.preview(session, progress=quiet)
+    plain = logic.preview(list(session.wavs.values()))  # the start voice alone
     (_, matched), with_frames = app.preview(session, table, progress=quiet)
-    assert "frames" not in note and "with your clips' frames (" in with_frames
-    assert len(matched) == len(plain) and not np.array_equal(matched, plain)
+    assert plain.frames == 0 and "with your clips' frames (" in with_frames
+    assert len(matched) == len(plain.wav) and not np.array_equal(matched / 32767, plain.wav)
     rows = pd.DataFrame(table)
     rows["use"] = False
     with pytest.raises(gr.Error, match="No clip is selected"):
         app.preview(session, rows, progress=quiet)
+
+
+def test_preview_without_the_table_speaks_from_the_clips_the_check_ticked(tiny, tmp_path,
+                                                                        monkeypatch):
+    """An API call to /preview that leaves the report out speaks from the clips the check
+    ticked (and says so), not from a clip it left out; with the report, from the ticked ones."""
+    t = np.arange(3 * SR) / SR
+    tone = write(tmp_path / "tone.wav", (0.3 * np.sin(2 * np.pi * 440 * t)).astype("f4"))
+    table, session = app.check_clips([*slt()[:2], tone], None, logic.Session(),
+                                     progress=quiet)
+    assert list(table["use"]) == [True, True, False]
+    used = []
+    real = logic.preview
+    monkeypatch.setattr(logic, "preview", lambda wavs, **kw: used.append(
+        (list(wavs), [c.name for c in kw.get("clips", ())])) or real(wavs, **kw))
+    (_, without), note = app.preview(session, None, progress=quiet)
+    (_, with_table), _ = app.preview(session, table, progress=quiet)
+    ticked = [p.name for p in slt()[:2]]
+    assert used[0][1] == used[1][1] == ticked
+    assert all(np.array_equal(a, session.wavs[n]) for a, n in zip(used[0][0], ticked))
+    assert len(used[0][0]) == 2 and np.array_equal(without, with_table)
+    assert note.endswith("It speaks from the 2 clips the clip check ticked; send the report "
+                         "table to choose others.")
+    rows = table.copy()
+    rows["use"] = [False, True, False]  # what the person ticked on the page
+    app.preview(session, rows, progress=quiet)
+    assert used[2][1] == ticked[1:]
 
 
 def test_preview_of_an_encoder_start_is_estimated_from_the_clips(tmp_path, monkeypatch):

@@ -168,3 +168,30 @@ def test_a_browser_uploads_adapts_and_hears_audio(served, tmp_path):
         raise
     finally:
         driver.quit()
+
+
+def test_api_calls_with_text_for_steps_or_without_the_report_get_the_pages_sentences(served,
+                                                                                     tmp_path):
+    """Through the API: steps or a learning rate sent as text get the sentence the page's bad
+    settings get (not Gradio's bare "Error"); /preview without the report speaks from the clips
+    the check ticked, leaving out the one it unticked, and says so."""
+    url, _ = served
+    client = Client(url, verbose=False)
+    t = np.arange(3 * 22050) / 22050
+    sf.write(tmp_path / "tone.wav", 0.3 * np.sin(2 * np.pi * 440 * t), 22050)
+    table = client.predict([*uploads(tmp_path / "up")[:2], handle_file(str(tmp_path / "tone.wav"))],
+                           None, api_name="/check_clips")
+    assert [row[0] for row in table["data"]] == [True, True, False]
+    for steps, lr, message in (("abc", 0, "Steps must be a whole number between 1 and 200, not "
+                                          "'abc'"),
+                               (500, 0, "Steps must be a whole number between 1 and 200, not "
+                                        "500"),
+                               (5, "fast", "learning rate must be above 0 and at most 1, not "
+                                           "'fast'")):
+        with pytest.raises(Exception, match=message):
+            client.predict(table, "fine-tuning", steps, lr, api_name="/adapt")
+    _, note = client.predict(None, api_name="/preview")
+    assert note.endswith("It speaks from the 2 clips the clip check ticked; send the report "
+                         "table to choose others.")
+    _, note = client.predict(table, api_name="/preview")
+    assert "with your clips' frames" in note and "the clip check ticked" not in note

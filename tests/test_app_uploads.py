@@ -147,3 +147,66 @@ def test_two_voices_in_one_clip_are_flagged(tmp_path):
     change = float(two.problem.split("from about ")[1].split(" s")[0])
     assert abs(change - first) <= 1.5
     assert one.problem is None
+
+
+def test_a_tone_hum_beeps_or_steady_noise_are_called_no_speech(tmp_path, speech):
+    """Sounds that are not speech are called what they are, by the app's report (Whisper's
+    transcript of them aside) and by the advice `python -m metatts adapt` prints; speech in
+    noise as loud as itself is still speech, called noisy."""
+    t = np.arange(3 * SR) / SR
+    rng = np.random.default_rng(0)
+    sounds = {"tone.wav": 0.3 * np.sin(2 * np.pi * 440 * t),
+              "hum.wav": sum(0.1 / k * np.sin(2 * np.pi * 50 * k * t) for k in range(1, 10)),
+              "beeps.wav": 0.3 * np.sin(2 * np.pi * 1000 * t) * (t % 1 < 0.5),
+              "noise.wav": 0.1 * rng.standard_normal(len(t))}
+    for name, wav in sounds.items():
+        sf.write(tmp_path / name, wav.astype(np.float32), SR)
+        r, _ = report(tmp_path / name)
+        assert not r.use and r.problem.startswith("no speech in it: its sound hardly changes"), name
+        assert "Record someone speaking, or pick another clip." in r.problem
+        assert logic.clip_advice(tmp_path / name) == [f"the app would leave it out: {r.problem}"]
+    [heard], _ = logic.check_clips([tmp_path / "tone.wav"])  # Whisper hears something in it
+    assert heard.problem.startswith("no speech in it")
+    noise = rng.standard_normal(len(speech)).astype(np.float32)
+    problems = []
+    for snr_db in (10, 0):
+        level = np.sqrt(np.mean(speech**2) / np.mean(noise**2)) / 10 ** (snr_db / 20)
+        mixed = speech + noise * level
+        sf.write(tmp_path / "in_noise.wav", mixed / np.abs(mixed).max() * 0.5, SR)
+        problems.append(report(tmp_path / "in_noise.wav")[0].problem)
+    assert problems[0] is None and problems[1].startswith("noisy: about "), problems
+
+
+def test_no_shipped_example_clip_is_called_no_speech():
+    """The example voices' clips are speech, far above the line (measured 3.65 dB or more against
+    MIN_SPECTRAL_CHANGE_DB 0.7), and the app advises nothing about any of them."""
+    clips = [p for paths in logic.example_voices().values() for p in paths]
+    assert len(clips) > 100
+    for path in clips:
+        wav = audio.trim_silence(audio.load_audio(path), SR)
+        assert logic.spectral_change(wav) > 3 * logic.MIN_SPECTRAL_CHANGE_DB, path
+        assert logic.clip_advice(path) == [], path
+
+
+def ffmpeg(*args):
+    subprocess.run([audio.ffmpeg_exe(), "-v", "error", *map(str, args)], check=True, timeout=60)
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".webm"])
+def test_a_video_without_an_audio_track_says_so(tmp_path, speech, suffix):
+    """A video with no sound is told apart from a file that cannot be read; one with sound is
+    read as its sound."""
+    silent = tmp_path / f"silent{suffix}"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=duration=2:size=64x64:rate=10", "-pix_fmt", "yuv420p",
+           silent)
+    r, wavs = report(silent)
+    assert r.problem == ("this file: it has no audio track (only video), so there is no speech "
+                         "in it; give a file with sound, or record the clip.") and wavs == {}
+    with pytest.raises(audio.AudioError, match="no audio track"):
+        audio.load_audio(silent.read_bytes())
+    sf.write(tmp_path / "in.wav", speech, SR)
+    sounding = tmp_path / f"sounding{suffix}"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=duration=2:size=64x64:rate=10", "-i", tmp_path / "in.wav",
+           "-pix_fmt", "yuv420p", sounding)
+    r, wavs = report(sounding)
+    assert r.use and r.seconds == pytest.approx(len(audio.trim_silence(speech, SR)) / SR, abs=0.15)

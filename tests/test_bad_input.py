@@ -22,7 +22,7 @@ from metatts.cli import synthesize as synthesize_cli
 from metatts.meta.inner_loop import InnerConfig
 from metatts.model.config import ConfigError, load_config
 from metatts.synthesis import synthesize, synthesize_stream
-from metatts.text import TextError, dropped_letters
+from metatts.text import TextError, dropped_letters, dropped_symbols
 from metatts.voice import Voice
 from test_adapt import tiny_checkpoint
 
@@ -92,6 +92,22 @@ def test_dropped_letters(text, dropped):
     assert dropped_letters(text) == dropped
 
 
+@pytest.mark.parametrize("text, dropped", [
+    ("Hello there. 🎉🎉🎉! How are you?", "🎉🎉🎉"), ("I ♥ you ♥.", "♥"),
+    ("Go 👍🏽 now 👨‍👩‍👧 🇺🇸", "👍🏽 👨‍👩‍👧 🇺🇸"), ("Cost: € or ¥5, 3 × 4 ★", "€ × ★"),
+    # read aloud, or markup and quotes left out without a word
+    ("It is 20°C, 50% & $5 — “fine”, 1️⃣ ½", ""), ("**bold** #tag a_b | c ~ d", ""),
+    ("Hello 日本 world.", "")])
+def test_dropped_symbols(text, dropped):
+    assert dropped_symbols(text) == dropped
+
+
+def test_text_of_nothing_but_emoji_is_refused_with_what_to_do(base):
+    with pytest.raises(TextError, match="it has no words \\(emoji and symbols are not read "
+                                        "aloud; write what they say in words\\)"):
+        synthesize(base, "🎉🎉🎉 ♥", speaker="a", vocoder=silent)
+
+
 def silent(mel):
     return torch.zeros(mel.shape[-1] * 256)
 
@@ -136,6 +152,14 @@ def test_synthesize_says_what_it_did_not_speak(base, tmp_path, capsys):
     assert synthesize_cli.main(["--text", "Hello 日本 world.", "--out", str(out), "--speaker",
                                 "a", "--checkpoint", str(base.path)]) == 0
     assert out.is_file() and "not spoken: 日本" in capsys.readouterr().err
+    assert synthesize_cli.main(["--text", "Hello there. 🎉🎉🎉! How are you?", "--out", str(out),
+                                "--force", "--speaker", "a", "--checkpoint", str(base.path)]) == 0
+    assert "metatts synthesize: not spoken: 🎉🎉🎉 (emoji and symbols are not read aloud; write "\
+           "what they say in words to have it spoken)." in capsys.readouterr().err
+    assert synthesize_cli.main(["--text", "🎉🎉🎉", "--out", str(tmp_path / "y.wav"), "--speaker",
+                                "a", "--checkpoint", str(base.path)]) == 2
+    assert "it has no words (emoji and symbols" in capsys.readouterr().err
+    assert not (tmp_path / "y.wav").exists()
 
 
 def test_adapt_refuses_before_any_work(base, tmp_path, a_file, capsys):

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     from metatts.model.checkpoint import (CheckpointError, checkpoint_files, load_checkpoint,
                                           shipped_checkpoint)
     from metatts.synthesis import check_pace, synthesize
-    from metatts.text import TextError, dropped_letters
+    from metatts.text import TextError, dropped_letters, dropped_symbols
     from metatts.vocoder import load_vocoder
     from metatts.voice import Voice
 
@@ -116,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"metatts synthesize: not spoken: {dropped} (the model reads English in Latin "
                   "letters; spell such words out in Latin letters to have them spoken).",
                   file=sys.stderr)
+        symbols = dropped_symbols(args.text)
+        if symbols:
+            print(f"metatts synthesize: not spoken: {symbols} (emoji and symbols are not read "
+                  "aloud; write what they say in words to have it spoken).", file=sys.stderr)
     except (CheckpointError, TextError, ValueError) as err:  # VoiceError, AudioError: ValueErrors
         print(f"metatts synthesize: {err}", file=sys.stderr)
         return 2

@@ -152,6 +152,23 @@ def dropped_letters(text: str) -> str:
     return " ".join(dict.fromkeys(runs))
 
 
+def dropped_symbols(text: str) -> str:
+    """The emoji and other symbols in ``text`` that :func:`normalize_text` leaves out unspoken
+    ("🎉", "♥", "€" without an amount, "×"), in order, each once, joined by spaces; "" if none:
+    what a caller should tell the user was not spoken. ASCII marks ("*", "#", "_", "|") are
+    markup, left out without a word, as are quotes and dashes; symbols it reads ("%", "&", "°",
+    "$5") are not named."""
+    runs, run = [], ""
+    for c in _spelled_out(text) + " ":
+        category = unicodedata.category(c) if ord(c) > 127 else ""
+        if category.startswith("S") or (run and category in ("Mn", "Me", "Cf")):
+            run += c  # a symbol, or what joins it: a skin tone (Sk), a joiner, a keycap
+        elif run:
+            runs.append(run)
+            run = ""
+    return " ".join(dict.fromkeys(runs))
+
+
 def _is_speakable_char(char: str) -> bool:
     if char.isspace() or char in PUNCTUATION or char in "'-":
         return True
@@ -178,6 +195,14 @@ def normalize_text(text: str) -> str:
     """Return ``text`` as words a reader would say, with tidy punctuation (may be empty)."""
     if not isinstance(text, str):
         raise TextError(f"Expected text as a str, got {type(text).__name__}.")
+    text = "".join(c if _is_speakable_char(c) else " " for c in _spelled_out(text))
+    return _tidy_punctuation(text)
+
+
+def _spelled_out(text: str) -> str:
+    """``text`` with numbers, abbreviations and the symbols read aloud written as words, and
+    brackets and dashes as pauses: what :func:`normalize_text` keeps the speakable letters and
+    marks of."""
     text = re.sub(r"(\d)([\u00bc-\u00be\u2150-\u215e])", r"\1 and \2", text)  # 2¾, before NFKC
     text = unicodedata.normalize("NFKC", text).translate(_UNICODE)
     text = re.sub(r"([=+*_~#/\\|<>^-])\1{2,}", " ", text)  # rules and banners: "=====", "---"
@@ -187,6 +212,4 @@ def normalize_text(text: str) -> str:
     text = _expand_numbers(text)
     for symbol, spoken in _SYMBOLS.items():
         text = text.replace(symbol, spoken)
-    text = re.sub(r"[()\[\]{}<>—]|\s-\s", ", ", text)  # brackets and dashes are pauses
-    text = "".join(c if _is_speakable_char(c) else " " for c in text)
-    return _tidy_punctuation(text)
+    return re.sub(r"[()\[\]{}<>—]|\s-\s", ", ", text)  # brackets and dashes are pauses

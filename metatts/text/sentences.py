@@ -6,6 +6,7 @@ import re
 
 from metatts.text.abbreviations import PREFIXES
 from metatts.text.errors import TextError
+from metatts.text.normalize import dropped_symbols
 
 _BOUNDARY = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s)")
 _CLAUSE = re.compile(r"[,;:—]\s")
@@ -61,5 +62,7 @@ def split_sentences(text: str, max_chars: int | None = None) -> list[str]:
             raise ValueError(f"max_chars must be positive, got {max_chars}.")
         sentences = [part for s in sentences for part in _split_long(s, max_chars)]
     if not sentences:
-        raise TextError(f"Nothing to speak in {text!r}: it has no words.")
+        raise TextError(f"Nothing to speak in {text!r}: it has no words" + (
+            " (emoji and symbols are not read aloud; write what they say in words)."
+            if dropped_symbols(text) else "."))
     return sentences
