@@ -283,7 +283,7 @@ def load_voice(file, session: Session):
                      f"clip{'s' * (voice.clips != 1)}.")
 
 
-def ready_to_speak(text: str, session: Session, voice_files=None) -> None:
+def ready_to_speak(text: str, session: Session, voice_files=None, pace=1.0) -> None:
     """The page's check before Speak: a refusal here leaves the last speech on the page (an
     error in ``synthesize`` itself marks every one of its outputs). ``voice_files``: the page's
     download box; voices there but none in the session mean the session was dropped."""
@@ -294,20 +294,21 @@ def ready_to_speak(text: str, session: Session, voice_files=None) -> None:
                        print_exception=False)
     with friendly():
         for init, voice in session.voices.items():
-            logic.speak_stream(init, voice, text)  # checks text and voice; makes no audio yet
+            logic.speak_stream(init, voice, text, pace)  # checks text, rate and voice; no audio
 
 
-def synthesize(text: str, session: Session,
+def synthesize(text: str, session: Session, pace=1.0,
                progress=gr.Progress()):  # noqa: B008 (Gradio's pattern)
-    """Speak ``text`` with each voice of the session, streaming each sentence's audio as soon as
-    it is made; the mels, a note, the whole speech as wav files (the audio an API client gets)
-    and the session's outputs (for scoring) come at the end."""
+    """Speak ``text`` with each voice of the session at speaking rate ``pace`` (1: the voice's
+    own), streaming each sentence's audio as soon as it is made; the mels, a note, the whole
+    speech as wav files (the audio an API client gets) and the session's outputs (for scoring)
+    come at the end."""
     if not session.voices:
         raise gr.Error("There is no voice yet: adapt one (step 2) or upload a voice file.",
                        print_exception=False)
     with friendly():
-        text = logic.check_text(text)
-        streams = {init: logic.speak_stream(init, voice, text)  # every voice checked first
+        text, pace = logic.check_text(text), logic.check_pace(pace)
+        streams = {init: logic.speak_stream(init, voice, text, pace)  # every voice checked first
                    for init, voice in session.voices.items()}
     outputs, mels, notes = {}, {}, []
     for n, (init, chunks) in enumerate(streams.items()):
@@ -324,6 +325,8 @@ def synthesize(text: str, session: Session,
         took = session.seconds.get(init)
         notes.append(f"{LABELS[init]}: {len(outputs[init]) / made[0].sample_rate:.1f} s of audio"
                      + (f", adapted in {took:.1f} s" if took is not None else ""))
+    if pace != 1:
+        notes.append(f"spoken at {pace:g} times the voice's own pace")
     folder = output_folder("speech")
     files = []
     for init, wav in outputs.items():
@@ -441,6 +444,9 @@ def build_demo() -> gr.Blocks:
         text = gr.Textbox("The quick brown fox jumps over the lazy dog.",
                           label=f"Text (up to {logic.MAX_TEXT_CHARS} characters)",
                           elem_id="text")
+        pace = checked_by_the_handler(gr.Slider(
+            *logic.PACE_RANGE, value=1.0, step=0.05, elem_id="pace",
+            label="Speaking rate (1: the voice's own pace; 2: twice as fast)"))
         speak_btn = gr.Button("Speak", variant="primary", elem_id="speak")
         with gr.Row():
             # streamed: each sentence plays as soon as it is made
@@ -472,9 +478,9 @@ def build_demo() -> gr.Blocks:
         # so a voice loaded while one runs would be lost when it ends
         load_btn.click(load_voice, [voice_upload, session], [session, adapt_note],
                        api_name="load_voice", **heavy)
-        ready = speak_btn.click(ready_to_speak, [text, session, voice_files], None,
+        ready = speak_btn.click(ready_to_speak, [text, session, voice_files, pace], None,
                                 api_visibility="private")
-        ready.success(synthesize, [text, session],
+        ready.success(synthesize, [text, session, pace],
                       [session, audio_meta, audio_ft, mel_meta, mel_ft, speak_note, speech_files],
                       api_name="synthesize", **heavy).success(score, session, scores,
                                                               api_name="score", **heavy)

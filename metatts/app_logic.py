@@ -50,6 +50,9 @@ MAX_SILENCE = 0.6  # fraction of frames more than 40 dB below the loudest
 # band-passed noise 0.48-0.64 (1-10 s); the 252 clips of the evaluation speakers and test
 # fixtures 3.65 or more, still 1.0 or more with white noise as loud as the speech (0.78 at -5 dB)
 MIN_SPECTRAL_CHANGE_DB = 0.7
+# The speaking rates the page offers (synthesis takes 0.25-4): slower than half makes long
+# speech (and holds the one heavy slot) for little use; faster than twice is hard to follow
+PACE_RANGE = (0.5, 2.0)
 # Uploads as people make them: long ones are split (or cut short), quiet ones turned up.
 MAX_UPLOAD_SECONDS = 300.0  # read at most this much of one file (with a note)
 SPLIT_SECONDS = 20.0  # a clip longer than adapt.MAX_CLIP_SECONDS is cut into pieces this long
@@ -896,16 +899,29 @@ def speak(init: str, voice: Voice, text: str):
     return speak_params(init, voice.params, text, frames=voice.frames)
 
 
-def speak_stream(init: str, voice: Voice, text: str) -> Iterator:
-    """``text`` in an adapted voice a sentence at a time: one
-    :class:`metatts.synthesis.Synthesis` per sentence, each made when asked for. Bad text or a
-    voice that does not fit raises :class:`AppError` here, before any audio is made."""
+def check_pace(pace) -> float:
+    """The speaking rate the page asks for, as a number in :data:`PACE_RANGE` (1: the voice's
+    own; text from an API client too), or :class:`AppError` saying what it takes."""
+    number = _number(1.0 if pace is None else pace)
+    if not PACE_RANGE[0] <= number <= PACE_RANGE[1]:
+        raise AppError(f"The speaking rate must be between {PACE_RANGE[0]:g} and "
+                       f"{PACE_RANGE[1]:g} (1 is the voice's own, 2 twice as fast), not "
+                       f"{_shown(pace)}.")
+    return number
+
+
+def speak_stream(init: str, voice: Voice, text: str, pace: float = 1.0) -> Iterator:
+    """``text`` in an adapted voice a sentence at a time, at speaking rate ``pace``: one
+    :class:`metatts.synthesis.Synthesis` per sentence, each made when asked for. Bad text, a
+    rate out of range or a voice that does not fit raises :class:`AppError` here, before any
+    audio is made."""
     from metatts.synthesis import synthesize_stream
     from metatts.text import TextError
 
+    pace = check_pace(pace)
     try:
         return synthesize_stream(load_model(init), check_text(text), params=voice.params,
-                                 frames=voice.frames)
+                                 pace=pace, frames=voice.frames)
     except (TextError, CheckpointError) as err:
         raise AppError(str(err)) from None
 

@@ -285,6 +285,29 @@ def test_emoji_and_symbols_that_are_not_spoken_are_named(tiny):
         app.ready_to_speak("🎉🎉 ♥", session)
 
 
+def test_the_speaking_rate_changes_how_long_the_speech_is_and_is_checked(tiny):
+    """Speak at half the pace gives longer audio and says so (a tiny model's tokens take a
+    frame or two each, so the ratio is not 2, and it cannot go faster: every token keeps a
+    frame); a rate the page does not offer (or text from an API client) is refused with the
+    range, before any audio is made."""
+    table, session = app.check_clips(slt()[:1], None, logic.Session(), progress=quiet)
+    session = adapt_all(table, session, steps=1)[0]
+    text = "Hello there, how are you today?"
+    *_, own = app.synthesize(text, session, progress=quiet)
+    *_, slow = app.synthesize(text, session, 0.5, progress=quiet)
+    *_, typed = app.synthesize(text, session, "0.5", progress=quiet)
+    samples = {name: len(sf.read(final[6][0])[0]) for name, final in (("own", own),
+                                                                       ("slow", slow),
+                                                                       ("typed", typed))}
+    assert samples["slow"] > 1.25 * samples["own"] and samples["typed"] == samples["slow"]
+    assert "spoken at 0.5 times the voice's own pace" in slow[5] and "pace" not in own[5]
+    for pace in (0.25, 3, "fast", float("nan")):
+        with pytest.raises(gr.Error, match="speaking rate must be between 0.5 and 2"):
+            app.ready_to_speak(text, session, None, pace)
+        with pytest.raises(gr.Error, match="speaking rate must be between 0.5 and 2"):
+            next(app.synthesize(text, session, pace, progress=quiet))
+
+
 def test_voice_files_load_and_refuse_another_model(tiny, tmp_path, monkeypatch):
     table, session = app.check_clips(slt()[:2], None, logic.Session(), progress=quiet)
     voice_file = adapt_all(table, session, steps=2)[3][0]
