@@ -198,3 +198,51 @@ def frame_bank(checkpoint, params: Mapping[str, Tensor], examples: Sequence,
         model.train(was_training)
     return FrameBank(torch.cat(twins), torch.cat(reals), neighbours, smoothing,
                      torch.cat(keys) if key == "hidden" else None)
+
+
+def corrected_loss(model: nn.Module, params: Mapping[str, Tensor], support, query,
+                   fixed: Mapping[str, Tensor] | None = None, neighbours: int = NEIGHBOURS,
+                   smoothing: int = SMOOTHING) -> Tensor:
+    """The mean absolute difference between the query clips' real log-mel frames and the
+    model's teacher-forced frames of them *after frame matching* on the support clips, matched
+    on the decoder's hidden states (``key="hidden"``, what the shipped paths use): what a voice
+    adapted to ``support`` says of other sentences once its clips' frames correct it.
+
+    ``support`` and ``query`` are collated batches of one voice (speaker NEW_SPEAKER), rendered
+    with ``params`` (and ``fixed``) in place of the model's. It is differentiable in the
+    parameters through both the query's frames and the support's twin frames (which neighbours
+    are matched is not): an outer objective for meta-learning (``meta.query_frames``) that
+    trains the model to render a voice so that its own frames correct it well. For one bank it
+    equals what :meth:`FrameBank.apply` makes of the query's frames (tests/test_frames.py)."""
+    overrides = {f"model.{k}": v for k, v in {**(fixed or {}), **params}.items()}
+    outputs = _Outputs(model)
+    with hidden_states(model) as seen:
+        said = torch.func.functional_call(outputs, overrides, (support,), strict=False)
+        keys = seen[0]
+        seen.clear()
+        heard = torch.func.functional_call(outputs, overrides, (query,), strict=False)
+        states = seen[0]
+
+    def rows(frames: Tensor, lengths: Tensor) -> Tensor:  # (B, M, T) -> (sum of lengths, M)
+        return torch.cat([frames[i, :, :n].T for i, n in enumerate(lengths.tolist())])
+
+    lengths = support.mel_lengths
+    twin = rows(said.mel if said.mel_postnet is None else said.mel_postnet, lengths).float()
+    real = rows(support.mels, lengths).float()
+    bank_keys = torch.cat([keys[i, :n] for i, n in enumerate(lengths.tolist())]).float()
+    made = heard.mel if heard.mel_postnet is None else heard.mel_postnet
+    k = min(neighbours, len(twin))
+    total, count = made.new_zeros(()).float(), 0
+    for i, n in enumerate(query.mel_lengths.tolist()):
+        with torch.no_grad():
+            nearest = torch.cdist(states[i, :n].float(), bank_keys).topk(
+                k, dim=1, largest=False).indices  # (T, k)
+        correction = (real[nearest] - twin[nearest]).mean(1).T  # (M, T)
+        if smoothing > 1:
+            half = smoothing // 2
+            padded = torch.nn.functional.pad(correction[None], (half, half), mode="replicate")
+            correction = torch.nn.functional.avg_pool1d(padded, smoothing, stride=1)[0]
+        corrected = made[i, :, :n].float() + correction
+        total = total + (corrected - query.mels[i, :, :n].float()).abs().sum()
+        count += corrected.numel()
+    return total / count

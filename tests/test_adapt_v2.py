@@ -13,6 +13,7 @@ from test_adapt import tiny_checkpoint
 from metatts.adapt import AdaptSettings, adapt, load_clips, support_examples
 from metatts.data import collate
 from metatts.meta import InnerConfig, Task, meta_gradient, task_gradient, write_grads
+from metatts.model.config import ConfigError, MetaConfig
 from metatts.synthesis import synthesize
 from metatts.train.meta import encoder_start
 
@@ -102,6 +103,35 @@ def test_query_identity_adds_the_identity_term_to_the_outer_objective(base, clip
             distance = float(loss_fn(model, (IDENTITY,))(
                 {"speaker.new": model.speaker.new.detach()}, collate(list(task.query))))
         assert distance > 0
+    finally:
+        model.eval()
+
+
+def test_query_frames_adds_the_frame_matched_query_loss_to_the_outer_objective(base, clips):
+    """meta.query_frames: the same inner steps, and the query loss gains the weight times the
+    query clips' loss after frame matching on the support (frames.corrected_loss), whose
+    gradient changes the meta-gradient; Reptile, which has no outer objective, refuses it."""
+    model = base.model.train()
+    try:
+        cfg = InnerConfig(groups=("embedding", "conditional_norms"), steps=2, lr=0.05,
+                          optimizer="sgd", seed=0)
+        task = task_of(base, clips)
+        runs = {}
+        for weight in (0.0, 2.0):
+            torch.manual_seed(0)
+            runs[weight] = task_gradient(model, task, collate, cfg, "fomaml",
+                                         start_fn=encoder_start(model), query_frames=weight)
+        assert runs[0.0].support_losses == pytest.approx(runs[2.0].support_losses)
+        gained = (runs[2.0].query_loss - runs[0.0].query_loss) / 2.0
+        assert 0.05 < gained < 10  # a mean absolute log-mel difference
+        names = [n for n in runs[0.0].grads if n.startswith("decoder.")]
+        assert any(not torch.allclose(runs[0.0].grads[n], runs[2.0].grads[n]) for n in names)
+        with pytest.raises(ValueError, match="Reptile has no outer objective"):
+            task_gradient(model, task, collate, cfg, "reptile", query_frames=1.0)
+        with pytest.raises(ConfigError, match="query_frames"):
+            MetaConfig(algo="reptile", query_frames=1.0)
+        with pytest.raises(ConfigError, match="query_frames must be >= 0"):
+            MetaConfig(query_frames=-1.0)
     finally:
         model.eval()
 

@@ -211,6 +211,48 @@ def test_a_hidden_key_bank_keeps_the_twins_decoder_states_and_synthesis_uses_the
         AdaptSettings(frames_key="pitch")
 
 
+def test_the_corrected_loss_is_the_l1_of_the_banks_correction_with_a_gradient(base, clips):
+    """frames.corrected_loss (meta.query_frames' outer term): for support clips and other query
+    clips of one voice, the mean |real - corrected| of the query's teacher-forced frames, where
+    corrected is what a hidden-key bank of the support clips makes of them (FrameBank.apply);
+    it has a gradient in the parameters, and is not the plain L1 of the query's frames."""
+    from metatts.data.batch import collate
+    from metatts.frames import corrected_loss
+
+    model = base.model.eval()
+    examples = support_examples(clips, base)
+    support, query = examples[:2], examples[2:]
+    assert query, "the fixture needs at least three clips"
+    vector = model.encode_speaker([x.mel for x in support])
+    params = {"speaker.new": vector.clone().requires_grad_(True)}
+    got = corrected_loss(model, params, collate(support), collate(query))
+    # by hand: a bank of the support clips (their own pitch statistics, as one batch gives
+    # them), applied to each query clip's teacher-forced frames and their decoder states
+    bank = frame_bank(base, {"speaker.new": vector}, support, key="hidden")
+    errors, count = 0.0, 0
+    for x in query:
+        batch = collate([x])
+        with torch.no_grad(), frames_module.hidden_states(model) as seen:
+            out = torch.func.functional_call(frames_module._Outputs(model),
+                                             {"model.speaker.new": vector}, (batch,),
+                                             strict=False)
+        said = (out.mel if out.mel_postnet is None else out.mel_postnet)[0]
+        fixed = bank.apply(said, seen[0][0])
+        errors += float((fixed - x.mel).abs().sum())
+        count += fixed.numel()
+    assert abs(got.item() - errors / count) < 1e-4
+    # differentiable in the voice
+    (grad,) = torch.autograd.grad(got, params["speaker.new"])
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+    plain = float(torch.nn.functional.l1_loss(
+        torch.cat([(lambda o: (o.mel if o.mel_postnet is None else o.mel_postnet)[0])(
+            torch.func.functional_call(frames_module._Outputs(model),
+                                       {"model.speaker.new": vector}, (collate([x]),),
+                                       strict=False)).reshape(-1) for x in query]),
+        torch.cat([x.mel.reshape(-1) for x in query])))
+    assert got.item() != plain  # the correction changes the loss
+
+
 def test_the_synthesize_cli_offers_the_libraries_frame_keys():
     from metatts.cli import synthesize as cli
     from metatts.frames import DEFAULT_KEY, KEYS

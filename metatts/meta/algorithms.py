@@ -77,6 +77,7 @@ def task_gradient(
     start_fn: StartFn | None = None,
     fixed: Mapping[str, Tensor] | None = None,
     query_identity: float = 0.0,
+    query_frames: float = 0.0,
 ) -> TaskGradient:
     """The meta-gradient of one task, starting the inner loop from the model's current values.
 
@@ -85,7 +86,9 @@ def task_gradient(
     differentiate the query loss through them into whatever computed them, and Reptile sends
     its difference ``start - adapted`` back through them. ``fixed``: see :func:`inner_loop`.
     ``query_identity`` weighs the identity term (:class:`InnerConfig`) in the query loss, the
-    outer objective (Reptile has none: it only reports the query loss).
+    outer objective (Reptile has none: it only reports the query loss). ``query_frames`` weighs,
+    likewise, the query clips' loss after frame matching on the support clips
+    (:func:`metatts.frames.corrected_loss`).
 
     Clip order and dropout come from the global RNG (seed it once in the trainer): ``cfg.seed``
     is for reproducible adaptation and would give every task of every meta-batch the same draws.
@@ -96,6 +99,9 @@ def task_gradient(
     if len(task.query) == 0:
         raise ValueError("the task's query set is empty; a meta-learning task needs query clips")
     if algorithm == "reptile":
+        if query_frames:
+            raise ValueError("Reptile has no outer objective to add the frames term to; use "
+                             "'maml' or 'fomaml' with query_frames")
         return _reptile(model, task, collate, cfg, lrs, on_step, start_fn, fixed, query_identity)
     weights = {name: p for name, p in model.named_parameters() if p.requires_grad}
     rates = {name: r for name, r in (lrs or {}).items() if r.requires_grad}
@@ -109,6 +115,12 @@ def task_gradient(
                             create_graph=algorithm == "maml", on_step=on_step, fixed=fixed)
         query = loss_fn(model, fixed=result.fixed, identity=query_identity)(
             result.params, collate(list(task.query)))
+        if query_frames:
+            from metatts.frames import corrected_loss
+
+            query = query + query_frames * corrected_loss(
+                model, result.params, collate(list(task.support)), collate(list(task.query)),
+                fixed=result.fixed)
     found = torch.autograd.grad(query, [*weights.values(), *rates.values()], allow_unused=True)
     grads = [torch.zeros_like(t) if g is None else g
              for t, g in zip([*weights.values(), *rates.values()], found)]
@@ -164,6 +176,7 @@ def meta_gradient(
     start_fn: StartFn | None = None,
     fixed: Mapping[str, Tensor] | None = None,
     query_identity: float = 0.0,
+    query_frames: float = 0.0,
 ) -> MetaGradient:
     """The mean of :func:`task_gradient` over a meta-batch of ``tasks``."""
     if not tasks:
@@ -173,7 +186,7 @@ def meta_gradient(
     support_losses, query_losses = [], []
     for task in tasks:  # one task's graph at a time
         t = task_gradient(model, task, collate, cfg, algorithm, lrs=lrs, start_fn=start_fn,
-                          fixed=fixed, query_identity=query_identity)
+                          fixed=fixed, query_identity=query_identity, query_frames=query_frames)
         _accumulate(grads, t.grads, len(tasks))
         _accumulate(lr_grads, t.lr_grads, len(tasks))
         support_losses.append(t.support_losses)

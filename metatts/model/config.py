@@ -361,6 +361,11 @@ class MetaConfig:
     # metatts.meta.InnerConfig.identity); 0: the query loss alone. The training log's "query"
     # then includes the term; validation's query_after_N never does (identity_after_N beside it)
     query_identity: float = 0.0
+    # weight of the query clips' loss after frame matching on the support clips (the decoder's
+    # hidden states as keys, as adaptation and the app speak: metatts.frames.corrected_loss),
+    # added to the query loss (maml / fomaml); 0: none. Validation then also reports it after
+    # each val_steps count (frames_after_N)
+    query_frames: float = 0.0
 
     @property
     def uses_identity(self) -> bool:
@@ -380,6 +385,11 @@ class MetaConfig:
             raise ConfigError(f"meta.outer_lr must be positive, got {self.outer_lr}.")
         if not self.query_identity >= 0:
             raise ConfigError(f"meta.query_identity must be >= 0, got {self.query_identity}.")
+        if not self.query_frames >= 0:
+            raise ConfigError(f"meta.query_frames must be >= 0, got {self.query_frames}.")
+        if self.query_frames and self.algo == "reptile":
+            raise ConfigError("meta.query_frames is a term of the outer objective, which Reptile "
+                              "does not have; use algo fomaml or maml, or set it to 0.")
         if self.outer_optimizer not in ("adam", "sgd"):
             raise ConfigError(f"meta.outer_optimizer must be adam or sgd, got "
                               f"{self.outer_optimizer!r}.")

@@ -37,6 +37,7 @@ from metatts.data import (DatasetError, EpisodeSampler, FeatureCache, Utterance,
                           split_speakers)
 from metatts.data.batch import Batch, Example
 from metatts.data.episodes import Episode
+from metatts.frames import corrected_loss
 from metatts.meta.inner_loop import IDENTITY
 from metatts.meta.params import adapted_names
 from metatts.meta.support import fixed_alignment
@@ -264,7 +265,9 @@ def validate(model: torch.nn.Module, tasks: Sequence[Task], meta: MetaConfig,
     model's current start (eval mode, seeded: the same model gives the same numbers), with
     Meta-SGD's rates ``lrs`` when given; with ``identity``, also the query clips' identity
     distance (``identity_after_N``: the model's own speaker encoder's view of the voice, see
-    FastSpeech2.identity_distance; no judge model)."""
+    FastSpeech2.identity_distance; no judge model); with ``meta.query_frames``, also the query
+    clips' loss after frame matching on the support clips (``frames_after_N``:
+    metatts.frames.corrected_loss)."""
     if not tasks:
         return {}
     was_training = model.training
@@ -277,6 +280,7 @@ def validate(model: torch.nn.Module, tasks: Sequence[Task], meta: MetaConfig,
     cfg = inner_config(meta, steps=counts[-1], seed=0)
     sums = dict.fromkeys(counts, 0.0)
     distances = dict.fromkeys(counts, 0.0)
+    corrected = dict.fromkeys(counts, 0.0)
     for task in tasks:  # one run of the longest budget keeps the parameters at every count
         result = adapt_task(model, task, meta, cfg, device, counts, lrs)
         query = batch(list(task.query))
@@ -286,11 +290,18 @@ def validate(model: torch.nn.Module, tasks: Sequence[Task], meta: MetaConfig,
                 if identity:
                     distances[steps] += float(loss_fn(model, (IDENTITY,), result.fixed)(
                         result.kept[steps], query))
+                if meta.query_frames:
+                    corrected[steps] += float(corrected_loss(
+                        model, result.kept[steps], batch(list(task.support)), query,
+                        fixed=result.fixed))
     model.train(was_training)
     out = {f"query_after_{steps}": total / len(tasks) for steps, total in sums.items()}
     if identity:
         out.update({f"identity_after_{steps}": total / len(tasks)
                     for steps, total in distances.items()})
+    if meta.query_frames:
+        out.update({f"frames_after_{steps}": total / len(tasks)
+                    for steps, total in corrected.items()})
     return out
 
 
@@ -417,7 +428,7 @@ def _meta_train(config: Config, d: distributed.Distributed, resume: bool,
                  for t in tasks]  # support aligned once per step by the current aligner
         mg = meta_gradient(model, tasks, batch, cfg, m.algo, lrs=_lrs(rates),
                            start_fn=encoder_start(model) if m.start == "encoder" else None,
-                           query_identity=m.query_identity)
+                           query_identity=m.query_identity, query_frames=m.query_frames)
         grads, lr_grads = combine(mg, d)
         grads = {n: g for n, g in grads.items() if n in named}
         grad_norm = float(torch.linalg.vector_norm(
