@@ -45,6 +45,15 @@ def test_train_writes_checkpoint_log_and_plot(tmp_path, features, capsys):
     # an existing run is not overwritten without --resume
     assert main(args(tmp_path / "run", features, 3)) == 2
     assert "--resume" in capsys.readouterr().err
+    # nor a kept log whose checkpoints are gone (a finished run's log the README cites)
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "log.jsonl").write_text((tmp_path / "run" / "log.jsonl").read_text())
+    before = (kept / "log.jsonl").read_bytes()
+    assert main(args(kept, features, 3)) == 2
+    said = capsys.readouterr().err
+    assert "holds a training log (log.jsonl) but no checkpoint" in said
+    assert "train.run_dir" in said and (kept / "log.jsonl").read_bytes() == before
 
 
 def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path, features):

@@ -66,6 +66,30 @@ class LoopResult:
     steps_per_second: float
 
 
+def resume_point(run_dir: Path, resume: bool) -> Path | None:
+    """The checkpoint a run in ``run_dir`` continues from (None: it starts afresh), or
+    :class:`CheckpointError` where the run directory does not fit ``resume``: nothing to resume;
+    checkpoints a fresh start would mix with; or a training log without a checkpoint (a finished
+    run's kept log, such as those the README cites, or a run stopped before its first
+    checkpoint), which a fresh start would overwrite."""
+    from metatts.model.checkpoint import CheckpointError
+
+    resume_from = latest_checkpoint(run_dir)
+    if resume and resume_from is None:
+        raise CheckpointError(f"--resume: no checkpoint under {run_dir}/checkpoints to resume.")
+    if not resume and resume_from is not None:
+        raise CheckpointError(f"{run_dir} already holds checkpoints; pass --resume to continue "
+                              "that run, or set train.run_dir to a new directory.")
+    log = run_dir / "log.jsonl"
+    if resume_from is None and log.is_file() and log.stat().st_size > 0:
+        raise CheckpointError(f"{run_dir} holds a training log ({log.name}) but no checkpoint to "
+                              "resume: a finished run's kept log, or a run stopped before its "
+                              "first checkpoint; a new run would overwrite it. Set "
+                              "train.run_dir to a new directory (--set train.run_dir=DIR), or "
+                              f"delete {run_dir} to start that run over.")
+    return resume_from
+
+
 def time_is_up(deadline: float | None, d: Distributed) -> bool:
     """Whether ``deadline`` (a time.monotonic() value) has passed on any process."""
     if deadline is None:

@@ -53,7 +53,7 @@ from metatts.model.fastspeech2 import NEW_SPEAKER, count_parameters
 from metatts.train import distributed
 from metatts.train.data import feature_cache, pretraining_split, read_utterances
 from metatts.train.logging import JsonlLog, plot_losses, read_log
-from metatts.train.loop import LoopResult, save_step, time_is_up
+from metatts.train.loop import LoopResult, resume_point, save_step, time_is_up
 from metatts.train.schedule import step_seed
 
 log = logging.getLogger(__name__)
@@ -338,12 +338,7 @@ def meta_train(config: Config, *, resume: bool = False, progress: bool = False,
 def _meta_train(config: Config, d: distributed.Distributed, resume: bool,
                 progress: bool, deadline: float | None = None) -> MetaTrainResult:
     t, run_dir = config.train, Path(config.train.run_dir)
-    resume_from = latest_checkpoint(run_dir)
-    if resume and resume_from is None:
-        raise CheckpointError(f"--resume: no checkpoint under {run_dir}/checkpoints to resume.")
-    if not resume and resume_from is not None:
-        raise CheckpointError(f"{run_dir} already holds checkpoints; pass --resume to continue "
-                              "that run, or set train.run_dir to a new directory.")
+    resume_from = resume_point(run_dir, resume)
     if config.meta.meta_batch < d.world_size:
         raise ConfigError(f"meta.meta_batch ({config.meta.meta_batch}) must be at least the "
                           f"number of processes ({d.world_size}).")

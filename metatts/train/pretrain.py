@@ -19,7 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from metatts.data import ExampleDataset, collate, load_batch
-from metatts.model.checkpoint import (CheckpointError, latest_checkpoint, load_checkpoint,
+from metatts.model.checkpoint import (CheckpointError, load_checkpoint,
                                       load_training_state, load_weights, read_metadata,
                                       MODEL_TENSORS, TRAINING_WEIGHTS)
 from metatts.model.config import Config, ConfigError, from_dict, replace, to_dict
@@ -31,7 +31,7 @@ from metatts.train.data import (StepBatches, TrainingData, TrainingExamples, Wit
                                 clips_by_speaker, collate_train, feature_cache, prepare,
                                 reference_choice, speaker_pitch_stats)
 from metatts.train.logging import JsonlLog
-from metatts.train.loop import LoopResult, Run, train
+from metatts.train.loop import LoopResult, Run, resume_point, train
 from metatts.train.schedule import lr_factor
 from metatts.train.zero_shot import zero_shot_voices
 
@@ -112,12 +112,7 @@ def _pretrain(config: Config, d: distributed.Distributed, resume: bool,
               progress: bool, deadline: float | None = None) -> PretrainResult:
     t = config.train
     run_dir = Path(t.run_dir)
-    resume_from = latest_checkpoint(run_dir)
-    if resume and resume_from is None:
-        raise CheckpointError(f"--resume: no checkpoint under {run_dir}/checkpoints to resume.")
-    if not resume and resume_from is not None:
-        raise CheckpointError(f"{run_dir} already holds checkpoints; pass --resume to continue "
-                              "that run, or set train.run_dir to a new directory.")
+    resume_from = resume_point(run_dir, resume)
     cache = feature_cache(config.data, run_dir, pitch=config.model.pitch)
     if d.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
