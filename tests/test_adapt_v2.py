@@ -77,25 +77,30 @@ def test_encoder_start_gradients_reach_the_encoder(base, clips, algorithm):
         model.eval()
 
 
+def outer_term(model, task, name, weight):
+    """FOMAML's task gradient without and with an outer term (``name=weight``: query_identity,
+    query_frames) from the encoder's start: the inner steps must be the same and the term must
+    change the decoder's meta-gradient. -> (task, inner config, what the query loss gained)."""
+    cfg = InnerConfig(groups=("embedding", "conditional_norms"), steps=2, lr=0.05,
+                      optimizer="sgd", seed=0)
+    runs = {}
+    for w in (0.0, weight):
+        torch.manual_seed(0)
+        runs[w] = task_gradient(model, task, collate, cfg, "fomaml",
+                                start_fn=encoder_start(model), **{name: w})
+    assert runs[0.0].support_losses == pytest.approx(runs[weight].support_losses)
+    names = [n for n in runs[0.0].grads if n.startswith("decoder.")]
+    assert any(not torch.allclose(runs[0.0].grads[n], runs[weight].grads[n]) for n in names)
+    return task, cfg, runs[weight].query_loss - runs[0.0].query_loss
+
+
 def test_query_identity_adds_the_identity_term_to_the_outer_objective(base, clips):
     from metatts.meta.inner_loop import IDENTITY, loss_fn
 
     model = base.model.train()
     try:
-        cfg = InnerConfig(groups=("embedding", "conditional_norms"), steps=2, lr=0.05,
-                          optimizer="sgd", seed=0)
-        task = task_of(base, clips)
-        runs = {}
-        for weight in (0.0, 50.0):
-            torch.manual_seed(0)
-            runs[weight] = task_gradient(model, task, collate, cfg, "fomaml",
-                                         start_fn=encoder_start(model), query_identity=weight)
-        # the same inner steps; the query loss gains 50 x the query clips' identity distance
-        assert runs[0.0].support_losses == pytest.approx(runs[50.0].support_losses)
-        gained = runs[50.0].query_loss - runs[0.0].query_loss
-        assert gained > 0
-        names = [n for n in runs[0.0].grads if n.startswith("decoder.")]
-        assert any(not torch.allclose(runs[0.0].grads[n], runs[50.0].grads[n]) for n in names)
+        task, cfg, gained = outer_term(model, task_of(base, clips), "query_identity", 50.0)
+        assert gained > 0  # 50 x the query clips' identity distance
         # the encoder's vector of the query clips is the target: the term is an identity
         # distance of the adapted voice, read by the model's own (fixed) encoder
         model.eval()
@@ -113,19 +118,8 @@ def test_query_frames_adds_the_frame_matched_query_loss_to_the_outer_objective(b
     gradient changes the meta-gradient; Reptile, which has no outer objective, refuses it."""
     model = base.model.train()
     try:
-        cfg = InnerConfig(groups=("embedding", "conditional_norms"), steps=2, lr=0.05,
-                          optimizer="sgd", seed=0)
-        task = task_of(base, clips)
-        runs = {}
-        for weight in (0.0, 2.0):
-            torch.manual_seed(0)
-            runs[weight] = task_gradient(model, task, collate, cfg, "fomaml",
-                                         start_fn=encoder_start(model), query_frames=weight)
-        assert runs[0.0].support_losses == pytest.approx(runs[2.0].support_losses)
-        gained = (runs[2.0].query_loss - runs[0.0].query_loss) / 2.0
-        assert 0.05 < gained < 10  # a mean absolute log-mel difference
-        names = [n for n in runs[0.0].grads if n.startswith("decoder.")]
-        assert any(not torch.allclose(runs[0.0].grads[n], runs[2.0].grads[n]) for n in names)
+        task, cfg, gained = outer_term(model, task_of(base, clips), "query_frames", 2.0)
+        assert 0.05 < gained / 2.0 < 10  # a mean absolute log-mel difference
         with pytest.raises(ValueError, match="Reptile has no outer objective"):
             task_gradient(model, task, collate, cfg, "reptile", query_frames=1.0)
         with pytest.raises(ConfigError, match="query_frames"):
