@@ -240,13 +240,17 @@ def run(options: Options, scorer: Scorer | None = None, vocoder=None) -> dict:
         from metatts.vocoder import load_vocoder
 
         vocoder = load_vocoder()
+    units = grid.units(methods, tasks, options.steps)
+    try:  # a resume of other settings or another vocoder path is refused before any work
+        runner.check_resumable(units, bases, options.out, vocoder)
+    except runner.StaleResultsError as err:
+        raise BenchmarkError(str(err)) from None
     options.out.mkdir(parents=True, exist_ok=True)
     loader = runner.Loader()
     real = references.real_test_clips(tasks, loader, problems)
     bank = references.embedding_bank(real, scorer, loader, options.out / references.EMBEDDINGS)
     refs = references.reference_records_cached(options.out, real, bank, speaker_group, scorer,
                                                loader, vocoder)
-    units = grid.units(methods, tasks, options.steps)
     try:
         problems += runner.run_units(units, bases, scorer, options.out, bank, vocoder=vocoder,
                                      progress=options.progress)

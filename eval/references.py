@@ -20,7 +20,7 @@ import torch
 
 from eval import metrics
 from eval.grid import Task
-from eval.runner import Loader, Vocoder, read_results
+from eval.runner import Loader, Vocoder, read_results, vocoder_path
 from eval.scorer import Scorer
 from metatts import audio
 from metatts.data.utterance import Utterance
@@ -139,6 +139,7 @@ def reference_records(utts: list[Utterance], bank: Bank, groups: dict[str, str],
                 "errors": errors, "words": words, "mos": mos[i], "secs": secs,
                 "secs_floor": floor, "secs_ge2e": secs_ge2e, "secs_ge2e_floor": floor_ge2e,
                 "ge2e": ge2e is not None,
+                **({"vocoder": getattr(vocoder, "mode", None)} if kind == "vocoded" else {}),
             })
     return out
 
@@ -146,14 +147,21 @@ def reference_records(utts: list[Utterance], bank: Bank, groups: dict[str, str],
 def reference_records_cached(out: Path, utts: list[Utterance], bank: Bank,
                              groups: dict[str, str], scorer: Scorer, loader: Loader,
                              vocoder: Vocoder | None) -> list[dict]:
-    """references.jsonl, measured again only when the set of test clips, their groups or the
-    judges changed."""
+    """references.jsonl, measured again only when the set of test clips, their groups, the
+    judges or the vocoder path of the vocoded clips changed (records older than the vocoder
+    field count as the default path's, as results.jsonl's do: runner.vocoder_path)."""
     path = out / RECORDS
     cached = read_results(path)
     want_ge2e = bank.ge2e is not None
+    if vocoder is None:
+        from metatts.vocoder import default_mode
+
+        mode = default_mode()
+    else:
+        mode = getattr(vocoder, "mode", None)
     if cached and {r["id"] for r in cached} == {u.id for u in utts} and all(
             r.get("group") == groups[r["speaker"]] and r.get("ge2e") == want_ge2e
-            for r in cached):
+            and (r.get("kind") != "vocoded" or vocoder_path(r) == mode) for r in cached):
         return cached
     records = reference_records(utts, bank, groups, scorer, loader, vocoder)
     path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")

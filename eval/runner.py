@@ -282,13 +282,13 @@ def unit_record(unit: Unit, voice: str, text: str, kept: Kept, clip: dict) -> di
     }
 
 
-def run_units(units: list[Unit], bases: dict[str, Checkpoint], scorer: Scorer, out: Path,
-              refs: Bank, *, vocoder: Vocoder | None = None,
-              progress: bool = True) -> list[str]:
-    """Run every unit not yet in ``out/results.jsonl``; returns the problems met (one sentence
-    each). ``bases`` maps a method's checkpoint folder name to the loaded checkpoint."""
-    from tqdm import tqdm
-
+def check_resumable(units: list[Unit], bases: dict[str, Checkpoint], out: Path,
+                    vocoder: Vocoder | None) -> tuple[list[dict], dict[tuple, str]]:
+    """The records of ``out/results.jsonl`` and each (method, checkpoint folder, seed)'s setup
+    id (:func:`setup_id`), or :class:`StaleResultsError` where some of this
+    grid's were made with other adaptation settings, another checkpoint or another vocoder path
+    than this run's: checked before any work (the benchmark calls it before it measures its
+    references, and :func:`run_units` again)."""
     path = out / RESULTS
     records = read_results(path, RECORD_FIELDS)
     setups = {}  # (method, checkpoint folder, seed) -> setup id
@@ -318,6 +318,19 @@ def run_units(units: list[Unit], bases: dict[str, Checkpoint], scorer: Scorer, o
             "without a vocoder field count as made with the default path). Resume "
             f"with the same path (METATTS_VOCODER={others[0]} python -m eval ...), or give a new "
             "--out folder, or move that results.jsonl away to measure again.")
+    return records, setups
+
+
+def run_units(units: list[Unit], bases: dict[str, Checkpoint], scorer: Scorer, out: Path,
+              refs: Bank, *, vocoder: Vocoder | None = None,
+              progress: bool = True) -> list[str]:
+    """Run every unit not yet in ``out/results.jsonl``; returns the problems met (one sentence
+    each). ``bases`` maps a method's checkpoint folder name to the loaded checkpoint."""
+    from tqdm import tqdm
+
+    path = out / RESULTS
+    records, setups = check_resumable(units, bases, out, vocoder)
+    mode = getattr(vocoder, "mode", None)
     have = recorded_texts(records)
     # clips of this path are reused, each recorded with its path (one older than the field too)
     known = known_clips([{**r, "vocoder": mode} for r in records if vocoder_path(r) == mode])

@@ -402,12 +402,13 @@ def test_a_resume_with_another_vocoder_path_takes_none_of_its_records(tmp_path, 
     adam = options(out, checkpoints, methods=("finetune-adam",), **grid_opts)
     sgd = options(out, checkpoints, methods=("finetune-sgd",), **grid_opts)
     benchmark.run(adam, FakeScorer(), fake_vocoder)
-    written = (out / "results.jsonl").read_text()
+    written, refs = (out / "results.jsonl").read_text(), (out / "references.jsonl").read_text()
     FakeScorer.calls = 0
     with pytest.raises(benchmark.BenchmarkError,
                        match="made with the test vocoder path, and this run makes them with other"):
         benchmark.run(adam, FakeScorer(), other_vocoder)
     assert FakeScorer.calls == 0 and (out / "results.jsonl").read_text() == written
+    assert (out / "references.jsonl").read_text() == refs  # refused before any work
     # finetune-sgd's step-0 voice is finetune-adam's (the mean start, the same clips' frames):
     # with the same path its clips are reused, with another they are made and judged again
     same = tmp_path / "same"
@@ -417,7 +418,10 @@ def test_a_resume_with_another_vocoder_path_takes_none_of_its_records(tmp_path, 
                   FakeScorer(), fake_vocoder)
     assert FakeScorer.clips_heard == 0
     benchmark.run(sgd, FakeScorer(), other_vocoder)
-    assert FakeScorer.clips_heard == 2
+    # its 2 clips, and the references measured again (real and vocoded: another vocoded path)
+    vocoded = [r for r in runner.read_results(out / "references.jsonl") if r["kind"] == "vocoded"]
+    assert FakeScorer.clips_heard == 2 + 2 * len(vocoded)
+    assert {r["vocoder"] for r in vocoded} == {"other"}
     made = {r["method"]: r["vocoder"] for r in runner.read_results(out / "results.jsonl")}
     assert made == {"finetune-adam": "test", "finetune-sgd": "other"}
 
@@ -428,7 +432,9 @@ def test_a_resume_with_another_vocoder_path_takes_none_of_its_records(tmp_path, 
     (old / "results.jsonl").write_text("".join(
         json.dumps({k: v for k, v in json.loads(line).items() if k != "vocoder"}) + "\n"
         for line in written.splitlines()))
-    shutil.copy(out / "references.jsonl", old)
+    (old / "references.jsonl").write_text("".join(  # references older than the field too
+        json.dumps({k: v for k, v in json.loads(line).items() if k != "vocoder"}) + "\n"
+        for line in refs.splitlines()))
     monkeypatch.setenv("METATTS_VOCODER", "test")
     with pytest.raises(benchmark.BenchmarkError, match="made with the test vocoder path"):
         benchmark.run(options(old, checkpoints, methods=("finetune-adam",), **grid_opts),
