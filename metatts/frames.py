@@ -231,18 +231,10 @@ def corrected_loss(model: nn.Module, params: Mapping[str, Tensor], support, quer
     real = rows(support.mels, lengths).float()
     bank_keys = torch.cat([keys[i, :n] for i, n in enumerate(lengths.tolist())]).float()
     made = heard.mel if heard.mel_postnet is None else heard.mel_postnet
-    k = min(neighbours, len(twin))
+    bank = FrameBank(twin, real, neighbours, smoothing, bank_keys)  # the twin keeps its graph
     total, count = made.new_zeros(()).float(), 0
     for i, n in enumerate(query.mel_lengths.tolist()):
-        with torch.no_grad():
-            nearest = torch.cdist(states[i, :n].float(), bank_keys).topk(
-                k, dim=1, largest=False).indices  # (T, k)
-        correction = (real[nearest] - twin[nearest]).mean(1).T  # (M, T)
-        if smoothing > 1:
-            half = smoothing // 2
-            padded = torch.nn.functional.pad(correction[None], (half, half), mode="replicate")
-            correction = torch.nn.functional.avg_pool1d(padded, smoothing, stride=1)[0]
-        corrected = made[i, :, :n].float() + correction
+        corrected = bank.apply(made[i, :, :n], states[i, :n])
         total = total + (corrected - query.mels[i, :, :n].float()).abs().sum()
         count += corrected.numel()
     return total / count
