@@ -242,7 +242,7 @@ def run(options: Options, scorer: Scorer | None = None, vocoder=None) -> dict:
         vocoder = load_vocoder()
     units = grid.units(methods, tasks, options.steps)
     try:  # a resume of other settings or another vocoder path is refused before any work
-        runner.check_resumable(units, bases, options.out, vocoder)
+        recorded, setups = runner.check_resumable(units, bases, options.out, vocoder)
     except runner.StaleResultsError as err:
         raise BenchmarkError(str(err)) from None
     options.out.mkdir(parents=True, exist_ok=True)
@@ -251,11 +251,8 @@ def run(options: Options, scorer: Scorer | None = None, vocoder=None) -> dict:
     bank = references.embedding_bank(real, scorer, loader, options.out / references.EMBEDDINGS)
     refs = references.reference_records_cached(options.out, real, bank, speaker_group, scorer,
                                                loader, vocoder)
-    try:
-        problems += runner.run_units(units, bases, scorer, options.out, bank, vocoder=vocoder,
-                                     progress=options.progress)
-    except runner.StaleResultsError as err:
-        raise BenchmarkError(str(err)) from None
+    problems += runner.run_units(units, bases, scorer, options.out, bank, recorded, setups,
+                                 vocoder=vocoder, progress=options.progress)
     wanted = {runner.unit_drawn_key(u): {t.text for t in u.task.test} for u in units}
     records = [{**r, "group": speaker_group[r["speaker"]]}
                for r in runner.read_results(options.out / runner.RESULTS, runner.RECORD_FIELDS)

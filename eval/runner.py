@@ -288,7 +288,7 @@ def check_resumable(units: list[Unit], bases: dict[str, Checkpoint], out: Path,
     id (:func:`setup_id`), or :class:`StaleResultsError` where some of this
     grid's were made with other adaptation settings, another checkpoint or another vocoder path
     than this run's: checked before any work (the benchmark calls it before it measures its
-    references, and :func:`run_units` again)."""
+    references, and hands both to :func:`run_units`)."""
     path = out / RESULTS
     records = read_results(path, RECORD_FIELDS)
     setups = {}  # (method, checkpoint folder, seed) -> setup id
@@ -322,14 +322,14 @@ def check_resumable(units: list[Unit], bases: dict[str, Checkpoint], out: Path,
 
 
 def run_units(units: list[Unit], bases: dict[str, Checkpoint], scorer: Scorer, out: Path,
-              refs: Bank, *, vocoder: Vocoder | None = None,
-              progress: bool = True) -> list[str]:
+              refs: Bank, records: list[dict], setups: dict[tuple, str], *,
+              vocoder: Vocoder | None = None, progress: bool = True) -> list[str]:
     """Run every unit not yet in ``out/results.jsonl``; returns the problems met (one sentence
-    each). ``bases`` maps a method's checkpoint folder name to the loaded checkpoint."""
+    each). ``bases`` maps a method's checkpoint folder name to the loaded checkpoint;
+    ``records`` and ``setups`` are what :func:`check_resumable` found for these units."""
     from tqdm import tqdm
 
     path = out / RESULTS
-    records, setups = check_resumable(units, bases, out, vocoder)
     mode = getattr(vocoder, "mode", None)
     have = recorded_texts(records)
     # clips of this path are reused, each recorded with its path (one older than the field too)

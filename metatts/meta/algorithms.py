@@ -113,14 +113,13 @@ def task_gradient(
             start.update(start_fn(task))
         result = inner_loop(model, start, task.support, collate, cfg, lrs=lrs,
                             create_graph=algorithm == "maml", on_step=on_step, fixed=fixed)
-        query = loss_fn(model, fixed=result.fixed, identity=query_identity)(
-            result.params, collate(list(task.query)))
+        queries = collate(list(task.query))
+        query = loss_fn(model, fixed=result.fixed, identity=query_identity)(result.params, queries)
         if query_frames:
             from metatts.frames import corrected_loss
 
             query = query + query_frames * corrected_loss(
-                model, result.params, collate(list(task.support)), collate(list(task.query)),
-                fixed=result.fixed)
+                model, result.params, collate(list(task.support)), queries, fixed=result.fixed)
     found = torch.autograd.grad(query, [*weights.values(), *rates.values()], allow_unused=True)
     grads = [torch.zeros_like(t) if g is None else g
              for t, g in zip([*weights.values(), *rates.values()], found)]

@@ -15,7 +15,7 @@ from torch import nn
 from tqdm import tqdm
 
 from metatts.data import Batch
-from metatts.model.checkpoint import latest_checkpoint, save_checkpoint
+from metatts.model.checkpoint import CheckpointError, latest_checkpoint, save_checkpoint
 from metatts.model.config import Config
 from metatts.model.fastspeech2 import FastSpeech2
 from metatts.text import SymbolTable
@@ -72,8 +72,6 @@ def resume_point(run_dir: Path, resume: bool) -> Path | None:
     checkpoints a fresh start would mix with; or a training log without a checkpoint (a finished
     run's kept log, such as those the README cites, or a run stopped before its first
     checkpoint), which a fresh start would overwrite."""
-    from metatts.model.checkpoint import CheckpointError
-
     resume_from = latest_checkpoint(run_dir)
     if resume and resume_from is None:
         raise CheckpointError(f"--resume: no checkpoint under {run_dir}/checkpoints to resume.")

@@ -284,6 +284,7 @@ def validate(model: torch.nn.Module, tasks: Sequence[Task], meta: MetaConfig,
     for task in tasks:  # one run of the longest budget keeps the parameters at every count
         result = adapt_task(model, task, meta, cfg, device, counts, lrs)
         query = batch(list(task.query))
+        support = batch(list(task.support)) if meta.query_frames else None
         with torch.no_grad():
             for steps in counts:
                 sums[steps] += float(loss_fn(model, fixed=result.fixed)(result.kept[steps], query))
@@ -292,8 +293,7 @@ def validate(model: torch.nn.Module, tasks: Sequence[Task], meta: MetaConfig,
                         result.kept[steps], query))
                 if meta.query_frames:
                     corrected[steps] += float(corrected_loss(
-                        model, result.kept[steps], batch(list(task.support)), query,
-                        fixed=result.fixed))
+                        model, result.kept[steps], support, query, fixed=result.fixed))
     model.train(was_training)
     out = {f"query_after_{steps}": total / len(tasks) for steps, total in sums.items()}
     if identity:
