@@ -234,7 +234,7 @@ def adapt(table, choice: str, steps: float, lr: float, session: Session,
                        if init_choices() else logic.NO_MODEL, print_exception=False)
     rows = table_rows(table)
     curve: list[dict] = []
-    drawn = 0.0  # when the loss curve was last sent
+    drawn = None  # when the loss curve was last sent (perf_counter; None: not yet)
     voices, seconds = dict(session.voices), dict(session.seconds)
     with friendly():
         clips = logic.chosen_clips(session, rows)
@@ -248,7 +248,8 @@ def adapt(table, choice: str, steps: float, lr: float, session: Session,
                 curve.append({"step": event.step, "loss": event.loss, "method": method})
                 progress((event.step, event.steps), desc=f"Adapting ({LABELS[event.init]})")
                 now = time.perf_counter()
-                if now - drawn >= CURVE_SECONDS or event.step == event.steps:
+                if (drawn is None or now - drawn >= CURVE_SECONDS
+                        or event.step == event.steps):
                     # the session (clips, voices) is sent once at the end, not every step
                     drawn = now
                     yield gr.skip(), pd.DataFrame(curve), "Adapting…", None

@@ -16,9 +16,12 @@ For each voice (default: the four natural validation voices, which no checkpoint
 the benchmark never reports) and support draw, ``--support`` clips are adapted on with the
 checkpoint's own inner loop (``adapt --init meta``, frame matching on), once per ``--rates``
 value, keeping every ``--steps`` count; five sentences no support clip says are spoken at each.
+``--variants`` compares other settings instead: each ``RATE[:NAME=VALUE...]`` adapts at RATE
+with those ``AdaptSettings`` fields changed (e.g. ``0.0005:verifier=0.5``, the verifier term).
 
     python benchmarks/inner_rate_voice.py --rates 0.0005 0.001 0.002 --steps 0,10,20,50 \\
         --out results/inner_rate_voice.json
+    python benchmarks/inner_rate_voice.py --variants 0.0005 0.0005:verifier=0.5 --steps 0,10,20
 """
 
 from __future__ import annotations
@@ -42,11 +45,27 @@ from metatts.adapt import adapt, default_settings, load_base, with_changes  # no
 from metatts.synthesis import synthesize  # noqa: E402
 
 
+def variant_changes(variant: str) -> dict:
+    """``RATE[:NAME=VALUE...]`` -> the AdaptSettings changes (``lr`` and the named fields, their
+    values read as numbers where they are)."""
+    rate, *rest = variant.split(":")
+    out: dict = {"lr": float(rate)}
+    for item in rest:
+        name, _, value = item.partition("=")
+        try:
+            out[name] = int(value) if value.isdigit() else float(value)
+        except ValueError:
+            out[name] = value
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     voice_arguments(p, "checkpoints/meta")
     p.add_argument("--draws", type=int, default=2, help="support draws per voice")
     p.add_argument("--rates", nargs="+", type=float, default=[0.0005, 0.001, 0.002])
+    p.add_argument("--variants", nargs="+", default=None,
+                   help="RATE[:NAME=VALUE...] each (replaces --rates)")
     p.add_argument("--steps", default="0,10,20,50")
     p.add_argument("--asr", default="tiny.en", help="not the benchmark's judge (base)")
     p.add_argument("--verifier", default=None,
@@ -55,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="also Distill-MOS of every spoken clip (benchmarks/naturalness.py)")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
+    variants = args.variants or [f"{r:g}" for r in args.rates]
+    changes = {v: variant_changes(v) for v in variants}
     counts = sorted({int(s) for s in args.steps.split(",")})
     refs = {v: voice_files(args.data, v, args.support * args.draws + 8)[-8:] for v in args.voices}
     instruments = Instruments(args.verifier, args.naturalness, refs)
@@ -75,13 +96,13 @@ def main(argv: list[str] | None = None) -> int:
         for draw in range(args.draws):
             support = files[draw * args.support:(draw + 1) * args.support]
             clips = clips_of(support)
-            for rate in args.rates:
+            for rate in variants:
                 started = time.perf_counter()
-                result = adapt(clips, base, with_changes(settings, lr=rate, steps=counts[-1]),
-                               keep=counts)
+                result = adapt(clips, base, with_changes(settings, steps=counts[-1],
+                                                         **changes[rate]), keep=counts)
                 seconds = time.perf_counter() - started
                 for n in counts:
-                    if n == 0 and rate != args.rates[0]:
+                    if n == 0 and rate != variants[0]:
                         continue  # the same voice for every rate
                     kept = result.kept[n]
                     for text in TEXTS:
@@ -93,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                                      "own": float(torch.nn.functional.cosine_similarity(
                                          own, target, dim=0))})
                         instruments.read(rows[-1], wav)
-                print(f"{name} draw {draw} rate {rate:g}: {counts[-1]} steps in {seconds:.1f} s",
+                print(f"{name} draw {draw} {rate}: {counts[-1]} steps in {seconds:.1f} s",
                       file=sys.stderr, flush=True)
     heard = transcribe([r["wav"] for r in rows], audio.SAMPLE_RATE, model=args.asr)
     for r, h in zip(rows, heard):
@@ -103,11 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     titles, cells = instruments.header()
     print(f"| rate | steps | clips | own-encoder similarity | WER ({args.asr}) |{titles}\n"
           f"|---|---|---|---|---|{cells}")
-    for rate in args.rates:
+    for rate in variants:
         for n in counts:
             chosen = [r for r in rows if r["steps"] == n and (n == 0 or r["rate"] == rate)]
-            cell = table[f"{rate:g}:{n}"] = {**own_cell(chosen), **instrument_cells(chosen)}
-            print(f"| {rate:g} | {n} | {cell['clips']} | {cell['own']:.3f} | {cell['wer']:.1%} |"
+            cell = table[f"{rate}@{n}" if args.variants else f"{rate}:{n}"] = {**own_cell(chosen), **instrument_cells(chosen)}
+            print(f"| {rate} | {n} | {cell['clips']} | {cell['own']:.3f} | {cell['wer']:.1%} |"
                   + instruments.row(cell))
     write_read(args.out, args, table, rows, **instruments.extra)
     return 0

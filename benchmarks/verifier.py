@@ -32,19 +32,17 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-CHANNELS = [128, 128, 128, 128, 384]
-EMBEDDING = 128
-CROP = 130  # frames per training crop (1.5 s at 22,050 Hz, hop 256)
+from metatts.verifier import CHANNELS, CROP, EMBEDDING  # noqa: E402,F401  (CROP: training windows)
 
 
 def build(speakers: int | None = None):
-    """The ECAPA-TDNN (and, given ``speakers``, its training head)."""
-    from metatts._torchaudio import import_speechbrain
+    """The ECAPA-TDNN (:func:`metatts.verifier.build`; and, given ``speakers``, its training
+    head)."""
+    from metatts.verifier import build as architecture
 
-    import_speechbrain()
-    from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN, Classifier
+    model = architecture()
+    from speechbrain.lobes.models.ECAPA_TDNN import Classifier
 
-    model = ECAPA_TDNN(80, channels=CHANNELS, lin_neurons=EMBEDDING)
     return model if speakers is None else (model, Classifier(EMBEDDING, out_neurons=speakers))
 
 
@@ -174,12 +172,11 @@ def train(args: argparse.Namespace) -> int:
 
 
 def load(path: str | Path):
-    """The trained verifier in eval mode (safetensors, no pickle)."""
-    from safetensors.torch import load_file
+    """The trained verifier in eval mode (safetensors, no pickle; the sha256 checked where its
+    verifier.json names one): :func:`metatts.verifier.load`."""
+    from metatts.verifier import load as trained
 
-    model = build()
-    model.load_state_dict(load_file(str(Path(path) / "verifier.safetensors")))
-    return model.eval()
+    return trained(path)
 
 
 @torch.inference_mode()

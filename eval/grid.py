@@ -50,7 +50,8 @@ def _names(value: str) -> tuple[str, ...]:
 OPTION_TYPES = {"lr": float, "batching": str, "batch_size": int, "optimizer": str,
                 "start": str, "groups": _names, "proximal": float, "terms": _names,
                 "identity": float, "lock_timing": _flag, "early_stop": _flag, "piece_frames": int,
-                "precision": str, "frames": _flag, "frames_key": str}
+                "precision": str, "frames": _flag, "frames_key": str, "verifier": float,
+                "verifier_every": int}
 OPTIONS = tuple(OPTION_TYPES)
 
 

@@ -217,6 +217,10 @@ class AdaptSettings:
     # weight of the identity term (metatts.meta.inner_loop.InnerConfig.identity): the steps also
     # pull the voice toward the clips' as the model's own speaker encoder hears it; 0: off
     identity: float = 0.0
+    # weight of the verifier term (metatts.meta.inner_loop.InnerConfig.verifier): the steps also
+    # pull the voice toward the clips' as the corpus-trained speaker verifier hears it; 0: off
+    verifier: float = 0.0
+    verifier_every: int = 1  # ... computed on every n-th step only (InnerConfig.verifier_every)
     # the voice carries its clips' frame bank (metatts.frames): every frame it speaks is
     # corrected by the clips' own; built once after the last step
     frames: bool = True
@@ -246,7 +250,8 @@ class AdaptSettings:
                            optimizer=self.optimizer, batching=self.batching,
                            batch_size=self.batch_size, seed=self.seed, proximal=self.proximal,
                            terms=tuple(self.terms), lock_timing=self.lock_timing,
-                           precision=self.precision, identity=self.identity)
+                           precision=self.precision, identity=self.identity,
+                           verifier=self.verifier, verifier_every=self.verifier_every)
 
     def to_dict(self) -> dict:
         return {**dataclasses.asdict(self), "groups": list(self.groups),
@@ -335,7 +340,8 @@ def default_settings(init: str, base: Checkpoint, start: str | None = None) -> A
                          proximal=inner.proximal, terms=tuple(inner.terms),
                          lock_timing=inner.lock_timing, start=start or "auto",
                          piece_frames=PIECE_FRAMES, precision=fast,
-                         identity=inner.identity)
+                         identity=inner.identity, verifier=getattr(inner, "verifier", 0.0),
+                         verifier_every=getattr(inner, "verifier_every", 1))
 
 
 def with_changes(settings: AdaptSettings, **changes) -> AdaptSettings:

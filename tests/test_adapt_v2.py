@@ -79,7 +79,7 @@ def test_encoder_start_gradients_reach_the_encoder(base, clips, algorithm):
 
 def outer_term(model, task, name, weight):
     """FOMAML's task gradient without and with an outer term (``name=weight``: query_identity,
-    query_frames) from the encoder's start: the inner steps must be the same and the term must
+    query_frames, query_verifier) from the encoder's start: the inner steps must be the same and the term must
     change the decoder's meta-gradient. -> (task, inner config, what the query loss gained)."""
     cfg = InnerConfig(groups=("embedding", "conditional_norms"), steps=2, lr=0.05,
                       optimizer="sgd", seed=0)
@@ -126,6 +126,24 @@ def test_query_frames_adds_the_frame_matched_query_loss_to_the_outer_objective(b
             MetaConfig(algo="reptile", query_frames=1.0)
         with pytest.raises(ConfigError, match="query_frames must be >= 0"):
             MetaConfig(query_frames=-1.0)
+    finally:
+        model.eval()
+
+
+def test_query_verifier_adds_the_verifier_term_to_the_outer_objective(base, clips):
+    """meta.query_verifier: the same inner steps, and the query loss gains the weight times the
+    query clips' verifier term (1 - a cosine), whose gradient changes the meta-gradient;
+    Reptile refuses it."""
+    model = base.model.train()
+    try:
+        task, cfg, gained = outer_term(model, task_of(base, clips), "query_verifier", 3.0)
+        assert 0 < gained / 3.0 < 2
+        with pytest.raises(ValueError, match="Reptile has no outer objective"):
+            task_gradient(model, task, collate, cfg, "reptile", query_verifier=1.0)
+        with pytest.raises(ConfigError, match="query_verifier"):
+            MetaConfig(algo="reptile", query_verifier=1.0)
+        with pytest.raises(ConfigError, match="query_verifier must be >= 0"):
+            MetaConfig(query_verifier=-1.0)
     finally:
         model.eval()
 
@@ -360,3 +378,94 @@ def test_text_states_of_other_tokens_are_refused(base, clips):
     wrong = dataclasses.replace(items[0], text_states=items[0].text_states[:-1])
     with pytest.raises(ValueError, match="do not belong to"):
         base.model.loss(collate([wrong]))
+
+
+# -- the verifier term -----------------------------------------------------------------------
+
+def _heard(base, clips, params):
+    """The verifier term of the support clips spoken with ``params``: 1 - their cosine to the
+    clips' voice by the shipped verifier, whole clips (no window: the same figure every call)."""
+    from metatts import verifier
+    from metatts.data.batch import collate
+    from metatts.meta.inner_loop import spoken_mels
+
+    batch = collate(support_examples(clips, base))
+    base.model.eval()
+    model = verifier.load()
+    with torch.no_grad():
+        spoken = spoken_mels(base.model, params, batch)
+        target = verifier.centroid(model, [batch.mels], [batch.mel_lengths])
+        return float(verifier.distance(model, [spoken], target, [batch.mel_lengths], crop=0))
+
+
+def test_verifier_term_brings_the_voice_nearer_as_the_verifier_hears_it(base, clips):
+    groups = ("embedding", "conditional_norms")
+    start = adapt(clips, base, settings(steps=0, groups=groups)).voice
+    plain = adapt(clips, base, settings(groups=groups)).voice
+    pulled = adapt(clips, base, settings(groups=groups, verifier=5.0)).voice
+    assert pulled.settings["verifier"] == 5.0
+    before = _heard(base, clips, start.params)
+    assert 0 < before < 2
+    assert _heard(base, clips, pulled.params) < min(before, _heard(base, clips, plain.params))
+    with pytest.raises(ValueError, match="verifier must be >= 0"):
+        settings(verifier=-1.0)
+
+
+def test_verifier_term_reaches_the_mels_and_never_the_verifier(base, clips):
+    from metatts import verifier
+    from metatts.data.batch import collate
+
+    model = verifier.load()
+    assert not any(p.requires_grad for p in model.parameters())
+    batch = collate(support_examples(clips, base))
+    target = verifier.centroid(model, [batch.mels], [batch.mel_lengths])
+    spoken = batch.mels.clone().requires_grad_(True)
+    torch.manual_seed(0)
+    term = verifier.distance(model, [spoken], target, [batch.mel_lengths])
+    term.backward()
+    assert spoken.grad.abs().sum() > 0
+    # padding past each clip's length gets no gradient, and windows stay inside the clip
+    for i, n in enumerate(batch.mel_lengths.tolist()):
+        assert not spoken.grad[i, :, n:].any()
+    # the real clips' own voice is nearer than another clip's
+    assert float(verifier.distance(model, [batch.mels], target, [batch.mel_lengths], crop=0)) < 0.5
+
+
+def test_verifier_weights_are_checked_before_loading(tmp_path):
+    import json
+    import shutil
+
+    from metatts import assets, verifier
+
+    shutil.copy(verifier.DEFAULT_DIR / "verifier.safetensors", tmp_path / "verifier.safetensors")
+    about = json.loads((verifier.DEFAULT_DIR / "verifier.json").read_text())
+    assert about["sha256"] == assets.sha256_file(verifier.DEFAULT_DIR / "verifier.safetensors")
+    (tmp_path / "verifier.json").write_text(json.dumps({**about, "sha256": "0" * 64}))
+    with pytest.raises(assets.AssetError, match="speaker verifier"):
+        verifier.load(tmp_path)
+    with pytest.raises(FileNotFoundError, match="benchmarks/verifier.py train"):
+        verifier.load(tmp_path / "none")
+
+
+def test_verifier_every_nth_step_and_the_loss_it_reports(base, clips):
+    """``verifier_every`` n: the term on steps 1, n+1, 2n+1...; the losses the steps report are
+    the loss without it (the same loss a plain run reports at the first step)."""
+    groups = ("embedding", "conditional_norms")
+    plain = adapt(clips, base, settings(groups=groups), keep=[1, 2])
+    every = adapt(clips, base, settings(groups=groups, verifier=5.0), keep=[1, 2])
+    third = adapt(clips, base, settings(groups=groups, verifier=5.0, verifier_every=3),
+                  keep=[1, 2])
+    assert every.losses[0] == pytest.approx(plain.losses[0], rel=1e-5)
+    assert third.losses[0] == pytest.approx(plain.losses[0], rel=1e-5)
+    assert third.voice.settings["verifier_every"] == 3
+
+    def same(a, b, n):
+        return all(torch.allclose(a.kept[n].params[k], b.kept[n].params[k])
+                   for k in a.kept[n].params)
+
+    # the first step follows the term in both, the second only where it comes every step
+    # (Adam's first step is the gradient's sign, so the term shows from the second on)
+    assert same(third, every, 1)
+    assert not same(third, plain, 2) and not same(third, every, 2)
+    with pytest.raises(ValueError, match="verifier_every must be a whole number"):
+        settings(verifier=1.0, verifier_every=0)

@@ -89,6 +89,7 @@ def test_float32_keeps_the_setup_id_of_records_made_before_the_setting(base):  #
     settings = runner.settings_for(method, base, 0, 0).to_dict()
     # a record of before the setting existed (and before the later identity setting)
     del settings["steps"], settings["precision"], settings["identity"]
+    del settings["verifier"], settings["verifier_every"]  # (and the verifier term's)
     doc = json.dumps({"settings": settings, "base": base_model(base).sha256}, sort_keys=True)
     before = hashlib.sha256(doc.encode()).hexdigest()[:16]
     assert runner.setup_id(method, base, 0) == before
@@ -105,12 +106,35 @@ def test_no_identity_term_keeps_the_setup_id_of_records_made_before_it(base):  #
     method = grid.parse_method("finetune-encoder")
     settings = runner.settings_for(method, base, 0, 0).to_dict()
     del settings["steps"], settings["identity"]  # a record of before the setting existed
+    del settings["verifier"], settings["verifier_every"]  # (and the later verifier term's)
     if settings.get("precision") == "float32":
         del settings["precision"]
     doc = json.dumps({"settings": settings, "base": base_model(base).sha256}, sort_keys=True)
     assert runner.setup_id(method, base, 0) == hashlib.sha256(doc.encode()).hexdigest()[:16]
     pulled = grid.parse_method("finetune-encoder:identity=10")
     assert runner.setup_id(pulled, base, 0) != runner.setup_id(method, base, 0)
+
+
+def test_no_verifier_term_keeps_the_setup_id_and_a_verifier_term_is_a_new_setup(base):  # noqa: F811
+    import hashlib
+    import json
+
+    from metatts.voice import base_model
+
+    method = grid.parse_method("finetune-encoder")
+    settings = runner.settings_for(method, base, 0, 0).to_dict()
+    assert settings["verifier"] == 0.0 and settings["verifier_every"] == 1
+    for name in ("steps", "identity", "verifier", "verifier_every"):  # records of before it
+        del settings[name]
+    if settings.get("precision") == "float32":
+        del settings["precision"]
+    doc = json.dumps({"settings": settings, "base": base_model(base).sha256}, sort_keys=True)
+    assert runner.setup_id(method, base, 0) == hashlib.sha256(doc.encode()).hexdigest()[:16]
+    heard = grid.parse_method("finetune-encoder:verifier=0.5:verifier_every=4")
+    assert runner.settings_for(heard, base, 0, 0).verifier_every == 4
+    assert runner.setup_id(heard, base, 0) != runner.setup_id(method, base, 0)
+    with pytest.raises(ValueError, match="verifier_every must be a whole number"):
+        grid.parse_method("finetune-encoder:verifier_every=0")
 
 
 def test_every_start_steps_in_the_fast_arithmetic_by_default(base):  # noqa: F811
@@ -132,6 +156,7 @@ def test_no_frame_bank_keeps_the_setup_id_of_records_made_before_it(base):  # no
     settings = runner.settings_for(plain, base, 0, 0).to_dict()
     assert settings["frames"] is False
     del settings["steps"], settings["identity"], settings["frames"]  # a record of before
+    del settings["verifier"], settings["verifier_every"]  # (and the later verifier term's)
     if settings.get("precision") == "float32":
         del settings["precision"]
     doc = json.dumps({"settings": settings, "base": base_model(base).sha256}, sort_keys=True)

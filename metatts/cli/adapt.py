@@ -78,6 +78,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--frames-key", choices=FRAME_KEYS,
                    help="what frame matching compares: the decoder's hidden states (default; "
                    "kept as a third tensor in the voice's bank) or the log-mel")
+    p.add_argument("--verifier", type=float, metavar="W",
+                   help="weight of the verifier term: the steps also pull the voice toward the "
+                   "clips' as the shipped speaker verifier (trained on the corpus's voices) "
+                   "hears it; 0: off (default: per --init)")
+    p.add_argument("--verifier-every", type=int, metavar="N",
+                   help="the verifier term on every N-th step only (cheaper; default: per "
+                   "--init)")
     p.add_argument("--asr", default="tiny.en", metavar="MODEL",
                    help="Whisper model for clips without a .txt (default tiny.en)")
     p.add_argument("--recheck", default=RECHECK_MODEL, metavar="MODEL",
@@ -115,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
                      "terms": (() if args.terms == ["all"] else tuple(args.terms))
                      if args.terms else None,
                      "piece_frames": args.piece_frames, "precision": args.precision,
-                     "frames": args.frames, "frames_key": args.frames_key}
+                     "frames": args.frames, "frames_key": args.frames_key,
+                     "verifier": args.verifier, "verifier_every": args.verifier_every}
         try:
             settings = with_changes(default_settings(args.init, base, args.start), **overrides)
         except (TypeError, ValueError) as err:  # a value out of range, e.g. --steps -1
@@ -161,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         "stopped_at": result.stopped_at,
         "guards": {"lock_timing": settings.lock_timing, "proximal": settings.proximal,
                    "terms": list(settings.terms) or "all", "early_stop": settings.early_stop},
+        "verifier": {"weight": settings.verifier, "every": settings.verifier_every},
         "optimizer": settings.optimizer, "piece_frames": settings.piece_frames,
         "precision": settings.precision,
         "frames": result.voice.frames.frames if result.voice.frames is not None else 0,

@@ -78,6 +78,7 @@ def task_gradient(
     fixed: Mapping[str, Tensor] | None = None,
     query_identity: float = 0.0,
     query_frames: float = 0.0,
+    query_verifier: float = 0.0,
 ) -> TaskGradient:
     """The meta-gradient of one task, starting the inner loop from the model's current values.
 
@@ -88,7 +89,8 @@ def task_gradient(
     ``query_identity`` weighs the identity term (:class:`InnerConfig`) in the query loss, the
     outer objective (Reptile has none: it only reports the query loss). ``query_frames`` weighs,
     likewise, the query clips' loss after frame matching on the support clips
-    (:func:`metatts.frames.corrected_loss`).
+    (:func:`metatts.frames.corrected_loss`), and ``query_verifier`` the query clips' verifier
+    term (:class:`InnerConfig`; its verifier is ``cfg.verifier_dir``'s).
 
     Clip order and dropout come from the global RNG (seed it once in the trainer): ``cfg.seed``
     is for reproducible adaptation and would give every task of every meta-batch the same draws.
@@ -99,9 +101,10 @@ def task_gradient(
     if len(task.query) == 0:
         raise ValueError("the task's query set is empty; a meta-learning task needs query clips")
     if algorithm == "reptile":
-        if query_frames:
-            raise ValueError("Reptile has no outer objective to add the frames term to; use "
-                             "'maml' or 'fomaml' with query_frames")
+        if query_frames or query_verifier:
+            raise ValueError("Reptile has no outer objective to add the frames or verifier "
+                             "term to; use 'maml' or 'fomaml' with query_frames / "
+                             "query_verifier")
         return _reptile(model, task, collate, cfg, lrs, on_step, start_fn, fixed, query_identity)
     weights = {name: p for name, p in model.named_parameters() if p.requires_grad}
     rates = {name: r for name, r in (lrs or {}).items() if r.requires_grad}
@@ -114,7 +117,9 @@ def task_gradient(
         result = inner_loop(model, start, task.support, collate, cfg, lrs=lrs,
                             create_graph=algorithm == "maml", on_step=on_step, fixed=fixed)
         queries = collate(list(task.query))
-        query = loss_fn(model, fixed=result.fixed, identity=query_identity)(result.params, queries)
+        query = loss_fn(model, fixed=result.fixed, identity=query_identity,
+                        verifier=query_verifier, verifier_dir=cfg.verifier_dir)(
+            result.params, queries)
         if query_frames:
             from metatts.frames import corrected_loss
 
@@ -176,6 +181,7 @@ def meta_gradient(
     fixed: Mapping[str, Tensor] | None = None,
     query_identity: float = 0.0,
     query_frames: float = 0.0,
+    query_verifier: float = 0.0,
 ) -> MetaGradient:
     """The mean of :func:`task_gradient` over a meta-batch of ``tasks``."""
     if not tasks:
@@ -185,7 +191,8 @@ def meta_gradient(
     support_losses, query_losses = [], []
     for task in tasks:  # one task's graph at a time
         t = task_gradient(model, task, collate, cfg, algorithm, lrs=lrs, start_fn=start_fn,
-                          fixed=fixed, query_identity=query_identity, query_frames=query_frames)
+                          fixed=fixed, query_identity=query_identity, query_frames=query_frames,
+                          query_verifier=query_verifier)
         _accumulate(grads, t.grads, len(tasks))
         _accumulate(lr_grads, t.lr_grads, len(tasks))
         support_losses.append(t.support_losses)

@@ -30,9 +30,13 @@ from metatts.meta.params import check_names
 from metatts.meta.support import BATCHINGS, Batching, support_batches
 from metatts.model.layers import higher_order
 from metatts.model.losses import pool
+from metatts.verifier import centroid as verifier_centroid
+from metatts.verifier import distance as verifier_distance
+from metatts.verifier import load as load_verifier
 
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
 IDENTITY = "identity"  # the term of FastSpeech2.identity_distance (see InnerConfig.identity)
+VERIFIER = "verifier"  # the term of metatts.verifier.distance (see InnerConfig.verifier)
 # "bfloat16": each step's forward and backward under torch.autocast (matrix products and
 # convolutions in bfloat16, parameters, gradients and optimizer state stay float32)
 PRECISIONS: tuple[str, ...] = ("float32", "bfloat16")
@@ -69,6 +73,15 @@ class InnerConfig:
     # spoken mels are from the clips' voice as the model's own speaker encoder hears it
     # (FastSpeech2.identity_distance; the name IDENTITY in ``terms`` selects it alone)
     identity: float = 0.0
+    # weight of the verifier term (0: none): how far the spoken mels are from the clips' voice as
+    # the corpus-trained speaker verifier hears it (metatts.verifier.distance), a model trained
+    # to tell voices apart; ``verifier_dir`` names its folder (None: the shipped copy)
+    verifier: float = 0.0
+    verifier_dir: str | None = None
+    # the verifier term is computed on every ``verifier_every``-th step only (the first, then
+    # every n-th), the others follow the loss without it: the verifier's forward and backward
+    # cost about a third of a step on 2 cores
+    verifier_every: int = 1
 
     def __post_init__(self) -> None:
         if isinstance(self.groups, str) or not all(isinstance(g, str) for g in self.groups):
@@ -100,6 +113,11 @@ class InnerConfig:
             raise ValueError(f"unknown precision {self.precision!r}; choose one of {PRECISIONS}")
         if not self.identity >= 0:
             raise ValueError(f"identity must be >= 0, got {self.identity}")
+        if not self.verifier >= 0:
+            raise ValueError(f"verifier must be >= 0, got {self.verifier}")
+        if not isinstance(self.verifier_every, int) or self.verifier_every < 1:
+            raise ValueError(f"verifier_every must be a whole number >= 1, got "
+                             f"{self.verifier_every!r}")
         if self.identity and IDENTITY in self.terms:
             raise ValueError("give the identity term either as a weight (identity) or by name in "
                              "terms, not both")
@@ -116,13 +134,29 @@ class InnerResult:
 class _Loss(nn.Module):
     """``model.loss(batch).total`` as a module call, so that ``functional_call`` can swap params;
     with ``terms``, the weighted sum of those parts only (weights from ``model.loss_config``);
-    plus ``identity`` times the identity term (see :class:`InnerConfig`).
-    A :class:`~metatts.data.batch.Parts` batch is run part by part and its losses pooled."""
+    plus ``identity`` times the identity term and ``verifier`` times the verifier term (see
+    :class:`InnerConfig`). A :class:`~metatts.data.batch.Parts` batch is run part by part and
+    its losses pooled."""
 
-    def __init__(self, model: nn.Module, terms: Sequence[str] = (), identity: float = 0.0
-                 ) -> None:
+    def __init__(self, model: nn.Module, terms: Sequence[str] = (), identity: float = 0.0,
+                 verifier: float = 0.0, verifier_dir: str | None = None) -> None:
         super().__init__()
         self.model, self.terms, self.identity = model, tuple(terms), identity
+        self.verifier = verifier
+        # a plain attribute, not a submodule: its weights are never among the swapped params
+        self.__dict__["_verifier"] = load_verifier(verifier_dir) if verifier else None
+        self._voices: dict[tuple[int, ...], tuple[list[Tensor], Tensor]] = {}
+
+    def _voice(self, batches: Sequence[Any]) -> Tensor:
+        """The verifier's centroid of these real clips, computed once per support set (the
+        same batches come back at every step of full batching)."""
+        key = tuple(id(b.mels) for b in batches)
+        held = self._voices.get(key)
+        if held is None or any(a is not b.mels for a, b in zip(held[0], batches)):
+            held = ([b.mels for b in batches], verifier_centroid(
+                self._verifier, [b.mels for b in batches], [b.mel_lengths for b in batches]))
+            self._voices[key] = held
+        return held[1]
 
     def forward(self, batch: Any) -> Tensor:
         parts = list(batch) if isinstance(batch, Parts) else [batch]
@@ -136,6 +170,20 @@ class _Loss(nn.Module):
             out = dataclasses.replace(out, parts={**out.parts, IDENTITY: distance})
             # named in terms it is one of them (weight 1); otherwise it is added at its weight
             extra = 0.0 if IDENTITY in self.terms else self.identity * distance
+        if self.verifier:
+            heard = verifier_distance(self._verifier, [o.output.spoken for o in losses],
+                                      self._voice([o.batch for o in losses]),
+                                      [o.batch.mel_lengths for o in losses])
+            out = dataclasses.replace(out, parts={**out.parts, VERIFIER: heard})
+            extra = extra + self.verifier * heard
+        total = self._total(out, extra, losses)
+        if self.verifier:  # the term's share as well, for the loss reported without it
+            return total, (self.verifier * out.parts[VERIFIER]).detach()
+        return total
+
+    def _total(self, out: Any, extra: Any, losses: list) -> Tensor:
+        """The loss the steps follow, of the parts ``out`` (of ``losses``) and the ``extra``
+        terms' weighted sum."""
         if not self.terms:
             return out.total + extra
         if any(t in CRITIC_TERMS for t in self.terms):
@@ -163,24 +211,47 @@ class _Loss(nn.Module):
 
 
 def loss_fn(model: nn.Module, terms: Sequence[str] = (),
-            fixed: Mapping[str, Tensor] | None = None, identity: float = 0.0
+            fixed: Mapping[str, Tensor] | None = None, identity: float = 0.0,
+            verifier: float = 0.0, verifier_dir: str | None = None, with_share: bool = False
             ) -> Callable[[Mapping[str, Tensor], Any], Tensor]:
     """``f(params, batch) -> scalar loss`` of ``model`` with ``params`` in place of its own.
-    ``terms`` picks loss parts and ``identity`` weighs the identity term (see
+    ``terms`` picks loss parts, ``identity`` and ``verifier`` weigh those terms (see
     :class:`InnerConfig`); ``fixed`` are further values (e.g. the buffer ``speaker.timing``)
-    that replace the model's in every call but never move."""
-    module = _Loss(model, terms, identity)
+    that replace the model's in every call but never move. With ``verifier`` and
+    ``with_share``, ``f`` gives ``(loss, the verifier term's weighted share, detached)``."""
+    module = _Loss(model, terms, identity, verifier, verifier_dir)
     constant = {f"model.{k}": v for k, v in (fixed or {}).items()}
 
     def f(params: Mapping[str, Tensor], batch: Any) -> Tensor:
         total = functional_call(module, {**constant, **{f"model.{k}": v for k, v in params.items()}},
                                 (batch,))
+        if verifier:  # (loss, the verifier term's share)
+            total, share = total
+            if with_share:
+                return total, share
         if total.ndim != 0:
             raise ValueError(f"model.loss(batch).total must be a scalar, got shape "
                              f"{tuple(total.shape)}")
         return total
 
     return f
+
+
+class _Spoken(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: Any) -> Tensor:
+        return self.model.loss(batch).output.spoken
+
+
+def spoken_mels(model: nn.Module, params: Mapping[str, Tensor], batch: Any,
+                fixed: Mapping[str, Tensor] | None = None) -> Tensor:
+    """The (B, n_mels, T) mels ``model`` speaks for ``batch`` (teacher-forced, as its loss
+    sees them) with ``params`` and ``fixed`` in place of its own values."""
+    values = {f"model.{k}": v for k, v in {**(fixed or {}), **params}.items()}
+    return functional_call(_Spoken(model), values, (batch,))
 
 
 def arithmetic(precision: str, device: str | torch.device) -> contextlib.AbstractContextManager:
@@ -243,7 +314,16 @@ def inner_loop(
             raise ValueError(f"{type(model).__name__} has no speaker.timing buffer to lock the "
                              "timing with; adapt without lock_timing")
         fixed.setdefault("speaker.timing", params["speaker.new"].detach())
-    grad_fn = grad_and_value(loss_fn(model, cfg.terms, fixed, cfg.identity))
+    plain_fn = grad_and_value(loss_fn(model, cfg.terms, fixed, cfg.identity))
+    if cfg.verifier:  # the loss each step reports is without the verifier's term
+        heard = grad_and_value(loss_fn(model, cfg.terms, fixed, cfg.identity, cfg.verifier,
+                                       cfg.verifier_dir, with_share=True), has_aux=True)
+
+        def grad_fn(params, batch):
+            grads, (loss, share) = heard(params, batch)
+            return grads, loss - share
+    else:
+        grad_fn = plain_fn
     params = dict(params)
     origin = {name: p.detach() for name, p in params.items()} if cfg.proximal else {}
     kept = {0: params} if 0 in keep else {}
@@ -256,7 +336,9 @@ def inner_loop(
         batches = support_batches(support, collate, cfg.batching, cfg.batch_size, generator)
         for step in range(cfg.steps):
             with torch.set_grad_enabled(create_graph), cast:  # no outer graph of the backward
-                grads, loss = grad_fn(params, next(batches))
+                # the verifier's term on every verifier_every-th step only
+                step_fn = grad_fn if step % cfg.verifier_every == 0 else plain_fn
+                grads, loss = step_fn(params, next(batches))
             loss = loss.float()
             if cfg.proximal:  # d/dp of proximal/2 * ||p - start||^2
                 grads = {n: g + cfg.proximal * (params[n] - origin[n]) for n, g in grads.items()}

@@ -310,6 +310,8 @@ class MetaInnerConfig:
     lock_timing: bool = False  # duration, pitch and energy predictors read the start's vector
     precision: str = "float32"  # "bfloat16": the inner steps under autocast (faster, same state)
     identity: float = 0.0  # weight of the own-encoder identity term (InnerConfig.identity)
+    verifier: float = 0.0  # weight of the verifier term (InnerConfig.verifier)
+    verifier_every: int = 1  # ... on every n-th inner step (InnerConfig.verifier_every)
 
 
 @dataclass(frozen=True)
@@ -366,6 +368,11 @@ class MetaConfig:
     # added to the query loss (maml / fomaml); 0: none. Validation then also reports it after
     # each val_steps count (frames_after_N)
     query_frames: float = 0.0
+    # weight of the query clips' verifier term, added to the query loss (maml / fomaml): how far
+    # the adapted voice speaking the query sentences is from the query clips' voice as the
+    # corpus-trained speaker verifier hears it (metatts.verifier; not a benchmark judge); 0:
+    # none. Validation then also reports it after each val_steps count (verifier_after_N)
+    query_verifier: float = 0.0
 
     @property
     def uses_identity(self) -> bool:
@@ -387,6 +394,11 @@ class MetaConfig:
             raise ConfigError(f"meta.query_identity must be >= 0, got {self.query_identity}.")
         if not self.query_frames >= 0:
             raise ConfigError(f"meta.query_frames must be >= 0, got {self.query_frames}.")
+        if not self.query_verifier >= 0:
+            raise ConfigError(f"meta.query_verifier must be >= 0, got {self.query_verifier}.")
+        if self.query_verifier and self.algo == "reptile":
+            raise ConfigError("meta.query_verifier is a term of the outer objective, which "
+                              "Reptile does not have; use algo fomaml or maml, or set it to 0.")
         if self.query_frames and self.algo == "reptile":
             raise ConfigError("meta.query_frames is a term of the outer objective, which Reptile "
                               "does not have; use algo fomaml or maml, or set it to 0.")

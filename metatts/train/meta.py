@@ -38,7 +38,7 @@ from metatts.data import (DatasetError, EpisodeSampler, FeatureCache, Utterance,
 from metatts.data.batch import Batch, Example
 from metatts.data.episodes import Episode
 from metatts.frames import corrected_loss
-from metatts.meta.inner_loop import IDENTITY
+from metatts.meta.inner_loop import IDENTITY, spoken_mels
 from metatts.meta.params import adapted_names
 from metatts.meta.support import fixed_alignment
 from metatts.meta import (InnerConfig, InnerLearningRates, MetaGradient, Task, initial_params,
@@ -75,7 +75,8 @@ def inner_config(meta: MetaConfig, steps: int | None = None, seed: int | None = 
                        optimizer=i.optimizer, batching=i.batching, batch_size=i.batch_size,
                        betas=i.betas, eps=i.eps, seed=seed, proximal=i.proximal,
                        terms=tuple(i.terms), lock_timing=i.lock_timing,
-                       precision=i.precision, identity=i.identity)
+                       precision=i.precision, identity=i.identity, verifier=i.verifier,
+                       verifier_every=i.verifier_every)
 
 
 def encoder_start(model: torch.nn.Module):
@@ -267,7 +268,9 @@ def validate(model: torch.nn.Module, tasks: Sequence[Task], meta: MetaConfig,
     distance (``identity_after_N``: the model's own speaker encoder's view of the voice, see
     FastSpeech2.identity_distance; no judge model); with ``meta.query_frames``, also the query
     clips' loss after frame matching on the support clips (``frames_after_N``:
-    metatts.frames.corrected_loss)."""
+    metatts.frames.corrected_loss); with ``meta.query_verifier`` or ``meta.inner.verifier``,
+    also the query clips' verifier term (``verifier_after_N``: metatts.verifier.distance on
+    whole clips, the corpus-trained verifier; no judge model)."""
     if not tasks:
         return {}
     was_training = model.training
@@ -281,6 +284,8 @@ def validate(model: torch.nn.Module, tasks: Sequence[Task], meta: MetaConfig,
     sums = dict.fromkeys(counts, 0.0)
     distances = dict.fromkeys(counts, 0.0)
     corrected = dict.fromkeys(counts, 0.0)
+    heard = dict.fromkeys(counts, 0.0)
+    hears = meta.query_verifier > 0 or meta.inner.verifier > 0
     for task in tasks:  # one run of the longest budget keeps the parameters at every count
         result = adapt_task(model, task, meta, cfg, device, counts, lrs)
         query = batch(list(task.query))
@@ -294,6 +299,9 @@ def validate(model: torch.nn.Module, tasks: Sequence[Task], meta: MetaConfig,
                 if meta.query_frames:
                     corrected[steps] += float(corrected_loss(
                         model, result.kept[steps], support, query, fixed=result.fixed))
+                if hears:
+                    heard[steps] += query_verifier_distance(model, result.kept[steps], query,
+                                                            result.fixed)
     model.train(was_training)
     out = {f"query_after_{steps}": total / len(tasks) for steps, total in sums.items()}
     if identity:
@@ -302,7 +310,22 @@ def validate(model: torch.nn.Module, tasks: Sequence[Task], meta: MetaConfig,
     if meta.query_frames:
         out.update({f"frames_after_{steps}": total / len(tasks)
                     for steps, total in corrected.items()})
+    if hears:
+        out.update({f"verifier_after_{steps}": total / len(tasks)
+                    for steps, total in heard.items()})
     return out
+
+
+def query_verifier_distance(model: torch.nn.Module, params: dict[str, torch.Tensor],
+                            query: Batch, fixed: dict[str, torch.Tensor]) -> float:
+    """The shipped verifier's term of ``query`` spoken (teacher-forced) with ``params``: whole
+    clips (no random window), against the query clips' own centroid."""
+    from metatts import verifier
+
+    judge = verifier.load()
+    spoken = spoken_mels(model, params, query, fixed)
+    target = verifier.centroid(judge, [query.mels], [query.mel_lengths])
+    return float(verifier.distance(judge, [spoken], target, [query.mel_lengths], crop=0))
 
 
 def adapt_task(model: torch.nn.Module, task: Task, meta: MetaConfig, cfg: InnerConfig,
@@ -423,7 +446,8 @@ def _meta_train(config: Config, d: distributed.Distributed, resume: bool,
                  for t in tasks]  # support aligned once per step by the current aligner
         mg = meta_gradient(model, tasks, batch, cfg, m.algo, lrs=_lrs(rates),
                            start_fn=encoder_start(model) if m.start == "encoder" else None,
-                           query_identity=m.query_identity, query_frames=m.query_frames)
+                           query_identity=m.query_identity, query_frames=m.query_frames,
+                           query_verifier=m.query_verifier)
         grads, lr_grads = combine(mg, d)
         grads = {n: g for n, g in grads.items() if n in named}
         grad_norm = float(torch.linalg.vector_norm(
