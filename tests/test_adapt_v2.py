@@ -112,38 +112,25 @@ def test_query_identity_adds_the_identity_term_to_the_outer_objective(base, clip
         model.eval()
 
 
-def test_query_frames_adds_the_frame_matched_query_loss_to_the_outer_objective(base, clips):
-    """meta.query_frames: the same inner steps, and the query loss gains the weight times the
-    query clips' loss after frame matching on the support (frames.corrected_loss), whose
+# meta.query_frames: the query clips' loss after frame matching on the support
+# (frames.corrected_loss, a mean absolute log-mel difference); meta.query_verifier: their
+# verifier term (1 - a cosine)
+@pytest.mark.parametrize("name, weight, per_weight", [("query_frames", 2.0, (0.05, 10)),
+                                                      ("query_verifier", 3.0, (0.0, 2))])
+def test_an_outer_term_adds_to_the_query_loss_and_reptile_refuses_it(base, clips, name, weight,
+                                                                      per_weight):
+    """The same inner steps, and the query loss gains the weight times the term, whose
     gradient changes the meta-gradient; Reptile, which has no outer objective, refuses it."""
     model = base.model.train()
     try:
-        task, cfg, gained = outer_term(model, task_of(base, clips), "query_frames", 2.0)
-        assert 0.05 < gained / 2.0 < 10  # a mean absolute log-mel difference
+        task, cfg, gained = outer_term(model, task_of(base, clips), name, weight)
+        assert per_weight[0] < gained / weight < per_weight[1]
         with pytest.raises(ValueError, match="Reptile has no outer objective"):
-            task_gradient(model, task, collate, cfg, "reptile", query_frames=1.0)
-        with pytest.raises(ConfigError, match="query_frames"):
-            MetaConfig(algo="reptile", query_frames=1.0)
-        with pytest.raises(ConfigError, match="query_frames must be >= 0"):
-            MetaConfig(query_frames=-1.0)
-    finally:
-        model.eval()
-
-
-def test_query_verifier_adds_the_verifier_term_to_the_outer_objective(base, clips):
-    """meta.query_verifier: the same inner steps, and the query loss gains the weight times the
-    query clips' verifier term (1 - a cosine), whose gradient changes the meta-gradient;
-    Reptile refuses it."""
-    model = base.model.train()
-    try:
-        task, cfg, gained = outer_term(model, task_of(base, clips), "query_verifier", 3.0)
-        assert 0 < gained / 3.0 < 2
-        with pytest.raises(ValueError, match="Reptile has no outer objective"):
-            task_gradient(model, task, collate, cfg, "reptile", query_verifier=1.0)
-        with pytest.raises(ConfigError, match="query_verifier"):
-            MetaConfig(algo="reptile", query_verifier=1.0)
-        with pytest.raises(ConfigError, match="query_verifier must be >= 0"):
-            MetaConfig(query_verifier=-1.0)
+            task_gradient(model, task, collate, cfg, "reptile", **{name: 1.0})
+        with pytest.raises(ConfigError, match=name):
+            MetaConfig(algo="reptile", **{name: 1.0})
+        with pytest.raises(ConfigError, match=f"{name} must be >= 0"):
+            MetaConfig(**{name: -1.0})
     finally:
         model.eval()
 
@@ -217,16 +204,21 @@ def _identity(base, clips, params):
             support_examples(clips, base))))
 
 
-def test_identity_term_brings_the_voice_nearer_as_the_model_hears_it(base, clips):
+def pulls_nearer(base, clips, term, weight, read):
+    """Adapting with ``term`` at ``weight`` leaves the support clips nearer their voice by
+    ``read`` (lower is nearer) than the start and than plain steps; -> the start's reading."""
     groups = ("embedding", "conditional_norms")
     start = adapt(clips, base, settings(steps=0, groups=groups)).voice
     plain = adapt(clips, base, settings(groups=groups)).voice
-    pulled = adapt(clips, base, settings(groups=groups, identity=1000.0)).voice
-    assert pulled.settings["identity"] == 1000.0
-    before = _identity(base, clips, start.params)
-    assert before > 0
-    assert _identity(base, clips, pulled.params) < min(before, _identity(base, clips,
-                                                                         plain.params))
+    pulled = adapt(clips, base, settings(groups=groups, **{term: weight})).voice
+    assert pulled.settings[term] == weight
+    before = read(base, clips, start.params)
+    assert read(base, clips, pulled.params) < min(before, read(base, clips, plain.params))
+    return before
+
+
+def test_identity_term_brings_the_voice_nearer_as_the_model_hears_it(base, clips):
+    assert pulls_nearer(base, clips, "identity", 1000.0, _identity) > 0
     # the term's gradient reaches what the adapted voice speaks with, never the encoder
     from metatts.data.batch import collate
 
@@ -242,7 +234,8 @@ def test_identity_term_brings_the_voice_nearer_as_the_model_hears_it(base, clips
     with pytest.raises(ValueError, match="not both"):
         settings(identity=1.0, terms=("mel", "identity"))
     # by name in terms it is one term among them, of weight 1
-    named = adapt(clips, base, settings(groups=groups, terms=("mel", "identity"), steps=1))
+    named = adapt(clips, base, settings(groups=("embedding", "conditional_norms"),
+                                        terms=("mel", "identity"), steps=1))
     assert named.voice.settings["terms"] == ["mel", "identity"]
 
 
@@ -399,14 +392,7 @@ def _heard(base, clips, params):
 
 
 def test_verifier_term_brings_the_voice_nearer_as_the_verifier_hears_it(base, clips):
-    groups = ("embedding", "conditional_norms")
-    start = adapt(clips, base, settings(steps=0, groups=groups)).voice
-    plain = adapt(clips, base, settings(groups=groups)).voice
-    pulled = adapt(clips, base, settings(groups=groups, verifier=5.0)).voice
-    assert pulled.settings["verifier"] == 5.0
-    before = _heard(base, clips, start.params)
-    assert 0 < before < 2
-    assert _heard(base, clips, pulled.params) < min(before, _heard(base, clips, plain.params))
+    assert 0 < pulls_nearer(base, clips, "verifier", 5.0, _heard) < 2
     with pytest.raises(ValueError, match="verifier must be >= 0"):
         settings(verifier=-1.0)
 
