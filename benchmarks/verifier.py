@@ -35,12 +35,12 @@ sys.path.insert(0, str(ROOT))
 from metatts.verifier import CHANNELS, CROP, EMBEDDING  # noqa: E402,F401  (CROP: training windows)
 
 
-def build(speakers: int | None = None):
-    """The ECAPA-TDNN (:func:`metatts.verifier.build`; and, given ``speakers``, its training
-    head)."""
+def build(speakers: int | None = None, arch: str = "ecapa"):
+    """The verifier (:func:`metatts.verifier.build`: ECAPA-TDNN, or the cepstral x-vector);
+    and, given ``speakers``, its training head."""
     from metatts.verifier import build as architecture
 
-    model = architecture()
+    model = architecture(arch)
     from speechbrain.lobes.models.ECAPA_TDNN import Classifier
 
     return model if speakers is None else (model, Classifier(EMBEDDING, out_neurons=speakers))
@@ -95,11 +95,11 @@ def load_mels(data: Path, split: str, cache: Path) -> tuple[list[torch.Tensor], 
 def train(args: argparse.Namespace) -> int:
     from safetensors.torch import load_file, save_file
 
-    torch.manual_seed(0)
     out = Path(args.out)
     mels, speakers, names = load_mels(Path(args.data), "train",
                                       Path(args.cache) / "train_mels.safetensors")
-    model, head = build(len(names))  # imports speechbrain the way it works beside CPU torch
+    torch.manual_seed(args.seed)
+    model, head = build(len(names), args.arch)  # imports speechbrain the way it works beside CPU torch
     from speechbrain.nnet.losses import AdditiveAngularMargin, LogSoftmaxWrapper
 
     loss_fn = LogSoftmaxWrapper(AdditiveAngularMargin(margin=0.2, scale=30))
@@ -119,7 +119,7 @@ def train(args: argparse.Namespace) -> int:
         opt.load_state_dict(moments)
         print(f"resumed at step {step}", flush=True)
     usable = [i for i, m in enumerate(mels) if len(m) >= CROP]
-    rng = random.Random(step)
+    rng = random.Random(step + 1_000_003 * args.seed)  # seed 0: the order of the first runs
     out.mkdir(parents=True, exist_ok=True)
     log = (out / "train_log.jsonl").open("a")
     started, losses = time.perf_counter(), []
@@ -135,7 +135,8 @@ def train(args: argparse.Namespace) -> int:
         save_file({k: v.contiguous() for k, v in model.state_dict().items()},
                   str(out / "verifier.safetensors"))
         (out / "verifier.json").write_text(json.dumps(
-            {"channels": CHANNELS, "embedding": EMBEDDING, "step": step, "features":
+            {"arch": args.arch, **({"channels": CHANNELS} if args.arch == "ecapa" else {}),
+             "embedding": EMBEDDING, "step": step, "seed": args.seed, "features":
              "metatts.audio.mel_spectrogram, mean over time removed", "trained_on":
              f"{len(names)} training speakers of {args.data} (manifest split 'train')",
              "command": "python benchmarks/verifier.py train " + " ".join(sys.argv[2:])}, indent=1))
@@ -240,6 +241,10 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--minutes", type=float, default=20)
     t.add_argument("--batch", type=int, default=48)
     t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--arch", choices=("ecapa", "xvector"), default="ecapa",
+                   help="xvector: a second verifier of another architecture and input "
+                   "(cepstral coefficients), sharing no lineage with the first")
+    t.add_argument("--seed", type=int, default=0)
     c = sub.add_parser("check")
     c.add_argument("--data", default=str(ROOT / "data/corpus"))
     c.add_argument("--model", default=str(ROOT / "results/verifier"))

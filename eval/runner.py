@@ -72,7 +72,7 @@ class StaleResultsError(ValueError):
 # settings added after setup ids were first recorded, with the value every earlier record was
 # made with: at that value they stay out of the id, so those records keep matching
 LATER_SETTINGS = {"precision": "float32", "identity": 0.0, "frames": False, "frames_key": "mel",
-                  "verifier": 0.0, "verifier_every": 1}
+                  "verifier": 0.0, "verifier_every": 1, "frames_neighbours": 4}
 
 
 def setup_id(method: Method, base: Checkpoint, seed: int) -> str:

@@ -48,6 +48,7 @@ from metatts import audio
 from metatts.data.batch import Batch, Example, Parts, split_collate
 from metatts.frames import DEFAULT_KEY as DEFAULT_FRAMES_KEY
 from metatts.frames import KEYS as FRAME_KEYS
+from metatts.frames import NEIGHBOURS as FRAME_NEIGHBOURS
 from metatts.frames import FrameBank, frame_bank
 from metatts.meta import InnerConfig, inner_loop, initial_params, loss_fn
 from metatts.meta.inner_loop import arithmetic
@@ -227,6 +228,8 @@ class AdaptSettings:
     # what frame matching compares (metatts.frames.KEYS): the decoder's hidden states (a third
     # tensor in the bank; metatts.frames.DEFAULT_KEY) or the log-mel
     frames_key: str = DEFAULT_FRAMES_KEY
+    # how many twin frames a match averages (metatts.frames.NEIGHBOURS)
+    frames_neighbours: int = FRAME_NEIGHBOURS
 
     def __post_init__(self) -> None:
         if self.init not in INITS:
@@ -240,6 +243,9 @@ class AdaptSettings:
                 self.piece_frames == 0 or self.piece_frames >= MIN_PIECE_FRAMES):
             raise ValueError(f"piece_frames must be 0 (whole clips) or at least "
                              f"{MIN_PIECE_FRAMES} mel frames, got {self.piece_frames!r}.")
+        if not isinstance(self.frames_neighbours, int) or self.frames_neighbours < 1:
+            raise ValueError(f"frames_neighbours must be a whole number >= 1, got "
+                             f"{self.frames_neighbours!r}")
         if self.frames_key not in FRAME_KEYS:
             raise ValueError(f"unknown frames_key {self.frames_key!r}; choose one of "
                              f"{FRAME_KEYS}")
@@ -603,15 +609,17 @@ def adapt(clips: Sequence[Clip], base: Checkpoint, settings: AdaptSettings,
         raise AdaptError(_diverged(final, "after the last step", settings.lr))
     params = {**result.params, **result.fixed}
     key = settings.frames_key
-    bank = frame_bank(base, params, examples, key=key) if settings.frames else None
+    bank = frame_bank(base, params, examples, key=key, neighbours=settings.frames_neighbours
+                      ) if settings.frames else None
     voice = make_voice(params, base_model(base),
                        {**settings.to_dict(), "start": start_kind, "stopped_at": stopped},
                        [c.seconds for c in clips], result.losses, final, frames=bank)
     losses = list(result.losses) + [final]  # support loss at 0, 1, ..., steps steps
     kept = {n: Kept(n, {**p, **result.fixed}, losses[stops[n]], elapsed[n], stops[n],
                     None if not settings.frames else
-                    bank if p is result.params else frame_bank(base, {**p, **result.fixed},
-                                                               examples, key=key),
+                    bank if p is result.params else frame_bank(
+                        base, {**p, **result.fixed}, examples, key=key,
+                        neighbours=settings.frames_neighbours),
                     cpu[n])
             for n, p in result.kept.items()}
     return Adaptation(voice, list(result.losses), final, time.perf_counter() - started, kept,

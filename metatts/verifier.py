@@ -32,11 +32,39 @@ CROP = 130  # frames of the windows it was trained on (1.5 s at 22,050 Hz, hop 2
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / "checkpoints" / "verifier"
 
 
-def build() -> torch.nn.Module:
-    """The untrained ECAPA-TDNN of the verifier's shape."""
+ARCHS = ("ecapa", "xvector")
+
+
+class _CepstralXvector(torch.nn.Module):
+    """An x-vector TDNN (SpeechBrain's, 256 channels) that hears 30 cepstral coefficients (a
+    DCT-II of the log-mel over its 80 bands) instead of the log-mel itself: a second verifier
+    of another architecture and input, so that a read can ask two instruments that share
+    neither weights nor lineage. Same input and output as the ECAPA verifier."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from speechbrain.lobes.models.Xvector import Xvector
+
+        bands = torch.arange(80, dtype=torch.float32)
+        k = torch.arange(30, dtype=torch.float32)[:, None]
+        self.register_buffer("dct", torch.cos(torch.pi / 80 * (bands + 0.5) * k).T.contiguous())
+        self.tdnn = Xvector(in_channels=30, tdnn_channels=[256, 256, 256, 256, 750],
+                            lin_neurons=EMBEDDING)
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        return self.tdnn(x @ self.dct, lengths)
+
+
+def build(arch: str = "ecapa") -> torch.nn.Module:
+    """The untrained verifier: the ECAPA-TDNN of the shipped one's shape, or (``xvector``) the
+    cepstral x-vector TDNN of :class:`_CepstralXvector`."""
     from metatts._torchaudio import import_speechbrain
 
     import_speechbrain()
+    if arch == "xvector":
+        return _CepstralXvector()
+    if arch != "ecapa":
+        raise ValueError(f"unknown verifier architecture {arch!r}; choose one of {ARCHS}")
     from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
 
     return ECAPA_TDNN(80, channels=list(CHANNELS), lin_neurons=EMBEDDING)
@@ -54,10 +82,11 @@ def _load(directory: str) -> torch.nn.Module:
             f"no speaker verifier in {folder} (verifier.safetensors is missing); train one with "
             "`python benchmarks/verifier.py train --out DIR` or use the shipped "
             f"{DEFAULT_DIR}.")
-    expected = json.loads(about.read_text()).get("sha256") if about.exists() else None
+    info = json.loads(about.read_text()) if about.exists() else {}
+    expected = info.get("sha256")
     if expected:  # the shipped copy names its digest; a freshly trained one may not
         assets.verify_sha256(weights, expected, "speaker verifier")
-    model = build()
+    model = build(info.get("arch", "ecapa"))
     model.load_state_dict(load_file(str(weights)))
     model.eval()
     for p in model.parameters():

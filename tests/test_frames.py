@@ -209,6 +209,15 @@ def test_a_hidden_key_bank_keeps_the_twins_decoder_states_and_synthesis_uses_the
     assert back.frames.key == "hidden" and back.metadata()["frames"]["key"] == "hidden"
     with pytest.raises(ValueError, match="frames_key"):
         AdaptSettings(frames_key="pitch")
+    # how many neighbours a match averages is a setting too, kept in the voice file
+    two = adapt(clips, base, AdaptSettings(steps=1, lr=0.05, start="encoder",
+                                           frames_key="hidden", frames_neighbours=2),
+                keep=[0, 1])
+    assert two.voice.frames.neighbours == 2 and two.kept[0].frames.neighbours == 2
+    assert Voice.load(two.voice.save(tmp_path / "two.safetensors")).frames.neighbours == 2
+    assert result.voice.frames.neighbours == frames_module.NEIGHBOURS
+    with pytest.raises(ValueError, match="frames_neighbours must be a whole number"):
+        AdaptSettings(frames_neighbours=0)
 
 
 def test_the_corrected_loss_is_the_l1_of_the_banks_correction_with_a_gradient(base, clips):
