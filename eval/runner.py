@@ -175,12 +175,17 @@ class Loader:
 def voice_hash(checkpoint: str, params: dict[str, torch.Tensor],
                frames: FrameBank | None = None) -> str:
     """Identity of a voice: the checkpoint folder, the adapted parameters' exact values and,
-    when it speaks with one, its frame bank's."""
+    when it speaks with one, its frame bank's, with how many neighbours and frames it averages
+    where those are not the defaults (so that the voices of earlier records keep their ids)."""
+    from metatts.frames import NEIGHBOURS, SMOOTHING
+
     h = hashlib.sha1(checkpoint.encode())
     tensors = params if frames is None else {**params, **frames.tensors("\0frames.")}
     for name in sorted(tensors):
         h.update(name.encode())
         h.update(tensors[name].detach().cpu().contiguous().numpy().tobytes())
+    if frames is not None and (frames.neighbours, frames.smoothing) != (NEIGHBOURS, SMOOTHING):
+        h.update(f"\0frames:{frames.neighbours}:{frames.smoothing}".encode())
     return h.hexdigest()[:16]
 
 

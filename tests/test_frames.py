@@ -218,6 +218,14 @@ def test_a_hidden_key_bank_keeps_the_twins_decoder_states_and_synthesis_uses_the
     assert result.voice.frames.neighbours == frames_module.NEIGHBOURS
     with pytest.raises(ValueError, match="frames_neighbours must be a whole number"):
         AdaptSettings(frames_neighbours=0)
+    # the benchmark tells the voices apart (it keys its clips by voice)
+    from dataclasses import replace as changed
+
+    from eval.runner import voice_hash
+
+    ids = {n: voice_hash("meta", result.voice.params, changed(result.voice.frames, neighbours=n))
+           for n in (4, 2)}
+    assert ids[4] != ids[2]
 
 
 def test_the_corrected_loss_is_the_l1_of_the_banks_correction_with_a_gradient(base, clips):
