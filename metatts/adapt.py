@@ -346,8 +346,8 @@ def default_settings(init: str, base: Checkpoint, start: str | None = None) -> A
                          proximal=inner.proximal, terms=tuple(inner.terms),
                          lock_timing=inner.lock_timing, start=start or "auto",
                          piece_frames=PIECE_FRAMES, precision=fast,
-                         identity=inner.identity, verifier=getattr(inner, "verifier", 0.0),
-                         verifier_every=getattr(inner, "verifier_every", 1))
+                         identity=inner.identity, verifier=inner.verifier,
+                         verifier_every=inner.verifier_every)
 
 
 def with_changes(settings: AdaptSettings, **changes) -> AdaptSettings:

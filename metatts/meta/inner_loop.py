@@ -145,18 +145,17 @@ class _Loss(nn.Module):
         self.verifier = verifier
         # a plain attribute, not a submodule: its weights are never among the swapped params
         self.__dict__["_verifier"] = load_verifier(verifier_dir) if verifier else None
-        self._voices: dict[tuple[int, ...], tuple[list[Tensor], Tensor]] = {}
+        self._held: tuple[list[Tensor], Tensor] | None = None  # the last clips and centroid
 
     def _voice(self, batches: Sequence[Any]) -> Tensor:
-        """The verifier's centroid of these real clips, computed once per support set (the
-        same batches come back at every step of full batching)."""
-        key = tuple(id(b.mels) for b in batches)
-        held = self._voices.get(key)
-        if held is None or any(a is not b.mels for a, b in zip(held[0], batches)):
-            held = ([b.mels for b in batches], verifier_centroid(
-                self._verifier, [b.mels for b in batches], [b.mel_lengths for b in batches]))
-            self._voices[key] = held
-        return held[1]
+        """The verifier's centroid of these real clips, computed again only when the clips
+        change (full batching brings the same batches back at every step)."""
+        mels = [b.mels for b in batches]
+        if self._held is None or len(self._held[0]) != len(mels) or any(
+                a is not b for a, b in zip(self._held[0], mels)):
+            self._held = (mels, verifier_centroid(self._verifier, mels,
+                                                  [b.mel_lengths for b in batches]))
+        return self._held[1]
 
     def forward(self, batch: Any) -> Tensor:
         parts = list(batch) if isinstance(batch, Parts) else [batch]
