@@ -135,6 +135,44 @@ def test_an_outer_term_adds_to_the_query_loss_and_reptile_refuses_it(base, clips
         model.eval()
 
 
+@pytest.mark.parametrize("algorithm", ["fomaml", "maml"])
+def test_query_steps_average_the_outer_objective_over_step_counts(base, clips, algorithm):
+    """meta.query_steps (MAML++'s multi-step loss): the outer objective is the mean of the query
+    loss after each count, its gradient the mean of each count's; the default is the last
+    count alone; counts outside the inner loop's and Reptile are refused."""
+    model = base.model.eval()  # no dropout: each count's query sees the same model
+    try:
+        cfg = InnerConfig(groups=("embedding", "conditional_norms"), steps=2, lr=0.05,
+                          optimizer="sgd", seed=0)
+        task = task_of(base, clips)
+
+        def run(**options):
+            torch.manual_seed(0)
+            return task_gradient(model, task, collate, cfg, algorithm,
+                                 start_fn=encoder_start(model), **options)
+
+        last, alone = run(), run(query_steps=(2,))
+        assert alone.query_loss == pytest.approx(last.query_loss)
+        at = {n: run(query_steps=(n,)) for n in (0, 1)}
+        assert at[0].query_loss != pytest.approx(last.query_loss)  # the steps moved the voice
+        both = run(query_steps=(2, 0))
+        assert both.query_loss == pytest.approx((at[0].query_loss + last.query_loss) / 2)
+        for name, g in both.grads.items():
+            assert torch.allclose(g, (at[0].grads[name] + last.grads[name]) / 2, atol=1e-6)
+        assert any(float(g.abs().sum()) > 0 for n, g in both.grads.items()
+                   if n.startswith("speaker_encoder."))
+        with pytest.raises(ValueError, match="must be step counts in 0..2"):
+            run(query_steps=(3,))
+        with pytest.raises(ValueError, match="Reptile"):
+            task_gradient(model, task, collate, cfg, "reptile", query_steps=(0, 2))
+        with pytest.raises(ConfigError, match="query_steps"):
+            MetaConfig(algo="reptile", query_steps=(0, 5))
+        with pytest.raises(ConfigError, match="query_steps must be inner step counts"):
+            MetaConfig(query_steps=(0, 6))
+    finally:
+        model.eval()
+
+
 def test_a_tiny_meta_run_improves_the_query_loss_over_its_start(tmp_path, clips):
     base = v2_checkpoint(tmp_path / "ckpt", seed=1)
     model = base.model.train()

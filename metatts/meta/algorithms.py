@@ -79,6 +79,7 @@ def task_gradient(
     query_identity: float = 0.0,
     query_frames: float = 0.0,
     query_verifier: float = 0.0,
+    query_steps: Sequence[int] = (),
 ) -> TaskGradient:
     """The meta-gradient of one task, starting the inner loop from the model's current values.
 
@@ -90,7 +91,11 @@ def task_gradient(
     outer objective (Reptile has none: it only reports the query loss). ``query_frames`` weighs,
     likewise, the query clips' loss after frame matching on the support clips
     (:func:`metatts.frames.corrected_loss`), and ``query_verifier`` the query clips' verifier
-    term (:class:`InnerConfig`; its verifier is ``cfg.verifier_dir``'s).
+    term (:class:`InnerConfig`; its verifier is ``cfg.verifier_dir``'s). ``query_steps``
+    (MAML++'s multi-step loss, Antoniou et al., 2019) judges the adapted parameters after each
+    of these step counts (0..cfg.steps) and takes the mean of those query objectives, so that
+    the start is learned for every budget a user may adapt with, not for ``cfg.steps`` alone;
+    empty: after the last step only.
 
     Clip order and dropout come from the global RNG (seed it once in the trainer): ``cfg.seed``
     is for reproducible adaptation and would give every task of every meta-batch the same draws.
@@ -100,7 +105,13 @@ def task_gradient(
         raise ValueError(f"unknown meta-learning algorithm {algorithm!r}; choose one of {ALGORITHMS}")
     if len(task.query) == 0:
         raise ValueError("the task's query set is empty; a meta-learning task needs query clips")
+    counts = sorted(set(query_steps)) or [cfg.steps]
+    if not all(0 <= n <= cfg.steps for n in counts):
+        raise ValueError(f"query_steps {list(query_steps)} must be step counts in 0..{cfg.steps}")
     if algorithm == "reptile":
+        if query_steps:
+            raise ValueError("Reptile has no query objective to take after several step "
+                             "counts; use 'maml' or 'fomaml' with query_steps")
         if query_frames or query_verifier:
             raise ValueError("Reptile has no outer objective to add the frames or verifier "
                              "term to; use 'maml' or 'fomaml' with query_frames / "
@@ -115,16 +126,23 @@ def task_gradient(
         if start_fn is not None:
             start.update(start_fn(task))
         result = inner_loop(model, start, task.support, collate, cfg, lrs=lrs,
-                            create_graph=algorithm == "maml", on_step=on_step, fixed=fixed)
+                            create_graph=algorithm == "maml", on_step=on_step, fixed=fixed,
+                            keep=counts)
         queries = collate(list(task.query))
-        query = loss_fn(model, fixed=result.fixed, identity=query_identity,
-                        verifier=query_verifier, verifier_dir=cfg.verifier_dir)(
-            result.params, queries)
+        objective = loss_fn(model, fixed=result.fixed, identity=query_identity,
+                            verifier=query_verifier, verifier_dir=cfg.verifier_dir)
         if query_frames:
             from metatts.frames import corrected_loss
 
-            query = query + query_frames * corrected_loss(
-                model, result.params, collate(list(task.support)), queries, fixed=result.fixed)
+            support = collate(list(task.support))
+        parts = []
+        for n in counts:
+            part = objective(result.kept[n], queries)
+            if query_frames:
+                part = part + query_frames * corrected_loss(
+                    model, result.kept[n], support, queries, fixed=result.fixed)
+            parts.append(part)
+        query = parts[0] if len(parts) == 1 else torch.stack(parts).mean()
     found = torch.autograd.grad(query, [*weights.values(), *rates.values()], allow_unused=True)
     grads = [torch.zeros_like(t) if g is None else g
              for t, g in zip([*weights.values(), *rates.values()], found)]
@@ -182,6 +200,7 @@ def meta_gradient(
     query_identity: float = 0.0,
     query_frames: float = 0.0,
     query_verifier: float = 0.0,
+    query_steps: Sequence[int] = (),
 ) -> MetaGradient:
     """The mean of :func:`task_gradient` over a meta-batch of ``tasks``."""
     if not tasks:
@@ -192,7 +211,7 @@ def meta_gradient(
     for task in tasks:  # one task's graph at a time
         t = task_gradient(model, task, collate, cfg, algorithm, lrs=lrs, start_fn=start_fn,
                           fixed=fixed, query_identity=query_identity, query_frames=query_frames,
-                          query_verifier=query_verifier)
+                          query_verifier=query_verifier, query_steps=query_steps)
         _accumulate(grads, t.grads, len(tasks))
         _accumulate(lr_grads, t.lr_grads, len(tasks))
         support_losses.append(t.support_losses)

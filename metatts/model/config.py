@@ -373,6 +373,10 @@ class MetaConfig:
     # corpus-trained speaker verifier hears it (metatts.verifier; not a benchmark judge); 0:
     # none. Validation then also reports it after each val_steps count (verifier_after_N)
     query_verifier: float = 0.0
+    # inner step counts after which the query objective is taken, their mean the outer
+    # objective (MAML++'s multi-step loss: a start learned for every budget, not for
+    # inner.steps alone; maml / fomaml); empty: after inner.steps only
+    query_steps: tuple[int, ...] = ()
 
     @property
     def uses_identity(self) -> bool:
@@ -402,6 +406,13 @@ class MetaConfig:
         if self.query_frames and self.algo == "reptile":
             raise ConfigError("meta.query_frames is a term of the outer objective, which Reptile "
                               "does not have; use algo fomaml or maml, or set it to 0.")
+        if any(not isinstance(n, int) or not 0 <= n <= self.inner.steps
+               for n in self.query_steps):
+            raise ConfigError(f"meta.query_steps must be inner step counts in 0..inner.steps "
+                              f"({self.inner.steps}), got {list(self.query_steps)}.")
+        if self.query_steps and self.algo == "reptile":
+            raise ConfigError("meta.query_steps takes the query objective after several step "
+                              "counts, which Reptile does not have; use algo fomaml or maml.")
         if self.outer_optimizer not in ("adam", "sgd"):
             raise ConfigError(f"meta.outer_optimizer must be adam or sgd, got "
                               f"{self.outer_optimizer!r}.")

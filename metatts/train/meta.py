@@ -447,7 +447,7 @@ def _meta_train(config: Config, d: distributed.Distributed, resume: bool,
         mg = meta_gradient(model, tasks, batch, cfg, m.algo, lrs=_lrs(rates),
                            start_fn=encoder_start(model) if m.start == "encoder" else None,
                            query_identity=m.query_identity, query_frames=m.query_frames,
-                           query_verifier=m.query_verifier)
+                           query_verifier=m.query_verifier, query_steps=m.query_steps)
         grads, lr_grads = combine(mg, d)
         grads = {n: g for n, g in grads.items() if n in named}
         grad_norm = float(torch.linalg.vector_norm(

@@ -1,0 +1,77 @@
+"""Two judge-free validation-voice reads (``benchmarks/inner_rate_voice.py --out``), clip by clip.
+
+Reads of two checkpoints cannot share one run of ``inner_rate_voice.py``; with the same voices,
+draws, sentences and seeds they speak the same clips' words, so their rows pair by (voice, draw,
+step count, sentence). For each step count both hold, the mean of each instrument in A and B
+and B - A with a 95 % bootstrap interval over the pairs (2,000 resamples, seed 0):
+
+    python benchmarks/compare_reads.py results/meta_verifier/read_shipped.json \\
+        results/meta_verifier/read_query_verifier_100.json [--rate-a 0.0005] [--rate-b 0.0005]
+
+``own`` (the model's own speaker encoder) compares only checkpoints that share an encoder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+INSTRUMENTS = {"own": "own encoder", "ver": "verifier", "nat": "Distill-MOS"}
+
+
+def rows(path: str, rate: str) -> dict[tuple, dict]:
+    read = json.loads(Path(path).read_text())
+    clips = [r for r in read["clips"] if r["rate"] == rate]
+    if not clips:
+        raise SystemExit(f"{path}: no clips of rate {rate!r} (it has "
+                         f"{sorted({r['rate'] for r in read['clips']})}); give --rate-a/--rate-b.")
+    return {(r["speaker"], r["draw"], r["steps"], r["text"]): r for r in clips}
+
+
+def compare(a: dict[tuple, dict], b: dict[tuple, dict], seed: int = 0) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for steps in sorted({k[2] for k in a} & {k[2] for k in b}):
+        keys = sorted(k for k in a if k[2] == steps and k in b)
+        row = {"steps": steps, "clips": len(keys)}
+        for name in INSTRUMENTS:
+            if not all(name in a[k] and name in b[k] for k in keys):
+                continue
+            x = np.array([a[k][name] for k in keys])
+            d = np.array([b[k][name] for k in keys]) - x
+            means = d[rng.integers(0, len(d), (2000, len(d)))].mean(1)
+            row[name] = {"a": float(x.mean()), "b": float(x.mean() + d.mean()),
+                         "diff": float(d.mean()),
+                         "ci": [float(v) for v in np.percentile(means, [2.5, 97.5])]}
+        out.append(row)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("a")
+    p.add_argument("b")
+    p.add_argument("--rate-a", default="0.0005", help="which of A's variants (its 'rate' field)")
+    p.add_argument("--rate-b", default="0.0005")
+    p.add_argument("--out", default=None, help="also write the rows as JSON here")
+    args = p.parse_args(argv)
+    table = compare(rows(args.a, args.rate_a), rows(args.b, args.rate_b))
+    names = [n for n in INSTRUMENTS if any(n in r for r in table)]
+    print("| steps | clips | " + " | ".join(f"{INSTRUMENTS[n]}: A -> B (B - A, 95 %)"
+                                          for n in names) + " |")
+    print("|---|---|" + "---|" * len(names))
+    for r in table:
+        cells = [f"{r[n]['a']:.3f} -> {r[n]['b']:.3f} ({r[n]['diff']:+.3f}, "
+                 f"{r[n]['ci'][0]:+.3f} to {r[n]['ci'][1]:+.3f})" if n in r else "" for n in names]
+        print(f"| {r['steps']} | {r['clips']} | " + " | ".join(cells) + " |")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"a": args.a, "b": args.b, "rows": table},
+                                             indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
