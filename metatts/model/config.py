@@ -375,7 +375,8 @@ class MetaConfig:
     query_verifier: float = 0.0
     # inner step counts after which the query objective is taken, their mean the outer
     # objective (MAML++'s multi-step loss: a start learned for every budget, not for
-    # inner.steps alone; maml / fomaml); empty: after inner.steps only
+    # inner.steps alone; maml / fomaml; the training log's "query" is then that mean); empty:
+    # after inner.steps only
     query_steps: tuple[int, ...] = ()
 
     @property
