@@ -3,7 +3,8 @@
 Reads of two checkpoints cannot share one run of ``inner_rate_voice.py``; with the same voices,
 draws, sentences and seeds they speak the same clips' words, so their rows pair by (voice, draw,
 step count, sentence). For each step count both hold, the mean of each instrument in A and B
-and B - A with a 95 % bootstrap interval over the pairs (2,000 resamples, seed 0):
+and B - A with the benchmark's 95 % bootstrap interval (``eval.stats.cluster_bootstrap``, one
+cluster per pair, 2,000 resamples, seed 0 for each instrument and count):
 
     python benchmarks/compare_reads.py results/meta_verifier/read_shipped.json \\
         results/meta_verifier/read_query_verifier_100.json [--rate-a 0.0005] [--rate-b 0.0005]
@@ -15,9 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from eval.stats import cluster_bootstrap  # noqa: E402
 
 INSTRUMENTS = {"own": "own encoder", "ver": "verifier", "nat": "Distill-MOS"}
 
@@ -32,7 +37,6 @@ def rows(path: str, rate: str) -> dict[tuple, dict]:
 
 
 def compare(a: dict[tuple, dict], b: dict[tuple, dict], seed: int = 0) -> list[dict]:
-    rng = np.random.default_rng(seed)
     out = []
     for steps in sorted({k[2] for k in a} & {k[2] for k in b}):
         keys = sorted(k for k in a if k[2] == steps and k in b)
@@ -42,10 +46,10 @@ def compare(a: dict[tuple, dict], b: dict[tuple, dict], seed: int = 0) -> list[d
                 continue
             x = np.array([a[k][name] for k in keys])
             d = np.array([b[k][name] for k in keys]) - x
-            means = d[rng.integers(0, len(d), (2000, len(d)))].mean(1)
-            row[name] = {"a": float(x.mean()), "b": float(x.mean() + d.mean()),
-                         "diff": float(d.mean()),
-                         "ci": [float(v) for v in np.percentile(means, [2.5, 97.5])]}
+            # the benchmark's bootstrap (eval.stats), one cluster per pair
+            diff = cluster_bootstrap(d, range(len(d)), seed=seed)
+            row[name] = {"a": float(x.mean()), "b": float(x.mean() + diff.mean),
+                         "diff": diff.mean, "ci": [diff.low, diff.high]}
         out.append(row)
     return out
 
