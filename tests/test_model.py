@@ -342,6 +342,52 @@ def test_time_major_convolution_equals_conv1d(kernel, native, monkeypatch):
     assert all(torch.allclose(a, b, atol=1e-10) for a, b in zip(grads, reference))
 
 
+@pytest.mark.parametrize("speaker_dim", [None, 8])
+def test_a_stack_neither_reads_nor_emits_its_padded_positions(speaker_dim):
+    """The blocks leave padded positions unmasked (only the FFN's input and the stack's output
+    are masked): whatever is there, the real positions and their gradients are the same, each
+    item is what it is alone, and the output is zero where padded."""
+    from metatts.model.layers import FFTStack
+
+    torch.manual_seed(0)
+    stack = FFTStack(2, 16, 2, 32, 3, 0.0, speaker_dim, adapter_rank=4 if speaker_dim else 0)
+    for block in stack.blocks:  # adapters start at zero: give them something to carry
+        if block.adapter is not None:
+            torch.nn.init.normal_(block.adapter.up.weight)
+    lengths = torch.tensor([9, 5, 2])
+    mask = torch.arange(9) < lengths[:, None]
+    speaker = None if speaker_dim is None else torch.randn(3, speaker_dim)
+    x = torch.randn(3, 9, 16) * mask[..., None]
+    noisy = x + 1e3 * torch.randn(3, 9, 16) * ~mask[..., None]  # garbage where padded
+    params = dict(stack.named_parameters())
+
+    def run(inputs):
+        return functional_call(stack, params, (inputs, mask, speaker))
+
+    out = run(x)
+    assert torch.equal(out, run(noisy))
+    assert torch.all(out[~mask] == 0)
+    grads = torch.autograd.grad(out.square().sum(), list(params.values()))
+    noisy_grads = torch.autograd.grad(run(noisy).square().sum(), list(params.values()))
+    assert all(torch.equal(a, b) for a, b in zip(grads, noisy_grads))
+    for i, n in enumerate(lengths.tolist()):
+        alone = functional_call(stack, params, (x[i:i + 1, :n], mask[i:i + 1, :n],
+                                                None if speaker is None else speaker[i:i + 1]))
+        assert torch.allclose(alone[0], out[i, :n], atol=1e-5)
+    # inside the stack a block's padded inputs are whatever the block before left there: its
+    # real outputs, and the gradients reaching its parameters and real inputs, do not see them
+    block = stack.blocks[1]
+    real = x.clone().requires_grad_(True)
+    junk = (x + 1e3 * torch.randn(3, 9, 16) * ~mask[..., None]).requires_grad_(True)
+    a, b = block(real, mask, speaker), block(junk, mask, speaker)
+    assert torch.equal(a[mask], b[mask])
+    weights = list(block.parameters())
+    ga = torch.autograd.grad(a[mask].square().sum(), [real, *weights])
+    gb = torch.autograd.grad(b[mask].square().sum(), [junk, *weights])
+    assert torch.equal(ga[0][mask], gb[0][mask]) and torch.all(gb[0][~mask] == 0)
+    assert all(torch.allclose(u, v, atol=1e-6) for u, v in zip(ga[1:], gb[1:]))
+
+
 def test_fused_attention_matches_the_written_out_one(monkeypatch):
     from metatts.model import layers
 
