@@ -17,7 +17,8 @@ the benchmark never reports) and support draw, ``--support`` clips are adapted o
 checkpoint's own inner loop (``adapt --init meta``, frame matching on), once per ``--rates``
 value, keeping every ``--steps`` count; five sentences no support clip says are spoken at each.
 ``--variants`` compares other settings instead: each ``RATE[:NAME=VALUE...]`` adapts at RATE
-with those ``AdaptSettings`` fields changed (e.g. ``0.0005:verifier=0.5``, the verifier term).
+with those ``AdaptSettings`` fields changed (e.g. ``0.0005:verifier=0.5``, the verifier term);
+RATE ``learned`` adapts with the checkpoint's learned rates (``meta.learn_inner_lrs``).
 
     python benchmarks/inner_rate_voice.py --rates 0.0005 0.001 0.002 --steps 0,10,20,50 \\
         --out results/inner_rate_voice.json
@@ -47,9 +48,10 @@ from metatts.synthesis import synthesize  # noqa: E402
 
 def variant_changes(variant: str) -> dict:
     """``RATE[:NAME=VALUE...]`` -> the AdaptSettings changes (``lr`` and the named fields, their
-    values read as numbers where they are)."""
+    values read as numbers where they are). RATE ``learned`` keeps the checkpoint's own rates
+    (Meta-SGD's, where it learned them), which any number replaces."""
     rate, *rest = variant.split(":")
-    out: dict = {"lr": float(rate)}
+    out: dict = {} if rate == "learned" else {"lr": float(rate)}
     for item in rest:
         name, _, value = item.partition("=")
         try:

@@ -12,7 +12,8 @@ from conftest import SPEECH
 from test_adapt import tiny_checkpoint
 from metatts.adapt import AdaptSettings, adapt, load_clips, support_examples
 from metatts.data import collate
-from metatts.meta import InnerConfig, Task, meta_gradient, task_gradient, write_grads
+from metatts.meta import (InnerConfig, Task, initial_params, meta_gradient, task_gradient,
+                          write_grads)
 from metatts.model.config import ConfigError, MetaConfig
 from metatts.synthesis import synthesize
 from metatts.train.meta import encoder_start
@@ -114,9 +115,11 @@ def test_query_identity_adds_the_identity_term_to_the_outer_objective(base, clip
 
 # meta.query_frames: the query clips' loss after frame matching on the support
 # (frames.corrected_loss, a mean absolute log-mel difference); meta.query_verifier: their
-# verifier term (1 - a cosine)
+# verifier term (1 - a cosine); meta.query_support: the support clips' own loss (checked
+# against it below)
 @pytest.mark.parametrize("name, weight, per_weight", [("query_frames", 2.0, (0.05, 10)),
-                                                      ("query_verifier", 3.0, (0.0, 2))])
+                                                      ("query_verifier", 3.0, (0.0, 2)),
+                                                      ("query_support", 0.5, (0.05, 50))])
 def test_an_outer_term_adds_to_the_query_loss_and_reptile_refuses_it(base, clips, name, weight,
                                                                       per_weight):
     """The same inner steps, and the query loss gains the weight times the term, whose
@@ -131,6 +134,34 @@ def test_an_outer_term_adds_to_the_query_loss_and_reptile_refuses_it(base, clips
             MetaConfig(algo="reptile", **{name: 1.0})
         with pytest.raises(ConfigError, match=f"{name} must be >= 0"):
             MetaConfig(**{name: -1.0})
+    finally:
+        model.eval()
+
+
+def test_query_support_adds_the_support_loss_at_the_adapted_parameters(base, clips):
+    """What meta.query_support adds is the support clips' loss where the steps ended, the
+    query's terms: the same number as the loss of those parameters on the support batch."""
+    from metatts.meta.inner_loop import inner_loop, loss_fn
+
+    model = base.model.eval()  # no dropout: the two runs see the same model
+    try:
+        cfg = InnerConfig(groups=("embedding", "conditional_norms"), steps=2, lr=0.05,
+                          optimizer="sgd", seed=0)
+        task = task_of(base, clips)
+
+        def run(**options):
+            torch.manual_seed(0)
+            return task_gradient(model, task, collate, cfg, "fomaml",
+                                 start_fn=encoder_start(model), **options)
+
+        plain, fitted = run(), run(query_support=2.0)
+        start = initial_params(model, cfg.groups, detach=True)
+        start.update(encoder_start(model)(task))
+        adapted = inner_loop(model, start, task.support, collate, cfg)
+        with torch.no_grad():
+            fit = float(loss_fn(model, fixed=adapted.fixed)(adapted.params,
+                                                            collate(list(task.support))))
+        assert fitted.query_loss - plain.query_loss == pytest.approx(2.0 * fit, rel=1e-4)
     finally:
         model.eval()
 

@@ -242,15 +242,19 @@ def test_data_parallel_meta_step_averages_the_tasks_of_two_gloo_processes(
 def test_the_verifier_terms_in_meta_training_and_the_adaptation_it_leaves(
         tmp_path, pretrained, features):
     """meta.query_verifier and meta.inner.verifier: validation also reports the query clips'
-    verifier term after each step count, and adaptation from the checkpoint steps with the
-    inner term it was meta-trained with."""
+    verifier term after each step count (and with meta.query_support the support clips' loss),
+    and adaptation from the checkpoint steps with the inner term it was meta-trained with."""
     assert main(args(tmp_path / "run", pretrained, features, 2,
                      "--set", "meta.query_verifier=1.0", "--set", "meta.inner.verifier=0.5",
-                     "--set", "meta.inner.verifier_every=2")) == 0
+                     "--set", "meta.inner.verifier_every=2",
+                     "--set", "meta.query_support=0.5")) == 0
     val = [r for r in read_log(tmp_path / "run" / "log.jsonl") if r["split"] == "val"]
     assert [r["step"] for r in val] == [0, 2]
     for r in val:
         assert 0 < r["verifier_after_0"] < 2 and 0 < r["verifier_after_2"] < 2
+        # meta.query_support: the support clips' loss beside the query's, lower where the steps
+        # fitted them
+        assert 0 < r["support_after_2"] < r["support_after_0"]
     settings = default_settings("meta", load_base("meta", tmp_path / "run"))
     assert settings.verifier == 0.5 and settings.verifier_every == 2
 

@@ -80,6 +80,7 @@ def task_gradient(
     query_frames: float = 0.0,
     query_verifier: float = 0.0,
     query_steps: Sequence[int] = (),
+    query_support: float = 0.0,
 ) -> TaskGradient:
     """The meta-gradient of one task, starting the inner loop from the model's current values.
 
@@ -95,7 +96,9 @@ def task_gradient(
     (MAML++'s multi-step loss, Antoniou et al., 2019) judges the adapted parameters after each
     of these step counts (0..cfg.steps) and takes the mean of those query objectives, so that
     the start is learned for every budget a user may adapt with, not for ``cfg.steps`` alone;
-    empty: after the last step only.
+    empty: after the last step only. ``query_support`` weighs the support clips' own loss at
+    the adapted parameters (the query loss's terms), added to each count's objective: how well
+    the steps fit what they saw, beside how the voice says what they did not.
 
     Clip order and dropout come from the global RNG (seed it once in the trainer): ``cfg.seed``
     is for reproducible adaptation and would give every task of every meta-batch the same draws.
@@ -112,10 +115,10 @@ def task_gradient(
         if query_steps:
             raise ValueError("Reptile has no query objective to take after several step "
                              "counts; use 'maml' or 'fomaml' with query_steps")
-        if query_frames or query_verifier:
-            raise ValueError("Reptile has no outer objective to add the frames or verifier "
-                             "term to; use 'maml' or 'fomaml' with query_frames / "
-                             "query_verifier")
+        if query_frames or query_verifier or query_support:
+            raise ValueError("Reptile has no outer objective to add the frames, verifier or "
+                             "support term to; use 'maml' or 'fomaml' with query_frames / "
+                             "query_verifier / query_support")
         return _reptile(model, task, collate, cfg, lrs, on_step, start_fn, fixed, query_identity)
     weights = {name: p for name, p in model.named_parameters() if p.requires_grad}
     rates = {name: r for name, r in (lrs or {}).items() if r.requires_grad}
@@ -133,14 +136,17 @@ def task_gradient(
                             verifier=query_verifier, verifier_dir=cfg.verifier_dir)
         if query_frames:
             from metatts.frames import corrected_loss
-
+        if query_frames or query_support:
             support = collate(list(task.support))
+        fit = loss_fn(model, fixed=result.fixed)  # the support clips' loss, the query's terms
         parts = []
         for n in counts:
             part = objective(result.kept[n], queries)
             if query_frames:
                 part = part + query_frames * corrected_loss(
                     model, result.kept[n], support, queries, fixed=result.fixed)
+            if query_support:
+                part = part + query_support * fit(result.kept[n], support)
             parts.append(part)
         query = parts[0] if len(parts) == 1 else torch.stack(parts).mean()
     found = torch.autograd.grad(query, [*weights.values(), *rates.values()], allow_unused=True)
@@ -201,6 +207,7 @@ def meta_gradient(
     query_frames: float = 0.0,
     query_verifier: float = 0.0,
     query_steps: Sequence[int] = (),
+    query_support: float = 0.0,
 ) -> MetaGradient:
     """The mean of :func:`task_gradient` over a meta-batch of ``tasks``."""
     if not tasks:
@@ -211,7 +218,8 @@ def meta_gradient(
     for task in tasks:  # one task's graph at a time
         t = task_gradient(model, task, collate, cfg, algorithm, lrs=lrs, start_fn=start_fn,
                           fixed=fixed, query_identity=query_identity, query_frames=query_frames,
-                          query_verifier=query_verifier, query_steps=query_steps)
+                          query_verifier=query_verifier, query_steps=query_steps,
+                          query_support=query_support)
         _accumulate(grads, t.grads, len(tasks))
         _accumulate(lr_grads, t.lr_grads, len(tasks))
         support_losses.append(t.support_losses)

@@ -378,6 +378,12 @@ class MetaConfig:
     # inner.steps alone; maml / fomaml; the training log's "query" is then that mean); empty:
     # after inner.steps only
     query_steps: tuple[int, ...] = ()
+    # weight of the support clips' loss at the adapted parameters, added to the query loss
+    # (maml / fomaml): the outer objective then asks how well the steps fit the clips they saw as
+    # well as how the voice says other sentences (the query loss alone stops falling after about
+    # 10 steps while the voice, by ECAPA, keeps nearing; docs/experiments.md); 0: none. The
+    # training log's "query" then includes the term; validation's support_after_N reports it
+    query_support: float = 0.0
 
     @property
     def uses_identity(self) -> bool:
@@ -403,6 +409,11 @@ class MetaConfig:
             raise ConfigError(f"meta.query_verifier must be >= 0, got {self.query_verifier}.")
         if self.query_verifier and self.algo == "reptile":
             raise ConfigError("meta.query_verifier is a term of the outer objective, which "
+                              "Reptile does not have; use algo fomaml or maml, or set it to 0.")
+        if not self.query_support >= 0:
+            raise ConfigError(f"meta.query_support must be >= 0, got {self.query_support}.")
+        if self.query_support and self.algo == "reptile":
+            raise ConfigError("meta.query_support is a term of the outer objective, which "
                               "Reptile does not have; use algo fomaml or maml, or set it to 0.")
         if self.query_frames and self.algo == "reptile":
             raise ConfigError("meta.query_frames is a term of the outer objective, which Reptile "

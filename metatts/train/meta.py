@@ -270,7 +270,8 @@ def validate(model: torch.nn.Module, tasks: Sequence[Task], meta: MetaConfig,
     clips' loss after frame matching on the support clips (``frames_after_N``:
     metatts.frames.corrected_loss); with ``meta.query_verifier`` or ``meta.inner.verifier``,
     also the query clips' verifier term (``verifier_after_N``: metatts.verifier.distance on
-    whole clips, the corpus-trained verifier; no judge model)."""
+    whole clips, the corpus-trained verifier; no judge model); with ``meta.query_support``,
+    also the support clips' loss (``support_after_N``)."""
     if not tasks:
         return {}
     was_training = model.training
@@ -285,14 +286,20 @@ def validate(model: torch.nn.Module, tasks: Sequence[Task], meta: MetaConfig,
     distances = dict.fromkeys(counts, 0.0)
     corrected = dict.fromkeys(counts, 0.0)
     heard = dict.fromkeys(counts, 0.0)
+    fits = dict.fromkeys(counts, 0.0)
     hears = meta.query_verifier > 0 or meta.inner.verifier > 0
     for task in tasks:  # one run of the longest budget keeps the parameters at every count
         result = adapt_task(model, task, meta, cfg, device, counts, lrs)
         query = batch(list(task.query))
         support = batch(list(task.support)) if meta.query_frames else None
+        aligned = (batch(fixed_alignment(model, task.support, list(result.kept[0]), device))
+                   if meta.query_support else None)  # as the training steps see it
         with torch.no_grad():
             for steps in counts:
                 sums[steps] += float(loss_fn(model, fixed=result.fixed)(result.kept[steps], query))
+                if meta.query_support:
+                    fits[steps] += float(loss_fn(model, fixed=result.fixed)(result.kept[steps],
+                                                                            aligned))
                 if identity:
                     distances[steps] += float(loss_fn(model, (IDENTITY,), result.fixed)(
                         result.kept[steps], query))
@@ -313,6 +320,9 @@ def validate(model: torch.nn.Module, tasks: Sequence[Task], meta: MetaConfig,
     if hears:
         out.update({f"verifier_after_{steps}": total / len(tasks)
                     for steps, total in heard.items()})
+    if meta.query_support:
+        out.update({f"support_after_{steps}": total / len(tasks)
+                    for steps, total in fits.items()})
     return out
 
 
@@ -447,7 +457,8 @@ def _meta_train(config: Config, d: distributed.Distributed, resume: bool,
         mg = meta_gradient(model, tasks, batch, cfg, m.algo, lrs=_lrs(rates),
                            start_fn=encoder_start(model) if m.start == "encoder" else None,
                            query_identity=m.query_identity, query_frames=m.query_frames,
-                           query_verifier=m.query_verifier, query_steps=m.query_steps)
+                           query_verifier=m.query_verifier, query_steps=m.query_steps,
+                           query_support=m.query_support)
         grads, lr_grads = combine(mg, d)
         grads = {n: g for n, g in grads.items() if n in named}
         grad_norm = float(torch.linalg.vector_norm(
