@@ -3,6 +3,7 @@ is exact, validation logs post-adaptation query losses, two gloo processes share
 
 import dataclasses
 import json
+import math
 import os
 import subprocess
 import sys
@@ -362,3 +363,50 @@ def test_task_speakers_narrow_the_tasks_by_name_pattern_and_voice_group(tmp_path
     for bad in (["group:"], [""]):
         with pytest.raises(ConfigError, match="task_speakers"):
             load_config(META_TINY, {"meta": {"task_speakers": bad}})
+
+
+def test_warped_tasks_scale_every_clip_of_a_task_by_one_factor_and_change_the_run(
+        tmp_path, pretrained, features):
+    """meta.warp_tasks: a warped task is its voice scaled in frequency by one factor in
+    [exp(-range), exp(range)], support and query alike (F0 by the factor, the log-mel by
+    audio.warp_mel's matrix); a run with every task warped meta-learns from other clips than one
+    without (the same validation tasks, never warped, at step 0); bad shares are refused."""
+    from metatts.audio import warp_mel
+    from metatts.data.batch import Example
+    from metatts.meta import Task
+    from metatts.model.config import MetaConfig
+    from metatts.train.meta import warped_task
+
+    g = torch.Generator().manual_seed(0)
+
+    def clip(i):
+        f0 = torch.rand(40, generator=g) * 100 + 100
+        f0[::5] = 0  # unvoiced frames stay unvoiced
+        return Example(f"c{i}", -1, torch.tensor([3, 4, 5]), torch.randn(80, 40, generator=g) - 5,
+                       f0=f0)
+
+    task = Task(support=[clip(0), clip(1)], query=[clip(2)])
+    torch.manual_seed(0)
+    warped = warped_task(task, 0.15)
+    before, after = [*task.support, *task.query], [*warped.support, *warped.query]
+    factors = {round(float((b.f0 / a.f0)[a.f0 > 0].mean()), 6) for a, b in zip(before, after)}
+    assert len(factors) == 1  # one factor for the whole task
+    (factor,) = factors
+    assert math.exp(-0.15) <= factor <= math.exp(0.15) and abs(factor - 1) > 1e-4
+    for a, b in zip(before, after):
+        assert torch.equal(b.f0 == 0, a.f0 == 0) and torch.equal(b.tokens, a.tokens)
+        torch.testing.assert_close(b.mel, warp_mel(a.mel, float(
+            (b.f0 / a.f0)[a.f0 > 0].mean())), rtol=1e-4, atol=1e-4)
+
+    for name, share in (("plain", "0.0"), ("warped", "1.0")):
+        assert main(args(tmp_path / name, pretrained, features, 2,
+                         "--set", f"meta.warp_tasks={share}")) == 0
+    logs = {name: read_log(tmp_path / name / "log.jsonl") for name in ("plain", "warped")}
+    val = {name: [r for r in log if r["split"] == "val"] for name, log in logs.items()}
+    assert val["plain"][0] == val["warped"][0]  # validation tasks are never warped
+    train = {name: [r["support_first"] for r in log if r["split"] == "train"]
+             for name, log in logs.items()}
+    assert train["plain"] != train["warped"]
+    for bad in ({"warp_tasks": 1.5}, {"warp_tasks": -0.1}, {"warp_range": 0.0}):
+        with pytest.raises(ConfigError, match="meta.warp_"):
+            MetaConfig(**bad)

@@ -384,6 +384,13 @@ class MetaConfig:
     # 10 steps while the voice, by ECAPA, keeps nearing; docs/experiments.md); 0: none. The
     # training log's "query" then includes the term; validation's support_after_N reports it
     query_support: float = 0.0
+    # share of the training tasks turned into voices no training speaker has: every clip of the
+    # task (support and query: log-mel and F0) scaled in frequency by one factor exp(u), u
+    # uniform in [-warp_range, warp_range] (metatts.audio.warp_mel, as model.warp_voices does
+    # in pretraining), so that meta-training meets voices the pretrained model has not heard,
+    # as the held-out ones are; 0: none. Validation tasks are never warped
+    warp_tasks: float = 0.0
+    warp_range: float = 0.15
 
     @property
     def uses_identity(self) -> bool:
@@ -410,6 +417,12 @@ class MetaConfig:
         if self.query_verifier and self.algo == "reptile":
             raise ConfigError("meta.query_verifier is a term of the outer objective, which "
                               "Reptile does not have; use algo fomaml or maml, or set it to 0.")
+        if not 0 <= self.warp_tasks <= 1:
+            raise ConfigError(f"meta.warp_tasks is a share of the training tasks, in 0..1; got "
+                              f"{self.warp_tasks}.")
+        if not 0 < self.warp_range < 1:
+            raise ConfigError(f"meta.warp_range must be in (0, 1) (a log frequency factor); got "
+                              f"{self.warp_range}.")
         if not self.query_support >= 0:
             raise ConfigError(f"meta.query_support must be >= 0, got {self.query_support}.")
         if self.query_support and self.algo == "reptile":

@@ -222,6 +222,21 @@ def episode_task(episode: Episode, cache: FeatureCache) -> Task:
     return Task(support=examples(episode.support), query=examples(episode.query))
 
 
+def warped_task(task: Task, max_log: float) -> Task:
+    """``task`` as a voice no training speaker has: every clip's log-mel and F0 scaled in
+    frequency by one factor exp(u), u uniform in [-max_log, max_log] from torch's global
+    generator (the trainer seeds it per step), the same u for support and query."""
+    from metatts.audio import warp_mel
+
+    factor = math.exp(float((torch.rand(()) * 2 - 1) * max_log))
+
+    def warp(x: Example) -> Example:
+        return dataclasses.replace(x, mel=warp_mel(x.mel, factor),
+                                   f0=None if x.f0 is None else x.f0 * factor)
+
+    return Task(support=[warp(x) for x in task.support], query=[warp(x) for x in task.query])
+
+
 def combine(mg: MetaGradient, d: distributed.Distributed
             ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """The mean meta-gradients (model parameters, Meta-SGD rates) over every process's tasks
@@ -452,6 +467,9 @@ def _meta_train(config: Config, d: distributed.Distributed, resume: bool,
         torch.manual_seed(step_seed(t.seed, step, d.rank))
         episodes = train_episodes.meta_batch(step, m.meta_batch)[d.rank:: d.world_size]
         tasks = [episode_task(e, cache) for e in episodes]
+        if m.warp_tasks > 0:  # voices the pretrained model has not heard (MetaConfig)
+            tasks = [warped_task(t, m.warp_range) if float(torch.rand(())) < m.warp_tasks
+                     else t for t in tasks]
         tasks = [Task(fixed_alignment(model, t.support, adapted, d.device), t.query)
                  for t in tasks]  # support aligned once per step by the current aligner
         mg = meta_gradient(model, tasks, batch, cfg, m.algo, lrs=_lrs(rates),
