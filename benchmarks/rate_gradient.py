@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
             lrs = rates.as_dict()
             first = task_gradient(model, task, collate, cfg, "fomaml", lrs=lrs,
                                   start_fn=start_fn)
-            estimate = sum(float((g * lrs[n]).sum()) for n, g in first.lr_grads.items())
+            estimate = sum(float((g * lrs[n].detach()).sum())
+                           for n, g in first.lr_grads.items())
 
             def query_at(scale: float) -> float:
                 with torch.no_grad():
