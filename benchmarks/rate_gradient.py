@@ -19,6 +19,9 @@ the estimate is right.
 
     python benchmarks/rate_gradient.py --config configs/meta_v2_lslr_warp.json --tasks 6 \\
         --out results/rate_gradient.json
+    python benchmarks/rate_gradient.py --config configs/meta_v2_shifted_lslr.json --tasks 6 \\
+        --set 'meta.inner.terms=["mel","postnet","pitch","energy"]' \\
+        --out results/rate_gradient_shifted.json   # the voices of scripts/shifted_task_voices.py
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from metatts.cli.train import parse_set  # noqa: E402
 from metatts.model.checkpoint import load_checkpoint  # noqa: E402
 from metatts.data import collate  # noqa: E402
 from metatts.meta import InnerLearningRates, Task, initial_params, task_gradient  # noqa: E402
@@ -52,10 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tasks", type=int, default=6, help="episodes per split")
     p.add_argument("--eps", type=float, default=0.2, help="relative change of every rate")
     p.add_argument("--steps", type=int, default=None, help="inner steps (default: the config's)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one setting of --config, as `python -m metatts train` does")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     torch.set_num_threads(2)
-    config = load_config(args.config)
+    config = load_config(args.config, parse_set(args.set))
     base = load_checkpoint(init_path(config.meta))
     config = run_config(config, base, init_path(config.meta))  # the model's sections, as trained
     m = config.meta
@@ -70,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     for split, sampler in (("val", val), ("train", train)):
         for i in range(args.tasks):
-            task = episode_task(sampler.sample(i) if split == "val" else
-                                sampler.meta_batch(i + 1, 1)[0], cache)
+            episode = sampler.sample(i) if split == "val" else sampler.meta_batch(i + 1, 1)[0]
+            task = episode_task(episode, cache)
             names = list(initial_params(model, cfg.groups, detach=True))
             task = Task(fixed_alignment(model, task.support, names), task.query)
             rates = InnerLearningRates(initial_params(model, cfg.groups, detach=True), cfg.lr,
@@ -93,10 +99,11 @@ def main(argv: list[str] | None = None) -> int:
 
             low, mid, high = (query_at(s) for s in (1 - args.eps, 1.0, 1 + args.eps))
             difference = (high - low) / (2 * args.eps)
-            rows.append({"split": split, "task": i, "query_loss": mid, "low": low, "high": high,
+            rows.append({"split": split, "task": i, "speaker": episode.speaker,
+                         "query_loss": mid, "low": low, "high": high,
                          "first_order": estimate, "difference": difference,
                          "same_sign": (estimate > 0) == (difference > 0)})
-            print(f"{split} {i}: query {mid:.4f} (x{1 - args.eps:g} {low:.4f}, "
+            print(f"{split} {i} ({episode.speaker}): query {mid:.4f} (x{1 - args.eps:g} {low:.4f}, "
                   f"x{1 + args.eps:g} {high:.4f}); dL/ds first-order {estimate:+.4f}, "
                   f"difference {difference:+.4f}", flush=True)
     agree = sum(r["same_sign"] for r in rows)
