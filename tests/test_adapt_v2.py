@@ -138,6 +138,19 @@ def test_an_outer_term_adds_to_the_query_loss_and_reptile_refuses_it(base, clips
         model.eval()
 
 
+# two SGD steps over the speaker vector and the conditional norms, seeded: a small inner loop
+SMALL_INNER = InnerConfig(groups=("embedding", "conditional_norms"), steps=2, lr=0.05,
+                          optimizer="sgd", seed=0)
+
+
+def seeded_run(model, task, algorithm="fomaml", **options):
+    """The task gradient of ``task`` from the encoder's start with SMALL_INNER, the global RNG
+    seeded first (each call draws the same)."""
+    torch.manual_seed(0)
+    return task_gradient(model, task, collate, SMALL_INNER, algorithm,
+                         start_fn=encoder_start(model), **options)
+
+
 def test_query_support_adds_the_support_loss_at_the_adapted_parameters(base, clips):
     """What meta.query_support adds is the support clips' loss where the steps ended, the
     query's terms: the same number as the loss of those parameters on the support batch."""
@@ -145,16 +158,8 @@ def test_query_support_adds_the_support_loss_at_the_adapted_parameters(base, cli
 
     model = base.model.eval()  # no dropout: the two runs see the same model
     try:
-        cfg = InnerConfig(groups=("embedding", "conditional_norms"), steps=2, lr=0.05,
-                          optimizer="sgd", seed=0)
-        task = task_of(base, clips)
-
-        def run(**options):
-            torch.manual_seed(0)
-            return task_gradient(model, task, collate, cfg, "fomaml",
-                                 start_fn=encoder_start(model), **options)
-
-        plain, fitted = run(), run(query_support=2.0)
+        cfg, task = SMALL_INNER, task_of(base, clips)
+        plain, fitted = seeded_run(model, task), seeded_run(model, task, query_support=2.0)
         start = initial_params(model, cfg.groups, detach=True)
         start.update(encoder_start(model)(task))
         adapted = inner_loop(model, start, task.support, collate, cfg)
@@ -173,14 +178,10 @@ def test_query_steps_average_the_outer_objective_over_step_counts(base, clips, a
     count alone; counts outside the inner loop's and Reptile are refused."""
     model = base.model.eval()  # no dropout: each count's query sees the same model
     try:
-        cfg = InnerConfig(groups=("embedding", "conditional_norms"), steps=2, lr=0.05,
-                          optimizer="sgd", seed=0)
-        task = task_of(base, clips)
+        cfg, task = SMALL_INNER, task_of(base, clips)
 
         def run(**options):
-            torch.manual_seed(0)
-            return task_gradient(model, task, collate, cfg, algorithm,
-                                 start_fn=encoder_start(model), **options)
+            return seeded_run(model, task, algorithm, **options)
 
         last, alone = run(), run(query_steps=(2,))
         assert alone.query_loss == pytest.approx(last.query_loss)
