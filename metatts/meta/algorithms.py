@@ -138,7 +138,8 @@ def task_gradient(
             from metatts.frames import corrected_loss
         if query_frames or query_support:
             support = collate(list(task.support))
-        fit = loss_fn(model, fixed=result.fixed)  # the support clips' loss, the query's terms
+        # the support clips' loss, the query's terms
+        fit = loss_fn(model, fixed=result.fixed) if query_support else None
         parts = []
         for n in counts:
             part = objective(result.kept[n], queries)

@@ -387,8 +387,9 @@ class MetaConfig:
     # share of the training tasks turned into voices no training speaker has: every clip of the
     # task (support and query: log-mel and F0) scaled in frequency by one factor exp(u), u
     # uniform in [-warp_range, warp_range] (metatts.audio.warp_mel, as model.warp_voices does
-    # in pretraining), so that meta-training meets voices the pretrained model has not heard,
-    # as the held-out ones are; 0: none. Validation tasks are never warped
+    # in pretraining), meant to meet voices the pretrained model has not heard, as the held-out
+    # ones are (a scale within 15 % proved as near the model as the training voices themselves:
+    # docs/experiments.md); 0: none. Validation tasks are never warped
     warp_tasks: float = 0.0
     warp_range: float = 0.15
 
