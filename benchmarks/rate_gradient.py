@@ -42,12 +42,12 @@ from metatts.cli.train import parse_set  # noqa: E402
 from metatts.model.checkpoint import load_checkpoint  # noqa: E402
 from metatts.data import collate  # noqa: E402
 from metatts.meta import InnerLearningRates, Task, initial_params, task_gradient  # noqa: E402
-from metatts.meta.inner_loop import inner_loop, loss_fn  # noqa: E402
+from metatts.meta.inner_loop import loss_fn  # noqa: E402
 from metatts.meta.support import fixed_alignment  # noqa: E402
 from metatts.model.config import load_config  # noqa: E402
 from metatts.train.data import feature_cache  # noqa: E402
-from metatts.train.meta import (encoder_start, episode_task, init_path, inner_config,  # noqa: E402
-                                run_config, samplers)
+from metatts.train.meta import (adapt_task, encoder_start, episode_task,  # noqa: E402
+                                init_path, inner_config, run_config, samplers)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,22 +78,18 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(args.tasks):
             episode = sampler.sample(i) if split == "val" else sampler.meta_batch(i + 1, 1)[0]
             task = episode_task(episode, cache)
-            names = list(initial_params(model, cfg.groups, detach=True))
-            task = Task(fixed_alignment(model, task.support, names), task.query)
-            rates = InnerLearningRates(initial_params(model, cfg.groups, detach=True), cfg.lr,
-                                       per_tensor=True)
-            lrs = rates.as_dict()
+            adapted = initial_params(model, cfg.groups, detach=True)
+            task = Task(fixed_alignment(model, task.support, list(adapted)), task.query)
+            lrs = InnerLearningRates(adapted, cfg.lr, per_tensor=True).as_dict()
             first = task_gradient(model, task, collate, cfg, "fomaml", lrs=lrs,
                                   start_fn=start_fn)
             estimate = sum(float((g * lrs[n].detach()).sum())
                            for n, g in first.lr_grads.items())
 
-            def query_at(scale: float) -> float:
+            def query_at(scale: float) -> float:  # the trainer's validation inner loop
+                result = adapt_task(model, task, m, cfg, "cpu", (),
+                                    {n: r * scale for n, r in lrs.items()})
                 with torch.no_grad():
-                    start = initial_params(model, cfg.groups, detach=True)
-                    start.update(start_fn(task))
-                    fixed = {n: (r * scale).detach() for n, r in lrs.items()}
-                    result = inner_loop(model, start, task.support, collate, cfg, lrs=fixed)
                     return float(loss_fn(model, fixed=result.fixed)(
                         result.params, collate(list(task.query))))
 
