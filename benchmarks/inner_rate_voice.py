@@ -78,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     variants = args.variants or [f"{r:g}" for r in args.rates]
     changes = {v: variant_changes(v) for v in variants}
+    # whose 0-step voice each variant speaks: the first variant's unless it changes more than the
+    # rate (e.g. frames_neighbours, which the zero-shot voice's frame bank has too)
+    unrated = {v: {k: x for k, x in c.items() if k != "lr"} for v, c in changes.items()}
+    zero_of = {v: next(u for u in variants if unrated[u] == unrated[v]) for v in variants}
     counts = sorted({int(s) for s in args.steps.split(",")})
     refs = {v: voice_files(args.data, v, args.support * args.draws + 8)[-8:] for v in args.voices}
     instruments = Instruments(args.verifier, args.naturalness, refs)
@@ -104,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
                                                          **changes[rate]), keep=counts)
                 seconds = time.perf_counter() - started
                 for n in counts:
-                    if n == 0 and rate != variants[0]:
-                        continue  # the same voice for every rate
+                    if n == 0 and zero_of[rate] != rate:
+                        continue  # the same voice as an earlier variant's
                     kept = result.kept[n]
                     for text in TEXTS:
                         wav = synthesize(base, text, kept.params, vocoder=vocoder,
@@ -128,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
           f"|---|---|---|---|---|{cells}")
     for rate in variants:
         for n in counts:
-            chosen = [r for r in rows if r["steps"] == n and (n == 0 or r["rate"] == rate)]
+            chosen = [r for r in rows if r["steps"] == n
+                      and r["rate"] == (zero_of[rate] if n == 0 else rate)]
             cell = table[f"{rate}@{n}" if args.variants else f"{rate}:{n}"] = {**own_cell(chosen), **instrument_cells(chosen)}
             print(f"| {rate} | {n} | {cell['clips']} | {cell['own']:.3f} | {cell['wer']:.1%} |"
                   + instruments.row(cell))
