@@ -318,14 +318,16 @@ def zero_shot(args, ckpt, utterances, vocoder) -> dict:
                       "transcript": r["transcript"], "dnsmos": round(float(r["dnsmos"]), 3)}
                      for r in rows]}
     natural_support = [u for u in held if u.group == "natural"]
-    if natural_support:  # adaptation cost: 5 clips x 20 steps, the start adapt would use
-        from metatts.adapt import AdaptSettings, adapt, make_clip
+    if natural_support:  # adaptation cost: 5 clips x 20 steps, as adapt would take them
+        from metatts.adapt import adapt, default_settings, make_clip, with_changes
 
         first = sorted({u.speaker for u in natural_support})[0]
         clips = [make_clip(audio.load_audio(u.audio), audio.SAMPLE_RATE, u.text, u.id)
                  for u in sorted(natural_support, key=lambda u: u.id) if u.speaker == first][:5]
         start = "encoder" if model.speaker_encoder is not None else "mean"
-        settings = AdaptSettings(steps=20, start=start)
+        # the shipped settings from that start (pieces, bfloat16 where fast, the encoder
+        # start's inner loop), as benchmarks/adapt_speed.py's "now" path times them
+        settings = with_changes(default_settings("pretrained", ckpt, start), steps=20)
         adapt(clips, ckpt, settings)  # warm-up
         timed = adapt(clips, ckpt, settings)
         out["adapt"] = {"speaker": first, "clips": len(clips), "steps": 20, "start": start,
