@@ -1,23 +1,11 @@
 """scripts/coded_voices.py: a voice's clips through the G.722 codec as the real voice's came, under
 the same names and transcripts, band-limited and otherwise kept; a rerun keeps what it wrote."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import soundfile as sf
 from scipy.signal import welch
 
-from conftest import SPEECH
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("coded_voices", ROOT / "scripts" / "coded_voices.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import SPEECH, load_script
 
 
 def _band_db(wav, rate, lo, hi):
@@ -32,7 +20,7 @@ def test_coded_clips_are_band_limited_and_keep_names_texts_and_speech(tmp_path):
         (data / "slt" / wav.name).write_bytes(wav.read_bytes())
         (data / "slt" / wav.with_suffix(".txt").name).write_text(wav.with_suffix(".txt").read_text())
     out = tmp_path / "coded"
-    script = _script()
+    script = load_script("scripts/coded_voices.py")
     assert script.main(["--data", str(data), "--voices", "slt", "--out", str(out)]) == 0
     sources = sorted((data / "slt").glob("*.wav"))
     assert [f.name for f in sorted((out / "slt").glob("*.wav"))] == [f.name for f in sources]

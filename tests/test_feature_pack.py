@@ -1,27 +1,19 @@
 """The features pack that carries training clips to a machine without the corpus
 (scripts/pack_features.py -> scripts/device_meta_train.py)."""
 
-import importlib.util
 import math
 from pathlib import Path
 
 import torch
 
+from conftest import load_script
 from metatts.data import Utterance
 from metatts.data.features import Features
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _script(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_pack_round_trip(tmp_path):
-    pack, device = _script("pack_features"), _script("device_meta_train")
+    pack = load_script("scripts/pack_features.py")
+    device = load_script("scripts/device_meta_train.py")
     torch.manual_seed(0)
     mel = (torch.randn(80, 37) * 2 - 5).clamp(math.log(1e-5), 1.5)  # a log-mel's range
     mel[:, :3] = math.log(1e-5)  # silence at the floor
@@ -49,7 +41,8 @@ def test_pack_round_trip(tmp_path):
 def test_packs_read_together_and_the_checkpoint_travels_in_shards(tmp_path):
     """Several packs (one per device call) read as one; the device pretraining's batches carry
     the fixed durations; a checkpoint split into shards joins back to the same tensors."""
-    pack, device = _script("pack_features"), _script("device_pretrain")
+    pack = load_script("scripts/pack_features.py")
+    device = load_script("scripts/device_pretrain.py")
     mel = torch.full((80, 6), -3.0)
     a = (Utterance("a1", "spk_a", "One.", Path("a1.wav"), 0.1, "train", None),
          Features(mel, torch.tensor([5, 9]), torch.zeros(6)))

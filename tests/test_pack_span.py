@@ -1,24 +1,14 @@
 """benchmarks/pack_span.py: the span residual is 0 inside the hull or span and grows outside it, and
 a tarball that is not the checked release is refused."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("pack_span", ROOT / "benchmarks" / "pack_span.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_script
 
 
 def test_residual_inside_and_outside_hull_and_span():
-    span = _script()
+    span = load_script("benchmarks/pack_span.py")
     basis = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])  # columns e1, e2 in 3-d
     inside = 0.3 * basis[:, 0] + 0.7 * basis[:, 1]
     assert span.residual(inside, basis, convex=True) == pytest.approx(0.0, abs=1e-4)
@@ -47,10 +37,7 @@ def test_span_voices_are_seeded_mixtures_of_training_and_foreign_packs_only():
 
     if kokoro_packs.missing():
         pytest.skip(kokoro_packs.missing())
-    spec = importlib.util.spec_from_file_location("span_voices",
-                                                  ROOT / "benchmarks" / "span_voices.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("benchmarks/span_voices.py")
     basis, styles = module.span_styles(3, seed=0)
     assert not set(basis) & set(NATURAL_TEST + NATURAL_VAL)  # never a held-out voice
     assert set(NATURAL_TRAIN) <= set(basis) and len(basis) == 43

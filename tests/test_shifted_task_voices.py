@@ -1,25 +1,12 @@
 """scripts/shifted_task_voices.py: out-of-span task voices from the training packs only, as a
 manifest dataset that the library reads; a rerun keeps what it wrote."""
 
-import importlib.util
 import json
-from pathlib import Path
-
 import numpy as np
 import soundfile as sf
 
-from conftest import SPEECH
+from conftest import SPEECH, load_script
 from metatts.data.manifest import read_manifest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location(
-        "shifted_task_voices", ROOT / "scripts" / "shifted_task_voices.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_shifted_voices_come_from_training_packs_only_and_resume(tmp_path):
@@ -38,7 +25,7 @@ def test_shifted_voices_come_from_training_packs_only_and_resume(tmp_path):
                          "audio": f"{speaker}/{target.name}"})
     (corpus / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "voices"
-    script = _script()
+    script = load_script("scripts/shifted_task_voices.py")
     assert script.main(["--corpus", str(corpus), "--out", str(out), "--clips", "2"]) == 0
     readout = read_manifest(out / "manifest.jsonl")
     speakers = {u.speaker for u in readout.utterances}

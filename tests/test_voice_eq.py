@@ -2,10 +2,7 @@
 frames, added to the speech frames of what synthesis makes for it."""
 
 import dataclasses
-import importlib.util
 import math
-
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,20 +13,12 @@ from metatts.meta.support import fixed_alignment
 from metatts.model.config import PostFilterConfig
 from metatts.model.fastspeech2 import NEW_SPEAKER
 from metatts.train.zero_shot import outputs_as
+from conftest import load_script
 from test_speaker_encoder import v2_batch, v2_model
 
+
 SILENT = math.log(audio.LOG_CLAMP)
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("voice_eq", ROOT / "benchmarks" / "voice_eq.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-equalizer = _script()
+equalizer = load_script("benchmarks/voice_eq.py")
 
 
 def support(batch):

@@ -1,24 +1,13 @@
 """benchmarks/zero_shot_loss.py's starts: the vector spoken for an encoded voice."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("zero_shot_loss",
-                                                  ROOT / "benchmarks" / "zero_shot_loss.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_script
 
 
 def test_starts_gain_nearest_and_blend():
-    start_vector = _script().start_vector
+    start_vector = load_script("benchmarks/zero_shot_loss.py").start_vector
     table = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
     v = torch.tensor([0.9, 0.3])
     assert torch.equal(start_vector("gain:1", v, table), v)
@@ -35,7 +24,7 @@ def test_starts_gain_nearest_and_blend():
 
 
 def test_bad_starts_are_refused_before_any_work(capsys):
-    script = _script()
+    script = load_script("benchmarks/zero_shot_loss.py")
     for bad in ("blend", "blend:0", "blend:x", "farthest", "crops", "crops:0", "crops:2.5"):
         with pytest.raises(SystemExit) as stop:
             script.main(["--checkpoints", "nowhere", "--starts", bad])
@@ -44,7 +33,7 @@ def test_bad_starts_are_refused_before_any_work(capsys):
 
 
 def test_windows_cover_every_frame_in_pieces_of_the_training_crop():
-    windows = _script().windows
+    windows = load_script("benchmarks/zero_shot_loss.py").windows
     clips = [torch.arange(10.0)[None].repeat(2, 1), torch.arange(4.0)[None]]
     got = windows(clips, 4)
     assert [w.shape[-1] for w in got] == [4, 4, 4, 4]  # 0-3, 4-7, 6-9 (the last overlaps), short
