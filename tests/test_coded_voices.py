@@ -17,8 +17,8 @@ def test_coded_clips_are_band_limited_and_keep_names_texts_and_speech(tmp_path):
     data = tmp_path / "corpus"
     (data / "slt").mkdir(parents=True)
     for wav in sorted((SPEECH / "slt").glob("*.wav"))[:2]:
-        (data / "slt" / wav.name).write_bytes(wav.read_bytes())
-        (data / "slt" / wav.with_suffix(".txt").name).write_text(wav.with_suffix(".txt").read_text())
+        for f in (wav, wav.with_suffix(".txt")):
+            (data / "slt" / f.name).write_bytes(f.read_bytes())
     out = tmp_path / "coded"
     script = load_script("scripts/coded_voices.py")
     assert script.main(["--data", str(data), "--voices", "slt", "--out", str(out)]) == 0
