@@ -182,6 +182,16 @@ class Instruments:
         print(f"Distill-MOS of the voices' reference clips: "
               f"{self.extra['naturalness_real_clips']:.3f}")
 
+    def hear(self, rows: list[dict], asr: str) -> None:
+        """What Whisper ``asr`` hears in every row's ``wav`` into its ``heard``, then
+        :meth:`finish`: a read's instruments after its last clip is spoken."""
+        from metatts.asr import transcribe
+
+        for r, heard in zip(rows, transcribe([r["wav"] for r in rows], audio.SAMPLE_RATE,
+                                             model=asr)):
+            r["heard"] = heard
+        self.finish(rows)
+
     def header(self) -> tuple[str, str]:
         """The extra column titles and their separator cells."""
         titles, cells = "", ""

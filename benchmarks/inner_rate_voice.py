@@ -86,7 +86,6 @@ def main(argv: list[str] | None = None) -> int:
     refs = {v: voice_files(args.data, v, args.support * args.draws + 8)[-8:] for v in args.voices}
     instruments = Instruments(args.verifier, args.naturalness, refs)
 
-    from metatts.asr import transcribe
     from metatts.vocoder import load_vocoder
 
     base = load_base("meta", args.checkpoint)
@@ -122,10 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                         instruments.read(rows[-1], wav)
                 print(f"{name} draw {draw} {rate}: {counts[-1]} steps in {seconds:.1f} s",
                       file=sys.stderr, flush=True)
-    heard = transcribe([r["wav"] for r in rows], audio.SAMPLE_RATE, model=args.asr)
-    for r, h in zip(rows, heard):
-        r["heard"] = h
-    instruments.finish(rows)
+    instruments.hear(rows, args.asr)
     table = {}
     titles, cells = instruments.header()
     print(f"| rate | steps | clips | own-encoder similarity | WER ({args.asr}) |{titles}\n"
