@@ -9,7 +9,9 @@ cluster per pair, 2,000 resamples, seed 0 for each instrument and count):
     python benchmarks/compare_reads.py results/meta_verifier/read_shipped.json \\
         results/meta_verifier/read_query_verifier_100.json [--rate-a 0.0005] [--rate-b 0.0005]
 
-``own`` (the model's own speaker encoder) compares only checkpoints that share an encoder.
+``own`` (the model's own speaker encoder) compares only checkpoints that share an encoder. A
+``benchmarks/frames_keys.py`` read pairs the same way, its keys given as ``--rate-a``/``--rate-b``
+(the same file twice compares two keys of one read).
 """
 
 from __future__ import annotations
@@ -27,13 +29,19 @@ from eval.stats import cluster_bootstrap  # noqa: E402
 INSTRUMENTS = {"own": "own encoder", "ver": "verifier", "nat": "Distill-MOS"}
 
 
+def variant(row: dict) -> str:
+    """A clip's variant: its ``rate`` (inner_rate_voice.py) or ``key`` (frames_keys.py)."""
+    return row["rate"] if "rate" in row else row["key"]
+
+
 def rows(path: str, rate: str) -> dict[tuple, dict]:
     read = json.loads(Path(path).read_text())
-    clips = [r for r in read["clips"] if r["rate"] == rate]
+    clips = [r for r in read["clips"] if variant(r) == rate]
     if not clips:
-        raise SystemExit(f"{path}: no clips of rate {rate!r} (it has "
-                         f"{sorted({r['rate'] for r in read['clips']})}); give --rate-a/--rate-b.")
-    return {(r["speaker"], r["draw"], r["steps"], r["text"]): r for r in clips}
+        raise SystemExit(f"{path}: no clips of variant {rate!r} (it has "
+                         f"{sorted({variant(r) for r in read['clips']})}); give --rate-a/--rate-b.")
+    # a frames_keys.py read is of the zero-shot voice: 0 steps
+    return {(r["speaker"], r["draw"], r.get("steps", 0), r["text"]): r for r in clips}
 
 
 def compare(a: dict[tuple, dict], b: dict[tuple, dict], seed: int = 0) -> list[dict]:
@@ -58,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("a")
     p.add_argument("b")
-    p.add_argument("--rate-a", default="0.0005", help="which of A's variants (its 'rate' field)")
+    p.add_argument("--rate-a", default="0.0005",
+                   help="which of A's variants (its 'rate', or a frames_keys.py read's 'key')")
     p.add_argument("--rate-b", default="0.0005")
     p.add_argument("--out", default=None, help="also write the rows as JSON here")
     args = p.parse_args(argv)

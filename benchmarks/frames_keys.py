@@ -11,7 +11,9 @@ mean of the neighbours' real frames replaces the frame, kNN-VC's rule) and/or ``
 neighbours only among twin frames of the same phoneme symbol: the twin's from the aligner's
 durations, the spoken frame's from the predicted ones; a frame whose symbol the clips never say
 matches among all), K neighbours, the
-correction averaged over W consecutive frames (default 3, as shipped). ``mel:4:3`` is the shipped matching;
+correction averaged over W consecutive frames (default 3, as shipped); ``KIND:LOW/HIGH@BIN[:W]``
+corrects the mel bins below BIN with LOW neighbours and those from BIN up with HIGH (e.g.
+``hidden:4/1@50``: four below 2.5 kHz, one above). ``mel:4:3`` is the shipped matching;
 ``none`` is the vector alone (the model's frames uncorrected, no post-filter).
 
 For each voice (default: the four natural validation voices, never reported by the benchmark)
@@ -89,9 +91,23 @@ def frames_of(seen: list[torch.Tensor], lengths: list[int]) -> torch.Tensor:
     return torch.cat(rows)
 
 
+def parse_band(key: str) -> tuple[str, int, int, int] | None:
+    """``KIND:LOW/HIGH@BIN[:W]`` -> (the key with LOW neighbours, LOW, HIGH, BIN): LOW neighbours
+    correct the mel bins below BIN, HIGH those from BIN up; None for a key of one count."""
+    kind, k, *rest = key.split(":")
+    if "/" not in k:
+        return None
+    counts, _, edge = k.partition("@")
+    low, high = (int(x) for x in counts.split("/"))
+    return ":".join([kind, str(low), *rest]), low, high, int(edge)
+
+
 def parse_key(key: str) -> tuple[str, int, int]:
     if key == "none":
         return "none", 0, 1
+    band = parse_band(key)
+    if band is not None:
+        key = band[0]
     kind, k, *rest = key.split(":")
     kind = kind.removeprefix("phone/").removeprefix("select/").removeprefix("phone/")
     if kind not in KINDS:
@@ -138,6 +154,13 @@ def nearest_frames(dist: torch.Tensor, k: int, said: torch.Tensor | None = None,
 
 def corrected(mel: torch.Tensor, key: str, bank, twin_seen: dict, said_seen: dict) -> torch.Tensor:
     """(n_mels, T) spoken log-mel -> corrected by the bank, matching on ``key``."""
+    band = parse_band(key)
+    if band is not None:  # one count of neighbours below the edge bin, another from it up
+        low_key, low, high, edge = band
+        below = corrected(mel, low_key, bank, twin_seen, said_seen)
+        above = corrected(mel, low_key.replace(f":{low}", f":{high}", 1), bank, twin_seen,
+                          said_seen)
+        return torch.cat([below[:edge], above[edge:]])
     kind, k, width = parse_key(key)
     if kind == "none":
         return mel
