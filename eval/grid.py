@@ -51,7 +51,8 @@ OPTION_TYPES = {"lr": float, "batching": str, "batch_size": int, "optimizer": st
                 "start": str, "groups": _names, "proximal": float, "terms": _names,
                 "identity": float, "lock_timing": _flag, "early_stop": _flag, "piece_frames": int,
                 "precision": str, "frames": _flag, "frames_key": str, "verifier": float,
-                "verifier_every": int, "frames_neighbours": int}
+                "verifier_every": int, "frames_neighbours": int,
+                "frames_upper": int}
 OPTIONS = tuple(OPTION_TYPES)
 
 

@@ -72,7 +72,8 @@ class StaleResultsError(ValueError):
 # settings added after setup ids were first recorded, with the value every earlier record was
 # made with: at that value they stay out of the id, so those records keep matching
 LATER_SETTINGS = {"precision": "float32", "identity": 0.0, "frames": False, "frames_key": "mel",
-                  "verifier": 0.0, "verifier_every": 1, "frames_neighbours": 4}
+                  "verifier": 0.0, "verifier_every": 1, "frames_neighbours": 4,
+                  "frames_upper": 0}
 
 
 def setup_id(method: Method, base: Checkpoint, seed: int) -> str:
@@ -176,7 +177,8 @@ def voice_hash(checkpoint: str, params: dict[str, torch.Tensor],
                frames: FrameBank | None = None) -> str:
     """Identity of a voice: the checkpoint folder, the adapted parameters' exact values and,
     when it speaks with one, its frame bank's, with how many neighbours and frames it averages
-    where those are not the defaults (so that the voices of earlier records keep their ids)."""
+    where those are not the defaults (so that the voices of earlier records keep their ids), and
+    the upper bins' own count where it has one."""
     from metatts.frames import NEIGHBOURS, SMOOTHING
 
     h = hashlib.sha1(checkpoint.encode())
@@ -186,6 +188,8 @@ def voice_hash(checkpoint: str, params: dict[str, torch.Tensor],
         h.update(tensors[name].detach().cpu().contiguous().numpy().tobytes())
     if frames is not None and (frames.neighbours, frames.smoothing) != (NEIGHBOURS, SMOOTHING):
         h.update(f"\0frames:{frames.neighbours}:{frames.smoothing}".encode())
+    if frames is not None and frames.upper_neighbours:
+        h.update(f"\0frames-upper:{frames.upper_neighbours}:{frames.upper_bin}".encode())
     return h.hexdigest()[:16]
 
 

@@ -49,6 +49,7 @@ from metatts.data.batch import Batch, Example, Parts, split_collate
 from metatts.frames import DEFAULT_KEY as DEFAULT_FRAMES_KEY
 from metatts.frames import KEYS as FRAME_KEYS
 from metatts.frames import NEIGHBOURS as FRAME_NEIGHBOURS
+from metatts.frames import UPPER_NEIGHBOURS as FRAME_UPPER_NEIGHBOURS
 from metatts.frames import FrameBank, frame_bank
 from metatts.meta import InnerConfig, inner_loop, initial_params, loss_fn
 from metatts.meta.inner_loop import arithmetic
@@ -230,6 +231,8 @@ class AdaptSettings:
     frames_key: str = DEFAULT_FRAMES_KEY
     # how many twin frames a match averages (metatts.frames.NEIGHBOURS)
     frames_neighbours: int = FRAME_NEIGHBOURS
+    # ... in the mel bins from metatts.frames.UPPER_BIN up (2.5 kHz); 0: frames_neighbours there too
+    frames_upper: int = FRAME_UPPER_NEIGHBOURS
 
     def __post_init__(self) -> None:
         if self.init not in INITS:
@@ -246,6 +249,9 @@ class AdaptSettings:
         if not isinstance(self.frames_neighbours, int) or self.frames_neighbours < 1:
             raise ValueError(f"frames_neighbours must be a whole number >= 1, got "
                              f"{self.frames_neighbours!r}")
+        if not isinstance(self.frames_upper, int) or self.frames_upper < 0:
+            raise ValueError(f"frames_upper must be 0 (as frames_neighbours) or a whole number "
+                             f">= 1, got {self.frames_upper!r}")
         if self.frames_key not in FRAME_KEYS:
             raise ValueError(f"unknown frames_key {self.frames_key!r}; choose one of "
                              f"{FRAME_KEYS}")
@@ -609,8 +615,8 @@ def adapt(clips: Sequence[Clip], base: Checkpoint, settings: AdaptSettings,
         raise AdaptError(_diverged(final, "after the last step", settings.lr))
     params = {**result.params, **result.fixed}
     key = settings.frames_key
-    bank = frame_bank(base, params, examples, key=key, neighbours=settings.frames_neighbours
-                      ) if settings.frames else None
+    bank = frame_bank(base, params, examples, key=key, neighbours=settings.frames_neighbours,
+                      upper_neighbours=settings.frames_upper) if settings.frames else None
     voice = make_voice(params, base_model(base),
                        {**settings.to_dict(), "start": start_kind, "stopped_at": stopped},
                        [c.seconds for c in clips], result.losses, final, frames=bank)
@@ -619,7 +625,8 @@ def adapt(clips: Sequence[Clip], base: Checkpoint, settings: AdaptSettings,
                     None if not settings.frames else
                     bank if p is result.params else frame_bank(
                         base, {**p, **result.fixed}, examples, key=key,
-                        neighbours=settings.frames_neighbours),
+                        neighbours=settings.frames_neighbours,
+                        upper_neighbours=settings.frames_upper),
                     cpu[n])
             for n, p in result.kept.items()}
     return Adaptation(voice, list(result.losses), final, time.perf_counter() - started, kept,

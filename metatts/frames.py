@@ -37,6 +37,13 @@ import torch
 from torch import Tensor, nn
 
 NEIGHBOURS = 4  # frames averaged per match (kNN-VC's k); measured in README
+# the mel bins from UPPER_BIN up (2.5 kHz and above with the project's 80 bands to 8 kHz) may
+# average another count of neighbours than those below (FrameBank.upper_neighbours; 0: the same):
+# one neighbour's correction carries the voice's detail where it is mostly timbre, and four keep
+# the first two formants, which carry the words, from jumping frame to frame
+# (docs/experiments.md, "Fewer neighbours above 2.5 kHz")
+UPPER_BIN = 50
+UPPER_NEIGHBOURS = 0
 # the correction is averaged over this many consecutive frames (odd; 1: none): neighbours chosen
 # frame by frame jump between clips, and so would the correction; measured in README
 SMOOTHING = 3
@@ -52,13 +59,16 @@ class FrameBank:
     """The twin (F, n_mels) and real (F, n_mels) log-mel frames of a voice's clips, row i of one
     the same moment as row i of the other; how many neighbours a match averages, and over how
     many consecutive frames the correction is averaged; with ``keys`` (F, H), the twin frames'
-    decoder hidden states, on which matches are then made."""
+    decoder hidden states, on which matches are then made; with ``upper_neighbours`` (not 0), the
+    mel bins from ``upper_bin`` up average that many neighbours instead of ``neighbours``."""
 
     twin: Tensor
     real: Tensor
     neighbours: int = NEIGHBOURS
     smoothing: int = SMOOTHING
     keys: Tensor | None = None
+    upper_neighbours: int = UPPER_NEIGHBOURS
+    upper_bin: int = UPPER_BIN
 
     def __post_init__(self) -> None:
         if self.twin.dim() != 2 or self.twin.shape != self.real.shape:
@@ -69,6 +79,12 @@ class FrameBank:
             raise ValueError("a frame bank needs at least one frame.")
         if self.neighbours < 1:
             raise ValueError(f"neighbours must be at least 1, got {self.neighbours}.")
+        if self.upper_neighbours < 0:
+            raise ValueError(f"upper_neighbours must be 0 (as below) or at least 1, got "
+                             f"{self.upper_neighbours}.")
+        if self.upper_neighbours and not 0 < self.upper_bin < self.twin.shape[1]:
+            raise ValueError(f"upper_bin must lie inside the {self.twin.shape[1]} mel bins, got "
+                             f"{self.upper_bin}.")
         if self.smoothing < 1 or self.smoothing % 2 == 0:
             raise ValueError(f"smoothing must be an odd number of frames, got {self.smoothing}.")
         if self.keys is not None and (self.keys.dim() != 2 or len(self.keys) != len(self.twin)):
@@ -102,9 +118,14 @@ class FrameBank:
                                  f"the frames' ({mel.shape[1]}, {self.keys.shape[1]}) states, got "
                                  f"{None if hidden is None else tuple(hidden.shape)}.")
             query, keys = hidden.float(), self.keys.float()
-        k = min(self.neighbours, len(twin))
-        nearest = torch.cdist(query, keys).topk(k, dim=1, largest=False).indices  # (T, k)
-        correction = (real[nearest] - twin[nearest]).mean(1).T  # (n_mels, T)
+        upper = self.upper_neighbours or self.neighbours
+        k = min(max(self.neighbours, upper), len(twin))
+        # (T, k), nearest first
+        nearest = torch.cdist(query, keys).topk(k, dim=1, largest=False).indices
+        differences = real[nearest] - twin[nearest]  # (T, k, n_mels)
+        correction = differences[:, :self.neighbours].mean(1).T  # (n_mels, T)
+        if upper != self.neighbours:  # the bins from upper_bin up: their own count
+            correction[self.upper_bin:] = differences[:, :upper, self.upper_bin:].mean(1).T
         if self.smoothing > 1:  # a centred moving average, the edge frames repeated
             half = self.smoothing // 2
             padded = torch.nn.functional.pad(correction[None], (half, half), mode="replicate")
@@ -119,14 +140,15 @@ class FrameBank:
 
     @classmethod
     def from_tensors(cls, tensors: Mapping[str, Tensor], prefix: str = "frames.",
-                     neighbours: int = NEIGHBOURS, smoothing: int = SMOOTHING
+                     neighbours: int = NEIGHBOURS, smoothing: int = SMOOTHING,
+                     upper_neighbours: int = UPPER_NEIGHBOURS, upper_bin: int = UPPER_BIN
                      ) -> FrameBank | None:
         """The bank :meth:`tensors` wrote, or None when ``tensors`` hold none."""
         if f"{prefix}twin" not in tensors:
             return None
         keys = tensors.get(f"{prefix}keys")
         return cls(tensors[f"{prefix}twin"].float(), tensors[f"{prefix}real"].float(), neighbours,
-                   smoothing, None if keys is None else keys.float())
+                   smoothing, None if keys is None else keys.float(), upper_neighbours, upper_bin)
 
 
 class _Outputs(nn.Module):
@@ -154,13 +176,14 @@ def hidden_states(model: nn.Module) -> Iterator[list[Tensor]]:
 
 def frame_bank(checkpoint, params: Mapping[str, Tensor], examples: Sequence,
                neighbours: int = NEIGHBOURS, smoothing: int = SMOOTHING,
-               key: str = "mel") -> FrameBank:
+               key: str = "mel", upper_neighbours: int = UPPER_NEIGHBOURS) -> FrameBank:
     """The bank of a voice: ``examples`` are its clips as model inputs
     (:func:`metatts.adapt.support_examples`: tokens, log-mel, F0, speaker NEW_SPEAKER) and
     ``params`` the voice's parameters (``speaker.new`` at least: the encoder's vector or an
     adapted voice's). Each clip is rendered teacher-forced with those parameters, pitch
     normalized by the statistics of all the clips, as adaptation does. ``key``: what matches
-    compare (:data:`KEYS`); "hidden" keeps the twin's decoder states as the bank's ``keys``."""
+    compare (:data:`KEYS`); "hidden" keeps the twin's decoder states as the bank's ``keys``;
+    ``upper_neighbours``: see :class:`FrameBank`."""
     from metatts.data.batch import collate
     from metatts.data.pitch import voice_stats
 
@@ -197,7 +220,7 @@ def frame_bank(checkpoint, params: Mapping[str, Tensor], examples: Sequence,
     finally:
         model.train(was_training)
     return FrameBank(torch.cat(twins), torch.cat(reals), neighbours, smoothing,
-                     torch.cat(keys) if key == "hidden" else None)
+                     torch.cat(keys) if key == "hidden" else None, upper_neighbours)
 
 
 def corrected_loss(model: nn.Module, params: Mapping[str, Tensor], support, query,

@@ -16,8 +16,9 @@ A voice may also carry its clips' :class:`~metatts.frames.FrameBank` (the model'
 twin of each clip beside the clip's own log-mel frames, which correct every frame synthesized in
 this voice; :mod:`metatts.frames`) as two more float16 tensors, ``frames.twin`` and
 ``frames.real`` (about 0.3 MB per 10 s of clips), and a third, ``frames.keys`` (the twin's
-decoder hidden states), when its matches compare those (``frames_key`` "hidden"). Files without
-them read as before.
+decoder hidden states), when its matches compare those (``frames_key`` "hidden"); its
+``"frames"`` entry then says ``"key": "hidden"``, and ``"upper_neighbours"`` and ``"upper_bin"``
+where the upper mel bins average another count of neighbours. Files without them read as before.
 
 One metadata key keeps the file byte-for-byte reproducible (safetensors writes several keys in no
 fixed order). Loading never unpickles. A voice only makes sense on top of the exact base model it
@@ -42,7 +43,7 @@ from safetensors.torch import save, save_file
 
 import metatts
 from metatts.assets import atomic_path, sha256_file
-from metatts.frames import KEYS, FrameBank
+from metatts.frames import KEYS, UPPER_BIN, UPPER_NEIGHBOURS, FrameBank
 from metatts.model.checkpoint import MODEL_TENSORS, Checkpoint, CheckpointError, read_metadata
 
 FORMAT = "metatts-voice"
@@ -100,7 +101,10 @@ class Voice:
         } | ({} if self.frames is None else
              {"frames": {"frames": self.frames.frames, "neighbours": self.frames.neighbours,
                          "smoothing": self.frames.smoothing}
-              | ({} if self.frames.keys is None else {"key": self.frames.key})})
+              | ({} if self.frames.keys is None else {"key": self.frames.key})
+              | ({} if not self.frames.upper_neighbours else
+                 {"upper_neighbours": self.frames.upper_neighbours,
+                  "upper_bin": self.frames.upper_bin})})
 
     def save(self, path: str | Path) -> Path:
         """Write the voice atomically to ``path`` (a .safetensors file)."""
@@ -157,9 +161,11 @@ class Voice:
                                  f"{'holds' if f'{FRAMES_PREFIX}keys' in params else 'lacks'} "
                                  "the hidden states that needs")
             if f"{FRAMES_PREFIX}twin" in params:
-                bank = FrameBank.from_tensors(params, FRAMES_PREFIX,
-                                              int(meta["frames"]["neighbours"]),
-                                              int(meta["frames"]["smoothing"]))
+                bank = FrameBank.from_tensors(
+                    params, FRAMES_PREFIX, int(meta["frames"]["neighbours"]),
+                    int(meta["frames"]["smoothing"]),
+                    int(meta["frames"].get("upper_neighbours", UPPER_NEIGHBOURS)),
+                    int(meta["frames"].get("upper_bin", UPPER_BIN)))
             return cls(
                 params={k: v for k, v in params.items() if not k.startswith(FRAMES_PREFIX)},
                 base=BaseModel(str(base["sha256"]), str(base["path"]), int(base["step"])),

@@ -39,6 +39,29 @@ def test_the_correction_is_the_mean_difference_of_the_nearest_twin_frames():
                           mel + (real - twin).mean(0)[:, None])
 
 
+def test_the_upper_bins_average_their_own_count_of_neighbours():
+    """upper_neighbours: the bins from upper_bin up take the mean of that many nearest twin
+    frames' differences, those below keep ``neighbours``; 0 (the default) is one count for all."""
+    bank = random_bank(frames=12, mels=6, neighbours=4, seed=1)
+    mel = torch.randn(6, 9, generator=torch.Generator().manual_seed(2))
+    four, one = bank.apply(mel), FrameBank(bank.twin, bank.real, 1, 1).apply(mel)
+    split = FrameBank(bank.twin, bank.real, 4, 1, upper_neighbours=1, upper_bin=4).apply(mel)
+    torch.testing.assert_close(split[:4], four[:4])
+    torch.testing.assert_close(split[4:], one[4:])
+    assert not torch.allclose(split, four)
+    # the other way round too, and the count of the bins below may be the larger one or not
+    flipped = FrameBank(bank.twin, bank.real, 1, 1, upper_neighbours=4, upper_bin=2).apply(mel)
+    torch.testing.assert_close(flipped[:2], one[:2])
+    torch.testing.assert_close(flipped[2:], four[2:])
+    assert torch.equal(FrameBank(bank.twin, bank.real, 4, 1, upper_neighbours=4, upper_bin=3)
+                       .apply(mel), four)
+    assert random_bank().upper_neighbours == frames_module.UPPER_NEIGHBOURS
+    with pytest.raises(ValueError, match="upper_neighbours"):
+        FrameBank(bank.twin, bank.real, 4, 1, upper_neighbours=-1)
+    with pytest.raises(ValueError, match="upper_bin must lie inside the 6 mel bins"):
+        FrameBank(bank.twin, bank.real, 4, 1, upper_neighbours=1, upper_bin=6)
+
+
 def test_the_correction_is_averaged_over_consecutive_frames():
     bank = random_bank(smoothing=1)
     picked = [3, 0, 7, 5]
@@ -71,8 +94,10 @@ def test_a_bank_goes_into_tensors_and_back():
     tensors = bank.tensors()
     assert set(tensors) == {"frames.twin", "frames.real"}
     assert all(t.dtype == torch.float16 for t in tensors.values())
-    back = FrameBank.from_tensors(tensors, neighbours=3, smoothing=5)
+    back = FrameBank.from_tensors(tensors, neighbours=3, smoothing=5, upper_neighbours=1,
+                                  upper_bin=2)
     assert back.neighbours == 3 and back.smoothing == 5 and back.frames == bank.frames
+    assert (back.upper_neighbours, back.upper_bin) == (1, 2)
     assert torch.allclose(back.real, bank.real, atol=1e-2)
     assert FrameBank.from_tensors({"speaker.new": torch.zeros(3)}) is None
 
@@ -218,6 +243,15 @@ def test_a_hidden_key_bank_keeps_the_twins_decoder_states_and_synthesis_uses_the
     assert result.voice.frames.neighbours == frames_module.NEIGHBOURS
     with pytest.raises(ValueError, match="frames_neighbours must be a whole number"):
         AdaptSettings(frames_neighbours=0)
+    # ... and how many the upper mel bins average, kept in the voice file too
+    upper = adapt(clips, base, AdaptSettings(steps=1, lr=0.05, start="encoder",
+                                             frames_key="hidden", frames_upper=1), keep=[0, 1])
+    assert upper.voice.frames.upper_neighbours == 1 and upper.kept[0].frames.upper_neighbours == 1
+    loaded = Voice.load(upper.voice.save(tmp_path / "upper.safetensors"))
+    assert (loaded.frames.upper_neighbours, loaded.frames.upper_bin) == (1, frames_module.UPPER_BIN)
+    assert Voice.load(tmp_path / "two.safetensors").frames.upper_neighbours == 0
+    with pytest.raises(ValueError, match="frames_upper must be 0"):
+        AdaptSettings(frames_upper=-1)
     # the benchmark tells the voices apart (it keys its clips by voice)
     from dataclasses import replace as changed
 
@@ -225,7 +259,9 @@ def test_a_hidden_key_bank_keeps_the_twins_decoder_states_and_synthesis_uses_the
 
     ids = {n: voice_hash("meta", result.voice.params, changed(result.voice.frames, neighbours=n))
            for n in (4, 2)}
-    assert ids[4] != ids[2]
+    ids["upper"] = voice_hash("meta", result.voice.params,
+                              changed(result.voice.frames, upper_neighbours=1))
+    assert len(set(ids.values())) == 3
 
 
 def test_the_corrected_loss_is_the_l1_of_the_banks_correction_with_a_gradient(base, clips):
