@@ -55,7 +55,7 @@ from metatts import audio  # noqa: E402
 from metatts.data import read_dataset  # noqa: E402
 from metatts.model.checkpoint import load_checkpoint  # noqa: E402
 from metatts.model.fastspeech2 import count_parameters  # noqa: E402
-from metatts.frames import NEIGHBOURS  # noqa: E402
+from metatts.frames import NEIGHBOURS, UPPER_NEIGHBOURS  # noqa: E402
 
 WER_MARGIN = 0.05  # synthesized WER may exceed the real audio's by at most 5 points
 MIN_SECS = 0.75
@@ -274,7 +274,8 @@ def zero_shot(args, ckpt, utterances, vocoder) -> dict:
                 clips = [make_clip(audio.prepare_clip(u.audio), audio.SAMPLE_RATE, u.text, u.id)
                          for u in support]
                 bank = frame_bank(ckpt, {"speaker.new": encoded}, support_examples(clips, ckpt),
-                                  key=args.frames_key, neighbours=args.frames_neighbours)
+                                  key=args.frames_key, neighbours=args.frames_neighbours,
+                                  upper_neighbours=args.frames_upper)
                 starts["encoder_frames"] = ({"speaker.new": encoded}, None, None, bank)
         for method, (params, who, references, bank) in starts.items():
             for text in texts:
@@ -433,6 +434,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames-neighbours", type=int, default=NEIGHBOURS,
                         help="twin frames a match averages (metatts.frames.NEIGHBOURS, shipped "
                              f"{NEIGHBOURS}; AdaptSettings.frames_neighbours)")
+    parser.add_argument("--frames-upper", type=int, default=UPPER_NEIGHBOURS,
+                        help="... in the mel bins from metatts.frames.UPPER_BIN up (0: as "
+                             "below; AdaptSettings.frames_upper)")
     parser.add_argument("--zs-sentences", type=int, default=5, help="sentences per voice")
     parser.add_argument("--out", default="runs/bench/acoustic.json")
     args = parser.parse_args(argv)
@@ -445,6 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"checkpoint": str(ckpt.path), "step": ckpt.step,
               "parameters": count_parameters(ckpt.model), "torch_threads": torch.get_num_threads(),
               "frames_key": args.frames_key, "frames_neighbours": args.frames_neighbours,
+              "frames_upper": args.frames_upper,
               "postfilter": (None if args.no_postfilter or not ckpt.config.postfilter.active
                              else dataclasses.asdict(ckpt.config.postfilter))}
     if not args.skip_quality:
