@@ -173,20 +173,23 @@ class Loader:
         return [Clip(u.id, self.wav(u), u.text) for u in utterances]
 
 
+# (neighbours, smoothing) of every frame bank in the records made before they were settings
+FIRST_BANK = (4, 3)
+
+
 def voice_hash(checkpoint: str, params: dict[str, torch.Tensor],
                frames: FrameBank | None = None) -> str:
     """Identity of a voice: the checkpoint folder, the adapted parameters' exact values and,
     when it speaks with one, its frame bank's, with how many neighbours and frames it averages
-    where those are not the defaults (so that the voices of earlier records keep their ids), and
-    the upper bins' own count where it has one."""
-    from metatts.frames import NEIGHBOURS, SMOOTHING
-
+    where those are not the ones every bank had before they could be set (:data:`FIRST_BANK`,
+    so that the voices of earlier records keep their ids, whatever the defaults become), and the
+    upper bins' own count where it has one."""
     h = hashlib.sha1(checkpoint.encode())
     tensors = params if frames is None else {**params, **frames.tensors("\0frames.")}
     for name in sorted(tensors):
         h.update(name.encode())
         h.update(tensors[name].detach().cpu().contiguous().numpy().tobytes())
-    if frames is not None and (frames.neighbours, frames.smoothing) != (NEIGHBOURS, SMOOTHING):
+    if frames is not None and (frames.neighbours, frames.smoothing) != FIRST_BANK:
         h.update(f"\0frames:{frames.neighbours}:{frames.smoothing}".encode())
     if frames is not None and frames.upper_neighbours:
         h.update(f"\0frames-upper:{frames.upper_neighbours}:{frames.upper_bin}".encode())

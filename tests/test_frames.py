@@ -201,8 +201,8 @@ def test_a_hidden_key_bank_matches_on_the_decoder_states_it_is_given():
     assert back.key == "hidden" and torch.allclose(back.keys, keys, atol=1e-2)
 
 
-def test_a_hidden_key_bank_keeps_the_twins_decoder_states_and_synthesis_uses_them(base, clips,
-                                                                                  tmp_path):
+def test_a_hidden_key_bank_keeps_the_twins_decoder_states_and_synthesis_uses_them(
+        base, clips, tmp_path, monkeypatch):
     from metatts.adapt import AdaptSettings, adapt
     from metatts.voice import Voice
 
@@ -262,6 +262,13 @@ def test_a_hidden_key_bank_keeps_the_twins_decoder_states_and_synthesis_uses_the
     ids["upper"] = voice_hash("meta", result.voice.params,
                               changed(result.voice.frames, upper_neighbours=1))
     assert len(set(ids.values())) == 3
+    # a bank of 4 neighbours and 3 frames (every bank before they were settings) keeps its id
+    # whatever the defaults become, and a default changed to it gets one of its own
+    four = changed(result.voice.frames, neighbours=4, smoothing=3)
+    two_default = changed(result.voice.frames, neighbours=2, smoothing=3)
+    monkeypatch.setattr(frames_module, "NEIGHBOURS", 2)
+    assert voice_hash("meta", result.voice.params, four) == ids[4]
+    assert voice_hash("meta", result.voice.params, two_default) == ids[2]
 
 
 def test_the_corrected_loss_is_the_l1_of_the_banks_correction_with_a_gradient(base, clips):
