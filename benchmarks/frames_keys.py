@@ -94,7 +94,8 @@ def frames_of(seen: list[torch.Tensor], lengths: list[int]) -> torch.Tensor:
 def parse_band(key: str) -> tuple[str, int, int, int] | None:
     """``KIND:LOW/HIGH@BIN[:W]`` -> (the key with LOW neighbours, LOW, HIGH, BIN): LOW neighbours
     correct the mel bins below BIN, HIGH those from BIN up; None for a key of one count."""
-    kind, k, *rest = key.split(":")
+    kind, _, k = key.partition(":")
+    k, *rest = k.split(":")
     if "/" not in k:
         return None
     counts, _, edge = k.partition("@")

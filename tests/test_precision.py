@@ -89,7 +89,8 @@ def test_float32_keeps_the_setup_id_of_records_made_before_the_setting(base):  #
     settings = runner.settings_for(method, base, 0, 0).to_dict()
     # a record of before the setting existed (and before the later identity setting)
     del settings["steps"], settings["precision"], settings["identity"]
-    del settings["verifier"], settings["verifier_every"], settings["frames_neighbours"]  # later ones
+    del settings["verifier"], settings["verifier_every"], settings["frames_neighbours"]  # later
+    del settings["frames_upper"]  # ones
     doc = json.dumps({"settings": settings, "base": base_model(base).sha256}, sort_keys=True)
     before = hashlib.sha256(doc.encode()).hexdigest()[:16]
     assert runner.setup_id(method, base, 0) == before
@@ -106,7 +107,8 @@ def test_no_identity_term_keeps_the_setup_id_of_records_made_before_it(base):  #
     method = grid.parse_method("finetune-encoder")
     settings = runner.settings_for(method, base, 0, 0).to_dict()
     del settings["steps"], settings["identity"]  # a record of before the setting existed
-    del settings["verifier"], settings["verifier_every"], settings["frames_neighbours"]  # later ones
+    del settings["verifier"], settings["verifier_every"], settings["frames_neighbours"]  # later
+    del settings["frames_upper"]  # ones
     if settings.get("precision") == "float32":
         del settings["precision"]
     doc = json.dumps({"settings": settings, "base": base_model(base).sha256}, sort_keys=True)
@@ -124,7 +126,8 @@ def test_no_verifier_term_keeps_the_setup_id_and_a_verifier_term_is_a_new_setup(
     method = grid.parse_method("finetune-encoder")
     settings = runner.settings_for(method, base, 0, 0).to_dict()
     assert settings["verifier"] == 0.0 and settings["verifier_every"] == 1
-    for name in ("steps", "identity", "verifier", "verifier_every", "frames_neighbours"):
+    for name in ("steps", "identity", "verifier", "verifier_every", "frames_neighbours",
+                 "frames_upper"):
         del settings[name]
     if settings.get("precision") == "float32":
         del settings["precision"]
@@ -156,7 +159,8 @@ def test_no_frame_bank_keeps_the_setup_id_of_records_made_before_it(base):  # no
     settings = runner.settings_for(plain, base, 0, 0).to_dict()
     assert settings["frames"] is False
     del settings["steps"], settings["identity"], settings["frames"]  # a record of before
-    del settings["verifier"], settings["verifier_every"], settings["frames_neighbours"]  # later ones
+    del settings["verifier"], settings["verifier_every"], settings["frames_neighbours"]  # later
+    del settings["frames_upper"]  # ones
     if settings.get("precision") == "float32":
         del settings["precision"]
     doc = json.dumps({"settings": settings, "base": base_model(base).sha256}, sort_keys=True)
