@@ -39,9 +39,9 @@ from torch import Tensor, nn
 NEIGHBOURS = 4  # frames averaged per match (kNN-VC's k); measured in README
 # the mel bins from UPPER_BIN up (2.5 kHz and above with the project's 80 bands to 8 kHz) may
 # average another count of neighbours than those below (FrameBank.upper_neighbours; 0: the same).
-# One neighbour there and four below kept four's words and naturalness and gave a quarter of one
-# neighbour's ECAPA gain after 10 steps (docs/experiments.md, "Fewer neighbours above 2.5 kHz");
-# off until it is read at every step count and at zero-shot
+# One neighbour there and four below: after 5-20 steps natural voices +0.006 by ECAPA with
+# four's words and naturalness, the real voice equal; at zero-shot no gain and more words
+# misheard; so off (docs/experiments.md, "Fewer neighbours above 2.5 kHz")
 UPPER_BIN = 50
 UPPER_NEIGHBOURS = 0
 # the correction is averaged over this many consecutive frames (odd; 1: none): neighbours chosen
