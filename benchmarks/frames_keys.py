@@ -91,16 +91,17 @@ def frames_of(seen: list[torch.Tensor], lengths: list[int]) -> torch.Tensor:
     return torch.cat(rows)
 
 
-def parse_band(key: str) -> tuple[str, int, int, int] | None:
-    """``KIND:LOW/HIGH@BIN[:W]`` -> (the key with LOW neighbours, LOW, HIGH, BIN): LOW neighbours
-    correct the mel bins below BIN, HIGH those from BIN up; None for a key of one count."""
+def parse_band(key: str) -> tuple[str, str, int] | None:
+    """``KIND:LOW/HIGH@BIN[:W]`` -> (the key with LOW neighbours, the key with HIGH, BIN): LOW
+    neighbours correct the mel bins below BIN, HIGH those from BIN up; None for a key of one
+    count."""
     kind, _, k = key.partition(":")
     k, *rest = k.split(":")
     if "/" not in k:
         return None
     counts, _, edge = k.partition("@")
-    low, high = (int(x) for x in counts.split("/"))
-    return ":".join([kind, str(low), *rest]), low, high, int(edge)
+    low, high = counts.split("/")
+    return ":".join([kind, low, *rest]), ":".join([kind, high, *rest]), int(edge)
 
 
 def parse_key(key: str) -> tuple[str, int, int]:
@@ -157,10 +158,9 @@ def corrected(mel: torch.Tensor, key: str, bank, twin_seen: dict, said_seen: dic
     """(n_mels, T) spoken log-mel -> corrected by the bank, matching on ``key``."""
     band = parse_band(key)
     if band is not None:  # one count of neighbours below the edge bin, another from it up
-        low_key, low, high, edge = band
+        low_key, high_key, edge = band
         below = corrected(mel, low_key, bank, twin_seen, said_seen)
-        above = corrected(mel, low_key.replace(f":{low}", f":{high}", 1), bank, twin_seen,
-                          said_seen)
+        above = corrected(mel, high_key, bank, twin_seen, said_seen)
         return torch.cat([below[:edge], above[edge:]])
     kind, k, width = parse_key(key)
     if kind == "none":
