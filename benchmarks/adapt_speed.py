@@ -14,8 +14,12 @@ Paths compared:
   convolution on AVX-512 CPUs, and the clips run as parts of similar length
   (``metatts.data.batch.split_collate``) instead of one batch padded to the longest;
 - ``before``: whole clips, attention written out inside every ``torch.func`` transform, the FFN's
-  convolution as one matrix product over shifted copies, one padded batch (the code until
-  2026-12-04);
+  convolution as one matrix product over shifted copies, one padded batch, Adam written out (the
+  code until 2026-12-04);
+- ``written``: ``now`` with Adam's step written out per tensor (:func:`metatts.meta.inner_optim.
+  adam_step`, ten passes over each of the decoder's 111 tensors) where ``now`` runs PyTorch's
+  fused kernel over all of them (:class:`metatts.meta.inner_optim.FusedAdam`; the code until
+  the night of 2026-12-07). The same steps up to rounding;
 - ``no_frames``: ``now`` without the voice's frame bank (``AdaptSettings.frames``; the bank is
   one teacher-forced pass over the clips after the last step, :mod:`metatts.frames`), which
   every path before 2026-12-06 left out;
@@ -45,6 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import metatts.adapt  # noqa: E402
+import metatts.meta.inner_loop  # noqa: E402,F401  (the module; the package exports the function)
 from metatts import audio  # noqa: E402
 from metatts.adapt import (AdaptSettings, adapt, default_settings,  # noqa: E402
                            load_base, make_clip, with_changes)
@@ -73,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     other = "float32" if shipped.precision == "bfloat16" else "bfloat16"
     fused, native = layers.fused_attention, layers._NATIVE_CONV
     text_states, waste = metatts.adapt.fixed_text_states, metatts.adapt.PIECE_WASTE
+    inner = sys.modules["metatts.meta.inner_loop"]
+    fusable = inner.fusable
 
     def use(path: str) -> AdaptSettings:
         layers.fused_attention = {"before": lambda q: False,
@@ -84,16 +91,19 @@ def main(argv: list[str] | None = None) -> int:
         metatts.adapt.fixed_text_states = (text_states if path not in ("before", "last") else
                                            lambda model, items, *rest: list(items))
         metatts.adapt.PIECE_WASTE = waste if path != "last" else 0.1
+        # Adam fused everywhere but ``written`` and the paths of the code before it
+        inner.fusable = (fusable if path in ("now", "no_frames", other, "whole")
+                         else lambda *args, **kwargs: False)
         if path == "last":
             return shipped
         if path == "no_frames":
             return with_changes(shipped, frames=False)
         if path == other:
             return with_changes(shipped, precision=other)
-        return shipped if path == "now" else with_changes(whole, precision="float32")
+        return shipped if path in ("now", "written") else with_changes(whole, precision="float32")
 
-    seconds: dict[str, list[float]] = {"now": [], "no_frames": [], "last": [], other: [],
-                                       "whole": [], "before": []}
+    seconds: dict[str, list[float]] = {"now": [], "written": [], "no_frames": [], "last": [],
+                                       other: [], "whole": [], "before": []}
     losses: dict[str, float] = {}
     for path in seconds:  # warm-up
         adapt(clips, base, use(path))
@@ -112,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
            # paired: the ratio in each round (the two run back to back), then the median
            "ratio_to_last": round(statistics.median(
                n / p for n, p in zip(seconds["now"], seconds["last"])), 3),
+           "ratio_to_written": round(statistics.median(
+               n / w for n, w in zip(seconds["now"], seconds["written"])), 3),
            "speedup_pieces": round(min(seconds["whole"]) / min(seconds["now"]), 2),
            "speedup_precision": round(min(seconds[other]) / min(seconds["now"]), 2),
            # what the frame bank adds (one teacher-forced pass over the clips), paired per round
@@ -123,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     for path, values in seconds.items():
         print(f"  {path:6s}: best {min(values):.2f} s of {', '.join(f'{v:.2f}' for v in values)}"
               f"  (final support loss {losses[path]:.4f})")
+    print(f"  now / written per round (median): {out['ratio_to_written']}")
     print(f"  now / last per round (median): {out['ratio_to_last']}; the frame bank adds "
           f"{out['frames_seconds']:.2f} s (now - no_frames per round, median)")
     print(f"  speedup {out['speedup']}x over before, {out['speedup_last']}x over last, "

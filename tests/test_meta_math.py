@@ -17,7 +17,7 @@ from metatts.meta import (
     task_gradient,
     write_grads,
 )
-from metatts.meta.inner_optim import adam_init, adam_step
+from metatts.meta.inner_optim import FusedAdam, adam_init, adam_step, fusable
 
 
 @dataclass
@@ -245,6 +245,33 @@ def test_adam_step_matches_torch_optim_adam():
         step, state = adam_step({"w": 3 * ours["w"] ** 2}, state, lr=0.1)
         ours = {"w": ours["w"] - step["w"]}
     assert torch.allclose(ours["w"], w.detach(), atol=1e-12)
+
+
+def test_fused_adam_takes_the_written_out_steps_and_leaves_the_start_alone(model):
+    """Adaptation's Adam runs as PyTorch's fused kernel where nothing is differentiated through
+    the steps: the same parameters as adam_step's, every kept step its own copy, the start
+    unchanged; where the start requires grad (an outer loop's) or rates are learned, the steps
+    are written out."""
+    start = initial_params(model, ("all",), detach=True)
+    before = {n: p.clone() for n, p in start.items()}
+    grads = [{n: torch.randn_like(p) for n, p in start.items()} for _ in range(4)]
+    fused, written, state = FusedAdam(start, lr=0.05), dict(start), adam_init(start)
+    for g in grads:
+        ours = fused.step(g)
+        step, state = adam_step(g, state, lr=0.05)
+        written = {n: written[n] - step[n] for n in written}
+    for n in start:
+        torch.testing.assert_close(ours[n], written[n])
+        assert torch.equal(start[n], before[n])
+    assert fusable(start)
+    assert not fusable(initial_params(model, ("all",), detach=False))  # an outer loop's start
+    assert not fusable(start, lrs={n: torch.ones(()) for n in start})
+    assert not fusable(start, create_graph=True)
+
+    cfg = InnerConfig(groups=("all",), steps=3, lr=0.05, optimizer="adam")
+    run = inner_loop(model, start, speaker_items(11), collate, cfg, keep=(1, 2, 3))
+    assert not torch.equal(run.kept[1]["speaker"], run.kept[2]["speaker"])
+    assert all(torch.equal(start[n], before[n]) for n in start)
 
 
 def test_bad_input_is_refused_with_a_reason(model):

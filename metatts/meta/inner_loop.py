@@ -25,7 +25,7 @@ from torch.func import functional_call, grad_and_value
 from metatts.data.batch import Parts
 from metatts.model.discriminator import CRITIC_TERMS, critic_terms
 from metatts.model.config import LossConfig
-from metatts.meta.inner_optim import adam_init, adam_step, sgd_step
+from metatts.meta.inner_optim import FusedAdam, adam_init, adam_step, fusable, sgd_step
 from metatts.meta.params import check_names
 from metatts.meta.support import BATCHINGS, Batching, support_batches
 from metatts.model.layers import higher_order
@@ -326,7 +326,10 @@ def inner_loop(
     params = dict(params)
     origin = {name: p.detach() for name, p in params.items()} if cfg.proximal else {}
     kept = {0: params} if 0 in keep else {}
-    state = adam_init(params) if cfg.optimizer == "adam" else None
+    # Adam as one fused kernel where nothing is differentiated through the steps, else written out
+    fused = (FusedAdam(params, cfg.lr, cfg.betas, cfg.eps)
+             if cfg.optimizer == "adam" and fusable(params, lrs, create_graph) else None)
+    state = adam_init(params) if cfg.optimizer == "adam" and fused is None else None
     losses: list[float] = []
     # second order: the model's forward must stay differentiable twice (written-out attention)
     twice = higher_order() if create_graph else contextlib.nullcontext()
@@ -341,14 +344,19 @@ def inner_loop(
             loss = loss.float()
             if cfg.proximal:  # d/dp of proximal/2 * ||p - start||^2
                 grads = {n: g + cfg.proximal * (params[n] - origin[n]) for n, g in grads.items()}
-            if state is None:
-                updates = sgd_step(grads, cfg.lr, lrs)
+            if fused is not None:  # moves its own copies in place
+                params = fused.step(grads)
             else:
-                updates, state = adam_step(grads, state, cfg.lr, cfg.betas, cfg.eps, lrs)
-            params = {name: p - updates[name] for name, p in params.items()}
+                if state is None:
+                    updates = sgd_step(grads, cfg.lr, lrs)
+                else:
+                    updates, state = adam_step(grads, state, cfg.lr, cfg.betas, cfg.eps, lrs)
+                params = {name: p - updates[name] for name, p in params.items()}
             losses.append(loss.item())
             if step + 1 in keep:
-                kept[step + 1] = params
+                # the fused steps move the same tensors: a copy, but for the last (the result)
+                kept[step + 1] = ({name: p.clone() for name, p in params.items()}
+                                  if fused is not None and step + 1 < cfg.steps else params)
             if on_step is not None:
                 on_step(step, losses[-1])
     return InnerResult(params=params, losses=losses, kept=kept, fixed=fixed)
