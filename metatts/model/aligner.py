@@ -69,7 +69,8 @@ class Aligner(nn.Module):
             prior = beta_binomial_prior(token_lengths, mel_lengths, N, T, self.prior_scale)
         token_mask = torch.arange(N, device=tokens.device) < token_lengths[:, None]  # (B, N)
         frame_mask = torch.arange(T, device=mels.device) < mel_lengths[:, None]  # (B, T)
-        # zero padding, as the convolutions' own padding: a clip aligns alike alone or in a batch
+        # zero past each item's end, as :meth:`_scores` makes the longest item see too: a clip
+        # aligns alike alone or in a batch
         mels = mels * frame_mask[:, None, :]
         keys = (tokens * token_mask[..., None]).transpose(1, 2)  # (B, token_dim, N)
         logits = self._scores(mels, keys, token_mask, prior)  # (B, T, N)
@@ -87,12 +88,25 @@ class Aligner(nn.Module):
         instead of materializing the (B, C, T, N) difference tensor: same values, a fraction of
         the time and memory. -> (B, T, N)"""
         net = self.network
-        queries = net.query_layer(mels)  # (B, C, T)
-        keys = net.key_layer(keys)  # (B, C, N)
+        # SpeechBrain's convolutions pad by reflection ("same", padding_mode "reflect"): past its
+        # end an item read its own mirrored frames where it was the longest of its batch (or
+        # alone) and the batch's zero padding otherwise, so the durations of a clip's last
+        # tokens depended on the clips it was aligned with (2 of 46 tokens of a 2.1 s clip,
+        # alone and beside longer ones; 2026-12-07). Zero columns past the longest, as wide as
+        # the layers reach, give every item zeros there.
+        T, N = mels.shape[-1], keys.shape[-1]
+        queries = net.query_layer(F.pad(mels, (0, _reach(net.query_layer))))[..., :T]  # (B, C, T)
+        keys = net.key_layer(F.pad(keys, (0, _reach(net.key_layer))))[..., :N]  # (B, C, N)
         distance = ((queries ** 2).sum(1)[:, :, None] + (keys ** 2).sum(1)[:, None, :]
                     - 2 * queries.transpose(1, 2) @ keys)  # (B, T, N)
         scores = torch.where(token_mask[:, None, :], -net.temperature * distance, NEG)
         return torch.log_softmax(scores, dim=-1) + torch.log(prior + 1e-8)
+
+
+def _reach(layers: nn.Module) -> int:
+    """How many positions past a sequence's end a stack of stride-1 convolutions reads."""
+    return sum((conv.kernel_size[0] - 1) // 2 * conv.dilation[0]
+               for conv in layers.modules() if isinstance(conv, nn.Conv1d))
 
 
 def _rectangle(token_lengths: Tensor, mel_lengths: Tensor, N: int, T: int) -> Tensor:
