@@ -527,3 +527,26 @@ def test_verifier_every_nth_step_and_the_loss_it_reports(base, clips):
     assert not same(third, plain, 2) and not same(third, every, 2)
     with pytest.raises(ValueError, match="verifier_every must be a whole number"):
         settings(verifier=1.0, verifier_every=0)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_fused_adam_steps_as_the_written_out_one_on_either_convolution(base, clips, native,
+                                                                       monkeypatch):
+    """Adaptation's fused Adam (metatts.meta.inner_optim.FusedAdam) takes the written-out
+    update's steps with the library's convolution and with the product over shifted copies
+    (CPUs without AVX-512), whose weight gradient torch.func lays out transposed."""
+    import sys
+
+    from metatts.model import layers
+
+    inner = sys.modules["metatts.meta.inner_loop"]
+    monkeypatch.setattr(layers, "_NATIVE_CONV", native)
+    run = settings(groups=("decoder",), lr=0.01, precision="float32", frames=False)
+    fused = adapt(clips, base, run)
+    monkeypatch.setattr(inner, "fusable", lambda *args, **kwargs: False)
+    written = adapt(clips, base, run)
+    assert fused.losses == pytest.approx(written.losses, rel=1e-3)
+    # Adam's step is lr * m / sqrt(v): where a gradient is near zero, rounding moves it by a
+    # share of lr; a gradient read in the wrong order moves it by up to 2 lr a step
+    for name, value in written.voice.params.items():
+        torch.testing.assert_close(fused.voice.params[name], value, rtol=0, atol=0.1 * run.lr)

@@ -255,6 +255,12 @@ def test_fused_adam_takes_the_written_out_steps_and_leaves_the_start_alone(model
     start = initial_params(model, ("all",), detach=True)
     before = {n: p.clone() for n, p in start.items()}
     grads = [{n: torch.randn_like(p) for n, p in start.items()} for _ in range(4)]
+    # gradients laid out otherwise than their parameters, as torch.func's can be: a transposed
+    # view of a matrix's, an expanded (zero-stride) one of a vector's
+    grads[1] = {n: g.T.contiguous().T if g.ndim == 2 else g for n, g in grads[1].items()}
+    grads[2] = {n: g[:1].expand_as(g) if g.ndim == 1 else g for n, g in grads[2].items()}
+    assert any(not g.is_contiguous() for g in grads[1].values())
+    assert any(not g.is_contiguous() for g in grads[2].values())
     fused, written, state = FusedAdam(start, lr=0.05), dict(start), adam_init(start)
     for g in grads:
         ours = fused.step(g)

@@ -70,7 +70,11 @@ class FusedAdam:
 
     def __init__(self, params: Mapping[str, Tensor], lr: float,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
-        self.params = {name: p.detach().clone() for name, p in params.items()}
+        # the fused kernel reads a gradient in its memory order, as if laid out like its
+        # parameter; torch.func's gradients need not be (a transposed or expanded view, e.g.
+        # the FFN weight's through conv1d_time_major's permute): both made contiguous
+        self.params = {name: p.detach().clone(memory_format=torch.contiguous_format)
+                       for name, p in params.items()}
         self._optimizer = torch.optim.Adam(list(self.params.values()), lr=lr, betas=betas,
                                            eps=eps, fused=True)
 
@@ -78,7 +82,7 @@ class FusedAdam:
         """Move the parameters by ``grads``; returns them (the same tensors every step: copy
         what must outlive the next step)."""
         for name, p in self.params.items():
-            p.grad = grads[name].detach()
+            p.grad = grads[name].detach().contiguous()
         self._optimizer.step()
         for p in self.params.values():
             p.grad = None

@@ -86,7 +86,8 @@ class Aligner(nn.Module):
         distance between projected frames and tokens, log-softmax over the real tokens, plus the
         log prior. The distance is expanded as |q|^2 + |k|^2 - 2 q.k (one batched matrix product)
         instead of materializing the (B, C, T, N) difference tensor: same values, a fraction of
-        the time and memory. -> (B, T, N)"""
+        the time and memory; and zeros past every item's end where SpeechBrain's own forward
+        reflects the longest item (below). -> (B, T, N)"""
         net = self.network
         # SpeechBrain's convolutions pad by reflection ("same", padding_mode "reflect"): past its
         # end an item read its own mirrored frames where it was the longest of its batch (or
@@ -105,8 +106,11 @@ class Aligner(nn.Module):
 
 def _reach(layers: nn.Module) -> int:
     """How many positions past a sequence's end a stack of stride-1 convolutions reads."""
-    return sum((conv.kernel_size[0] - 1) // 2 * conv.dilation[0]
-               for conv in layers.modules() if isinstance(conv, nn.Conv1d))
+    convs = [c for c in layers.modules() if isinstance(c, nn.Conv1d)]
+    if any(c.stride[0] != 1 for c in convs):
+        raise ValueError("the aligner's convolutions must have stride 1.")
+    # SpeechBrain's "same" padding: floor(dilation * (kernel - 1) / 2) on each side
+    return sum(c.dilation[0] * (c.kernel_size[0] - 1) // 2 for c in convs)
 
 
 def _rectangle(token_lengths: Tensor, mel_lengths: Tensor, N: int, T: int) -> Tensor:
