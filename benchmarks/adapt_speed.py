@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                                   }.get(path, fused)
         layers._NATIVE_CONV = native if path != "before" else False
         metatts.adapt.split_collate = (split_collate if path != "before" else
-                                       lambda items, waste=0.0: collate(items))
+                                       lambda items, waste=0.0, stats=None: collate(items))
         metatts.adapt.fixed_text_states = (text_states if path not in ("before", "last") else
                                            lambda model, items, *rest: list(items))
         metatts.adapt.PIECE_WASTE = waste if path != "last" else 0.1

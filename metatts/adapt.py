@@ -46,6 +46,7 @@ import torch
 
 from metatts import audio
 from metatts.data.batch import Batch, Example, Parts, split_collate
+from metatts.data.pitch import voice_stats
 from metatts.frames import DEFAULT_KEY as DEFAULT_FRAMES_KEY
 from metatts.frames import KEYS as FRAME_KEYS
 from metatts.frames import NEIGHBOURS as FRAME_NEIGHBOURS
@@ -572,10 +573,16 @@ def adapt(clips: Sequence[Clip], base: Checkpoint, settings: AdaptSettings,
                                            arithmetic(settings.precision, device))
                          for items in (support, held_out))
 
+    # the voice's pitch statistics, of the clips the steps fit: every batch normalizes F0 by
+    # them, where a batch of some clips (early stopping's held-out one, stochastic or minibatch
+    # steps) would otherwise use its own (one batch of all of them computes the same numbers)
+    f0 = [x.f0 for x in support if x.f0 is not None]
+    stats = voice_stats(torch.cat(f0)) if f0 else None
+
     def batch(items: list[Example]) -> Batch | Parts:
         # clips of different lengths run as parts of similar length, pooled to the same loss
         # and gradients as one padded batch (benchmarks/adapt_speed.py)
-        return split_collate(items, PIECE_WASTE).to(device)
+        return split_collate(items, PIECE_WASTE, stats).to(device)
 
     elapsed = {0: time.perf_counter() - started}
     cpu = {0: time.process_time() - cpu_started}

@@ -550,3 +550,24 @@ def test_fused_adam_steps_as_the_written_out_one_on_either_convolution(base, cli
     # share of lr; a gradient read in the wrong order moves it by up to 2 lr a step
     for name, value in written.voice.params.items():
         torch.testing.assert_close(fused.voice.params[name], value, rtol=0, atol=0.1 * run.lr)
+
+
+def test_every_batch_normalizes_pitch_by_the_clips_the_steps_fit(base, clips, monkeypatch):
+    """Early stopping's held-out clip and stochastic steps are batches of some of the voice's
+    clips: each normalizes F0 by the statistics of the clips the steps fit, not by its own."""
+    import sys
+
+    from metatts.data.pitch import voice_stats
+
+    module = sys.modules["metatts.adapt"]
+    seen, real = [], module.split_collate
+
+    def spy(items, waste=0.1, pitch_stats=None):
+        seen.append((len(items), pitch_stats))
+        return real(items, waste, pitch_stats)
+
+    monkeypatch.setattr(module, "split_collate", spy)
+    adapt(clips, base, settings(steps=3, early_stop=True, batching="stochastic"))
+    fitted = voice_stats(torch.cat([x.f0 for x in support_examples(clips[:-1], base)]))
+    assert fitted is not None and {n for n, _ in seen} >= {1}
+    assert all(torch.allclose(stats, fitted) for _, stats in seen)

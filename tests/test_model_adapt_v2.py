@@ -183,6 +183,12 @@ def test_a_support_set_split_by_length_has_the_whole_batch_loss_and_gradients(fi
     whole, parts = collate(items), split_collate(items)
     assert isinstance(parts, Parts) and [len(p) for p in parts] == [2, 2, 1] and parts.items == 5
     assert isinstance(split_collate(items[:1]), type(whole))  # one length group: one batch
+    # statistics given (the whole voice's where the items are some of its clips): carried by
+    # every part, and by one batch too
+    voice = torch.tensor([5.0, 0.2])
+    assert all(torch.equal(p.pitch_stats, voice) for p in split_collate(items, 0.1, voice))
+    assert torch.equal(split_collate(items[:1], 0.1, voice).pitch_stats, voice)
+    assert split_collate(items[:1]).pitch_stats is None
     params = initial_params(model, ("adapters",), detach=True)
     params["speaker.new"] = torch.randn(TINY.speaker_dim, generator=g) * 0.3
     params = {k: v.clone().requires_grad_(True) for k, v in params.items()}

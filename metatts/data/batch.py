@@ -171,20 +171,25 @@ def length_groups(lengths: Sequence[int], waste: float = 0.1) -> list[list[int]]
     return groups
 
 
-def split_collate(items: Sequence[Example], waste: float = 0.1) -> Batch | Parts:
+def split_collate(items: Sequence[Example], waste: float = 0.1,
+                  pitch_stats: torch.Tensor | None = None) -> Batch | Parts:
     """``collate(items)``, split into :class:`Parts` of similar mel length when padding one batch
     would waste more than ``waste`` of its frames. Every part carries the pitch statistics of
     all the items' NEW_SPEAKER frames, as the whole batch would compute them, so that the pooled
-    loss equals the whole batch's. Used where the same set is run many times (adaptation)."""
+    loss equals the whole batch's. Used where the same set is run many times (adaptation).
+    ``pitch_stats`` (2,), when given, is carried instead, by one batch too: the statistics of
+    the whole voice where ``items`` are some of its clips (a held-out clip, a minibatch)."""
     from metatts.data.pitch import voice_stats
     from metatts.model.fastspeech2 import NEW_SPEAKER
 
     groups = length_groups([x.mel.shape[-1] for x in items], waste)
     if len(groups) == 1:
-        return collate(items)
-    stats = None
+        whole = collate(items)
+        return whole if pitch_stats is None else dataclasses.replace(whole,
+                                                                     pitch_stats=pitch_stats)
+    stats = pitch_stats
     new = [x.f0 for x in items if x.speaker == NEW_SPEAKER and x.f0 is not None]
-    if new:
+    if new and stats is None:
         stats = voice_stats(torch.cat(new))
     return Parts(dataclasses.replace(collate([items[i] for i in sorted(g)]), pitch_stats=stats)
                  for g in groups)
