@@ -7,7 +7,9 @@ task, seed, steps, text), and a pair counts only when both runs adapted from the
 clips, so that the difference is the checkpoint's alone. Per voice group, method and step count
 it prints each judge's mean (WER in %) in A and in B, the mean difference B - A with its 95 %
 cluster bootstrap interval (a cluster is one speaker's task, as in the report), the share of
-clips where B is higher, and the two-sided Wilcoxon p of the pairs. Nothing is judged again.
+clips where B is higher, and the two-sided Wilcoxon p of the pairs: of the clips, and of the
+means of each draw (a speaker's task) and of each voice, since the clips of one adaptation are
+not independent (the clip-level p is the optimistic one). Nothing is judged again.
 
     python -m eval.compare RUN RUN --cells meta:10 finetune-adam:100
 
@@ -26,7 +28,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from eval.runner import RECORD_FIELDS, RESULTS, ResultsError, read_results
-from eval.stats import cluster_bootstrap, paired_test
+from eval.stats import cluster_bootstrap, cluster_test, paired_test
 
 JUDGES = {"secs": "ECAPA", "secs_ge2e": "GE2E", "wer": "WER %", "mos": "DNSMOS"}
 SCALE = {"wer": 100.0}  # shown as a percentage
@@ -63,13 +65,18 @@ def compare(a: list[dict], b: list[dict]) -> tuple[list[dict], int]:
             diff = cluster_bootstrap([y - x for x, y, _ in both], [c for _, _, c in both])
             test = paired_test({i: y for i, (_, y, _) in enumerate(both)},
                                {i: x for i, (x, _, _) in enumerate(both)})
+            # clips of one adaptation are not independent: the same test on draw means and on
+            # voice means too
+            draws = cluster_test(both)
+            voices = cluster_test([(x, y, c[0]) for x, y, c in both])
             rows.append({"group": group, "method": method, "shots": shots, "steps": steps,
                          "judge": judge, "clips": len(both),
                          "a": sum(x for x, _, _ in both) / len(both),
                          "b": sum(y for _, y, _ in both) / len(both),
                          "difference": diff.mean, "low": diff.low, "high": diff.high,
                          "b_higher": sum(y > x for x, y, _ in both) / len(both),
-                         "p": test.p})
+                         "p": test.p, "p_draws": draws.p, "draws": draws.pairs,
+                         "p_voices": voices.p, "voices": voices.pairs})
     return rows, mismatched
 
 
@@ -147,13 +154,19 @@ def main(argv: list[str] | None = None) -> int:
               "(the steps column reads 0 for both cells)")
     else:
         print(f"A = {args.a}, B = {args.b}")
-    print("| group | method | k | steps | judge | clips | A | B | B - A [95 % CI] | B higher | p |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| group | method | k | steps | judge | clips | A | B | B - A [95 % CI] | B higher | "
+          "p (clips) | p (draws) | p (voices) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+    def shown(p: float | None, n: int | None = None) -> str:
+        return ("n/a" if p is None else f"{p:.2g}") + ("" if n is None else f" ({n})")
+
     for r in rows:
-        p = "n/a" if r["p"] is None else f"{r['p']:.2g}"
         print(f"| {r['group']} | {r['method']} | {r['shots']} | {r['steps']} | {r['judge']} | "
               f"{r['clips']} | {r['a']:.3f} | {r['b']:.3f} | {r['difference']:+.3f} "
-              f"[{r['low']:+.3f}, {r['high']:+.3f}] | {100 * r['b_higher']:.0f} % | {p} |")
+              f"[{r['low']:+.3f}, {r['high']:+.3f}] | {100 * r['b_higher']:.0f} % | "
+              f"{shown(r['p'])} | {shown(r['p_draws'], r['draws'])} | "
+              f"{shown(r['p_voices'], r['voices'])} |")
     if mismatched:
         print(f"{mismatched} clips left out: adapted from different support clips in the two runs")
     if args.out:

@@ -100,3 +100,25 @@ def test_a_record_without_a_key_field_is_named_with_its_line(tmp_path, capsys):
     assert main([str(tmp_path / "a"), str(tmp_path / "b")]) == 2  # was a KeyError traceback
     err = capsys.readouterr().err
     assert f"{tmp_path / 'b' / 'results.jsonl'}:2: a record without 'method'" in err
+
+
+def test_the_paired_test_is_also_made_on_draw_and_voice_means():
+    """Clips of one adaptation are not independent: besides the clips' p, compare tests the
+    mean of each draw (speaker, task, seed) and of each voice, with their counts."""
+    from scipy.stats import wilcoxon
+
+    a, b = [], []
+    gains = {("v1", 0): 0.05, ("v1", 1): 0.02, ("v2", 0): 0.04, ("v2", 1): -0.01,
+             ("v3", 0): 0.03, ("v3", 1): 0.06}
+    for (speaker, task), gain in gains.items():
+        for n, text in enumerate(("one", "two", "three", "four")):
+            x = 0.3 + 0.01 * n
+            a.append({**_record(speaker, text, x), "task": task})
+            b.append({**_record(speaker, text, x + gain + 0.001 * n), "task": task})
+    ecapa = next(r for r in compare(a, b)[0] if r["judge"] == "ECAPA")
+    assert ecapa["clips"] == 24 and ecapa["draws"] == 6 and ecapa["voices"] == 3
+    per_draw = [gain + 0.0015 for gain in gains.values()]  # the mean of 0.001 * n over n < 4
+    assert ecapa["p_draws"] == pytest.approx(wilcoxon(per_draw).pvalue)
+    per_voice = [(gains[(v, 0)] + gains[(v, 1)]) / 2 + 0.0015 for v in ("v1", "v2", "v3")]
+    assert ecapa["p_voices"] == pytest.approx(wilcoxon(per_voice).pvalue)
+    assert ecapa["p"] < ecapa["p_draws"] < ecapa["p_voices"]  # fewer, truer units

@@ -532,3 +532,27 @@ def test_a_baseline_not_measured_is_said(tmp_path, checkpoints):
                             FakeScorer(), fake_vocoder)
     assert any("--baseline finetune-adam is not among the methods" in p
                for p in summary["problems"])
+
+
+def test_a_clip_is_also_scored_without_the_real_clip_of_its_own_sentence():
+    """``secs`` averages a synthesized clip's cosine over every reference, its own sentence's
+    real clip among them, where the ceiling compares real clips of other sentences only;
+    ``secs_other`` leaves that clip out."""
+    from eval.references import Bank
+    from eval.runner import measure_clips
+    from eval.scorer import Measured
+    from metatts.data import Utterance
+
+    test = tuple(Utterance(f"r{i}", "v", text, Path(f"r{i}.wav"), 1.0)
+                 for i, text in enumerate(["One two.", "Three four.", "Five six."]))
+    task = grid.Task("v", 0, 0, (), test, "natural")
+    refs = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    bank = Bank(tuple(u.id for u in test), refs, None)
+
+    class Judge:
+        def measure(self, wavs, sample_rate):
+            return [Measured("one two", np.array([1.0, 0.0]), None, 3.0) for _ in wavs]
+
+    [out] = measure_clips([np.zeros(160)], ["one two"], task, bank, Judge(), [(0.1, 0.1)])
+    assert out["secs"] == pytest.approx((1.0 + 0.0 + 0.6) / 3)
+    assert out["secs_other"] == pytest.approx((0.0 + 0.6) / 2)  # "One two." left out
