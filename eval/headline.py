@@ -124,16 +124,20 @@ def work_line(w: dict[str, float]) -> str:
 
 
 def voices(records: list[dict], references: list[dict], method: str, shots: int,
-           groups: tuple[str, ...] = ("natural", "real")) -> list[str]:
+           groups: tuple[str, ...] = ("natural", "real"), field: str = "secs") -> list[str]:
     """Markdown lines: one row per voice of ``groups`` for ``method`` at ``shots`` clips, its
     ceiling (ECAPA between its own real clips) and its mean ECAPA at every step count with the
-    share of that ceiling in brackets; what a group's mean hides."""
+    share of that ceiling in brackets; what a group's mean hides. A group of several voices
+    ends with their means (shares: the mean of the voices' shares). ``field`` "secs_other"
+    reads each clip's similarity without the real clip of its own sentence, as the ceiling has
+    none (records since 2026-12-08); clips without it are left out."""
     bounds = readable.speaker_bounds(references)
     cells: dict[tuple[str, int], list[float]] = {}
     group_of: dict[str, str] = {}
     for r in records:
-        if r["method"] == method and r["shots"] == shots and r["group"] in groups:
-            cells.setdefault((r["speaker"], r["steps"]), []).append(r["secs"])
+        if (r["method"] == method and r["shots"] == shots and r["group"] in groups
+                and r.get(field) is not None):
+            cells.setdefault((r["speaker"], r["steps"]), []).append(r[field])
             group_of[r["speaker"]] = r["group"]
     steps = sorted({n for _, n in cells})
     out = [f"| voice | group | ceiling | {method}, k = {shots}: ECAPA after "
@@ -149,6 +153,20 @@ def voices(records: list[dict], references: list[dict], method: str, shots: int,
                            else f"{mean:.3f} ({100 * mean / top:.0f} %)")
             out.append(f"| {speaker} | {group} | {'-' if top is None else format(top, '.3f')} "
                        f"| {' / '.join(got)} |")
+        members = [v for v, g in group_of.items() if g == group and v in bounds]
+        if len(members) > 1:
+            got = []
+            for n in steps:
+                means = {v: sum(cells[(v, n)]) / len(cells[(v, n)]) for v in members
+                         if (v, n) in cells}
+                if not means:
+                    got.append("-")
+                    continue
+                share = sum(m / bounds[v].ceiling for v, m in means.items()) / len(means)
+                got.append(f"{sum(means.values()) / len(means):.3f} ({100 * share:.0f} %)")
+            top = sum(bounds[v].ceiling for v in members) / len(members)
+            out.append(f"| mean of {len(members)} voices | {group} | {top:.3f} | "
+                       f"{' / '.join(got)} |")
     return out
 
 
@@ -161,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--voices", metavar="METHOD:K",
                         help="instead, one row per natural and real voice for METHOD at K clips "
                              "(e.g. meta:5): its ceiling and its ECAPA at every step count")
+    parser.add_argument("--without-own-sentence", action="store_true",
+                        help="with --voices: each clip's ECAPA without the real clip of its own "
+                             "sentence among the references (secs_other), as the ceiling has")
     args = parser.parse_args(argv)
     try:
         return _main(args)
@@ -185,7 +206,8 @@ def _main(args: argparse.Namespace) -> int:
                       file=sys.stderr)
                 return 1
         lines = voices(runner.read_results(args.run / runner.RESULTS, runner.RECORD_FIELDS),
-                       runner.read_results(args.run / refs_file.RECORDS), method, int(shots))
+                       runner.read_results(args.run / refs_file.RECORDS), method, int(shots),
+                       field="secs_other" if args.without_own_sentence else "secs")
         if len(lines) == 2:
             print(f"no record of {method} at k = {shots} in {args.run}.", file=sys.stderr)
             return 1

@@ -105,6 +105,20 @@ def test_voices_gives_each_voice_its_own_ceiling_and_share():
     ]
 
 
+def test_voices_ends_a_group_with_its_means_and_reads_secs_other_when_asked():
+    def rec(speaker, secs, other=None):
+        return {"speaker": speaker, "group": "natural", "method": "meta", "shots": 5,
+                "steps": 10, "secs": secs, "secs_other": other}
+    records = [rec("a", 0.6, 0.5), rec("b", 0.4, 0.3), rec("b", 0.8)]  # b's second: no other
+    refs = [{"kind": "real", "speaker": "a", "secs": 0.8, "secs_floor": 0.1},
+            {"kind": "real", "speaker": "b", "secs": 0.5, "secs_floor": 0.1}]
+    assert headline.voices(records, refs, "meta", 5)[-1] == \
+        "| mean of 2 voices | natural | 0.650 | 0.600 (98 %) |"  # a 75 %, b 120 %
+    assert headline.voices(records, refs, "meta", 5, field="secs_other")[2:] == [
+        "| a | natural | 0.800 | 0.500 (62 %) |", "| b | natural | 0.500 | 0.300 (60 %) |",
+        "| mean of 2 voices | natural | 0.650 | 0.400 (61 %) |"]
+
+
 def test_voices_refuses_a_bad_method_spec(tmp_path, capsys):
     assert headline.main([str(tmp_path), "--voices", "meta"]) == 1
     assert "write METHOD:K" in capsys.readouterr().err
