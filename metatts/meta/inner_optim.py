@@ -64,9 +64,9 @@ class FusedAdam:
     fused=True)``) updating copies of the parameters in place: one pass over all tensors where
     the written-out step makes ten per tensor. For steps nothing is differentiated through (see
     :func:`fusable`). The decoder's 111 tensors (1.9 M numbers) on 2 cores: 2.4 ms a step
-    against 13 ms, timed alone; 5 clips x 20 steps 0.945x the time of the written-out step
-    (median of 3 paired rounds, ``python benchmarks/adapt_speed.py``, now against written;
-    2026-12-07 night)."""
+    against 13 ms, timed alone; 5 clips x 20 steps 0.945x and 0.977x the time of the
+    written-out step in two runs (median of 3 paired rounds each, ``python
+    benchmarks/adapt_speed.py``, now against written; 2026-12-07 night)."""
 
     def __init__(self, params: Mapping[str, Tensor], lr: float,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
