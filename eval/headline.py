@@ -140,6 +140,7 @@ def voices(records: list[dict], references: list[dict], method: str, shots: int,
             cells.setdefault((r["speaker"], r["steps"]), []).append(r[field])
             group_of[r["speaker"]] = r["group"]
     steps = sorted({n for _, n in cells})
+    mean = {key: sum(v) / len(v) for key, v in cells.items()}  # (speaker, steps) -> mean
     out = [f"| voice | group | ceiling | {method}, k = {shots}: ECAPA after "
            f"{' / '.join(map(str, steps))} steps (share of the ceiling) |", "|---|---|---|---|"]
     for group in groups:
@@ -147,18 +148,16 @@ def voices(records: list[dict], references: list[dict], method: str, shots: int,
             top = bounds[speaker].ceiling if speaker in bounds else None
             got = []
             for n in steps:
-                v = cells.get((speaker, n))
-                mean = None if not v else sum(v) / len(v)
-                got.append("-" if mean is None else f"{mean:.3f}" if top is None
-                           else f"{mean:.3f} ({100 * mean / top:.0f} %)")
+                m = mean.get((speaker, n))
+                got.append("-" if m is None else f"{m:.3f}" if top is None
+                           else f"{m:.3f} ({100 * m / top:.0f} %)")
             out.append(f"| {speaker} | {group} | {'-' if top is None else format(top, '.3f')} "
                        f"| {' / '.join(got)} |")
         members = [v for v, g in group_of.items() if g == group and v in bounds]
         if len(members) > 1:
             got = []
             for n in steps:
-                means = {v: sum(cells[(v, n)]) / len(cells[(v, n)]) for v in members
-                         if (v, n) in cells}
+                means = {v: mean[(v, n)] for v in members if (v, n) in mean}
                 if not means:
                     got.append("-")
                     continue

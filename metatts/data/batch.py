@@ -188,8 +188,8 @@ def split_collate(items: Sequence[Example], waste: float = 0.1,
         return whole if pitch_stats is None else dataclasses.replace(whole,
                                                                      pitch_stats=pitch_stats)
     stats = pitch_stats
-    new = [x.f0 for x in items if x.speaker == NEW_SPEAKER and x.f0 is not None]
-    if new and stats is None:
-        stats = voice_stats(torch.cat(new))
+    if stats is None:
+        new = [x.f0 for x in items if x.speaker == NEW_SPEAKER and x.f0 is not None]
+        stats = voice_stats(torch.cat(new)) if new else None
     return Parts(dataclasses.replace(collate([items[i] for i in sorted(g)]), pitch_stats=stats)
                  for g in groups)

@@ -58,6 +58,8 @@ class Aligner(nn.Module):
         self.network = _alignment_network()(
             in_query_channels=n_mels, in_key_channels=token_dim, attn_channels=channels,
             temperature=temperature)
+        # how far past an end the convolutions read (see _scores), once
+        self._reach = (_reach(self.network.query_layer), _reach(self.network.key_layer))
 
     def forward(self, tokens: Tensor, mels: Tensor, token_lengths: Tensor,
                 mel_lengths: Tensor) -> Alignment:
@@ -96,8 +98,8 @@ class Aligner(nn.Module):
         # alone and beside longer ones; 2026-12-07). Zero columns past the longest, as wide as
         # the layers reach, give every item zeros there.
         T, N = mels.shape[-1], keys.shape[-1]
-        queries = net.query_layer(F.pad(mels, (0, _reach(net.query_layer))))[..., :T]  # (B, C, T)
-        keys = net.key_layer(F.pad(keys, (0, _reach(net.key_layer))))[..., :N]  # (B, C, N)
+        queries = net.query_layer(F.pad(mels, (0, self._reach[0])))[..., :T]  # (B, C, T)
+        keys = net.key_layer(F.pad(keys, (0, self._reach[1])))[..., :N]  # (B, C, N)
         distance = ((queries ** 2).sum(1)[:, :, None] + (keys ** 2).sum(1)[:, None, :]
                     - 2 * queries.transpose(1, 2) @ keys)  # (B, T, N)
         scores = torch.where(token_mask[:, None, :], -net.temperature * distance, NEG)
