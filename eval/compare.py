@@ -2,21 +2,26 @@
 
     python -m eval.compare runs/eval/span_control runs/eval/span [--out compare.json]
 
-Each run is a ``python -m eval --out DIR`` folder. Records are paired by (speaker, method, shots,
+Each run is a ``python -m eval --out DIR`` folder, or several joined by commas (their records
+read as one run, e.g. the cells of one grid run into different folders). Records are paired by (speaker, method, shots,
 task, seed, steps, text), and a pair counts only when both runs adapted from the same support
 clips, so that the difference is the checkpoint's alone. Per voice group, method and step count
 it prints each judge's mean (WER in %) in A and in B, the mean difference B - A with its 95 %
-cluster bootstrap interval (a cluster is one speaker's task, as in the report), the share of
-clips where B is higher, and the two-sided Wilcoxon p of the pairs: of the clips, and of the
-means of each draw (a speaker's task) and of each voice, since the clips of one adaptation are
-not independent (the clip-level p is the optimistic one). Nothing is judged again.
+bootstrap interval (voices, then each voice's draws, as in the report), the share of clips where
+B is higher, and the two-sided Wilcoxon p of the pairs: of the clips, and of the means of each
+draw (a speaker's task) and of each voice, since the clips of one adaptation are not independent
+(the clip-level p is the optimistic one). Each of the three p columns is also Holm-adjusted over
+every row of the same judge (one family per judge and level: the rows printed). ECAPA and GE2E
+are also read without the real clip of each clip's own sentence among the references ("ECAPA
+other", as the ceiling has none) where the records carry it. Nothing is judged again.
 
-    python -m eval.compare RUN RUN --cells meta:10 finetune-adam:100
+    python -m eval.compare RUN RUN --cells meta:10 finetune-adam:100 [--cells A:N B:M ...]
 
 compares two cells of one grid instead (A: the first method after its step count, B: the second;
 the same run may be given twice): pairs are the same clips (speaker, shots, task, seed, text and
 support clips), e.g. issue #16's "the meta-learned start after 10 steps against fine-tuning from
-the mean after 100".
+the mean after 100". Give ``--cells`` again for each further pair of cells; the Holm columns
+then adjust over all of them: one family of claims, as #16's targets are.
 """
 
 from __future__ import annotations
@@ -28,9 +33,11 @@ from collections import defaultdict
 from pathlib import Path
 
 from eval.runner import RECORD_FIELDS, RESULTS, ResultsError, read_results
-from eval.stats import cluster_bootstrap, cluster_test, paired_test
+from eval.stats import cluster_test, holm, paired_test, voice_bootstrap
 
-JUDGES = {"secs": "ECAPA", "secs_ge2e": "GE2E", "wer": "WER %", "mos": "DNSMOS"}
+JUDGES = {"secs": "ECAPA", "secs_other": "ECAPA other", "secs_ge2e": "GE2E",
+          "secs_ge2e_other": "GE2E other", "wer": "WER %", "mos": "DNSMOS"}
+LEVELS = ("p", "p_draws", "p_voices")  # the paired test of clips, draw means, voice means
 SCALE = {"wer": 100.0}  # shown as a percentage
 
 
@@ -62,7 +69,8 @@ def compare(a: list[dict], b: list[dict]) -> tuple[list[dict], int]:
                     if x.get(field) is not None and y.get(field) is not None]
             if not both:
                 continue
-            diff = cluster_bootstrap([y - x for x, y, _ in both], [c for _, _, c in both])
+            diff = voice_bootstrap([y - x for x, y, _ in both], [c[0] for _, _, c in both],
+                                   [c for _, _, c in both])
             test = paired_test({i: y for i, (_, y, _) in enumerate(both)},
                                {i: x for i, (x, _, _) in enumerate(both)})
             # clips of one adaptation are not independent: the same test on draw means and on
@@ -77,7 +85,23 @@ def compare(a: list[dict], b: list[dict]) -> tuple[list[dict], int]:
                          "b_higher": sum(y > x for x, y, _ in both) / len(both),
                          "p": test.p, "p_draws": draws.p, "draws": draws.pairs,
                          "p_voices": voices.p, "voices": voices.pairs})
+    holm_columns(rows)
     return rows, mismatched
+
+
+def holm_columns(rows: list[dict]) -> None:
+    """Add ``holm``, ``holm_draws``, ``holm_voices``: each level's p Holm-adjusted over the rows of
+    the same judge."""
+    for judge in {r["judge"] for r in rows}:
+        same = [r for r in rows if r["judge"] == judge]
+        for level in LEVELS:
+            for r, p in zip(same, holm([r[level] for r in same])):
+                r[level.replace("p", "holm", 1)] = p
+
+
+def _folders(side: str) -> list[str]:
+    """A run given on the command line: one folder, or several joined by commas."""
+    return [f for f in side.split(",") if f]
 
 
 def cell(spec: str) -> tuple[str, int]:
@@ -99,49 +123,59 @@ def one_cell(records: list[dict], method: str, steps: int, label: str) -> list[d
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.compare",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("a", help="the first run's folder (the reference)")
-    parser.add_argument("b", help="the second run's folder")
+    parser.add_argument("a", help="the first run's folder (the reference); several joined by "
+                        "commas are read as one run")
+    parser.add_argument("b", help="the second run's folder (or folders, joined by commas)")
     parser.add_argument("--out", default=None, help="also write the rows as JSON here")
     parser.add_argument("--force", action="store_true", help="replace --out if it exists")
     parser.add_argument("--cells", nargs=2, metavar=("METHOD:STEPS", "METHOD:STEPS"),
+                        action="append",
                         help="compare these two cells (A from the first run, B from the second) "
-                             "instead of the same cells of two runs")
+                             "instead of the same cells of two runs; give it again for more "
+                             "pairs of cells (Holm adjusts over all of them)")
     args = parser.parse_args(argv)
     if args.out:
         from metatts.assets import output_problem
 
         problem = output_problem(args.out, force=args.force, inputs=[
-            Path(f) / name for f in (args.a, args.b) for name in (RESULTS, "summary.json")])
+            Path(f) / name for side in (args.a, args.b) for f in _folders(side)
+            for name in (RESULTS, "summary.json")])
         if problem:
             parser.error(f"--out {problem}")
     cells = None
     if args.cells:
         try:
-            cells = [cell(spec) for spec in args.cells]
+            cells = [(cell(a), cell(b)) for a, b in args.cells]
         except ValueError as err:
             parser.error(str(err))
     runs = []
-    for folder in (args.a, args.b):
-        try:
-            records = read_results(Path(folder) / RESULTS, RECORD_FIELDS)
-        except ResultsError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        if not records:
-            print(f"error: {folder} has no {RESULTS}: give a folder written by "
-                  f"'python -m eval --out FOLDER'.", file=sys.stderr)
-            return 2
+    for side in (args.a, args.b):
+        records = []
+        for folder in _folders(side):
+            try:
+                got = read_results(Path(folder) / RESULTS, RECORD_FIELDS)
+            except ResultsError as err:
+                print(f"error: {err}", file=sys.stderr)
+                return 2
+            if not got:
+                print(f"error: {folder} has no {RESULTS}: give a folder written by "
+                      f"'python -m eval --out FOLDER'.", file=sys.stderr)
+                return 2
+            records += got
         runs.append(records)
     if cells:
-        label = " vs ".join(args.cells)
-        picked = [one_cell(records, method, steps, label)
-                  for records, (method, steps) in zip(runs, cells)]
-        for spec, chosen, records, folder in zip(args.cells, picked, runs, (args.a, args.b)):
-            if not chosen:
-                present = sorted({f"{r['method']}:{r['steps']}" for r in records})
-                print(f"error: {folder} has no clip of the cell {spec}; it has "
-                      f"{', '.join(present)}.", file=sys.stderr)
-                return 2
+        picked: list[list[dict]] = [[], []]
+        for specs, pair in zip(args.cells, cells):
+            label = " vs ".join(specs)
+            for side, (spec, (method, steps), records, folder) in enumerate(
+                    zip(specs, pair, runs, (args.a, args.b))):
+                chosen = one_cell(records, method, steps, label)
+                if not chosen:
+                    present = sorted({f"{r['method']}:{r['steps']}" for r in records})
+                    print(f"error: {folder} has no clip of the cell {spec}; it has "
+                          f"{', '.join(present)}.", file=sys.stderr)
+                    return 2
+                picked[side] += chosen
         runs = picked
     rows, mismatched = compare(*runs)
     if not rows:
@@ -150,13 +184,13 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     if cells:
-        print(f"A = {args.cells[0]} of {args.a}, B = {args.cells[1]} of {args.b} "
-              "(the steps column reads 0 for both cells)")
+        print(f"A = the first cell of each pair, from {args.a}; B = the second, from {args.b} "
+              "(the method column names the pair; the steps column reads 0 for both cells)")
     else:
         print(f"A = {args.a}, B = {args.b}")
     print("| group | method | k | steps | judge | clips | A | B | B - A [95 % CI] | B higher | "
-          "p (clips) | p (draws) | p (voices) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "p (clips) | p (draws) | p (voices) | Holm (clips) | Holm (draws) | Holm (voices) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
     def shown(p: float | None, n: int | None = None) -> str:
         return ("n/a" if p is None else f"{p:.2g}") + ("" if n is None else f" ({n})")
@@ -166,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['clips']} | {r['a']:.3f} | {r['b']:.3f} | {r['difference']:+.3f} "
               f"[{r['low']:+.3f}, {r['high']:+.3f}] | {100 * r['b_higher']:.0f} % | "
               f"{shown(r['p'])} | {shown(r['p_draws'], r['draws'])} | "
-              f"{shown(r['p_voices'], r['voices'])} |")
+              f"{shown(r['p_voices'], r['voices'])} | {shown(r['holm'])} | "
+              f"{shown(r['holm_draws'])} | {shown(r['holm_voices'])} |")
     if mismatched:
         print(f"{mismatched} clips left out: adapted from different support clips in the two runs")
     if args.out:

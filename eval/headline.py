@@ -30,12 +30,16 @@ def _joined(values: list, fmt: str, suffix: str = "") -> str:
     return " / ".join("-" if v is None else format(v, fmt) for v in values) + suffix
 
 
-def table(summary: dict, methods: list[str]) -> list[str]:
-    """Markdown lines: the header and one row per group, shot count and method present."""
+def table(summary: dict, methods: list[str], field: str = "secs") -> list[str]:
+    """Markdown lines: the header and one row per group, shot count and method present.
+    ``field`` "secs_other": ECAPA and the gap closed without the real clip of each clip's own
+    sentence among the references (as the ceiling has none; reports since 2026-12-08)."""
     rows = summary["rows"]
     steps = sorted({r["steps"] for r in rows})
-    out = [f"| group, k | method | ECAPA after {' / '.join(map(str, steps))} steps "
-           "| gap closed (ECAPA) | WER % | DNSMOS |", "|---|---|---|---|---|---|"]
+    gap_field = "gap_closed" if field == "secs" else "gap_closed_other"
+    what = "ECAPA" if field == "secs" else "ECAPA, other sentences,"
+    out = [f"| group, k | method | {what} after {' / '.join(map(str, steps))} steps "
+           f"| gap closed ({what.rstrip(',')}) | WER % | DNSMOS |", "|---|---|---|---|---|---|"]
     for group in GROUPS:
         for shots in sorted({r["shots"] for r in rows if r["group"] == group}, reverse=True):
             for method in methods:
@@ -44,11 +48,11 @@ def table(summary: dict, methods: list[str]) -> list[str]:
                 if not cells:
                     continue
                 got = [cells.get(n, {}) for n in steps]
-                gap = [None if c.get("gap_closed") is None else 100 * c["gap_closed"]
+                gap = [None if c.get(gap_field) is None else 100 * c[gap_field]
                        for c in got]
                 wer = [None if c.get("wer") is None else 100 * c["wer"] for c in got]
                 out.append(f"| {group}, {shots} | {NAMES.get(method, method)} "
-                           f"| {_joined([c.get('secs') for c in got], '.3f')} "
+                           f"| {_joined([c.get(field) for c in got], '.3f')} "
                            f"| {_joined(gap, '.0f', ' %')} | {_joined(wer, '.1f')} "
                            f"| {_joined([c.get('mos') for c in got], '.2f')} |")
     return out
@@ -179,8 +183,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="instead, one row per natural and real voice for METHOD at K clips "
                              "(e.g. meta:5): its ceiling and its ECAPA at every step count")
     parser.add_argument("--without-own-sentence", action="store_true",
-                        help="with --voices: each clip's ECAPA without the real clip of its own "
-                             "sentence among the references (secs_other), as the ceiling has")
+                        help="each clip's ECAPA without the real clip of its own sentence among "
+                             "the references (secs_other), as the ceiling has none; for the "
+                             "table and --voices (runs since 2026-12-08)")
     args = parser.parse_args(argv)
     try:
         return _main(args)
@@ -224,7 +229,15 @@ def _main(args: argparse.Namespace) -> int:
         print(f"no rows of {', '.join(unknown)} in {path} (it has {', '.join(sorted(have))}).",
               file=sys.stderr)
         return 1
-    print("\n".join(table(summary, args.methods)))
+    field = "secs_other" if args.without_own_sentence else "secs"
+    if field == "secs_other" and not any(r.get("secs_other") is not None
+                                         for r in summary["rows"]):
+        print(f"{path} has no similarity without the own sentence (secs_other): its run predates "
+              "2026-12-08, or its report was written before; write the report again with "
+              "python -m eval --out DIR (nothing is judged again), or leave the flag out.",
+              file=sys.stderr)
+        return 1
+    print("\n".join(table(summary, args.methods, field)))
     print()
     print("\n".join(references(summary)))
     beside = sorted(args.run.glob("*/summary.json"))

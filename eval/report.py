@@ -17,8 +17,13 @@ from eval.groups import GROUPS, group_of
 from eval.naturalness import NAME as MOS_NAME
 
 SIMILARITY = {"secs": "ECAPA", "secs_ge2e": "GE2E"}  # record field -> encoder
-METRICS = ("wer", "secs", "secs_ge2e", "mos", "adapt_seconds")  # per clip: mean and interval
-TESTED = ("wer", "secs", "secs_ge2e", "mos")  # paired tests against the baseline
+# each clip's similarity without the real clip of its own sentence among the references, as the
+# ceiling has none (records since 2026-12-08): field -> the field whose bounds it is read against
+OTHER = {"secs_other": "secs", "secs_ge2e_other": "secs_ge2e"}
+METRICS = ("wer", "secs", "secs_ge2e", "mos", "adapt_seconds", *OTHER)  # mean and interval
+TESTED = ("wer", "secs", "secs_ge2e", "mos", *OTHER)  # paired tests against the baseline
+TEST_NAMES = {"wer": "wer", "secs": "ecapa", "secs_ge2e": "ge2e", "mos": "mos",
+              "secs_other": "ecapa other", "secs_ge2e_other": "ge2e other"}
 MATCH_AT = (5, 10)  # steps-to-match targets: the meta-learned start after this many steps
 NOT_AVAILABLE = "n/a"
 DEFINITIONS = f"""\
@@ -31,6 +36,9 @@ DEFINITIONS = f"""\
   embeddings of a synthesized clip to the speaker's held-out real test clips (never the support
   clips). **secs (GE2E)**: the same with a second, independent encoder ({{ge2e}}). Raw cosines
   of different encoders are not comparable with each other, nor with published figures.
+  **other sentences**: the same mean without the real clip of the synthesized clip's own
+  sentence, as the ceiling (cosines between different real clips) has none; the fair figure to
+  set against the ceiling (runs since 2026-12-08).
 - **gap closed**: per speaker, (secs - floor) / (ceiling - floor) with the floor and ceiling
   of the same encoder from the `real` reference rows (ceiling: cosine between different real
   clips of the speaker; floor: cosine of its real clips to other speakers' real clips, all
@@ -43,8 +51,10 @@ DEFINITIONS = f"""\
   listening-test ratings, trained on noisy and processed real speech, not on TTS. It is not a
   human MOS: compare rows with each other, not with published MOS.
 - **adapt_seconds**: wall time of one adaptation (features + steps), on this machine.
-- Intervals: 95 % percentile bootstrap ({{resamples}} resamples) over clusters of one speaker and
-  one support draw (task); reference rows over speakers.
+- Intervals: 95 % percentile bootstrap ({{resamples}} resamples) in two stages: the speakers with
+  replacement, then each drawn speaker's support draws (tasks) with replacement, so that an
+  interval speaks of voices like these (with one speaker: of its draws); reference rows over
+  speakers.
 - **p (Holm)**: two-sided Wilcoxon signed-rank test (scipy, zero differences dropped) of the
   method against {{baseline}} at the same group, k and steps, on clips matched by (speaker, task,
   text); Holm-adjusted over every cell of every group, one family per metric. **pairs** is the
@@ -56,12 +66,16 @@ DEFINITIONS = f"""\
 
 
 def _interval(records: list[dict], name: str, cluster: Callable[[dict], object], seed: int,
-              resamples: int) -> tuple[float | None, list[float] | None]:
+              resamples: int, draw: Callable[[dict], object] | None = None
+              ) -> tuple[float | None, list[float] | None]:
+    """The mean of ``name`` with its bootstrap interval over ``cluster`` (e.g. speakers), and
+    within each cluster over ``draw`` (e.g. a speaker's support draws) where given."""
     kept = [r for r in records if r.get(name) is not None]
     if not kept:
         return None, None
-    iv = stats.cluster_bootstrap([r[name] for r in kept], [cluster(r) for r in kept],
-                                 resamples, seed)
+    values, clusters = [r[name] for r in kept], [cluster(r) for r in kept]
+    iv = stats.cluster_bootstrap(values, clusters, resamples, seed) if draw is None else \
+        stats.voice_bootstrap(values, clusters, [draw(r) for r in kept], resamples, seed)
     return iv.mean, [iv.low, iv.high]
 
 
@@ -90,12 +104,13 @@ def summary_rows(records: list[dict], baseline: str, *,
                "speakers": len({r["speaker"] for r in rs}),
                "tasks": len({(r["speaker"], r["seed"]) for r in rs})}
         for name in METRICS:
-            row[name], row[f"{name}_ci"] = _interval(rs, name, lambda r: (r["speaker"], r["seed"]),
-                                                     seed, resamples)
+            row[name], row[f"{name}_ci"] = _interval(rs, name, lambda r: r["speaker"], seed,
+                                                     resamples, lambda r: r["seed"])
         row["wer_pooled"] = _pooled(rs)
-        for name in SIMILARITY:
-            row[_gap(name)], row[f"{_gap(name)}_ci"] = _gap_closed(rs, (bounds or {}).get(name, {}),
-                                                                   name, seed, resamples)
+        for name in (*SIMILARITY, *OTHER):
+            against = OTHER.get(name, name)
+            row[_gap(name)], row[f"{_gap(name)}_ci"] = _gap_closed(
+                rs, (bounds or {}).get(against, {}), name, seed, resamples)
         base = cells.get((group, baseline, shots, steps))
         row["p_vs_finetune"] = None if base is None or method == baseline else \
             _paired(rs, base)
@@ -105,6 +120,7 @@ def summary_rows(records: list[dict], baseline: str, *,
 
 
 def _gap(name: str) -> str:
+    """gap_closed (secs), gap_closed_ge2e, gap_closed_other, gap_closed_ge2e_other."""
     return "gap_closed" if name == "secs" else f"gap_closed_{name.removeprefix('secs_')}"
 
 
@@ -222,20 +238,26 @@ def _p(row: dict) -> str:
     if not p:
         return "-"
     holm = p["holm"]
-    return ", ".join(f"{k.removeprefix('secs_') if k != 'secs' else 'ecapa'} "
-                     f"{'-' if holm[k] is None else f'{holm[k]:.3g}'}" for k in TESTED)
+    return ", ".join(f"{TEST_NAMES[k]} {'-' if holm[k] is None else f'{holm[k]:.3g}'}"
+                     for k in TESTED if k not in OTHER or holm.get(k) is not None)
 
 
 def _table(rows: list[dict], ge2e: str) -> list[str]:
+    """The Methods table; runs whose records carry ``secs_other`` get its two columns."""
+    other = any(r.get("secs_other") is not None for r in rows)
     header = ("| method | k | steps | n | pairs | wer [95% CI] | wer_pooled | secs ECAPA [95% CI] "
-              "| gap closed ECAPA | secs GE2E [95% CI] | gap closed GE2E | mos [95% CI] | "
-              "adapt s | p (Holm) vs baseline |")
-    lines = [header, "|" + "---|" * 14]
+              "| gap closed ECAPA | " + ("ECAPA, other sentences [95% CI] | gap closed, other "
+                                         "sentences | " if other else "") +
+              "secs GE2E [95% CI] | gap closed GE2E | mos [95% CI] | adapt s | "
+              "p (Holm) vs baseline |")
+    lines = [header, "|" + "---|" * (16 if other else 14)]
     for r in rows:
         pairs = r["p_vs_finetune"]["pairs"] if r.get("p_vs_finetune") else "-"
+        fair = (f"{_fmt(r.get('secs_other'), r.get('secs_other_ci'))} | "
+                f"{_pct(r.get('gap_closed_other'))} | ") if other else ""
         lines.append(f"| {r['method']} | {r['shots']} | {r['steps']} | {r['n']} | {pairs} | "
                      f"{_fmt(r['wer'], r['wer_ci'])} | {_fmt(r['wer_pooled'])} | "
-                     f"{_fmt(r['secs'], r['secs_ci'])} | {_pct(r['gap_closed'])} | "
+                     f"{_fmt(r['secs'], r['secs_ci'])} | {_pct(r['gap_closed'])} | {fair}"
                      f"{_fmt(r['secs_ge2e'], r['secs_ge2e_ci'], ge2e)} | "
                      f"{_pct(r['gap_closed_ge2e']) if r['secs_ge2e'] is not None else ge2e} | "
                      f"{_fmt(r['mos'], r['mos_ci'])} | {_fmt(r['adapt_seconds'])} | {_p(r)} |")

@@ -71,7 +71,7 @@ def test_two_cells_of_one_run_pair_their_clips(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| natural | finetune-adam:100 vs meta:10 | 2 | 0 | ECAPA | 4 | 0.300 | 0.400 |" in out
     saved = json.loads((tmp_path / "c.json").read_text())
-    assert saved["cells"] == ["finetune-adam:100", "meta:10"]
+    assert saved["cells"] == [["finetune-adam:100", "meta:10"]]
     for bad in ("meta", "meta:ten", ":10"):
         with pytest.raises(SystemExit):
             main([run, run, "--cells", bad, "meta:10"])
@@ -122,3 +122,48 @@ def test_the_paired_test_is_also_made_on_draw_and_voice_means():
     per_voice = [(gains[(v, 0)] + gains[(v, 1)]) / 2 + 0.0015 for v in ("v1", "v2", "v3")]
     assert ecapa["p_voices"] == pytest.approx(wilcoxon(per_voice).pvalue)
     assert ecapa["p"] < ecapa["p_draws"] < ecapa["p_voices"]  # fewer, truer units
+
+
+def test_several_pairs_of_cells_from_joined_folders_are_one_holm_family(tmp_path, capsys):
+    """#16's claims span cells run into different folders: each side may join folders with
+    commas, --cells may be given again, and the Holm columns adjust over every pair printed."""
+    from eval.stats import holm
+
+    def records(method, steps, gain):
+        return [dict(_record(s, t, 0.3 + gain + 0.01 * n + 0.002 * i, steps=steps),
+                     method=method, task=task, secs_other=0.25 + gain + 0.01 * n)
+                for i, s in enumerate(("v1", "v2", "v3")) for task in (0, 1)
+                for n, t in enumerate(("one", "two", "three"))]
+
+    _write(tmp_path / "meta", records("meta", 10, 0.1) + records("meta", 0, 0.0))
+    _write(tmp_path / "mean", records("finetune-adam", 100, 0.05))
+    _write(tmp_path / "twin", records("finetune-encoder", 0, 0.0))
+    side_b = f"{tmp_path / 'mean'},{tmp_path / 'twin'}"
+    assert main([str(tmp_path / "meta"), side_b, "--cells", "meta:10", "finetune-adam:100",
+                 "--cells", "meta:0", "finetune-encoder:0", "--out", str(tmp_path / "c.json")]) == 0
+    out = capsys.readouterr().out
+    assert "| natural | meta:10 vs finetune-adam:100 | 2 | 0 | ECAPA | 18 | 0.412 | 0.362 |" in out
+    assert "| ECAPA other | 18 | 0.360 | 0.310 |" in out  # the records' secs_other
+    rows = json.loads((tmp_path / "c.json").read_text())["rows"]
+    ecapa = [r for r in rows if r["judge"] == "ECAPA"]
+    assert [r["method"] for r in ecapa] == ["meta:0 vs finetune-encoder:0",
+                                            "meta:10 vs finetune-adam:100"]
+    assert ecapa[0]["p"] is None and ecapa[1]["p"] < 0.05  # the same clips: no difference
+    for level, adjusted in (("p", "holm"), ("p_draws", "holm_draws"), ("p_voices", "holm_voices")):
+        assert [r[adjusted] for r in ecapa] == holm([r[level] for r in ecapa])
+    assert main([str(tmp_path / "meta"), side_b, "--cells", "meta:20", "finetune-adam:100"]) == 2
+    assert "has no clip of the cell meta:20; it has meta:0, meta:10." in capsys.readouterr().err
+
+
+def test_the_difference_interval_resamples_voices_then_their_draws():
+    """Two voices that gain 0.1 on every clip of one draw and nothing on the other: the interval
+    by draws alone would be the same; what changes is the voice level: one voice gaining 0.1 and
+    one gaining 0 leaves an interval reaching from 0 to 0.1."""
+    a, b = [], []
+    for speaker, gains in (("v1", (0.1, 0.1)), ("v2", (0.0, 0.0))):
+        for task, gain in enumerate(gains):
+            for text in ("one", "two"):
+                a.append({**_record(speaker, text, 0.3), "task": task})
+                b.append({**_record(speaker, text, 0.3 + gain), "task": task})
+    ecapa = next(r for r in compare(a, b)[0] if r["judge"] == "ECAPA")
+    assert (ecapa["low"], ecapa["high"]) == (pytest.approx(0.0), pytest.approx(0.1))

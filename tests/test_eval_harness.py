@@ -237,6 +237,33 @@ def test_bootstrap_matches_hand_computed_values():
     assert (same.low, same.high) == (0.5, 0.5)
 
 
+def test_voice_bootstrap_resamples_voices_then_each_voices_draws():
+    # one voice: the bootstrap of its draws (means 1, 2 or 3 from two draws)
+    one = stats.voice_bootstrap([1.0, 1.0, 3.0, 3.0], ["v"] * 4, ["a", "a", "b", "b"], 500, 0)
+    assert (one.mean, one.n, one.clusters, one.low, one.high) == (2.0, 4, 1, 1.0, 3.0)
+    # two voices whose draws agree: only the voice level varies (means 1, 2 or 3 again)
+    two = stats.voice_bootstrap([1.0, 1.0, 3.0, 3.0], ["v", "v", "w", "w"], ["a", "b", "c", "d"],
+                                500, 0)
+    assert (two.clusters, two.low, two.high) == (2, 1.0, 3.0)
+    # draws of different sizes weigh by their clips, as the clip mean does
+    same = stats.voice_bootstrap([0.5] * 5, [1, 1, 1, 2, 2], [1, 1, 2, 3, 3], 100, 0)
+    assert (same.low, same.high) == (0.5, 0.5)
+    # voices that differ widen the interval beyond the draws-only bootstrap of the same clips
+    rng = np.random.default_rng(0)
+    values, voices, draws = [], [], []
+    for v in range(6):
+        for d in range(3):
+            for _ in range(5):
+                values.append(0.1 * v + rng.normal(0, 0.01))
+                voices.append(v)
+                draws.append((v, d))
+    wide = stats.voice_bootstrap(values, voices, draws, 1000, 0)
+    narrow = stats.cluster_bootstrap(values, draws, 1000, 0)
+    assert wide.high - wide.low > 1.5 * (narrow.high - narrow.low)
+    with pytest.raises(ValueError, match="3 values, 2 voice"):
+        stats.voice_bootstrap([1.0, 2.0, 3.0], [1, 2], [1, 2, 3])
+
+
 def test_paired_test_matches_hand_computed_values():
     # all five differences positive with ranks 1..5: exact two-sided p = 2 / 2**5
     test = stats.paired_test({i: i + i + 1.0 for i in range(5)}, {i: float(i) for i in range(5)})
@@ -264,6 +291,35 @@ def test_summary_rows_on_a_small_table():
     assert maml["p_vs_finetune"]["pairs"] == 2 and maml["p_vs_finetune"]["secs"] == \
         pytest.approx(0.5)  # two positive differences: exact p = 2 / 2**2
     assert rows["finetune-adam"]["p_vs_finetune"] is None
+    assert maml["secs_other"] is None and maml["gap_closed_other"] is None  # older records
+    assert "ecapa other" not in report._p(maml)
+
+
+def test_the_report_reads_similarity_without_the_own_sentence_where_records_have_it():
+    from eval import readable
+
+    def rec(method, speaker, seed, text, secs, other):
+        return {"method": method, "shots": 5, "steps": 10, "speaker": speaker, "seed": seed,
+                "text": text, "wer": 0.0, "errors": 0, "words": 4, "secs": secs,
+                "secs_other": other, "mos": 3.0, "adapt_seconds": 1.0, "group": "natural"}
+
+    table = [rec(m, s, seed, t, base + 0.1 * (m == "meta"), base - 0.05 + 0.1 * (m == "meta"))
+             for m in ("meta", "finetune-adam") for s, base in (("a", 0.5), ("b", 0.6))
+             for seed in (0, 1) for t in ("x", "y")]
+    bounds = {"secs": {"a": readable.Bounds(0.1, 0.8), "b": readable.Bounds(0.1, 0.7)}}
+    rows = {r["method"]: r for r in report.summary_rows(table, "finetune-adam", bounds=bounds,
+                                                        resamples=200)}
+    meta = rows["meta"]
+    assert meta["secs_other"] == pytest.approx(0.6) and meta["secs"] == pytest.approx(0.65)
+    # the gap closed against the ECAPA floor and ceiling: a (0.55-0.1)/0.7, b (0.65-0.1)/0.6
+    assert meta["gap_closed_other"] == pytest.approx((0.45 / 0.7 + 0.55 / 0.6) / 2)
+    assert meta["secs_other_ci"] == [pytest.approx(0.55), pytest.approx(0.65)]  # by voice
+    assert meta["p_vs_finetune"]["secs_other"] == pytest.approx(2 / 2 ** 8)  # 8 clips higher
+    lines = report._table(list(rows.values()), "-")
+    assert "| ECAPA, other sentences [95% CI] | gap closed, other sentences |" in lines[0]
+    assert lines[0].count("|") - 1 == lines[1].count("|") - 1 == 16
+    assert "| 0.600 [0.550, 0.650] | 78 % |" in next(l for l in lines if l.startswith("| meta"))
+    assert "ecapa other " in report._p(meta)
 
 
 @pytest.mark.slow

@@ -30,6 +30,19 @@ def test_rows_come_in_group_shot_method_order_with_every_step_count():
     ]
 
 
+def test_the_table_reads_similarity_without_the_own_sentence_when_asked(tmp_path, capsys):
+    rows = [dict(row("natural", "meta", 5, 10, 0.66, 0.8, 0.02, 3.1), secs_other=0.64,
+                 gap_closed_other=0.75)]
+    lines = headline.table({"rows": rows}, ["meta"], "secs_other")
+    assert lines[0].startswith("| group, k | method | ECAPA, other sentences, after 10 steps "
+                               "| gap closed (ECAPA, other sentences) |")
+    assert lines[2] == "| natural, 5 | meta-learned start | 0.640 | 75 % | 2.0 | 3.10 |"
+    (tmp_path / "summary.json").write_text(json.dumps({"rows": [row("natural", "meta", 5, 10,
+                                                                    0.66, 0.8, 0.02, 3.1)]}))
+    assert headline.main([str(tmp_path), "--without-own-sentence"]) == 1
+    assert "has no similarity without the own sentence" in capsys.readouterr().err
+
+
 def test_the_readme_table_is_the_full_runs_summary():
     # the README's headline rows are copied from results/eval_full by this command
     summary = json.loads((ROOT / "results/eval_full/summary.json").read_text())
