@@ -3,11 +3,12 @@
     python -m eval.compare runs/eval/span_control runs/eval/span [--out compare.json]
 
 Each run is a ``python -m eval --out DIR`` folder, or several joined by commas (their records
-read as one run, e.g. the cells of one grid run into different folders). Records are paired by (speaker, method, shots,
+read as one run, e.g. the cells of one grid run into different folders; a clip in two of them
+is refused). Records are paired by (speaker, method, shots,
 task, seed, steps, text), and a pair counts only when both runs adapted from the same support
 clips, so that the difference is the checkpoint's alone. Per voice group, method and step count
 it prints each judge's mean (WER in %) in A and in B, the mean difference B - A with its 95 %
-bootstrap interval (voices, then each voice's draws, as in the report), the share of clips where
+bootstrap interval (over voices; with one voice over its draws, as in the report), the share of clips where
 B is higher, and the two-sided Wilcoxon p of the pairs: of the clips, and of the means of each
 draw (a speaker's task) and of each voice, since the clips of one adaptation are not independent
 (the clip-level p is the optimistic one). Each of the three p columns is also Holm-adjusted over
@@ -148,9 +149,18 @@ def main(argv: list[str] | None = None) -> int:
             cells = [(cell(a), cell(b)) for a, b in args.cells]
         except ValueError as err:
             parser.error(str(err))
+        repeated = {" vs ".join(c) for c in args.cells
+                    if sum(d == c for d in args.cells) > 1}
+        if repeated:
+            parser.error(f"--cells {', '.join(sorted(repeated))} given twice: each pair of cells "
+                         "once (a pair counted twice would count its clips twice)")
+    for side in (args.a, args.b):
+        if not _folders(side):
+            parser.error(f"{side!r} names no folder: give a python -m eval --out folder, or "
+                         "several joined by commas")
     runs = []
     for side in (args.a, args.b):
-        records = []
+        records, seen = [], {}
         for folder in _folders(side):
             try:
                 got = read_results(Path(folder) / RESULTS, RECORD_FIELDS)
@@ -161,6 +171,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"error: {folder} has no {RESULTS}: give a folder written by "
                       f"'python -m eval --out FOLDER'.", file=sys.stderr)
                 return 2
+            for r in got:
+                key = pair_key(r)
+                if key in seen:
+                    print(f"error: the clip {key} is in {seen[key]} and again in {folder}: a "
+                          "clip counted twice would count as two pairs; join folders that hold "
+                          "different cells of a grid.", file=sys.stderr)
+                    return 2
+                seen[key] = folder
             records += got
         runs.append(records)
     if cells:
@@ -182,6 +200,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no clip of {args.b} matches one of {args.a} (same speaker, method, shots, "
               "task, seed, steps, text and support clips): run both with the same grid.",
               file=sys.stderr)
+        return 2
+    missing = [" vs ".join(c) for c in (args.cells or [])
+               if " vs ".join(c) not in {r["method"] for r in rows}]
+    if missing:
+        print(f"error: no clip of the pair {', '.join(missing)} matches (same speaker, shots, "
+              "task, seed, text and support clips): the family would silently lose it; give "
+              "cells of the same grid.", file=sys.stderr)
         return 2
     if cells:
         print(f"A = the first cell of each pair, from {args.a}; B = the second, from {args.b} "

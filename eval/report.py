@@ -51,10 +51,9 @@ DEFINITIONS = f"""\
   listening-test ratings, trained on noisy and processed real speech, not on TTS. It is not a
   human MOS: compare rows with each other, not with published MOS.
 - **adapt_seconds**: wall time of one adaptation (features + steps), on this machine.
-- Intervals: 95 % percentile bootstrap ({{resamples}} resamples) in two stages: the speakers with
-  replacement, then each drawn speaker's support draws (tasks) with replacement, so that an
-  interval speaks of voices like these (with one speaker: of its draws); reference rows over
-  speakers.
+- Intervals: 95 % percentile bootstrap ({{resamples}} resamples) over speakers (each speaker's
+  clips resampled whole), so that an interval speaks of voices like these; a group of one
+  speaker over its support draws (tasks); reference rows over speakers.
 - **p (Holm)**: two-sided Wilcoxon signed-rank test (scipy, zero differences dropped) of the
   method against {{baseline}} at the same group, k and steps, on clips matched by (speaker, task,
   text); Holm-adjusted over every cell of every group, one family per metric. **pairs** is the
@@ -138,7 +137,9 @@ def _paired(records: list[dict], baseline: list[dict]) -> dict:
         return {(r["speaker"], r["seed"], r["text"]): r[name] for r in rs
                 if r.get(name) is not None}
 
-    out = {"pairs": len(set(by_key(records, "wer")) & set(by_key(baseline, "wer")))}
+    out = {"pairs": len(set(by_key(records, "wer")) & set(by_key(baseline, "wer"))),
+           "other_pairs": len(set(by_key(records, "secs_other"))
+                              & set(by_key(baseline, "secs_other")))}
     for name in TESTED:
         out[name] = stats.paired_test(by_key(records, name), by_key(baseline, name)).p
     return out
@@ -238,8 +239,10 @@ def _p(row: dict) -> str:
     if not p:
         return "-"
     holm = p["holm"]
-    return ", ".join(f"{TEST_NAMES[k]} {'-' if holm[k] is None else f'{holm[k]:.3g}'}"
-                     for k in TESTED if k not in OTHER or holm.get(k) is not None)
+    other = p.get("secs_other") is not None or p.get("secs_ge2e_other") is not None or \
+        bool(p.get("other_pairs"))
+    return ", ".join(f"{TEST_NAMES[k]} {'-' if holm.get(k) is None else f'{holm[k]:.3g}'}"
+                     for k in TESTED if k not in OTHER or other)
 
 
 def _table(rows: list[dict], ge2e: str) -> list[str]:

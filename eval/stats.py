@@ -1,11 +1,11 @@
 """Statistics of the benchmark tables: cluster-bootstrap intervals, a paired test, Holm's method.
 
-- Interval: 95 % percentile bootstrap of the mean, resampling whole *clusters* (one cluster = one
-  speaker's task: its adaptation and all its test sentences) with replacement, so that clips
-  sharing a speaker and a support draw are not counted as independent. :func:`voice_bootstrap`
-  resamples in two stages, the voices and then each drawn voice's tasks, so that the interval
-  speaks of voices like these rather than of these voices' draws (with one voice it is the
-  bootstrap of its draws).
+- Interval: 95 % percentile bootstrap of the mean, resampling whole *clusters* with replacement,
+  so that clips sharing a speaker and a support draw are not counted as independent. The
+  report's clusters are voices (:func:`voice_bootstrap`), so that an interval speaks of voices
+  like these rather than of these voices' draws; a group of one voice (the real one) resamples
+  its support draws (one cluster = one speaker's task: its adaptation and all its test
+  sentences).
 - Paired test: Wilcoxon signed-rank test (two-sided, scipy, zero differences dropped: "wilcox")
   on pairs matched by (speaker, task, text) between a method and the fine-tuning baseline. The
   clips of one adaptation share its voice and are not independent, so a clip-level p is
@@ -55,35 +55,16 @@ def cluster_bootstrap(values: Sequence[float], clusters: Sequence[Hashable],
 def voice_bootstrap(values: Sequence[float], voices: Sequence[Hashable],
                     draws: Sequence[Hashable], resamples: int = BOOTSTRAP,
                     seed: int = 0) -> Interval:
-    """Mean of ``values`` with a two-stage percentile bootstrap interval: each resample draws the
-    voices with replacement, then, for every voice drawn, that voice's draws (clusters of clips
-    within it, e.g. its support draws) with replacement; the resample's mean is over the clips
-    so chosen. ``clusters`` of the result counts the voices."""
-    x = np.asarray(values, dtype=float)
-    if not len(x) == len(voices) == len(draws):
-        raise ValueError(f"{len(x)} values, {len(voices)} voice and {len(draws)} draw labels")
-    if len(x) == 0:
-        raise ValueError("no values to summarize")
-    rng = np.random.default_rng(seed)
-    inner: dict[str, dict[str, list[float]]] = {}  # voice -> draw -> [sum, count]
-    for value, voice, draw in zip(x, voices, draws):
-        s = inner.setdefault(str(voice), {}).setdefault(str(draw), [0.0, 0.0])
-        s[0] += value
-        s[1] += 1.0
-    n_voices = len(inner)
-    # per voice and outer slot: the sum and count of one inner resample of its draws
-    sums = np.empty((n_voices, resamples, n_voices))
-    counts = np.empty_like(sums)
-    for v, per_draw in enumerate(inner.values()):
-        s, c = np.asarray(list(per_draw.values())).T  # (D,), (D,)
-        pick = rng.integers(len(s), size=(resamples, n_voices, len(s)))
-        sums[v], counts[v] = s[pick].sum(-1), c[pick].sum(-1)
-    chosen = rng.integers(n_voices, size=(resamples, n_voices))  # (R, V): voice in each slot
-    r, slot = np.arange(resamples)[:, None], np.arange(n_voices)[None, :]
-    means = sums[chosen, r, slot].sum(1) / counts[chosen, r, slot].sum(1)
-    alpha = (1 - CONFIDENCE) / 2
-    low, high = np.quantile(means, [alpha, 1 - alpha])
-    return Interval(float(x.mean()), float(low), float(high), len(x), n_voices)
+    """Mean of ``values`` with its percentile bootstrap interval over the voices (each voice's
+    clips resampled whole); with a single voice, over that voice's ``draws`` instead. Resampling
+    the draws within each drawn voice too would count the within-voice spread twice and give
+    intervals wider than 95 % (measured in a review: 100 % coverage, 40 % too wide), so only the
+    top level is resampled. ``clusters`` of the result counts what was resampled."""
+    if len(values) != len(voices):
+        raise ValueError(f"{len(values)} values but {len(voices)} voice labels")
+    if len({str(v) for v in voices}) > 1:
+        return cluster_bootstrap(values, voices, resamples, seed)
+    return cluster_bootstrap(values, draws, resamples, seed)
 
 
 @dataclass(frozen=True)

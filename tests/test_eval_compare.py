@@ -153,12 +153,30 @@ def test_several_pairs_of_cells_from_joined_folders_are_one_holm_family(tmp_path
         assert [r[adjusted] for r in ecapa] == holm([r[level] for r in ecapa])
     assert main([str(tmp_path / "meta"), side_b, "--cells", "meta:20", "finetune-adam:100"]) == 2
     assert "has no clip of the cell meta:20; it has meta:0, meta:10." in capsys.readouterr().err
+    # a clip in two joined folders, or a pair given twice, would count its clips twice
+    _write(tmp_path / "again", records("finetune-adam", 100, 0.05))
+    assert main([str(tmp_path / "meta"), f"{side_b},{tmp_path / 'again'}",
+                 "--cells", "meta:10", "finetune-adam:100"]) == 2
+    assert f"is in {tmp_path / 'mean'} and again in {tmp_path / 'again'}" in \
+        capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "meta"), side_b, "--cells", "meta:10", "finetune-adam:100",
+              "--cells", "meta:10", "finetune-adam:100"])
+    assert "given twice" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([",", side_b])
+    assert "names no folder" in capsys.readouterr().err
+    # a pair whose cells exist but share no clip is named, not dropped from the family
+    _write(tmp_path / "other_k", [dict(r, shots=3) for r in records("finetune-adam", 50, 0.0)])
+    assert main([str(tmp_path / "meta"), f"{side_b},{tmp_path / 'other_k'}",
+                 "--cells", "meta:10", "finetune-adam:100",
+                 "--cells", "meta:10", "finetune-adam:50"]) == 2
+    assert "no clip of the pair meta:10 vs finetune-adam:50 matches" in capsys.readouterr().err
 
 
-def test_the_difference_interval_resamples_voices_then_their_draws():
-    """Two voices that gain 0.1 on every clip of one draw and nothing on the other: the interval
-    by draws alone would be the same; what changes is the voice level: one voice gaining 0.1 and
-    one gaining 0 leaves an interval reaching from 0 to 0.1."""
+def test_the_difference_interval_resamples_voices():
+    """One voice gains 0.1 on every clip, the other nothing: resampled by voice, the interval
+    reaches from 0 to 0.1 (by draw it would be narrower)."""
     a, b = [], []
     for speaker, gains in (("v1", (0.1, 0.1)), ("v2", (0.0, 0.0))):
         for task, gain in enumerate(gains):

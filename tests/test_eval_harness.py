@@ -237,17 +237,14 @@ def test_bootstrap_matches_hand_computed_values():
     assert (same.low, same.high) == (0.5, 0.5)
 
 
-def test_voice_bootstrap_resamples_voices_then_each_voices_draws():
+def test_voice_bootstrap_resamples_voices_or_one_voices_draws():
     # one voice: the bootstrap of its draws (means 1, 2 or 3 from two draws)
     one = stats.voice_bootstrap([1.0, 1.0, 3.0, 3.0], ["v"] * 4, ["a", "a", "b", "b"], 500, 0)
-    assert (one.mean, one.n, one.clusters, one.low, one.high) == (2.0, 4, 1, 1.0, 3.0)
-    # two voices whose draws agree: only the voice level varies (means 1, 2 or 3 again)
+    assert (one.mean, one.n, one.clusters, one.low, one.high) == (2.0, 4, 2, 1.0, 3.0)
+    # two voices: each voice's clips resampled whole, whatever its draws
     two = stats.voice_bootstrap([1.0, 1.0, 3.0, 3.0], ["v", "v", "w", "w"], ["a", "b", "c", "d"],
                                 500, 0)
     assert (two.clusters, two.low, two.high) == (2, 1.0, 3.0)
-    # draws of different sizes weigh by their clips, as the clip mean does
-    same = stats.voice_bootstrap([0.5] * 5, [1, 1, 1, 2, 2], [1, 1, 2, 3, 3], 100, 0)
-    assert (same.low, same.high) == (0.5, 0.5)
     # voices that differ widen the interval beyond the draws-only bootstrap of the same clips
     rng = np.random.default_rng(0)
     values, voices, draws = [], [], []
@@ -259,8 +256,8 @@ def test_voice_bootstrap_resamples_voices_then_each_voices_draws():
                 draws.append((v, d))
     wide = stats.voice_bootstrap(values, voices, draws, 1000, 0)
     narrow = stats.cluster_bootstrap(values, draws, 1000, 0)
-    assert wide.high - wide.low > 1.5 * (narrow.high - narrow.low)
-    with pytest.raises(ValueError, match="3 values, 2 voice"):
+    assert wide.clusters == 6 and wide.high - wide.low > 1.5 * (narrow.high - narrow.low)
+    with pytest.raises(ValueError, match="3 values but 2 voice"):
         stats.voice_bootstrap([1.0, 2.0, 3.0], [1, 2], [1, 2, 3])
 
 
