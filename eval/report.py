@@ -67,8 +67,9 @@ DEFINITIONS = f"""\
 def _interval(records: list[dict], name: str, cluster: Callable[[dict], object], seed: int,
               resamples: int, draw: Callable[[dict], object] | None = None
               ) -> tuple[float | None, list[float] | None]:
-    """The mean of ``name`` with its bootstrap interval over ``cluster`` (e.g. speakers), and
-    within each cluster over ``draw`` (e.g. a speaker's support draws) where given."""
+    """The mean of ``name`` with its bootstrap interval over ``cluster`` (e.g. speakers); with
+    ``draw`` given, over ``draw`` (e.g. the support draws) where there is one cluster only
+    (:func:`stats.voice_bootstrap`)."""
     kept = [r for r in records if r.get(name) is not None]
     if not kept:
         return None, None
@@ -239,8 +240,7 @@ def _p(row: dict) -> str:
     if not p:
         return "-"
     holm = p["holm"]
-    other = p.get("secs_other") is not None or p.get("secs_ge2e_other") is not None or \
-        bool(p.get("other_pairs"))
+    other = bool(p.get("other_pairs"))  # records with secs_other on both sides
     return ", ".join(f"{TEST_NAMES[k]} {'-' if holm.get(k) is None else f'{holm[k]:.3g}'}"
                      for k in TESTED if k not in OTHER or other)
 
