@@ -8,12 +8,12 @@ is refused). Records are paired by (speaker, method, shots,
 task, seed, steps, text), and a pair counts only when both runs adapted from the same support
 clips, so that the difference is the checkpoint's alone. Per voice group, method and step count
 it prints each judge's mean (WER in %) in A and in B, the mean difference B - A with its 95 %
-bootstrap interval (over voices; with one voice over its draws, as in the report), the share of clips where
-B is higher, and the two-sided Wilcoxon p of the pairs: of the clips, and of the means of each
-draw (a speaker's task) and of each voice, since the clips of one adaptation are not independent
-(the clip-level p is the optimistic one). Each of the three p columns is also Holm-adjusted over
-every row of the same judge (one family per judge and level: the rows printed). ECAPA and GE2E
-are also read without the real clip of each clip's own sentence among the references ("ECAPA
+bootstrap interval (over voices; with one voice over its draws, as in the report), the share of
+clips where B is higher, and the two-sided Wilcoxon p of the pairs: of the clips, and of the
+means of each draw (a speaker's task) and of each voice, since the clips of one adaptation are
+not independent (the clip-level p is the optimistic one). Each of the three p columns is also
+Holm-adjusted over every row of the same judge (one family per judge and level: the rows
+printed). ECAPA and GE2E are also read without the real clip of each clip's own sentence among the references ("ECAPA
 other", as the ceiling has none) where the records carry it. Nothing is judged again.
 
     python -m eval.compare RUN RUN --cells meta:10 finetune-adam:100 [--cells A:N B:M ...]
@@ -135,11 +135,17 @@ def main(argv: list[str] | None = None) -> int:
                              "instead of the same cells of two runs; give it again for more "
                              "pairs of cells (Holm adjusts over all of them)")
     args = parser.parse_args(argv)
+    sides = [_folders(args.a), _folders(args.b)]
+    for side, folders in zip((args.a, args.b), sides):
+        if not folders:
+            parser.error(f"{side!r} names no folder: give a python -m eval --out folder, or "
+                         "several joined by commas")
+    labels = [" vs ".join(specs) for specs in args.cells or []]
     if args.out:
         from metatts.assets import output_problem
 
         problem = output_problem(args.out, force=args.force, inputs=[
-            Path(f) / name for side in (args.a, args.b) for f in _folders(side)
+            Path(f) / name for folders in sides for f in folders
             for name in (RESULTS, "summary.json")])
         if problem:
             parser.error(f"--out {problem}")
@@ -149,19 +155,14 @@ def main(argv: list[str] | None = None) -> int:
             cells = [(cell(a), cell(b)) for a, b in args.cells]
         except ValueError as err:
             parser.error(str(err))
-        repeated = {" vs ".join(c) for c in args.cells
-                    if sum(d == c for d in args.cells) > 1}
+        repeated = {label for label in labels if labels.count(label) > 1}
         if repeated:
             parser.error(f"--cells {', '.join(sorted(repeated))} given twice: each pair of cells "
                          "once (a pair counted twice would count its clips twice)")
-    for side in (args.a, args.b):
-        if not _folders(side):
-            parser.error(f"{side!r} names no folder: give a python -m eval --out folder, or "
-                         "several joined by commas")
     runs = []
-    for side in (args.a, args.b):
+    for folders in sides:
         records, seen = [], {}
-        for folder in _folders(side):
+        for folder in folders:
             try:
                 got = read_results(Path(folder) / RESULTS, RECORD_FIELDS)
             except ResultsError as err:
@@ -183,8 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         runs.append(records)
     if cells:
         picked: list[list[dict]] = [[], []]
-        for specs, pair in zip(args.cells, cells):
-            label = " vs ".join(specs)
+        for specs, pair, label in zip(args.cells, cells, labels):
             for side, (spec, (method, steps), records, folder) in enumerate(
                     zip(specs, pair, runs, (args.a, args.b))):
                 chosen = one_cell(records, method, steps, label)
@@ -201,8 +201,7 @@ def main(argv: list[str] | None = None) -> int:
               "task, seed, steps, text and support clips): run both with the same grid.",
               file=sys.stderr)
         return 2
-    missing = [" vs ".join(c) for c in (args.cells or [])
-               if " vs ".join(c) not in {r["method"] for r in rows}]
+    missing = [label for label in labels if label not in {r["method"] for r in rows}]
     if missing:
         print(f"error: no clip of the pair {', '.join(missing)} matches (same speaker, shots, "
               "task, seed, text and support clips): the family would silently lose it; give "
