@@ -13,8 +13,9 @@ clips where B is higher, and the two-sided Wilcoxon p of the pairs: of the clips
 means of each draw (a speaker's task) and of each voice, since the clips of one adaptation are
 not independent (the clip-level p is the optimistic one). Each of the three p columns is also
 Holm-adjusted over every row of the same judge (one family per judge and level: the rows
-printed). ECAPA and GE2E are also read without the real clip of each clip's own sentence among the references ("ECAPA
-other", as the ceiling has none) where the records carry it. Nothing is judged again.
+printed). ECAPA and GE2E are also read without the real clip of each clip's own sentence among the
+references ("ECAPA other", as the ceiling has none) where the records carry it. Nothing is judged
+again.
 
     python -m eval.compare RUN RUN --cells meta:10 finetune-adam:100 [--cells A:N B:M ...]
 
