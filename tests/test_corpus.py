@@ -213,3 +213,17 @@ def test_eval_set_export_keeps_the_other_speakers_already_there(tmp_path):
     assert "| real_x | real |" in (tmp_path / "eval" / "README.md").read_text()
     again = export_eval_set(tmp_path / "corpus", tmp_path / "eval", per_speaker=1)
     assert read_manifest(tmp_path / "eval") == [other, *again]
+
+
+def test_eval_set_exports_validation_speakers_to_a_folder_of_their_own(tmp_path):
+    voices = (*_tiny_voices(), Voice("espeak-ng", "en-us+f2", "espeak_f2", "test"),
+              Voice("espeak-ng", "en-us+m8", "espeak_m8", "val"))
+    build(tmp_path / "corpus", BuildConfig(clips_per_speaker=2), voices)
+    clips = export_eval_set(tmp_path / "corpus", tmp_path / "val", per_speaker=2, split="val")
+    assert {(c.speaker, c.split) for c in clips} == {("espeak_m8", "val")} and len(clips) == 2
+    assert (tmp_path / "val" / "README.md").read_text().startswith("# Validation speakers")
+    export_eval_set(tmp_path / "corpus", tmp_path / "test", per_speaker=1)
+    with pytest.raises(ValueError, match="holds speakers of split test; export the val"):
+        export_eval_set(tmp_path / "corpus", tmp_path / "test", per_speaker=1, split="val")
+    assert {c.split for c in read_manifest(tmp_path / "test")} == {"test"}
+    assert not (tmp_path / "test" / "espeak_m8").exists()

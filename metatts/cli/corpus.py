@@ -50,6 +50,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="clips per test speaker in --eval-set (default 8)")
     p.add_argument("--eval-group", choices=("natural", "engine"),
                    help="export only this group's test speakers (the others in DIR are kept)")
+    p.add_argument("--eval-split", choices=("test", "val"), default="test",
+                   help="export this split's speakers: val gives the validation voices, for a "
+                   "benchmark read that replicates the held-out one (a folder of their own; "
+                   "default test)")
     p.add_argument("--store", type=Path, metavar="DIR", help="a packed copy of the slow voices "
                    "(metatts.corpus.store; this repository's is corpus-store/): its clips are "
                    "restored into --out first, and each speaker finished is packed into it")
@@ -139,8 +143,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.eval_set is not None and result.clips:
         from metatts.corpus.eval_set import export_eval_set
 
-        exported = export_eval_set(args.out, args.eval_set, args.eval_clips,
-                                   group=args.eval_group)
+        try:
+            exported = export_eval_set(args.out, args.eval_set, args.eval_clips,
+                                       split=args.eval_split, group=args.eval_group)
+        except ValueError as err:  # the corpus is built and kept; only the export is refused
+            print(f"corpus: {err}", file=sys.stderr)
+            return 2
         summary["eval_set"] = {"dir": str(args.eval_set), "clips": len(exported),
                                "speakers": sorted({c.speaker for c in exported})}
     (Path(args.out) / "report.json").write_text(json.dumps(summary, indent=1) + "\n")

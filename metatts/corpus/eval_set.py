@@ -24,7 +24,10 @@ def export_eval_set(corpus: str | Path, out: str | Path, per_speaker: int = 8,
     """Copy the first ``per_speaker`` clips of every ``split`` speaker of ``corpus`` (of ``group``
     only, when given) to ``out`` as FLAC. Each exported speaker's folder and manifest rows are
     replaced; every other speaker already in ``out`` (another group, a real voice) is kept.
-    Returns the exported clips."""
+    Returns the exported clips. ``split="val"`` exports the validation speakers (never trained
+    on, but read for choices made without the benchmark's judges) to a folder of their own: a
+    folder holding speakers of another split is refused, so that a benchmark read on it never
+    mixes the two."""
     chosen: list[Clip] = []
     counts: dict[str, int] = {}
     for clip in read_manifest(corpus):
@@ -39,6 +42,9 @@ def export_eval_set(corpus: str | Path, out: str | Path, per_speaker: int = 8,
     out.mkdir(parents=True, exist_ok=True)
     kept = [c for c in read_manifest(out) if c.speaker not in counts] if (
         out / "manifest.jsonl").is_file() else []
+    if other := sorted({c.split for c in kept} - {split}):
+        raise ValueError(f"{out} holds speakers of split {', '.join(other)}; export the "
+                         f"{split} speakers to a folder of their own")
     for speaker in counts:
         with atomic_path(out / speaker) as staged:
             staged.mkdir(parents=True)
@@ -59,15 +65,26 @@ def _readme(clips: list[Clip]) -> str:
         rows.setdefault(clip.speaker, [clip.group, clip.engine, clip.voice, clip.licence, 0, 0.0])
         rows[clip.speaker][4] += 1
         rows[clip.speaker][5] += clip.seconds
+    if {clip.split for clip in clips} == {"val"}:
+        title, intro = "Validation speakers", (
+            "The corpus's validation speakers (split `val`): never trained on, but read for "
+            "choices made without the benchmark's judges (the inner rate, the frame neighbours), "
+            "so a benchmark read on them replicates the held-out one rather than adding to it. "
+            "Made offline by `python -m metatts corpus --eval-set DIR --eval-split val`. FLAC, "
+            "22,050 Hz, 16-bit, silence-trimmed and loudness-normalized; `<id>.txt` holds each "
+            "clip's exact transcript.")
+    else:
+        title, intro = "Held-out evaluation speakers", (
+            "English speech of speakers that no training or validation split holds, in three "
+            "groups that the benchmark reports apart: `natural` (Kokoro's test-only English "
+            "voices), `real` (recorded people; see each folder's ATTRIBUTION and COPYRIGHT files) "
+            "and `engine` (the previous corpus's test speakers). The synthetic ones are made "
+            "offline by `python -m metatts corpus --eval-set`. FLAC, 22,050 Hz, 16-bit, "
+            "silence-trimmed and loudness-normalized; `<id>.txt` holds each clip's exact "
+            "transcript and `manifest.jsonl` lists group, engine, voice, licence and split for "
+            "every clip.")
     lines = [
-        "# Held-out evaluation speakers", "",
-        ("English speech of speakers that no training or validation split holds, in three groups "
-         "that the benchmark reports apart: `natural` (Kokoro's test-only English voices), `real` "
-         "(recorded people; see each folder's ATTRIBUTION and COPYRIGHT files) and `engine` (the "
-         "previous corpus's test speakers). The synthetic ones are made offline by `python -m "
-         "metatts corpus --eval-set`. FLAC, 22,050 Hz, 16-bit, silence-trimmed and "
-         "loudness-normalized; `<id>.txt` holds each clip's exact transcript and `manifest.jsonl` "
-         "lists group, engine, voice, licence and split for every clip."), "",
+        f"# {title}", "", intro, "",
         "| speaker | group | engine | voice | licence | clips | seconds |",
         "|---|---|---|---|---|---|---|",
     ]
