@@ -65,24 +65,22 @@ def _readme(clips: list[Clip]) -> str:
         rows.setdefault(clip.speaker, [clip.group, clip.engine, clip.voice, clip.licence, 0, 0.0])
         rows[clip.speaker][4] += 1
         rows[clip.speaker][5] += clip.seconds
+    audio = ("FLAC, 22,050 Hz, 16-bit, silence-trimmed and loudness-normalized; `<id>.txt` holds "
+             "each clip's exact transcript")
     if {clip.split for clip in clips} == {"val"}:
         title, intro = "Validation speakers", (
             "The corpus's validation speakers (split `val`): never trained on, but read for "
             "choices made without the benchmark's judges (the inner rate, the frame neighbours), "
             "so a benchmark read on them replicates the held-out one rather than adding to it. "
-            "Made offline by `python -m metatts corpus --eval-set DIR --eval-split val`. FLAC, "
-            "22,050 Hz, 16-bit, silence-trimmed and loudness-normalized; `<id>.txt` holds each "
-            "clip's exact transcript.")
+            f"Made offline by `python -m metatts corpus --eval-set DIR --eval-split val`. {audio}.")
     else:
         title, intro = "Held-out evaluation speakers", (
             "English speech of speakers that no training or validation split holds, in three "
             "groups that the benchmark reports apart: `natural` (Kokoro's test-only English "
             "voices), `real` (recorded people; see each folder's ATTRIBUTION and COPYRIGHT files) "
             "and `engine` (the previous corpus's test speakers). The synthetic ones are made "
-            "offline by `python -m metatts corpus --eval-set`. FLAC, 22,050 Hz, 16-bit, "
-            "silence-trimmed and loudness-normalized; `<id>.txt` holds each clip's exact "
-            "transcript and `manifest.jsonl` lists group, engine, voice, licence and split for "
-            "every clip.")
+            f"offline by `python -m metatts corpus --eval-set`. {audio} and `manifest.jsonl` "
+            "lists group, engine, voice, licence and split for every clip.")
     lines = [
         f"# {title}", "", intro, "",
         "| speaker | group | engine | voice | licence | clips | seconds |",
